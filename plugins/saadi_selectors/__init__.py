@@ -1,0 +1,1 @@
+"""saadi first-party plugin: selectors."""

@@ -1,0 +1,304 @@
+"""Run and study configuration.
+
+One pydantic model, :class:`RunConfig`, describes a run whether it comes from CLI flags, a YAML
+file or both (flags override the file); :class:`StudyConfig` describes several arms on one dataset.
+Every model forbids unknown keys, and :func:`load_config_file` reports a typo with the key's
+dotted path *and* its line in the YAML file. Component options (``{kind, options}``) are checked
+against the plugin's own ``Options`` model by :func:`validate_components`, with the same
+file-and-line reporting, before any stage runs.
+
+Profiles: ``tiny`` (default) is the embedded CPU setting; ``paper`` is the paper's setting and
+expects local pretrained weights. A profile is a name that plugins map to option defaults
+(``register(..., profiles={"paper": {...}})``) — the core holds no model settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from saadi_core.errors import ConfigError, SaadiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from saadi_core.registry import Registry
+
+PROFILES = ("tiny", "paper")
+
+
+class Strict(BaseModel):
+    """Base for all config models: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Settings(BaseSettings):
+    """Process-wide defaults from the environment (prefix ``SAADI_``), e.g. ``SAADI_RUNS_DIR``."""
+
+    model_config = SettingsConfigDict(env_prefix="SAADI_", extra="ignore")
+
+    runs_dir: Path = Path("runs")
+    profile: str = "tiny"
+    device: str = "auto"
+
+
+class ComponentSpec(Strict):
+    """``{kind: ssi, options: {...}}``; a bare string ``"ssi"`` is accepted as ``{kind: ssi}``."""
+
+    kind: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+
+class PoolConfig(Strict):
+    """The generated pool G_s that the selector scores."""
+
+    n_per_condition: int | None = Field(default=None, ge=1, description="samples per condition; None = profile default")
+    seed: int = Field(default=1000, description="seed of the pool; evaluation uses different seeds")
+
+
+class EvaluationConfig(Strict):
+    """How base and aligned generators are compared and the downstream model trained."""
+
+    n_per_condition: int | None = Field(default=None, ge=1, description="held-out samples per condition for pass rates")
+    seed: int = Field(default=2000, description="seed for base-vs-aligned comparison samples (same for both)")
+    scales: list[float] = Field(default_factory=lambda: [1.0], description="synthetic amount as multiples of the real train size")
+    downstream_seeds: list[int] = Field(default_factory=lambda: [0])
+
+    @field_validator("scales")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if not value or any(s <= 0 for s in value):
+            raise ValueError("scales must be a non-empty list of positive numbers")
+        return value
+
+
+class RunConfig(Strict):
+    """Everything ``saadi run`` needs. ``None`` components are filled from the dataset's task
+    (classification: ssd + resnet18; segmentation: ssi + segformer) when the run starts."""
+
+    name: str | None = Field(default=None, description="run directory name; default built from the components")
+    profile: str = Field(default_factory=lambda: Settings().profile)
+    seed: int = 0
+    runs_dir: Path = Field(default_factory=lambda: Settings().runs_dir)
+    device: str = Field(default_factory=lambda: Settings().device, description="auto | cpu | cuda | cuda:N")
+    dataset: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="toy-cls"))
+    generator: ComponentSpec | None = None
+    selector: ComponentSpec | None = None
+    pairing: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="threshold"))
+    aligner: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="diffusion-dpo"))
+    downstream: ComponentSpec | None = Field(default=None, description="downstream task model; default: the selector's kind")
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        if value not in PROFILES:
+            raise ValueError(f"unknown profile '{value}'; known: {', '.join(PROFILES)}")
+        return value
+
+    def run_name(self) -> str:
+        if self.name:
+            return self.name
+        parts = [self.dataset.kind, getattr(self.generator, "kind", None), getattr(self.selector, "kind", None), self.profile]
+        return "-".join(p for p in parts if p)
+
+    def components(self) -> dict[str, ComponentSpec]:
+        """Component specs that are set, keyed by their config field (= category name)."""
+        specs = {
+            "dataset": self.dataset,
+            "generator": self.generator,
+            "selector": self.selector,
+            "pairing": self.pairing,
+            "aligner": self.aligner,
+            "downstream": self.downstream,
+        }
+        return {k: v for k, v in specs.items() if v is not None}
+
+
+class ArmConfig(Strict):
+    """One arm of a study: a generator (optionally aligned) or a mix of other arms' synthetic data."""
+
+    name: str
+    generator: ComponentSpec | None = None
+    aligner: ComponentSpec | None = None
+    mix: list[str] | None = Field(default=None, description="names of other arms whose synthetic data is mixed")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ArmConfig":
+        if (self.generator is None) == (self.mix is None):
+            raise ValueError(f"arm '{self.name}' needs exactly one of 'generator' or 'mix'")
+        return self
+
+
+class StudyConfig(Strict):
+    """``saadi study``: several arms on one dataset with shared splits, seeds and downstream model."""
+
+    name: str
+    profile: str = "tiny"
+    runs_dir: Path = Field(default_factory=lambda: Settings().runs_dir)
+    device: str = "auto"
+    dataset: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="toy-cls"))
+    selector: ComponentSpec | None = None
+    pairing: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="threshold"))
+    downstream: ComponentSpec | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    scales: list[float] = Field(default_factory=lambda: [1.0])
+    include_real_only: bool = True
+    arms: list[ArmConfig]
+
+    @model_validator(mode="after")
+    def _arms_consistent(self) -> "StudyConfig":
+        names = [a.name for a in self.arms]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"arm names must be unique; repeated: {', '.join(dupes)}")
+        for arm in self.arms:
+            unknown = [m for m in arm.mix or [] if m not in names or m == arm.name]
+            if unknown:
+                raise ValueError(f"arm '{arm.name}' mixes unknown arms: {', '.join(unknown)}")
+        return self
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[path + (key,)] = key_node.start_mark.line + 1
+            _line_index(value_node, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, path + (i,), out)
+
+
+class YamlDoc:
+    """A parsed YAML mapping plus the line of every key, for error messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"config file not found: {self.path}")
+        text = self.path.read_text(encoding="utf-8")
+        try:
+            node = yaml.compose(text)
+            self.data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{self.path}:{mark.line + 1}" if mark else str(self.path)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if self.data is None:
+            self.data = {}
+        if not isinstance(self.data, dict):
+            raise ConfigError(f"{self.path}: expected a mapping of settings at the top level")
+        self.lines: dict[tuple[Any, ...], int] = {}
+        if node is not None:
+            _line_index(node, (), self.lines)
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        """``file:line`` of the deepest key of ``loc`` present in the file."""
+        for cut in range(len(loc), 0, -1):
+            line = self.lines.get(tuple(loc[:cut]))
+            if line is not None:
+                return f"{self.path}:{line}"
+        return str(self.path)
+
+
+def _format_error(err: dict[str, Any], doc: YamlDoc | None, prefix: tuple[Any, ...] = ()) -> str:
+    loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling)"
+    where = f"{doc.where(loc)}: " if doc is not None else ""
+    return f"{where}{dotted}: {msg}"
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], doc: YamlDoc | None) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(_format_error(errors[0], doc) + more) from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` wins; nested mappings are merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``"generator.options.steps=200"`` -> ``{"generator": {"options": {"steps": 200}}}``;
+    the value is read as YAML so numbers, booleans and lists keep their type."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE (dotted key), got '{text}'")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value  # type: ignore[return-value]
+
+
+def build_run_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> tuple[RunConfig, YamlDoc | None]:
+    """The run config from an optional YAML file with CLI overrides on top."""
+    doc = YamlDoc(file) if file is not None else None
+    data = deep_merge(doc.data if doc else {}, overrides or {})
+    return _validate(RunConfig, data, doc), doc
+
+
+def load_config_file(path: Path) -> tuple[RunConfig | StudyConfig, YamlDoc]:
+    """Validate a YAML file as a study (it has ``arms``) or a run config."""
+    doc = YamlDoc(path)
+    model: type[BaseModel] = StudyConfig if "arms" in doc.data else RunConfig
+    return _validate(model, doc.data, doc), doc
+
+
+def validate_components(config: RunConfig | StudyConfig, registry: "Registry", doc: YamlDoc | None = None) -> dict[str, BaseModel]:
+    """Check every component's kind exists and its options validate for the config's profile.
+
+    Returns the validated options per config path (``"generator"``, ``"arms.0.generator"``, …).
+    """
+    from saadi_core.registry import OptionsError
+
+    specs: dict[tuple[Any, ...], tuple[str, ComponentSpec]] = {}
+    category_of = {"downstream": "selector"}
+    for field_name in ("dataset", "generator", "selector", "pairing", "aligner", "downstream"):
+        spec = getattr(config, field_name, None)
+        if spec is not None:
+            specs[(field_name,)] = (category_of.get(field_name, field_name), spec)
+    for i, arm in enumerate(getattr(config, "arms", []) or []):
+        for field_name in ("generator", "aligner"):
+            spec = getattr(arm, field_name)
+            if spec is not None:
+                specs[("arms", i, field_name)] = (field_name, spec)
+
+    validated: dict[str, BaseModel] = {}
+    for loc, (category, spec) in specs.items():
+        try:
+            entry = registry.get(category, spec.kind)
+        except SaadiError as exc:  # unknown or conflicting kind: point at the line
+            where = f"{doc.where(loc + ('kind',))}: " if doc else ""
+            raise type(exc)(f"{where}{exc}") from None
+        try:
+            validated[".".join(map(str, loc))] = entry.build_options(spec.options, config.profile)
+        except OptionsError as exc:
+            raise ConfigError(_format_error(exc.errors[0], doc, loc + ("options",))) from None
+    return validated

@@ -1,0 +1,1 @@
+"""Built-in plugin of the core: registers the embedded datasets and folder loaders."""
