@@ -322,9 +322,22 @@ class AlignResult:
 
 
 class Aligner(Component, ABC):
-    """Stage 3: fine-tune a generator towards preferred samples (e.g. Diffusion-DPO on LoRA)."""
+    """Stage 3: fine-tune a generator towards preferred samples (e.g. Diffusion-DPO on LoRA).
+
+    The aligner owns what it adds to a generator (e.g. LoRA adapters): ``save`` writes it next to
+    the history, ``restore`` puts it back onto a freshly loaded *base* generator, so the run store
+    can cache the alignment stage without generators knowing about adapters.
+    """
 
     @abstractmethod
     def align(self, generator: Generator, inputs: AlignInputs, work_dir: Path) -> AlignResult:
         """Return the aligned generator (the same object with adapters, or a new one). Must not
         modify the base weights; ``work_dir`` is scratch space for checkpoints."""
+
+    @abstractmethod
+    def save(self, result: AlignResult, path: Path) -> None:
+        """Write what alignment added (adapters, history) to the directory ``path``."""
+
+    @abstractmethod
+    def restore(self, generator: Generator, path: Path) -> Generator:
+        """Apply what :meth:`save` wrote to a base ``generator`` and return the aligned one."""
