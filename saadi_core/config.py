@@ -218,7 +218,7 @@ class YamlDoc:
 def _format_error(err: dict[str, Any], doc: YamlDoc | None, prefix: tuple[Any, ...] = ()) -> str:
     loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     dotted = ".".join(str(p) for p in loc) or "(top level)"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling)"
     where = f"{doc.where(loc)}: " if doc is not None else ""

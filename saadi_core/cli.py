@@ -1,0 +1,222 @@
+"""The ``saadi`` command line.
+
+Start-up must stay fast (``saadi --help`` ≤ 1 s): this module imports only typer, rich, pydantic
+and the light parts of the core; torch and every plugin implementation are imported inside the
+commands that need them. :func:`main` is the one top-level error handler: a user error
+(:class:`~saadi_core.errors.SaadiError`) becomes one line on stderr and exit code 2; anything else
+is reported as an unexpected error with exit code 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from typing_extensions import Annotated
+
+from saadi_core import __version__
+from saadi_core.errors import SaadiError
+
+app = typer.Typer(
+    name="saadi",
+    help=(
+        "SAADi: train a diffusion generator on a small real dataset, score its samples with a "
+        "selector trained on real data, and align the generator with Diffusion-DPO so that its "
+        "samples help a downstream classifier or segmenter. Every stage is a plugin "
+        "(`saadi plugins`)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+data_app = typer.Typer(help="Inspect and validate datasets on disk.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_state: dict[str, Any] = {"debug": os.environ.get("SAADI_DEBUG", "") not in ("", "0"), "quiet": False}
+out = Console()
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"saadi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines (results and errors still print).")] = False,
+) -> None:
+    _state["debug"] = _state["debug"] or debug
+    _state["quiet"] = quiet
+
+
+def _registry():
+    from saadi_core.registry import get_registry
+
+    return get_registry()
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@app.command()
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List installed plugins: version, kinds they register, load status and errors."""
+    registry = _registry()
+    if as_json:
+        out.print_json(json.dumps([p.as_dict() for p in registry.plugins]))
+        return
+    table = Table(title="saadi plugins")
+    for column in ("plugin", "version", "status", "kinds", "error"):
+        table.add_column(column, overflow="fold")
+    for info in registry.plugins:
+        kinds = "\n".join(f"{cat}: {', '.join(ks)}" for cat, ks in sorted(info.kinds.items()))
+        status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, f"[yellow]{info.status}[/]")
+        name = info.name + (" (built-in)" if info.builtin else "")
+        table.add_row(name, info.version, status, kinds, info.error)
+    out.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List dataset kinds (embedded toy sets and folder loaders)."""
+    registry = _registry()
+    table = Table(title="saadi datasets")
+    for column in ("kind", "plugin", "description"):
+        table.add_column(column, overflow="fold")
+    for entry in registry.entries("dataset"):
+        table.add_row(entry.kind, entry.plugin, entry.description)
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="A run or study YAML file.")]) -> None:
+    """Check a run or study config: keys, values, plugin kinds and their options."""
+    from saadi_core.config import StudyConfig, load_config_file, validate_components
+
+    config, doc = load_config_file(file)
+    validate_components(config, _registry(), doc)
+    what = "study" if isinstance(config, StudyConfig) else "run"
+    out.print(f"[green]ok[/]: {file} is a valid {what} config (profile {config.profile})")
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="Dataset root: class folders, or images/ + masks/ + classes.yaml.")],
+    layout: Annotated[str, typer.Option(help="auto, classification or segmentation.")] = "auto",
+) -> None:
+    """Validate a dataset folder before training: unreadable images, mask mismatches, empty classes."""
+    from saadi_core.data.check import check_path
+
+    summary = check_path(path, layout=layout)
+    out.print_json(json.dumps(summary))
+
+
+# --------------------------------------------------------------------------- run / study
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run YAML; flags below override it.")] = None,
+    generator: Annotated[Optional[str], typer.Option(help="Generator kind, e.g. ssd, ssi (default: by dataset task).")] = None,
+    selector: Annotated[Optional[str], typer.Option(help="Selector kind, e.g. resnet50, segformer (default: by task).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset kind: toy-cls (default), toy-seg, folder-cls, folder-seg.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Root folder for folder-cls / folder-seg datasets.")] = None,
+    aligner: Annotated[Optional[str], typer.Option(help="Aligner kind (default diffusion-dpo).")] = None,
+    pairing: Annotated[Optional[str], typer.Option(help="Pairing kind (default threshold).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="tiny (CPU default) or paper (local pretrained weights).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (directory under --runs-dir).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are stored (env SAADI_RUNS_DIR).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed of the run.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set generator.options.train_steps=200")] = None,
+) -> None:
+    """Run the whole SAADi loop: train generator, generate pool, train selector, score, pair,
+    align, generate aligned samples, evaluate downstream. Re-running resumes finished stages."""
+    from saadi_core.config import build_run_config, deep_merge, parse_assignment
+
+    overrides: dict[str, Any] = {}
+    for key, value in (
+        ("generator", generator),
+        ("selector", selector),
+        ("aligner", aligner),
+        ("pairing", pairing),
+        ("profile", profile),
+        ("name", name),
+        ("runs_dir", runs_dir),
+        ("seed", seed),
+        ("device", device),
+    ):
+        if value is not None:
+            overrides[key] = {"kind": value} if key in ("generator", "selector", "aligner", "pairing") else value
+    if dataset is not None:
+        overrides["dataset"] = {"kind": dataset}
+    if data_root is not None:
+        overrides = deep_merge(overrides, {"dataset": {"options": {"root": str(data_root)}}})
+    for assignment in set_ or []:
+        overrides = deep_merge(overrides, parse_assignment(assignment))
+    run_config, doc = build_run_config(config, overrides)
+
+    from saadi_core.pipeline import run_pipeline
+
+    result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc)
+    from saadi_core.summary import print_summary
+
+    print_summary(result, out)
+
+
+@app.command()
+def study(file: Annotated[Path, typer.Argument(help="Study YAML with a list of arms.")]) -> None:
+    """Run several arms (generators, aligners, mixes) on one dataset and compare them."""
+    from saadi_core.config import StudyConfig, load_config_file, validate_components
+
+    config, doc = load_config_file(file)
+    if not isinstance(config, StudyConfig):
+        raise SaadiError(f"{file}: not a study config (a study has a list of 'arms'); use `saadi run --config {file}`")
+    validate_components(config, _registry(), doc)
+    raise SaadiError("`saadi study` runs arms once the study stage lands (issue: studies and reports); the config is valid")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point with the single error handler."""
+    try:
+        app(args=argv, prog_name="saadi", standalone_mode=False)
+    except SaadiError as exc:
+        if _state["debug"]:
+            err.print_exception()
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("aborted (finished stages are kept; re-run to resume)", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # a bug, not a user error: say so, traceback on request
+        if _state["debug"]:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

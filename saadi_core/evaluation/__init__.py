@@ -1,0 +1,1 @@
+"""Evaluation: downstream metrics, paired significance tests, (later) fidelity metrics and report."""

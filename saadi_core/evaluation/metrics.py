@@ -1,0 +1,48 @@
+"""Downstream task metrics computed in the core (plugins' predictions in, numbers out).
+
+The core owns these so every selector/downstream plugin is evaluated by the same definitions:
+per-class and macro F1 for classification, per-class Dice for segmentation (mean over the
+foreground classes, background reported separately, as surgical segmentation papers do).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def f1_scores(pred: np.ndarray, true: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Per-class F1 (0 where a class is neither predicted nor present: it counts against the
+    macro mean only if it is present in ``true``), macro F1 over classes present, accuracy."""
+    pred, true = np.asarray(pred).ravel(), np.asarray(true).ravel()
+    per_class: dict[str, float] = {}
+    present = []
+    for c, name in enumerate(class_names):
+        tp = float(np.sum((pred == c) & (true == c)))
+        fp = float(np.sum((pred == c) & (true != c)))
+        fn = float(np.sum((pred != c) & (true == c)))
+        denom = 2 * tp + fp + fn
+        per_class[name] = 2 * tp / denom if denom else 0.0
+        if np.any(true == c):
+            present.append(per_class[name])
+    return {
+        "macro_f1": float(np.mean(present)) if present else 0.0,
+        "accuracy": float(np.mean(pred == true)) if true.size else 0.0,
+        "per_class_f1": per_class,
+    }
+
+
+def dice_scores(pred: np.ndarray, true: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Per-class Dice accumulated over the whole split (pixels of all images), mean Dice over the
+    foreground classes (ids ≥ 1) present in ``true``."""
+    pred, true = np.asarray(pred).ravel(), np.asarray(true).ravel()
+    per_class: dict[str, float] = {}
+    foreground = []
+    for c, name in enumerate(class_names):
+        p, t = pred == c, true == c
+        denom = float(p.sum() + t.sum())
+        per_class[name] = 2.0 * float((p & t).sum()) / denom if denom else 0.0
+        if c >= 1 and t.any():
+            foreground.append(per_class[name])
+    return {"mean_dice": float(np.mean(foreground)) if foreground else 0.0, "per_class_dice": per_class}

@@ -1,0 +1,56 @@
+"""The end-of-run table: what changed between base and aligned, with its significance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _pass_row(name: str, result: dict[str, Any] | None) -> list[str] | None:
+    if not result:
+        return None
+    return [
+        name,
+        f"{result['base_rate']:.1%}",
+        f"{result['aligned_rate']:.1%}",
+        f"{result['difference_points']:+.1f} pts",
+        f"{result['fail_to_pass']} / {result['pass_to_fail']}",
+        f"{result['p_value']:.3g}",
+        result["verdict"],
+    ]
+
+
+def print_summary(result: Any, console: Console) -> None:
+    """Print pass rates (McNemar on the same seeds), downstream metrics and timings."""
+    summary = result.summary
+    table = Table(title="base vs aligned on the same seeds (exact McNemar)")
+    for column in ("measure", "base", "aligned", "aligned − base", "fail→pass / pass→fail", "p", "verdict"):
+        table.add_column(column)
+    for name, key in (("selector pass rate", "selector_pass"), ("oracle pass rate", "oracle_pass")):
+        row = _pass_row(name, summary.get(key))
+        if row:
+            table.add_row(*row)
+    console.print(table)
+
+    downstream = summary.get("downstream") or {}
+    if downstream:
+        metric = downstream.get("metric", "")
+        dtable = Table(title=f"downstream {metric} on the real test split")
+        dtable.add_column("training data")
+        dtable.add_column(f"{metric} (mean ± std)")
+        dtable.add_column("seeds")
+        for variant, value in downstream.items():
+            if isinstance(value, dict):
+                dtable.add_row(variant, f"{value['mean']:.3f} ± {value['std']:.3f}", str(value["n_seeds"]))
+        console.print(dtable)
+        n_seeds = max((v["n_seeds"] for v in downstream.values() if isinstance(v, dict)), default=0)
+        if n_seeds < 3:
+            console.print(f"[dim]downstream differences over {n_seeds} seed(s) are not tested for significance; use ≥ 3 seeds (evaluation.downstream_seeds).[/]")
+
+    if summary.get("dpo_implicit_accuracy") is not None:
+        console.print(f"DPO implicit accuracy (last step): {summary['dpo_implicit_accuracy']:.2f} — not evidence of improvement by itself")
+    timings = summary.get("timings_s") or {}
+    console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items() if v is not None))
+    console.print(f"results: {summary['run']}/summary.json")
