@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -203,15 +202,16 @@ def main(argv: list[str] | None = None) -> None:
             err.print_exception()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("aborted (finished stages are kept; re-run to resume)", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # a bug, not a user error: say so, traceback on request
+    except Exception as exc:
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a command-line usage error (typer's click exceptions)
+            sys.exit(exc.exit_code)
+        # anything else is a bug, not a user error: say so, traceback on request
         if _state["debug"]:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", file=sys.stderr)
