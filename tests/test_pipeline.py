@@ -1,0 +1,242 @@
+"""The pipeline wiring, with small in-process plugins: stages, caching, invalidation, summary,
+significance and the clear stop when no preference pair exists.
+
+The fake components are deliberately simple but honest: the generator draws a class's colour with
+a per-sample error, the selector scores how close the colour is, and the aligner lowers the error
+— so a working pipeline must show a significant improvement, and a broken wiring would not.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from saadi_core import hookimpl
+from saadi_core.config import build_run_config
+from saadi_core.data.dataset import Dataset, Split
+from saadi_core.errors import PipelineError
+from saadi_core.interfaces import (
+    Aligner,
+    AlignResult,
+    Condition,
+    Generator,
+    Pair,
+    PairingStrategy,
+    PairSet,
+    Sample,
+    Selector,
+)
+from saadi_core.pipeline import run_pipeline
+from saadi_core.registry import Registry
+
+COLOURS = torch.tensor([[0.8, -0.8, -0.8], [-0.8, 0.8, -0.8]])
+CALLS: list[str] = []
+
+
+class Opts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    strength: float = 0.8
+    threshold: float = 0.5
+
+
+class ColourOracle:
+    def check(self, images, labels=None, masks=None):
+        mean = images.reshape(len(images), -1, 3).mean(axis=1) / 127.5 - 1.0
+        target = COLOURS.numpy()[labels]
+        return np.abs(mean - target).max(axis=1) < 0.5
+
+
+def build_dataset(options) -> Dataset:
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 2, n)
+        images = ((COLOURS.numpy()[labels][:, None, None, :] + 1) * 127.5).repeat(8, 1).repeat(8, 2).astype(np.uint8)
+        return Split(images=images, ids=[f"toy/{i}" for i in range(n)], labels=labels.astype(np.int64))
+
+    return Dataset("fake", "classification", ["red", "green"], split(20), split(10), oracle=ColourOracle(), source="fake")
+
+
+class ShiftGenerator(Generator):
+    """Colour of the class plus an error; ``shrink`` (set by alignment) scales the error down."""
+
+    shrink = 1.0
+
+    def fit(self, dataset):
+        CALLS.append("fit")
+
+    def conditions(self, dataset):
+        return [Condition(id=f"class:{n}", class_id=i, class_name=n) for i, n in enumerate(dataset.class_names)]
+
+    def sample(self, conditions, n_per_condition, seed):
+        out = []
+        for c in conditions:
+            for i in range(n_per_condition):
+                g = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{c.id}/{i}".encode()))
+                error = (torch.rand(3, generator=g) * 2 - 1) * 1.6 * self.shrink
+                image = (COLOURS[c.class_id] + error).clamp(-1, 1)[:, None, None].expand(3, 8, 8).clone()
+                out.append(Sample(image=image, condition=c, generator="shift", seed=seed, index=i))
+        return out
+
+    def save(self, path: Path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "g.json").write_text(json.dumps({"shrink": self.shrink}))
+
+    def load(self, path: Path):
+        self.shrink = json.loads((path / "g.json").read_text())["shrink"]
+
+
+class ColourSelector(Selector):
+    def fit(self, dataset, extra=()):
+        CALLS.append(f"fit-selector:{len(extra)}")
+
+    def predict(self, images):
+        mean = images.mean(dim=(2, 3))
+        return torch.cdist(mean, COLOURS).argmin(dim=1)
+
+    def score(self, samples):
+        return [float(torch.exp(-((s.image.mean(dim=(1, 2)) - COLOURS[s.condition.class_id]) ** 2).sum() * 2)) for s in samples]
+
+    def save(self, path):
+        path.mkdir(parents=True, exist_ok=True)
+
+    def load(self, path):
+        pass
+
+
+class SimpleThreshold(PairingStrategy):
+    def pairs(self, samples, scores, seed):
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(samples):
+            groups.setdefault(s.condition.id, []).append(i)
+        pairs = []
+        h = self.options.threshold
+        for idx in groups.values():
+            winners = [i for i in idx if scores[i] >= h]
+            losers = [i for i in idx if scores[i] < h]
+            pairs += [Pair(samples[w], samples[l], scores[w], scores[l]) for w, l in zip(winners, losers)]
+        return PairSet(pairs, {"n_pairs": len(pairs), "conditions_without_winner": [], "conditions_without_loser": []})
+
+
+class ShrinkAligner(Aligner):
+    def align(self, generator, inputs, work_dir):
+        CALLS.append("align")
+        assert inputs.validate is not None
+        before = inputs.validate(generator)
+        generator.shrink = 1.0 - self.options.strength
+        after = inputs.validate(generator)
+        return AlignResult(generator, [{"step": 0, "implicit_accuracy": 0.9, **before}, {"step": 1, **after}])
+
+    def save(self, result, path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "a.json").write_text(json.dumps({"shrink": result.generator.shrink}))
+
+    def restore(self, generator, path):
+        generator.shrink = json.loads((path / "a.json").read_text())["shrink"]
+        return generator
+
+
+class FakePlugin:
+    @hookimpl
+    def saadi_register_datasets(self, register):
+        register("fake-data", build_dataset, options=Opts)
+
+    @hookimpl
+    def saadi_register_generators(self, register):
+        register("shift", ShiftGenerator, options=Opts)
+
+    @hookimpl
+    def saadi_register_selectors(self, register):
+        register("colour", ColourSelector, options=Opts)
+
+    @hookimpl
+    def saadi_register_pairings(self, register):
+        register("simple", SimpleThreshold, options=Opts)
+
+    @hookimpl
+    def saadi_register_aligners(self, register):
+        register("shrink", ShrinkAligner, options=Opts)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg = Registry()
+    reg.add_plugin(FakePlugin(), name="fake")
+    return reg
+
+
+def config(tmp_path, **extra):
+    base = {
+        "name": "r",
+        "runs_dir": str(tmp_path),
+        "device": "cpu",
+        "dataset": "fake-data",
+        "generator": "shift",
+        "selector": "colour",
+        "pairing": "simple",
+        "aligner": "shrink",
+        "pool": {"n_per_condition": 16},
+        "evaluation": {"n_per_condition": 40},
+    }
+    return build_run_config(None, {**base, **extra})[0]
+
+
+def test_full_loop_summary_and_significance(tmp_path, registry):
+    CALLS.clear()
+    result = run_pipeline(config(tmp_path), registry, quiet=True)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    for key in ("selector_pass", "oracle_pass", "dpo_implicit_accuracy", "downstream", "timings_s", "pairs", "score_diagnostics"):
+        assert summary[key] is not None, key
+    oracle = summary["oracle_pass"]
+    assert oracle["n"] == 80  # 40 per condition × 2, same seeds for base and aligned
+    assert oracle["aligned_rate"] > oracle["base_rate"] and oracle["p_value"] < 0.05 and oracle["verdict"] == "improved"
+    assert summary["selector_pass"]["fail_to_pass"] > summary["selector_pass"]["pass_to_fail"]
+    assert set(summary["downstream"]) >= {"metric", "real", "real+base@1x", "real+aligned@1x"}
+    assert summary["downstream"]["metric"] == "macro_f1"
+    assert set(summary["timings_s"]) == {
+        "data", "train-generator", "generate-pool", "train-selector", "score", "pair", "align", "evaluate", "downstream"
+    }
+    # the downstream model saw 1x real-size synthetic (20) for the synthetic variants, none for real
+    assert sorted(c for c in CALLS if c.startswith("fit-selector")) == ["fit-selector:0", "fit-selector:0", "fit-selector:20", "fit-selector:20"]
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["seeds"] == {"run": 0, "pool": 1000, "evaluation": 2000}
+    assert manifest["versions"]["plugins"]["fake"]["status"] == "loaded"
+
+
+def test_rerun_is_cached_and_option_change_recomputes_downstream_only(tmp_path, registry):
+    run_pipeline(config(tmp_path), registry, quiet=True)
+    CALLS.clear()
+    run_pipeline(config(tmp_path), registry, quiet=True)
+    assert CALLS == []  # nothing recomputed
+    result = run_pipeline(config(tmp_path, aligner={"kind": "shrink", "options": {"strength": 0.5}}), registry, quiet=True)
+    assert "fit" not in CALLS and "align" in CALLS  # generator reused, alignment redone
+    stages = result.store.manifest["stages"]
+    assert stages["train-generator"]["cached"] and stages["score"]["cached"]
+    assert not stages["align"]["cached"] and not stages["evaluate"]["cached"] and not stages["downstream"]["cached"]
+
+
+def test_no_pairs_stops_with_actionable_message(tmp_path, registry):
+    cfg = config(tmp_path, pairing={"kind": "simple", "options": {"threshold": 2.0}})
+    with pytest.raises(PipelineError, match=r"no preference pairs.*threshold h.*pool"):
+        run_pipeline(cfg, registry, quiet=True)
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["stages"]["align"]["status"] == "failed"
+    assert not list((tmp_path / "r" / "stages").glob("align-*"))
+
+
+def test_selector_blindness_is_diagnosed(tmp_path, registry, monkeypatch):
+    monkeypatch.setattr(ColourSelector, "score", lambda self, samples: [0.9] * len(samples))
+    with pytest.raises(PipelineError):
+        run_pipeline(config(tmp_path), registry, quiet=True)
+    score_dir = next((tmp_path / "r" / "stages").glob("score-*"))
+    diag = json.loads((score_dir / "stage.json").read_text())["outputs"]
+    assert any("near-constant" in w for w in diag["warnings"])
+    assert "selector_oracle_agreement" in diag
