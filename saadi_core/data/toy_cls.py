@@ -30,7 +30,6 @@ from saadi_core.data.dataset import Dataset, Split
 from saadi_core.data.toy_draw import (
     arc_band_sdf,
     coverage,
-    disk_sdf,
     ellipse_sdf,
     local_coords,
     paint,
@@ -52,9 +51,9 @@ CLASS_SHARES: np.ndarray = np.array([0.15, 0.12, 0.25, 0.08, 0.40])
 PALETTE: np.ndarray = np.array(
     [
         [150, 45, 55],  # deep red
-        [115, 65, 110],  # purple
-        [165, 105, 60],  # tan
-        [240, 225, 160],  # pale yellow (fat-like)
+        [110, 60, 125],  # purple
+        [160, 100, 45],  # tan
+        [235, 215, 120],  # fat yellow
         [185, 70, 120],  # magenta
     ],
     dtype=np.float32,
@@ -65,22 +64,34 @@ _MAX_PLACEMENT_TRIES = 30
 
 
 def class_counts(n: int) -> np.ndarray:
-    """Images per class for ``n`` images: the shares rounded by largest remainder (exact sum)."""
+    """Images per class for ``n`` images: the shares rounded by largest remainder (exact sum),
+    with at least one image per class when ``n`` allows (a class without images would leave a
+    generator condition without data)."""
     raw = CLASS_SHARES * n
     counts = np.floor(raw).astype(np.int64)
     counts[np.argsort(-(raw - counts), kind="stable")[: n - int(counts.sum())]] += 1
+    while n >= len(counts) and counts.min() == 0:
+        counts[np.argmax(counts)] -= 1
+        counts[np.argmin(counts)] += 1
     return counts
 
 
 # --------------------------------------------------------------------------- organ shapes
 # Each returns (signed distance in px, a typical half-thickness in px used for shading and the
-# highlight size). Sizes are fractions of the image size so every resolution looks the same.
+# highlight size). Sizes are fractions of the image size so every resolution looks the same,
+# with a floor in pixels so that thin parts, holes and gaps survive a blur of about one pixel at
+# small sizes (the floors only bind below ~60 px).
+_MIN_BAND_PX = 3.6  # width of the oviduct band and of the colon ring
+_MIN_HOLE_PX = 3.4  # radius of the colon's hole
+_MIN_BLOB_PX = 3.6  # radius of an ovary disk
+_MIN_GAP_PX = 3.5  # gap between the two ovary disks
 
 
 def _colon(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
     outer = rng.uniform(0.20, 0.26) * size
     squash = rng.uniform(0.85, 1.0)
-    inner = outer * rng.uniform(0.48, 0.58)
+    inner = max(outer * rng.uniform(0.5, 0.6), _MIN_HOLE_PX)
+    outer = max(outer, inner + _MIN_BAND_PX)
     sdf = np.maximum(ellipse_sdf(u, v, outer, outer * squash), -ellipse_sdf(u, v, inner, inner * squash))
     return sdf, 0.5 * (outer - inner) * squash
 
@@ -94,8 +105,8 @@ def _liver(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) ->
 
 
 def _ovary(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
-    r1, r2 = rng.uniform(0.08, 0.105, 2) * size
-    gap = rng.uniform(0.06, 0.15) * size
+    r1, r2 = np.maximum(rng.uniform(0.08, 0.105, 2) * size, _MIN_BLOB_PX)
+    gap = max(rng.uniform(0.06, 0.15) * size, _MIN_GAP_PX)
     half = 0.5 * (r1 + r2 + gap)
     squash = rng.uniform(0.8, 1.0, 2)
     sdf = np.minimum(ellipse_sdf(u + half, v, r1, r1 * squash[0]), ellipse_sdf(u - half, v, r2, r2 * squash[1]))
@@ -105,7 +116,7 @@ def _ovary(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) ->
 def _oviduct(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
     radius = rng.uniform(0.30, 0.55) * size
     length = rng.uniform(0.60, 0.80) * size
-    half_width = rng.uniform(0.03, 0.04) * size
+    half_width = max(rng.uniform(0.03, 0.04) * size, _MIN_BAND_PX / 2)
     half_angle = min(0.5 * length / radius, 1.3)
     # shift so the arc's middle, not its centre of curvature, sits at the placement point
     return arc_band_sdf(u + radius * np.cos(half_angle / 2), v, radius, half_angle, half_width), half_width
@@ -147,19 +158,19 @@ def draw_organ_images(labels: np.ndarray, image_size: int, rng: np.random.Genera
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
     organ = np.empty((n, image_size, image_size), dtype=bool)
     for i, label in enumerate(labels):
-        base = TISSUE_RGB + rng.uniform(-12, 12, 3)
+        base = TISSUE_RGB * rng.uniform(0.92, 1.08) + rng.uniform(-6, 6, 3)
         image = tissue(rng, image_size, base)
         sdf, thickness = _place(rng, image_size, int(label))
         alpha = coverage(sdf)
         # a soft contact shadow makes the organ sit on the tissue
         image *= (1.0 - 0.08 * coverage(sdf - 2.0))[..., None]
-        colour = PALETTE[rng.integers(len(PALETTE))] * rng.uniform(0.93, 1.07) + rng.uniform(-10, 10, 3)
+        colour = PALETTE[rng.integers(len(PALETTE))] * rng.uniform(0.92, 1.08) + rng.uniform(-6, 6, 3)
         shade = 0.9 + 0.1 * np.clip(-sdf / max(thickness, 1.0), 0.0, 1.0)
         grain = 1.0 + 0.05 * smooth_noise(rng, image_size, max(image_size // 6, 4))[..., 0]
         layer = np.clip(colour[None, None, :] * (shade * grain)[..., None], 0, 255)
-        paint(image, layer, alpha)
         sigma = float(np.clip(0.35 * thickness, 0.8, 2.5))
-        specular(rng, image, sdf < -0.6 * thickness, sigma, rng.uniform(0.5, 0.8))
+        specular(rng, layer, sdf < -0.5 * thickness, sigma, rng.uniform(0.7, 1.0))
+        paint(image, layer, alpha)
         images[i] = to_uint8(image)
         organ[i] = alpha > 0.5
     return images, organ

@@ -45,7 +45,7 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int 
     about ``size / cells`` pixels across."""
     m = _smoothing_matrix(size, cells)
     coarse = rng.standard_normal((channels, cells, cells)).astype(np.float32)
-    field = np.einsum("ij,cjk,lk->ilc", m, coarse, m)
+    field = np.moveaxis(m @ coarse @ m.T, 0, -1)
     return field / max(float(field.std()), 1e-6)
 
 
@@ -68,10 +68,6 @@ def ellipse_sdf(u: np.ndarray, v: np.ndarray, a: float, b: float) -> np.ndarray:
     f = np.sqrt((u / a) ** 2 + (v / b) ** 2)
     grad = np.sqrt((u / a**2) ** 2 + (v / b**2) ** 2) / np.maximum(f, 1e-6)
     return (f - 1.0) / np.maximum(grad, 1e-6)
-
-
-def disk_sdf(u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
-    return np.sqrt(u**2 + v**2) - r
 
 
 def polygon_sdf(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarray:
@@ -146,7 +142,7 @@ def tissue(rng: np.random.Generator, size: int, base_rgb: np.ndarray, vessels: i
     """
     lum = 1.0 + 0.06 * smooth_noise(rng, size, 4)[..., 0]
     lum += 0.025 * smooth_noise(rng, size, max(size // 5, 6))[..., 0]
-    tint = 1.0 + 0.025 * smooth_noise(rng, size, 3, channels=3)
+    tint = 1.0 + 0.015 * smooth_noise(rng, size, 3, channels=3)
     image = base_rgb.astype(np.float32)[None, None, :] * lum[..., None] * tint
     for _ in range(vessels):
         u, v = local_coords(size, *rng.uniform(0.0, size, 2), rng.uniform(0, 2 * np.pi))
@@ -159,13 +155,20 @@ def tissue(rng: np.random.Generator, size: int, base_rgb: np.ndarray, vessels: i
     return image
 
 
-def specular(rng: np.random.Generator, image: np.ndarray, inside: np.ndarray, sigma: float, strength: float) -> None:
-    """Add one specular highlight (a soft white spot of ``sigma`` px) at a random pixel of
-    ``inside`` (a boolean mask), in place. Wet organs under an endoscope light always show some."""
+def specular(rng: np.random.Generator, layer: np.ndarray, inside: np.ndarray, sigma: float, strength: float) -> None:
+    """Add one glossy highlight (a soft spot of ``sigma`` px) to a colour ``layer`` at a random
+    pixel of ``inside`` (boolean mask), in place.
+
+    The spot brightens the layer's own hue up to full brightness and only then whitens it a
+    little (at most 20 %): white mixed into a red organ would give tissue pink, and a highlight
+    that looks like tissue would punch holes into thin organs.
+    """
     ys, xs = np.nonzero(inside)
     if ys.size == 0:
         return
     k = int(rng.integers(ys.size))
-    yy, xx = pixel_grid(image.shape[0])
+    yy, xx = pixel_grid(layer.shape[0])
     spot = strength * np.exp(-((yy - ys[k] - 0.5) ** 2 + (xx - xs[k] - 0.5) ** 2) / (2 * sigma**2))
-    paint(image, np.array([255.0, 250.0, 245.0], dtype=np.float32), spot.astype(np.float32))
+    gain = 255.0 / np.maximum(layer.max(axis=-1), 1.0)
+    layer *= (1.0 + spot * (gain - 1.0))[..., None]
+    paint(layer, np.array([255.0, 255.0, 255.0], dtype=np.float32), (0.2 * spot).astype(np.float32))
