@@ -1,0 +1,89 @@
+"""Options of the selector kinds (light: pydantic only, no torch).
+
+Every default is the ``tiny`` profile: random initialisation, CPU-sized training on the embedded
+64-px toy data. The ``paper`` profile overrides live next to the registrations in ``plugin.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ClassWeighting = Literal["inverse", "sqrt-inverse", "none"]
+
+
+class TrainOptions(BaseModel):
+    """What every selector's training loop shares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=8, ge=1, description="passes over the training data")
+    batch_size: int = Field(default=32, ge=2, description="training batch size")
+    lr: float = Field(default=2e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)")
+    weight_decay: float = Field(default=0.05, ge=0, description="AdamW weight decay")
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1, description="share of steps spent warming the learning rate up")
+    seed: int = Field(default=0, description="seed of initialisation, shuffling and augmentation")
+    augment: bool = Field(default=True, description="random flips, 90° rotations (square images) and a small affine warp")
+    affine_degrees: float = Field(default=10.0, ge=0, description="max rotation of the small affine warp")
+    affine_translate: float = Field(default=0.05, ge=0, le=0.5, description="max shift of the affine warp, as a share of the size")
+    affine_scale: float = Field(default=0.1, ge=0, lt=1, description="max relative zoom in/out of the affine warp")
+    color_jitter: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="strength of brightness/contrast/saturation jitter; off by default because real "
+        "classes may differ partly by colour",
+    )
+    class_weighting: ClassWeighting = Field(
+        default="inverse",
+        description="cross-entropy class weights from the training labels: inverse frequency, its square root, or none",
+    )
+    pretrained_path: Path | None = Field(
+        default=None,
+        description="local weights file (state dict / timm or smp checkpoint) or a saved selector directory; never downloaded",
+    )
+    eval_batch_size: int = Field(default=128, ge=1, description="batch size of predict/score")
+
+
+class ClassifierOptions(TrainOptions):
+    """timm image classifiers (``resnet18``, ``resnet50``, ``convnext_small``)."""
+
+    epochs: int = Field(default=10, ge=1, description="passes over the training data")
+    lr: float = Field(default=3e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)")
+    drop_rate: float = Field(default=0.0, ge=0, lt=1, description="dropout before the classifier head")
+
+
+class ViTOptions(ClassifierOptions):
+    """``vit_small``: timm ``vit_small_patch16_224`` rebuilt for the dataset's image size.
+
+    At 64 px the 16-px patches of the 224-px model leave a 4×4 token grid; ``patch_size`` 8 gives
+    8×8 tokens (at 4× the compute). Pretrained weights with another patch or image size are
+    resampled by timm's checkpoint filter.
+    """
+
+    patch_size: int = Field(default=8, ge=2, description="ViT patch size in pixels (the image size must be divisible by it)")
+    lr: float = Field(default=5e-4, gt=0, description="peak AdamW learning rate (ViTs need a lower one than CNNs)")
+
+
+class SegmenterOptions(TrainOptions):
+    """segmentation_models_pytorch segmenters (``deeplabv3``, ``deeplabv3plus``, ``upernet``, ``unet``)."""
+
+    batch_size: int = Field(default=16, ge=2, description="training batch size")
+    encoder: str = Field(default="resnet18", description="smp encoder name (built without weights; see pretrained_path)")
+    dice_weight: float = Field(default=1.0, ge=0, description="weight of the soft Dice loss added to the weighted cross-entropy")
+    class_weighting: ClassWeighting = Field(
+        default="sqrt-inverse",
+        description="pixel cross-entropy class weights from the training masks' pixel counts",
+    )
+    score_include_background: bool = Field(
+        default=False,
+        description="count the background class in a sample's score (it is used anyway when a mask has no foreground)",
+    )
+
+
+class SegformerOptions(SegmenterOptions):
+    """``segformer`` with the light Mix-Transformer ``mit_b0`` encoder by default."""
+
+    encoder: str = Field(default="mit_b0", description="smp encoder name (built without weights; see pretrained_path)")
