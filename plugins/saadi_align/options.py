@@ -1,0 +1,81 @@
+"""Options of the aligner kinds (light: pydantic only, no torch).
+
+Every default is the ``tiny`` profile (embedded toy data on a CPU); ``paper`` overrides live next to
+the registrations in ``plugin.py``. ``docs/dpo.md`` explains β, the defaults and the logged metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from saadi_core.config import ComponentSpec
+
+
+class DiffusionDPOOptions(BaseModel):
+    """``diffusion-dpo``: Diffusion-DPO (paper Eq. 4) on LoRA adapters of the generator's network."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(default=200, ge=1, description="optimiser steps (paper: 1500)")
+    batch_size: int = Field(default=8, ge=1, description="preference pairs per step and process (2× images per forward)")
+    lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate of the LoRA weights (paper: 1e-5 on SD)")
+    weight_decay: float = Field(default=1e-2, ge=0, description="AdamW weight decay of the LoRA weights")
+    beta: float = Field(
+        default=2000.0,
+        gt=0,
+        description="Eq. 4's β (= beta_dpo / 2 of the diffusers example); 10³–10⁴ is normal for diffusion, "
+        "smaller values align harder and drift more",
+    )
+    sft_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="winner-likelihood (SFT) regulariser, relative to β: 0.5 doubles the pull towards the "
+        "winners at initialisation; 0 = off",
+    )
+    grad_clip: float = Field(default=1.0, gt=0, description="max global norm of the LoRA gradients")
+    rank: int = Field(default=8, ge=1, description="LoRA rank")
+    alpha: float | None = Field(default=None, gt=0, description="LoRA alpha; None = rank (scale 1)")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] | None = Field(
+        default=None,
+        description="layer names (suffixes) to adapt; None = the generator's default "
+        "(DiffusionTarget.lora_target_modules, usually the attention projections)",
+    )
+    seed: int | None = Field(default=None, description="seed of pair sampling, noise and timesteps; None = the run seed")
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="recompute activations in the backward pass (diffusers networks): less memory, ~30% slower steps",
+    )
+    encode_batch_size: int = Field(default=32, ge=1, description="samples per encode call when caching x0 and conditioning")
+    validate_every: int = Field(default=25, ge=1, description="steps between validations (if the run provides a validator)")
+    select_metric: str = Field(default="selector_pass", description="validation metric that picks the kept adapter state")
+    select_mode: Literal["max", "min"] = Field(default="max", description="whether a larger or smaller select_metric is better")
+    min_delta: float = Field(default=0.0, ge=0, description="improvement of select_metric needed to count as better")
+    patience: int = Field(default=3, ge=1, description="validations without improvement before stopping early")
+    mixed_precision: Literal["no", "bf16"] | None = Field(
+        default=None,
+        description="forward precision of the DPO step; None = the accelerate setting (`accelerate launch "
+        "--mixed_precision bf16`). LoRA weights and the loss stay float32 either way",
+    )
+
+
+class IterativeOptions(BaseModel):
+    """``iterative``: rounds of (retrain selector on real + aligned, re-score the original pool,
+    re-pair, re-align) around an inner aligner (paper: "iterative refinement")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rounds: int = Field(default=2, ge=1, description="alignment rounds (1 = the inner aligner alone)")
+    inner: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(kind="diffusion-dpo"),
+        description="the aligner run in every round ({kind, options}); any registered aligner",
+    )
+    continue_from_previous: bool = Field(
+        default=False,
+        description="round k aligns the round-(k-1) generator instead of the base (METHOD: from base)",
+    )
+    n_per_condition: int = Field(
+        default=16, ge=1, description="aligned samples per condition used to retrain the selector each round"
+    )
