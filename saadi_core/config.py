@@ -257,10 +257,22 @@ def parse_assignment(text: str) -> dict[str, Any]:
     return value  # type: ignore[return-value]
 
 
+_COMPONENT_FIELDS = ("dataset", "generator", "selector", "pairing", "aligner", "downstream")
+_DEFAULT_KINDS = {"dataset": "toy-cls", "pairing": "threshold", "aligner": "diffusion-dpo"}
+
+
+def _expand_components(data: dict[str, Any]) -> dict[str, Any]:
+    """Write bare-kind components (``generator: ssd``) as ``{kind: ssd}`` so that a later
+    ``--set generator.options.x=…`` merges into them instead of replacing them."""
+    return {k: ({"kind": v} if k in _COMPONENT_FIELDS and isinstance(v, str) else v) for k, v in data.items()}
+
+
 def build_run_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> tuple[RunConfig, YamlDoc | None]:
-    """The run config from an optional YAML file with CLI overrides on top."""
+    """The run config from an optional YAML file with CLI overrides on top. Options given for a
+    component whose kind is left at its default apply to that default kind."""
     doc = YamlDoc(file) if file is not None else None
-    data = deep_merge(doc.data if doc else {}, overrides or {})
+    defaults = {k: {"kind": v} for k, v in _DEFAULT_KINDS.items()}
+    data = deep_merge(deep_merge(defaults, _expand_components(doc.data if doc else {})), _expand_components(overrides or {}))
     return _validate(RunConfig, data, doc), doc
 
 

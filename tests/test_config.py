@@ -176,3 +176,13 @@ def test_study_config_checks_arms(tmp_path):
     assert isinstance(config, StudyConfig) and [a.name for a in config.arms] == ["a", "b"]
     with pytest.raises(ConfigError, match="exactly one of 'generator' or 'mix'"):
         load_config_file(write(tmp_path, "name: s\narms:\n  - {name: x}\n"))
+
+
+def test_set_options_merge_into_default_and_bare_kinds(tmp_path):
+    config, _ = build_run_config(None, parse_assignment("dataset.options.n_train=100"))
+    assert config.dataset.kind == "toy-cls" and config.dataset.options == {"n_train": 100}
+    path = write(tmp_path, "generator: ssd\n")
+    config, _ = build_run_config(path, parse_assignment("generator.options.max_steps=5"))
+    assert config.generator.kind == "ssd" and config.generator.options == {"max_steps": 5}
+    with pytest.raises(ConfigError, match="selector.kind: Field required"):
+        build_run_config(None, parse_assignment("selector.options.epochs=1"))
