@@ -1,0 +1,240 @@
+"""The parts of an SSI model and how they are built, loaded and saved.
+
+Three sources, one :class:`SSIModel`:
+
+* :func:`build_from_config` — the ``tiny`` profile: a small inpainting ``UNet2DConditionModel``
+  (``2C + 1`` input channels: noisy latent ‖ mask ‖ masked-image latent; ``C`` outputs), a
+  pixel-unshuffle autoencoder (``C = 3f²``), a word-level tokenizer written from the class
+  prompts and a small CLIPTextModel, all random-initialised from the ``seed`` option;
+* :func:`load_pretrained` — the ``paper`` profile: a local diffusers Stable Diffusion
+  *inpainting* directory (``unet/`` with 9 input channels, ``vae/``, ``text_encoder/``,
+  ``tokenizer/``, ``scheduler/``);
+* :func:`load_saved` — what :func:`save_model` wrote after training.
+
+Saved layout (``save_model``)::
+
+    ssi.json               format, resolution, output size, class names, prompts, references
+    unet/                  the sampling weights (the EMA average when EMA is on) - diffusers format
+    text_encoder/          transformers format (omitted when frozen and loaded from a pretrained dir)
+    tokenizer/             transformers format
+    scheduler/             the training DDPMScheduler config (prediction_type, betas)
+    autoencoder/           pixel-unshuffle config, or an AutoencoderKL (omitted when it is the
+                           frozen pretrained VAE)
+    background_bank.npy    real training images: known images of mask-only conditions
+
+Frozen parts that came from a pretrained directory are *referenced* by absolute path in
+``ssi.json`` instead of copied; the trained UNet is always written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from saadi_core.diffusion.builders import (
+    KLAutoencoder,
+    PixelUnshuffleAutoencoder,
+    build_clip_text_encoder,
+    build_cond_unet,
+    build_noise_scheduler,
+    build_word_tokenizer,
+    load_autoencoder,
+    quiet_hf_progress,
+)
+from saadi_core.errors import ConfigError, DataError
+from saadi_ssi.options import SSIOptions
+
+FORMAT = 1
+META_FILE = "ssi.json"
+SD_SUBFOLDERS = ("unet", "text_encoder", "tokenizer", "scheduler")
+
+
+@dataclass
+class SSIModel:
+    """Everything sampling and training need. ``references`` maps a part name (``text_encoder``,
+    ``autoencoder``) to the directory it was loaded from when that part is frozen pretrained."""
+
+    unet: Any
+    text_encoder: Any
+    tokenizer: Any
+    autoencoder: PixelUnshuffleAutoencoder | KLAutoencoder
+    noise_scheduler: Any
+    resolution: int
+    references: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        size = self.resolution // self.autoencoder.factor
+        return (self.autoencoder.latent_channels, size, size)
+
+    def modules(self) -> list[nn.Module]:
+        return [self.unet, self.text_encoder, self.autoencoder]
+
+    def to(self, device: str | torch.device) -> "SSIModel":
+        for module in self.modules():
+            module.to(device)
+        return self
+
+
+def _check_resolution(resolution: int, factor: int, levels: int) -> None:
+    multiple = factor * 2 ** (levels - 1)
+    if resolution % multiple:
+        raise ConfigError(
+            f"ssi option 'resolution' ({resolution}) must be a multiple of {multiple} "
+            f"(autoencoder factor {factor} x UNet downsampling {2 ** (levels - 1)})"
+        )
+
+
+def _check_channels(unet: Any, latent_channels: int, where: str) -> None:
+    want_in, want_out = 2 * latent_channels + 1, latent_channels
+    have_in, have_out = int(unet.config.in_channels), int(unet.config.out_channels)
+    if (have_in, have_out) != (want_in, want_out):
+        raise ConfigError(
+            f"ssi: {where} has a UNet with {have_in} input / {have_out} output channels, but inpainting with "
+            f"{latent_channels}-channel latents needs {want_in} / {want_out} (noisy latent, mask, masked-image latent); "
+            "is it an inpainting checkpoint, and does option 'autoencoder' match it?"
+        )
+
+
+def build_from_config(options: SSIOptions, prompts: list[str], resolution: int) -> SSIModel:
+    """A random-initialised model (seeded by ``options.seed``, without touching the global RNG)."""
+    if options.autoencoder != "pixel-unshuffle" and options.autoencoder_path is None:
+        raise ConfigError(
+            "ssi option autoencoder='kl' needs weights: set 'pretrained' (a local Stable Diffusion inpainting directory) "
+            "or 'autoencoder_path'; the tiny profile uses autoencoder='pixel-unshuffle'"
+        )
+    if options.prediction_type is None:
+        raise ConfigError("ssi option 'prediction_type' must be set when the model is built from config (no 'pretrained')")
+    autoencoder = (
+        PixelUnshuffleAutoencoder(options.unshuffle_factor)
+        if options.autoencoder == "pixel-unshuffle"
+        else _load_kl(options.autoencoder_path)  # type: ignore[arg-type]
+    )
+    _check_resolution(resolution, autoencoder.factor, len(options.unet_channels))
+    tokenizer = build_word_tokenizer([*prompts, ""])
+    channels = autoencoder.latent_channels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)
+        text_encoder = build_clip_text_encoder(tokenizer, options.text_hidden_size, options.text_layers, options.text_heads)
+        unet = build_cond_unet(
+            sample_size=resolution // autoencoder.factor,
+            in_channels=2 * channels + 1,
+            out_channels=channels,
+            block_out_channels=options.unet_channels,
+            attention_levels=options.unet_attention,
+            layers_per_block=options.unet_layers_per_block,
+            cross_attention_dim=options.text_hidden_size,
+            attention_head_dim=options.unet_head_dim,
+            norm_num_groups=options.unet_norm_groups,
+        )
+    scheduler = build_noise_scheduler(
+        num_train_timesteps=options.num_train_timesteps,
+        beta_schedule=options.beta_schedule,
+        prediction_type=options.prediction_type,
+        # latents in the image range can be clipped like pixels; VAE latents cannot
+        clip_sample=isinstance(autoencoder, PixelUnshuffleAutoencoder) and autoencoder.scaling_factor == 1.0,
+    )
+    references = {"autoencoder": str(options.autoencoder_path.resolve())} if options.autoencoder_path else {}
+    return SSIModel(unet, text_encoder, tokenizer, autoencoder, scheduler, resolution, references)
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{what} not found: {path}")
+    return path
+
+
+def _load_kl(path: Path) -> KLAutoencoder:
+    _require_dir(path, "AutoencoderKL directory (ssi option 'autoencoder_path' / pretrained vae/)")
+    with quiet_hf_progress():
+        return KLAutoencoder.from_pretrained(path)
+
+
+def load_pretrained(options: SSIOptions, resolution: int | None) -> SSIModel:
+    """Load a local diffusers Stable Diffusion inpainting directory named by ``options.pretrained``.
+
+    The UNet is fine-tuned; the text encoder and VAE are frozen and only referenced when saved.
+    ``resolution`` ``None`` means the model's native size (UNet sample size x VAE factor).
+    """
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    assert options.pretrained is not None
+    root = _require_dir(Path(options.pretrained).expanduser().resolve(), "ssi option 'pretrained': directory")
+    for sub in SD_SUBFOLDERS:
+        _require_dir(root / sub, f"ssi option 'pretrained': Stable Diffusion inpainting sub-folder '{sub}/'")
+    with quiet_hf_progress():
+        unet = UNet2DConditionModel.from_pretrained(root / "unet")
+        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder")
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+        scheduler = DDPMScheduler.from_pretrained(root / "scheduler")
+    if options.prediction_type is not None and options.prediction_type != scheduler.config.prediction_type:
+        scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type=options.prediction_type)
+    references = {"text_encoder": str(root / "text_encoder")}
+    if options.autoencoder == "kl":
+        vae_dir = Path(options.autoencoder_path).expanduser().resolve() if options.autoencoder_path else root / "vae"
+        autoencoder: PixelUnshuffleAutoencoder | KLAutoencoder = _load_kl(vae_dir)
+        references["autoencoder"] = str(vae_dir)
+    else:
+        autoencoder = PixelUnshuffleAutoencoder(options.unshuffle_factor)
+    _check_channels(unet, autoencoder.latent_channels, f"pretrained directory {root}")
+    if int(text_encoder.config.hidden_size) != int(unet.config.cross_attention_dim):
+        raise ConfigError(f"ssi option 'pretrained': text encoder width does not match the UNet's cross_attention_dim in {root}")
+    size = resolution or int(unet.config.sample_size) * autoencoder.factor
+    _check_resolution(size, autoencoder.factor, len(unet.config.block_out_channels))
+    return SSIModel(unet, text_encoder, tokenizer, autoencoder, scheduler, size, references)
+
+
+def save_model(model: SSIModel, path: Path, meta: dict[str, Any]) -> None:
+    """Write ``model`` (and the generator's ``meta``: class names, prompts, image size) to ``path``.
+
+    The UNet must be the plain base model: adapters belong to the aligner, which saves them itself.
+    """
+    if getattr(model.unet, "peft_config", None):
+        raise RuntimeError("ssi.save writes base weights only; remove adapters first (the aligner saves its own)")
+    path.mkdir(parents=True, exist_ok=True)
+    with quiet_hf_progress():
+        model.unet.save_pretrained(path / "unet")
+        model.tokenizer.save_pretrained(path / "tokenizer")
+        model.noise_scheduler.save_pretrained(path / "scheduler")
+        if "text_encoder" not in model.references:
+            model.text_encoder.save_pretrained(path / "text_encoder")
+        if "autoencoder" not in model.references:
+            model.autoencoder.save_pretrained(path / "autoencoder")
+    record = {"format": FORMAT, "resolution": model.resolution, "references": model.references, **meta}
+    (path / META_FILE).write_text(json.dumps(record, indent=2))
+
+
+def load_saved(path: Path) -> tuple[SSIModel, dict[str, Any]]:
+    """Restore what :func:`save_model` wrote; returns the model and the generator's meta."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    meta_file = Path(path) / META_FILE
+    if not meta_file.is_file():
+        raise DataError(f"not a saved ssi generator (missing {META_FILE}): {path}")
+    record = json.loads(meta_file.read_text())
+    if record.get("format") != FORMAT:
+        raise DataError(f"unsupported ssi save format {record.get('format')!r} in {meta_file}")
+    references: dict[str, str] = record.pop("references")
+    text_dir = Path(references.get("text_encoder", path / "text_encoder"))
+    ae_dir = Path(references.get("autoencoder", path / "autoencoder"))
+    for where in (text_dir, ae_dir):
+        _require_dir(where, f"component of the saved ssi generator {path}")
+    with quiet_hf_progress():
+        model = SSIModel(
+            unet=UNet2DConditionModel.from_pretrained(path / "unet"),
+            text_encoder=CLIPTextModel.from_pretrained(text_dir),
+            tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
+            autoencoder=load_autoencoder(ae_dir),
+            noise_scheduler=DDPMScheduler.from_pretrained(path / "scheduler"),
+            resolution=int(record.pop("resolution")),
+            references=references,
+        )
+    record.pop("format")
+    return model, record
