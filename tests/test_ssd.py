@@ -1,5 +1,6 @@
-"""The ``ssd`` generator: training, deterministic sampling, persistence, the DiffusionTarget view,
-the pretrained (paper-profile) loading path and lazy registration.
+"""The ``ssd`` generator: training, deterministic sampling, persistence, the DiffusionTarget view
+and the pretrained (paper-profile) loading path. What SSD shares with SSI (option and load
+errors, lazy registration) is tested for both in ``test_latent_diffusion.py``.
 
 Everything runs on 16 px images with a UNet of a few 10k parameters; the trained generator is
 shared by the module so training happens once.
@@ -8,56 +9,25 @@ shared by the module so training happens once.
 from __future__ import annotations
 
 import json
-import string
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from _diffusion_helpers import (
+    LATENT_SMALL,
+    SIZE,
+    guidance_scale,
+    stack_images,
+    perturbed_predictions,
+    save_tiny_stable_diffusion,
+    toy_classification,
+)
 
-from saadi_core.data.dataset import Dataset, Split
-from saadi_core.errors import ConfigError, DataError, PipelineError
-from saadi_core.registry import OptionsError, Registry
+from saadi_core.data.dataset import Dataset
+from saadi_core.errors import ConfigError
+from saadi_core.registry import Registry
 
-SIZE = 16
-SMALL = {
-    "seed": 3,
-    "unshuffle_factor": 2,
-    "unet_channels": [16, 32],
-    "unet_attention": [False, True],
-    "unet_norm_groups": 8,
-    "unet_head_dim": 8,
-    "text_hidden_size": 16,
-    "text_heads": 2,
-    "text_layers": 1,
-    "max_steps": 40,
-    "batch_size": 8,
-    "learning_rate": 3e-3,
-    "lr_warmup_steps": 0,
-    "sampling_steps": 4,
-    "sample_batch_size": 4,
-}
-
-
-def _toy_dataset(n: int = 24, task: str = "classification") -> Dataset:
-    """Three classes on a pink background: a filled square, a hollow square, a horizontal bar."""
-    rng = np.random.default_rng(0)
-    images = np.full((n, SIZE, SIZE, 3), (220, 160, 160), np.uint8)
-    labels = np.arange(n) % 3
-    for i, label in enumerate(labels):
-        y, x = rng.integers(2, 6, 2)
-        colour = rng.integers(40, 200, 3)
-        if label == 0:
-            images[i, y : y + 9, x : x + 9] = colour
-        elif label == 1:
-            images[i, y : y + 9, x : x + 9] = colour
-            images[i, y + 3 : y + 6, x + 3 : x + 6] = (220, 160, 160)
-        else:
-            images[i, y + 3 : y + 6, 1:-1] = colour
-    split = Split(images=images, ids=[f"t/{i}" for i in range(n)], labels=labels.astype(np.int64))
-    return Dataset(name="inline", task=task, class_names=["block", "frame", "bar"], train=split, test=split)
+SMALL = {**LATENT_SMALL, "sampling_steps": 4}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +37,7 @@ def registry() -> Registry:
 
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
-    return _toy_dataset()
+    return toy_classification()
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +45,6 @@ def trained(registry: Registry, dataset: Dataset):
     generator = registry.create("generator", "ssd", SMALL)
     generator.fit(dataset)
     return generator
-
-
-def _images(samples) -> torch.Tensor:
-    return torch.stack([s.image for s in samples])
 
 
 # --------------------------------------------------------------------------- training / sampling
@@ -131,14 +97,14 @@ def test_sample_shapes_ranges_and_provenance(trained, dataset: Dataset) -> None:
         assert s.image.device.type == "cpu"
         assert float(s.image.min()) >= -1.0 and float(s.image.max()) <= 1.0
         assert s.seed == 5 and s.generator == "ssd" and s.mask is None
-    assert float(_images(samples).std()) > 0.05  # not a constant image
+    assert float(stack_images(samples).std()) > 0.05  # not a constant image
 
 
 def test_sampling_is_deterministic_and_batch_independent(trained, dataset: Dataset) -> None:
     conditions = trained.conditions(dataset)
     full = trained.sample(conditions, 3, seed=11)
     again = trained.sample(conditions, 3, seed=11)
-    assert torch.equal(_images(full), _images(again))
+    assert torch.equal(stack_images(full), stack_images(again))
     # sample (bar, 1) alone, in a smaller request, and after a different condition
     alone = trained.sample([conditions[2]], 2, seed=11)
     assert torch.equal(alone[1].image, full[2 * 3 + 1].image)
@@ -146,17 +112,14 @@ def test_sampling_is_deterministic_and_batch_independent(trained, dataset: Datas
     assert torch.equal(mixed[0].image, full[2 * 3].image)
     assert torch.equal(mixed[1].image, full[0].image)
     other_seed = trained.sample(conditions, 3, seed=12)
-    assert not torch.allclose(_images(full), _images(other_seed), atol=1e-3)
+    assert not torch.allclose(stack_images(full), stack_images(other_seed), atol=1e-3)
 
 
 def test_classifier_free_guidance_changes_samples(trained, dataset: Dataset) -> None:
     condition = trained.conditions(dataset)[:1]
     plain = trained.sample(condition, 1, seed=2)[0].image
-    trained.options.guidance_scale = 3.0
-    try:
+    with guidance_scale(trained, 3.0):
         guided = trained.sample(condition, 1, seed=2)[0].image
-    finally:
-        trained.options.guidance_scale = 1.0
     assert guided.shape == plain.shape
     assert not torch.allclose(guided, plain, atol=1e-4)
 
@@ -165,7 +128,7 @@ def test_dpm_solver_sampler_runs(registry: Registry, trained, dataset: Dataset, 
     trained.save(tmp_path / "g")
     other = registry.create("generator", "ssd", {**SMALL, "sampler": "dpm-solver++"})
     other.load(tmp_path / "g")
-    images = _images(other.sample(other.conditions(dataset), 1, seed=0))
+    images = stack_images(other.sample(other.conditions(dataset), 1, seed=0))
     assert images.shape == (3, 3, SIZE, SIZE) and torch.isfinite(images).all()
 
 
@@ -179,23 +142,13 @@ def test_save_load_round_trip_reproduces_samples(registry: Registry, trained, da
     loaded = registry.create("generator", "ssd", SMALL)
     loaded.load(tmp_path / "gen")
     conditions = trained.conditions(dataset)
-    assert torch.equal(_images(trained.sample(conditions, 2, seed=4)), _images(loaded.sample(conditions, 2, seed=4)))
+    assert torch.equal(stack_images(trained.sample(conditions, 2, seed=4)), stack_images(loaded.sample(conditions, 2, seed=4)))
 
 
-def test_sample_before_fit_and_wrong_dataset_are_clear_errors(registry: Registry, dataset: Dataset) -> None:
-    fresh = registry.create("generator", "ssd", SMALL)
-    with pytest.raises(PipelineError, match="fit"):
-        fresh.sample(fresh.conditions(dataset), 1, seed=0)
+def test_wrong_dataset_is_a_clear_error(registry: Registry) -> None:
+    # the errors SSD shares with SSI are tested for both in test_latent_diffusion.py
     with pytest.raises(ConfigError, match="classification"):
-        fresh.fit(_toy_dataset(task="segmentation"))
-    with pytest.raises(ConfigError, match="autoencoder_path"):
-        registry.create("generator", "ssd", {**SMALL, "autoencoder": "kl"}).fit(dataset)
-    with pytest.raises(ConfigError, match="resolution"):
-        registry.create("generator", "ssd", {**SMALL, "resolution": 18}).fit(dataset)
-    with pytest.raises(OptionsError, match="prompt_template"):
-        registry.get("generator", "ssd").build_options({"prompt_template": "no placeholder"})
-    with pytest.raises(DataError, match="ssd.json"):
-        fresh.load(Path("/nonexistent/ssd"))
+        registry.create("generator", "ssd", SMALL).fit(toy_classification(task="segmentation"))
 
 
 # --------------------------------------------------------------------------- diffusion target
@@ -218,15 +171,8 @@ def test_diffusion_target_encode_predict(trained, dataset: Dataset) -> None:
     t = torch.tensor([10, 500, 900])
     noise = torch.randn_like(x0)
     x_t = target.noise_scheduler.add_noise(x0, noise, t)
-    with torch.no_grad():
-        before = target.predict(x_t, t, cond)
-        unet = target.trainable_module()
-        assert unet is trained.model.unet
-        weight = unet.conv_out.weight
-        original = weight.clone()
-        weight.add_(0.05)
-        after = target.predict(x_t, t, cond)
-        weight.copy_(original)
+    assert target.trainable_module() is trained.model.unet
+    before, after = perturbed_predictions(target, x_t, t, cond)
     assert before.shape == x0.shape
     assert not torch.allclose(before, after)
 
@@ -256,41 +202,9 @@ def test_sampling_goes_through_adapters_on_the_trainable_module(trained, dataset
 # --------------------------------------------------------------------------- pretrained (paper) path
 
 
-def _save_tiny_stable_diffusion(root: Path) -> None:
-    """A miniature Stable Diffusion directory written with ``save_pretrained`` (no download)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for ch in string.ascii_lowercase:  # character-level BPE without merges
-        vocab[ch] = len(vocab)
-        vocab[ch + "</w>"] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=32, projection_dim=16,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8, sample_size=16,
-    )
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=8, norm_num_groups=8,
-    )
-    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
-    for name, part in [("tokenizer", tokenizer), ("text_encoder", text_encoder), ("vae", vae), ("unet", unet), ("scheduler", scheduler)]:
-        part.save_pretrained(root / name)
-
-
 def test_pretrained_stable_diffusion_directory_loads_trains_and_samples(registry: Registry, dataset: Dataset, tmp_path: Path) -> None:
     sd = tmp_path / "sd"
-    _save_tiny_stable_diffusion(sd)
+    save_tiny_stable_diffusion(sd)
     options = {
         "pretrained": str(sd), "resolution": SIZE, "max_steps": 2, "batch_size": 4,
         "gradient_checkpointing": False, "sampling_steps": 3, "sample_batch_size": 2,
@@ -311,30 +225,3 @@ def test_pretrained_stable_diffusion_directory_loads_trains_and_samples(registry
     reloaded = registry.create("generator", "ssd", options, profile="paper")
     reloaded.load(saved)
     assert torch.equal(reloaded.sample(condition, 1, seed=0)[0].image, image)
-
-
-def test_pretrained_directory_missing_part_is_a_data_error(registry: Registry, dataset: Dataset, tmp_path: Path) -> None:
-    (tmp_path / "sd" / "unet").mkdir(parents=True)
-    generator = registry.create("generator", "ssd", {"pretrained": str(tmp_path / "sd")}, profile="paper")
-    with pytest.raises(DataError, match="text_encoder"):
-        generator.fit(dataset)
-
-
-# --------------------------------------------------------------------------- registration
-
-
-def test_entry_point_registration_is_lazy() -> None:
-    code = (
-        "import sys\n"
-        "import saadi_ssd.plugin\n"
-        "from saadi_core.registry import Registry\n"
-        "r = Registry.discover(only=['ssd'])\n"
-        "entry = r.get('generator', 'ssd')\n"
-        "assert entry.plugin == 'ssd', entry.plugin\n"
-        "assert entry.build_options({}, 'paper').max_steps == 3000\n"
-        "assert 'torch' not in sys.modules, 'torch imported'\n"
-        "print('ok')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"

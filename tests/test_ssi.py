@@ -1,7 +1,8 @@
 """The ``ssi`` generator: the Eq. 2 blend and masked loss, conditions and their augmentation,
 training, region-by-region sampling (shapes, kept background, determinism, batch independence),
 persistence, the DiffusionTarget view (with the DPO aligner), the pretrained inpainting loading
-path, conformance and lazy registration.
+path and conformance. What SSI shares with SSD (option and load errors, a pretrained directory's
+missing parts, lazy registration) is tested for both in ``test_latent_diffusion.py``.
 
 Everything runs on 16 px toy-seg images with a UNet of a few 10k parameters; the trained
 generator is shared by the module so training happens once.
@@ -10,62 +11,36 @@ generator is shared by the module so training happens once.
 from __future__ import annotations
 
 import json
-import string
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from _diffusion_helpers import (
+    LATENT_SMALL,
+    SIZE,
+    guidance_scale,
+    perturbed_predictions,
+    save_tiny_stable_diffusion,
+    stack_images,
+    toy_segmentation,
+)
 
 from saadi_core.data.dataset import Dataset
-from saadi_core.errors import ConfigError, DataError, PipelineError
+from saadi_core.errors import ConfigError, PipelineError
 from saadi_core.interfaces import Condition, Sample
-from saadi_core.registry import OptionsError, Registry
+from saadi_core.registry import Registry
 
-SIZE = 16
-SMALL = {
-    "seed": 3,
-    "unshuffle_factor": 2,
-    "unet_channels": [16, 32],
-    "unet_attention": [False, True],
-    "unet_norm_groups": 8,
-    "unet_head_dim": 8,
-    "text_hidden_size": 16,
-    "text_heads": 2,
-    "text_layers": 1,
-    "max_steps": 40,
-    "batch_size": 8,
-    "learning_rate": 3e-3,
-    "lr_warmup_steps": 0,
-    "sampling_steps": 3,
-    "sample_batch_size": 4,
-    "n_conditions": 3,
-    "background_bank": 4,
-}
-
-
-def _registry(*names: str) -> Registry:
-    """Discovered through the entry point when installed, else registered directly."""
-    import saadi_ssi.plugin
-
-    registry = Registry.discover(only=["ssi", *names])
-    if "ssi" not in registry.kinds("generator"):
-        registry.add_plugin(saadi_ssi.plugin, name="ssi")
-    return registry
+SMALL = {**LATENT_SMALL, "sampling_steps": 3, "n_conditions": 3, "background_bank": 4}
 
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return _registry()
+    return Registry.discover(only=["ssi"])
 
 
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
-    from saadi_core.data.toy_seg import make_toy_seg
-
-    return make_toy_seg(seed=0, n_train=24, n_test=8, image_size=SIZE)
+    return toy_segmentation()
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +48,6 @@ def trained(registry: Registry, dataset: Dataset):
     generator = registry.create("generator", "ssi", SMALL)
     generator.fit(dataset)
     return generator
-
-
-def _images(samples) -> torch.Tensor:
-    return torch.stack([s.image for s in samples])
 
 
 # --------------------------------------------------------------------------- Eq. 2 and the loss
@@ -125,7 +96,7 @@ def test_exact_prediction_is_the_training_target_of_a_known_latent(kind: str) ->
 # --------------------------------------------------------------------------- conditions
 
 
-def test_conditions_are_training_masks_with_their_images(registry: Registry, dataset: Dataset) -> None:
+def test_conditions_are_training_masks_with_theirstack_images(registry: Registry, dataset: Dataset) -> None:
     generator = registry.create("generator", "ssi", SMALL)  # conditions need no weights
     conditions = generator.conditions(dataset)
     assert len(conditions) == 3 and [c.id for c in conditions] == [c.id for c in generator.conditions(dataset)]
@@ -226,12 +197,12 @@ def test_samples_keep_the_known_background_and_carry_their_mask(trained, dataset
 def test_sampling_is_deterministic_and_batch_independent(trained, dataset: Dataset) -> None:
     conditions = trained.conditions(dataset)
     full = trained.sample(conditions, 3, seed=11)
-    assert torch.equal(_images(full), _images(trained.sample(conditions, 3, seed=11)))
+    assert torch.equal(stack_images(full), stack_images(trained.sample(conditions, 3, seed=11)))
     alone = trained.sample([conditions[2]], 2, seed=11)
     assert torch.equal(alone[1].image, full[2 * 3 + 1].image)
     mixed = trained.sample([conditions[2], conditions[0]], 1, seed=11)
     assert torch.equal(mixed[0].image, full[2 * 3].image) and torch.equal(mixed[1].image, full[0].image)
-    assert not torch.allclose(_images(full), _images(trained.sample(conditions, 3, seed=12)), atol=1e-3)
+    assert not torch.allclose(stack_images(full), stack_images(trained.sample(conditions, 3, seed=12)), atol=1e-3)
 
 
 def test_mask_only_condition_paints_the_background_too(registry: Registry, trained, dataset: Dataset) -> None:
@@ -251,11 +222,8 @@ def test_mask_only_condition_paints_the_background_too(registry: Registry, train
 def test_classifier_free_guidance_changes_samples(trained, dataset: Dataset) -> None:
     condition = trained.conditions(dataset)[:1]
     plain = trained.sample(condition, 1, seed=2)[0].image
-    trained.options.guidance_scale = 3.0
-    try:
+    with guidance_scale(trained, 3.0):
         guided = trained.sample(condition, 1, seed=2)[0].image
-    finally:
-        trained.options.guidance_scale = 1.0
     assert not torch.allclose(guided, plain, atol=1e-4)
 
 
@@ -270,24 +238,14 @@ def test_save_load_round_trip_reproduces_samples(registry: Registry, trained, da
     loaded = registry.create("generator", "ssi", SMALL)
     loaded.load(tmp_path / "gen")
     conditions = trained.conditions(dataset) + [Condition(id="mask:user/1", mask=torch.from_numpy(dataset.test.masks[1]))]
-    assert torch.equal(_images(trained.sample(conditions, 2, seed=4)), _images(loaded.sample(conditions, 2, seed=4)))
+    assert torch.equal(stack_images(trained.sample(conditions, 2, seed=4)), stack_images(loaded.sample(conditions, 2, seed=4)))
 
 
-def test_errors_are_clear(registry: Registry, dataset: Dataset) -> None:
-    fresh = registry.create("generator", "ssi", SMALL)
-    with pytest.raises(PipelineError, match="fit"):
-        fresh.sample(fresh.conditions(dataset), 1, seed=0)
+def test_wrong_dataset_is_a_clear_error(registry: Registry, dataset: Dataset) -> None:
+    # the errors SSI shares with SSD are tested for both in test_latent_diffusion.py
     classification = Dataset(name="cls", task="classification", class_names=["a"], train=dataset.train, test=dataset.test)
     with pytest.raises(ConfigError, match="segmentation"):
-        fresh.fit(classification)
-    with pytest.raises(ConfigError, match="autoencoder_path"):
-        registry.create("generator", "ssi", {**SMALL, "autoencoder": "kl"}).fit(dataset)
-    with pytest.raises(ConfigError, match="resolution"):
-        registry.create("generator", "ssi", {**SMALL, "resolution": 18}).fit(dataset)
-    with pytest.raises(OptionsError, match="prompt_template"):
-        registry.get("generator", "ssi").build_options({"prompt_template": "no placeholder"})
-    with pytest.raises(DataError, match="ssi.json"):
-        fresh.load(Path("/nonexistent/ssi"))
+        registry.create("generator", "ssi", SMALL).fit(classification)
 
 
 # --------------------------------------------------------------------------- diffusion target
@@ -314,15 +272,8 @@ def test_diffusion_target_encode_and_predict(trained, dataset: Dataset) -> None:
     noise = torch.randn_like(x0)
     x_t = target.noise_scheduler.add_noise(x0, noise, t)
     goal = training_target(target.noise_scheduler, x0, noise, t)
-    with torch.no_grad():
-        before = target.predict(x_t, t, cond)
-        unet = target.trainable_module()
-        assert unet is trained.model.unet
-        weight = unet.conv_out.weight
-        original = weight.clone()
-        weight.add_(0.05)
-        after = target.predict(x_t, t, cond)
-        weight.copy_(original)
+    assert target.trainable_module() is trained.model.unet
+    before, after = perturbed_predictions(target, x_t, t, cond)
     outside = cond["view_masks"].amax(dim=1).expand_as(x0) == 0
     assert outside.any() and torch.allclose(before[outside], goal[outside], atol=1e-4)  # no error outside the regions
     assert not torch.allclose(before[~outside], after[~outside])  # the network decides inside
@@ -357,48 +308,16 @@ def test_conformance_generator_and_dpo_aligner(registry: Registry, trained, data
 
     check_generator(trained, dataset, fit=False, work_dir=tmp_path / "generator")
     copy = _copy(registry, trained, tmp_path / "copy")  # the aligner adapts in place
-    aligner = _registry("align").create("aligner", "diffusion-dpo", {"steps": 3, "batch_size": 2, "rank": 2})
+    aligner = Registry.discover(only=["align"]).create("aligner", "diffusion-dpo", {"steps": 3, "batch_size": 2, "rank": 2})
     check_aligner(aligner, copy, dataset, n_per_condition=2, fit_generator=False, work_dir=tmp_path / "aligner")
 
 
 # --------------------------------------------------------------------------- pretrained (paper) path
 
 
-def _save_tiny_sd_inpainting(root: Path) -> None:
-    """A miniature Stable Diffusion inpainting directory written with ``save_pretrained``."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for ch in string.ascii_lowercase:  # character-level BPE without merges
-        vocab[ch] = len(vocab)
-        vocab[ch + "</w>"] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=32, projection_dim=16,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8, sample_size=16,
-    )
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=9, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=8, norm_num_groups=8,
-    )
-    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
-    for name, part in [("tokenizer", tokenizer), ("text_encoder", text_encoder), ("vae", vae), ("unet", unet), ("scheduler", scheduler)]:
-        part.save_pretrained(root / name)
-
-
 def test_pretrained_inpainting_directory_loads_trains_and_samples(registry: Registry, dataset: Dataset, tmp_path: Path) -> None:
     sd = tmp_path / "sd-inpaint"
-    _save_tiny_sd_inpainting(sd)
+    save_tiny_stable_diffusion(sd, inpainting=True)
     options = {
         "pretrained": str(sd), "resolution": SIZE, "max_steps": 2, "batch_size": 4, "gradient_checkpointing": False,
         "sampling_steps": 2, "sample_batch_size": 2, "n_conditions": 1,
@@ -423,41 +342,8 @@ def test_pretrained_inpainting_directory_loads_trains_and_samples(registry: Regi
 
 
 def test_pretrained_directory_must_be_an_inpainting_model(registry: Registry, dataset: Dataset, tmp_path: Path) -> None:
-    from diffusers import UNet2DConditionModel
-
     sd = tmp_path / "sd"
-    _save_tiny_sd_inpainting(sd)
-    UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=8, norm_num_groups=8,
-    ).save_pretrained(sd / "unet")  # a text-to-image UNet (4 input channels)
+    save_tiny_stable_diffusion(sd)  # a text-to-image UNet (4 input channels)
     generator = registry.create("generator", "ssi", {"pretrained": str(sd), "resolution": SIZE}, profile="paper")
     with pytest.raises(ConfigError, match="inpainting"):
         generator.fit(dataset)
-    (tmp_path / "empty" / "unet").mkdir(parents=True)
-    missing = registry.create("generator", "ssi", {"pretrained": str(tmp_path / "empty")}, profile="paper")
-    with pytest.raises(DataError, match="text_encoder"):
-        missing.fit(dataset)
-
-
-# --------------------------------------------------------------------------- registration
-
-
-def test_registration_is_lazy() -> None:
-    code = (
-        "import sys\n"
-        "import saadi_ssi.plugin\n"
-        "from saadi_core.registry import Registry\n"
-        "r = Registry.discover(only=['ssi'])\n"
-        "if 'ssi' not in r.kinds('generator'):\n"
-        "    r.add_plugin(saadi_ssi.plugin, name='ssi')\n"
-        "entry = r.get('generator', 'ssi')\n"
-        "assert entry.plugin == 'ssi', entry.plugin\n"
-        "assert entry.build_options({}, 'paper').max_steps == 3000\n"
-        "assert 'torch' not in sys.modules, 'torch imported'\n"
-        "print('ok')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"

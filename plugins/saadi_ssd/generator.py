@@ -4,7 +4,9 @@ One condition per class, prompted ``prompt_template`` (default the paper's "An i
 in laparoscopic gynecological surgery"). The model is a diffusers ``UNet2DConditionModel``
 denoising autoencoder latents under cross-attention to CLIP text-encoder states; it is either
 built from config and trained here (``tiny``) or fine-tuned from a local Stable Diffusion
-directory (``paper``). See :mod:`saadi_ssd.components` for the parts and the saved layout.
+directory (``paper``). See :mod:`saadi_core.diffusion.latent` for the parts and the saved layout
+(``ssd.json``) and :mod:`saadi_core.diffusion.latent_generator` for what SSD shares with the other
+latent diffusion generators.
 
 Sampling goes through ``self.model.unet`` — the very module :meth:`SSDTarget.trainable_module`
 returns — so LoRA adapters an aligner attaches there are used by :meth:`SSDGenerator.sample`.
@@ -15,42 +17,34 @@ there is exactly one set of sampling weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from saadi_core.diffusion.builders import encode_prompts, make_accelerator
+from saadi_core.diffusion.builders import resize_images
+from saadi_core.diffusion.latent import LatentDiffusionModel
+from saadi_core.diffusion.latent_generator import LatentDiffusionGenerator, LatentDiffusionTarget
 from saadi_core.diffusion.sampling import build_sampling_scheduler, denoise, initial_noise, map_fixed_batches
 from saadi_core.errors import ConfigError, DataError, PipelineError
-from saadi_core.interfaces import Condition, Generator, RunContext, Sample
-from saadi_ssd.components import SSDModel, build_from_config, load_pretrained, load_saved, save_model
+from saadi_core.interfaces import Condition, RunContext, Sample
 from saadi_ssd.options import SSDOptions
-from saadi_ssd.training import resize_images, train_model
+from saadi_ssd.training import train_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from saadi_core.data.dataset import Dataset
 
-LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 
-
-class SSDGenerator(Generator):
+class SSDGenerator(LatentDiffusionGenerator):
     """Class-prompted latent diffusion (UNet2DConditionModel + autoencoder + CLIP text encoder)."""
 
     kind = "ssd"
+    name = "ssd"
 
     def __init__(self, options: SSDOptions, context: RunContext | None = None) -> None:
         super().__init__(options, context)
         self.options: SSDOptions = options
-        self.model: SSDModel | None = None
-        self.class_names: list[str] = []
-        self.image_size: int | None = None
-        self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ conditions / prompts
-
-    def prompt(self, class_name: str) -> str:
-        return self.options.prompt_template.format(**{"class": class_name})
 
     def conditions(self, dataset: Dataset) -> list[Condition]:
         return [
@@ -67,7 +61,7 @@ class SSDGenerator(Generator):
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, dataset: Dataset) -> None:
+    def _check_dataset(self, dataset: Dataset) -> None:
         if dataset.task != "classification" or dataset.train.labels is None:
             raise ConfigError(
                 f"generator 'ssd' generates from class prompts and needs a classification dataset; "
@@ -75,53 +69,27 @@ class SSDGenerator(Generator):
             )
         if len(dataset.train) == 0:
             raise DataError(f"dataset '{dataset.name}': the train split is empty")
-        prompts = [self.prompt(name) for name in dataset.class_names]
-        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision)
-        if self.options.pretrained is not None:
-            model = load_pretrained(self.options, self.options.resolution)
-        else:
-            model = build_from_config(self.options, prompts, self.options.resolution or dataset.image_size)
-        self.history = train_model(
-            model,
-            dataset.train.images,
-            dataset.train.labels,
-            prompts,
-            self.options,
-            accelerator,
-            self.context.progress,
+
+    @property
+    def _text_time_embedding(self) -> bool:
+        return self.options.unet_text_time_embedding
+
+    def _train(self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any) -> list[dict[str, float]]:
+        assert dataset.train.labels is not None
+        return train_model(
+            model, dataset.train.images, dataset.train.labels, prompts, self.options, accelerator, self.context.progress
         )
-        self.model = model
-        self.class_names = list(dataset.class_names)
-        self.image_size = dataset.image_size
 
     # ------------------------------------------------------------------ sampling
 
-    def _require_model(self) -> SSDModel:
-        if self.model is None:
-            raise PipelineError("generator 'ssd' has no weights yet: call fit() or load() first")
-        return self.model
-
-    @property
-    def device(self) -> torch.device:
-        return next(self._require_model().unet.parameters()).device
-
-    @torch.no_grad()
-    def embed_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Text-encoder states ``(N, L, D)`` for ``prompts`` (each unique prompt encoded once)."""
-        model = self._require_model()
-        unique = list(dict.fromkeys(prompts))
-        table = encode_prompts(model.tokenizer, model.text_encoder, unique)
-        index = torch.tensor([unique.index(p) for p in prompts], device=table.device)
-        return table[index]
-
     def _predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._require_model().unet(x_t, t, encoder_hidden_states=cond["encoder_hidden_states"]).sample
+        return self.require_model().unet(x_t, t, encoder_hidden_states=cond["encoder_hidden_states"]).sample
 
     def sample(self, conditions: Sequence[Condition], n_per_condition: int, seed: int) -> list[Sample]:
         """``n_per_condition`` images per condition; sample ``i`` of condition ``c`` starts from
         noise seeded by ``(seed, c.id, i)`` and is denoised in fixed-size batches, so it is
         bit-identical however many samples are requested together."""
-        model = self._require_model()
+        model = self.require_model()
         if n_per_condition < 1 or not conditions:
             return []
         device = self.device
@@ -159,35 +127,14 @@ class SSDGenerator(Generator):
             for j, (c, i) in enumerate(items)
         ]
 
-    # ------------------------------------------------------------------ persistence
-
-    def save(self, path: Path) -> None:
-        """Write the base model (UNet sampling weights, text encoder, tokenizer, autoencoder,
-        scheduler config) and the class prompts; see :mod:`saadi_ssd.components`."""
-        model = self._require_model()
-        meta = {
-            "class_names": self.class_names,
-            "prompts": [self.prompt(n) for n in self.class_names],
-            "image_size": self.image_size,
-        }
-        save_model(model, Path(path), meta)
-
-    def load(self, path: Path) -> None:
-        model, meta = load_saved(Path(path))
-        for module in model.modules():
-            module.requires_grad_(False).eval()
-        self.model = model.to(self.context.device)
-        self.class_names = list(meta.get("class_names", []))
-        self.image_size = meta.get("image_size")
-
     # ------------------------------------------------------------------ alignment
 
     def diffusion_target(self) -> SSDTarget:
-        self._require_model()
+        self.require_model()
         return SSDTarget(self)
 
 
-class SSDTarget:
+class SSDTarget(LatentDiffusionTarget):
     """The :class:`~saadi_core.interfaces.DiffusionTarget` view of an SSD generator.
 
     ``encode`` is deterministic (resize to the model resolution, autoencoder mode/unshuffle, text
@@ -195,16 +142,13 @@ class SSDTarget:
     so adapters on :meth:`trainable_module` are what both DPO and sampling use.
     """
 
-    def __init__(self, generator: SSDGenerator) -> None:
-        self.generator = generator
-        self.noise_scheduler: Any = generator._require_model().noise_scheduler
+    generator: SSDGenerator
 
     @torch.no_grad()
     def encode(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         gen = self.generator
-        model = gen._require_model()
-        device = gen.device
-        images = torch.stack([s.image for s in samples]).to(device=device, dtype=torch.float32)
+        model = gen.require_model()
+        images = torch.stack([s.image for s in samples]).to(device=gen.device, dtype=torch.float32)
         chunk = gen.options.sample_batch_size
         x0 = torch.cat(
             [model.autoencoder.encode(resize_images(images[i : i + chunk], model.resolution)) for i in range(0, len(images), chunk)]
@@ -214,9 +158,3 @@ class SSDTarget:
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.generator._predict(x_t, t, cond)
-
-    def trainable_module(self) -> torch.nn.Module:
-        return self.generator._require_model().unet
-
-    def lora_target_modules(self) -> list[str]:
-        return list(LORA_TARGET_MODULES)

@@ -4,140 +4,53 @@ Every default is the ``tiny`` profile: a small SD-architecture model built from 
 trained on the embedded toy data on a 2-core CPU in about 3–4 minutes. The ``paper`` profile
 (see :data:`PAPER_PROFILE`) fine-tunes a local Stable Diffusion directory. Kept free of torch so
 plugin discovery stays fast.
+
+The settings SSD shares with the other latent diffusion generators (autoencoder, text encoder,
+optimiser, EMA, sampler, …) and their validation live in
+:class:`saadi_core.diffusion.latent_options.LatentDiffusionOptions`; SSD's own defaults are set
+here. To give SSD a different default for a shared field, declare that field again in
+:class:`SSDOptions` (the whole ``Field``, constraints included).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field
+
+from saadi_core.diffusion.latent_options import PAPER_FINE_TUNING, LatentDiffusionOptions, PredictionType
 
 PAPER_PROMPT = "An image of {class} in laparoscopic gynecological surgery"
 
 
-class SSDOptions(BaseModel):
+class SSDOptions(LatentDiffusionOptions):
     """Text-conditioned latent diffusion: UNet2DConditionModel + autoencoder + CLIP text encoder."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = Field(default=0, description="seed of weight initialisation and training randomness")
     prompt_template: str = Field(default=PAPER_PROMPT, description="per-class prompt; '{class}' is replaced by the class name")
-
-    # ---- where the model comes from
-    pretrained: Path | None = Field(
-        default=None,
-        description="local diffusers Stable Diffusion directory (unet/, vae/, text_encoder/, tokenizer/, scheduler/); "
-        "None builds a small model from the options below",
-    )
-    autoencoder: Literal["pixel-unshuffle", "kl"] = Field(
-        default="pixel-unshuffle",
-        description="'pixel-unshuffle': fixed lossless space-to-depth (no training, tiny profile); "
-        "'kl': a diffusers AutoencoderKL loaded from pretrained/vae or autoencoder_path",
-    )
-    autoencoder_path: Path | None = Field(default=None, description="local AutoencoderKL directory (overrides pretrained/vae)")
-    unshuffle_factor: int = Field(
-        default=4, ge=1, description="pixel-unshuffle factor f: 64x64x3 images become (64/f)x(64/f)x(3f^2) latents"
-    )
-    resolution: int | None = Field(
-        default=None, ge=8, description="training/sampling size; None = the dataset's size (or the pretrained model's native size)"
-    )
 
     # ---- architecture when built from config
     unet_channels: list[int] = Field(default_factory=lambda: [64, 128], description="UNet block_out_channels")
     unet_attention: list[bool] = Field(
         default_factory=lambda: [False, True], description="cross-attention per UNet level (0 = full latent size)"
     )
-    unet_layers_per_block: int = Field(default=1, ge=1)
-    unet_head_dim: int = Field(default=32, ge=1, description="attention head dimension")
-    unet_norm_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
     unet_text_time_embedding: bool = Field(
         default=True, description="also add the pooled text states to the timestep embedding (global class signal)"
     )
-    text_hidden_size: int = Field(default=64, ge=8, description="CLIP text encoder width (= UNet cross_attention_dim)")
-    text_layers: int = Field(default=2, ge=1)
-    text_heads: int = Field(default=4, ge=1)
 
     # ---- diffusion
-    num_train_timesteps: int = Field(default=1000, ge=10)
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = Field(
-        default="squaredcos_cap_v2", description="noise schedule when built from config (pretrained keeps its own)"
-    )
-    prediction_type: Literal["epsilon", "v_prediction", "sample"] | None = Field(
+    prediction_type: PredictionType | None = Field(
         default="v_prediction",
         description="network target; None keeps the pretrained scheduler's (required when building from config)",
     )
 
     # ---- training
     max_steps: int = Field(default=700, ge=0, description="optimiser steps of base training")
-    batch_size: int = Field(default=32, ge=1, description="per-process batch size")
-    learning_rate: float = Field(default=1e-3, gt=0)
-    lr_warmup_steps: int = Field(default=50, ge=0)
-    weight_decay: float = Field(default=1e-2, ge=0)
-    grad_clip: float = Field(default=1.0, gt=0)
-    train_text_encoder: bool = Field(default=True, description="train the text encoder jointly with the UNet")
-    prompt_dropout: float = Field(
-        default=0.1, ge=0, le=1, description="probability of training on the empty prompt (enables classifier-free guidance)"
-    )
-    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="max EMA decay of the trained weights; 0 disables EMA")
-    ema_power: float = Field(default=0.75, gt=0, description="EMA warm-up: decay at step k = 1 - (1 + k)^-power (capped)")
     random_flip: bool = Field(default=False, description="random horizontal flips of training images")
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        default="auto", description="'auto' = bf16 on a CUDA device that supports it, else fp32"
-    )
-    gradient_checkpointing: bool = Field(default=False)
-    log_every: int = Field(default=25, ge=1, description="training steps per progress log event")
 
     # ---- sampling
-    sampler: Literal["ddim", "dpm-solver++"] = Field(default="ddim", description="deterministic sampler (DDIM eta=0 or DPM-Solver++)")
     sampling_steps: int = Field(default=20, ge=1)
-    guidance_scale: float = Field(default=1.0, ge=0, description="classifier-free guidance scale; 1 = no guidance")
-    sample_batch_size: int = Field(
-        default=16, ge=1, description="fixed internal batch size of sampling (samples are bit-identical for a given value)"
-    )
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _has_class(cls, value: str) -> str:
-        if "{class}" not in value:
-            raise ValueError("must contain '{class}'")
-        try:
-            value.format(**{"class": "x"})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"only the '{{class}}' placeholder is allowed ({exc})") from None
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "SSDOptions":
-        if len(self.unet_channels) != len(self.unet_attention):
-            raise ValueError("unet_channels and unet_attention must have the same length")
-        if any(c % self.unet_norm_groups for c in self.unet_channels):
-            raise ValueError("every unet_channels entry must be divisible by unet_norm_groups")
-        if self.text_hidden_size % self.text_heads:
-            raise ValueError("text_hidden_size must be divisible by text_heads")
-        return self
 
 
-#: the paper's setting: fine-tune a local SD directory (the user sets ``pretrained``) for 3000
-#: AdamW steps and sample with 30 steps. Values the paper leaves open are marked in the docs:
-#: lr 1e-5 (the usual SD fine-tuning rate), batch 8 with gradient checkpointing, frozen text
-#: encoder, no EMA (3000 steps at lr 1e-5 barely move a 0.9999 average), 10 % prompt dropout
-#: and guidance 7.5 (SD's pipeline default), random flips.
-PAPER_PROFILE: dict[str, Any] = {
-    "autoencoder": "kl",
-    "prediction_type": None,
-    "max_steps": 3000,
-    "batch_size": 8,
-    "learning_rate": 1e-5,
-    "lr_warmup_steps": 0,
-    "weight_decay": 1e-2,
-    "train_text_encoder": False,
-    "prompt_dropout": 0.1,
-    "ema_decay": 0.0,
-    "random_flip": True,
-    "gradient_checkpointing": True,
-    "sampling_steps": 30,
-    "guidance_scale": 7.5,
-    "sample_batch_size": 8,
-    "log_every": 50,
-}
+#: the paper's setting (:data:`~saadi_core.diffusion.latent_options.PAPER_FINE_TUNING`: fine-tune
+#: a local SD directory for 3000 steps, sample with 30) with random flips of the training images.
+PAPER_PROFILE: dict[str, Any] = {**PAPER_FINE_TUNING, "random_flip": True}

@@ -34,7 +34,10 @@ latent cells); outside all regions it returns the exact prediction of the known 
 error there is zero for both networks. Each region is thus judged given the rest of the finished
 sample — the sampler's own conditional for the last pass, a close proxy for earlier ones.
 All network calls go through ``self.model.unet`` — the module :meth:`SSITarget.trainable_module`
-returns — so LoRA adapters an aligner attaches there are used by sampling.
+returns — so LoRA adapters an aligner attaches there are used by sampling. The model, its saved
+layout (``ssi.json``, plus the background bank) and its life cycle are those of every latent
+diffusion generator (:mod:`saadi_core.diffusion.latent`,
+:mod:`saadi_core.diffusion.latent_generator`) with an inpainting UNet.
 """
 
 from __future__ import annotations
@@ -46,87 +49,66 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from saadi_core.diffusion.builders import encode_prompts, make_accelerator
+from saadi_core.diffusion.builders import resize_images, resize_masks
+from saadi_core.diffusion.latent import LatentDiffusionModel
+from saadi_core.diffusion.latent_generator import LatentDiffusionGenerator, LatentDiffusionTarget
 from saadi_core.diffusion.sampling import build_sampling_scheduler, denoise, initial_noise, map_fixed_batches, sample_seed
 from saadi_core.errors import DataError, PipelineError
-from saadi_core.interfaces import Condition, Generator, RunContext, Sample
-from saadi_ssi.components import SSIModel, build_from_config, load_pretrained, load_saved, save_model
+from saadi_core.interfaces import Condition, RunContext, Sample
 from saadi_ssi.conditions import build_conditions, require_segmentation
 from saadi_ssi.inpaint import exact_prediction, inpaint_predict, latent_mask
 from saadi_ssi.options import SSIOptions
-from saadi_ssi.training import resize_images, resize_masks, train_model
+from saadi_ssi.training import train_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from saadi_core.data.dataset import Dataset
 
-LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 BANK_FILE = "background_bank.npy"
 
 
-class SSIGenerator(Generator):
+class SSIGenerator(LatentDiffusionGenerator):
     """Mask-conditioned latent inpainting, region by region with class prompts."""
 
     kind = "ssi"
+    name = "ssi"
+    inpainting = True
 
     def __init__(self, options: SSIOptions, context: RunContext | None = None) -> None:
         super().__init__(options, context)
         self.options: SSIOptions = options
-        self.model: SSIModel | None = None
-        self.class_names: list[str] = []
-        self.image_size: int | None = None
         self.background_trained = False
         self.background_bank: np.ndarray | None = None
-        self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ conditions / prompts
 
     def prompt(self, class_name: str) -> str:
-        return self.options.prompt_template.format(**{"class": class_name.replace("_", " ")})
+        """Class names are written with spaces ("cystic_duct" -> "cystic duct")."""
+        return super().prompt(class_name.replace("_", " "))
 
     def conditions(self, dataset: Dataset) -> list[Condition]:
         return build_conditions(dataset, self.options)
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, dataset: Dataset) -> None:
+    def _check_dataset(self, dataset: Dataset) -> None:
         require_segmentation(dataset)
-        prompts = [self.prompt(name) for name in dataset.class_names]
-        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision)
-        if self.options.pretrained is not None:
-            model = load_pretrained(self.options, self.options.resolution)
-        else:
-            model = build_from_config(self.options, prompts, self.options.resolution or dataset.image_size)
+
+    def _train(self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any) -> list[dict[str, float]]:
         assert dataset.train.masks is not None
-        self.history = train_model(
+        return train_model(
             model, dataset.train.images, dataset.train.masks, prompts, self.options, accelerator, self.context.progress
         )
-        self.model = model
-        self.class_names = list(dataset.class_names)
-        self.image_size = dataset.image_size
+
+    def fit(self, dataset: Dataset) -> None:
+        """Train (see :meth:`LatentDiffusionGenerator.fit`) and keep a bank of real training
+        images, the known images of conditions that have a mask only."""
+        super().fit(dataset)
         self.background_trained = self.options.background_view_share > 0
         n = len(dataset.train)
         picks = np.unique(np.linspace(0, n - 1, min(self.options.background_bank, n)).round().astype(int))
         self.background_bank = np.ascontiguousarray(dataset.train.images[picks])
 
     # ------------------------------------------------------------------ helpers
-
-    def _require_model(self) -> SSIModel:
-        if self.model is None:
-            raise PipelineError("generator 'ssi' has no weights yet: call fit() or load() first")
-        return self.model
-
-    @property
-    def device(self) -> torch.device:
-        return next(self._require_model().unet.parameters()).device
-
-    @torch.no_grad()
-    def embed_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Text-encoder states ``(N, L, D)`` for ``prompts`` (each unique prompt encoded once)."""
-        model = self._require_model()
-        unique = list(dict.fromkeys(prompts))
-        table = encode_prompts(model.tokenizer, model.text_encoder, unique)
-        index = torch.tensor([unique.index(p) for p in prompts], device=table.device)
-        return table[index]
 
     def class_states(self) -> torch.Tensor:
         """Prompt states of every class, ``(K, L, D)``."""
@@ -148,7 +130,7 @@ class SSIGenerator(Generator):
             raise PipelineError(f"ssi: the mask of {where} must be an integer (H, W) class map, got {mask.dtype} {tuple(mask.shape)}")
         if mask.numel() and (int(mask.min()) < 0 or int(mask.max()) >= len(self.class_names)):
             raise PipelineError(f"ssi: the mask of {where} holds class ids outside [0, {len(self.class_names)})")
-        return resize_masks(mask[None].long().to(self.device), self._require_model().resolution)[0]
+        return resize_masks(mask[None].long().to(self.device), self.require_model().resolution)[0]
 
     def _known_image(self, condition: Condition) -> torch.Tensor:
         """The image a condition is inpainted into: its own (``control``) or one from the bank."""
@@ -165,7 +147,7 @@ class SSIGenerator(Generator):
         return torch.from_numpy(self.background_bank[pick]).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
     def _view_predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        model = self._require_model()
+        model = self.require_model()
         return inpaint_predict(
             model.unet, model.noise_scheduler, x_t, t, cond["mask"], cond["masked_latent"], cond["context"],
             cond["encoder_hidden_states"],
@@ -177,7 +159,7 @@ class SSIGenerator(Generator):
         """``n_per_condition`` images per condition; each region pass of sample ``i`` of condition
         ``c`` starts from noise seeded by ``(seed, c.id + '#' + class id, i)`` and runs on
         fixed-size chunks, so samples are bit-identical however many are requested together."""
-        model = self._require_model()
+        model = self.require_model()
         if n_per_condition < 1 or not conditions:
             return []
         device = self.device
@@ -237,7 +219,7 @@ class SSIGenerator(Generator):
         """One region pass over a chunk: encode the pixel ``canvas`` (the known image) and its
         masked copy, denoise the region's latent from ``noise``, decode, and paste the region's
         pixels into the canvas (pixels outside the region stay exactly as they were)."""
-        autoencoder = self._require_model().autoencoder
+        autoencoder = self.require_model().autoencoder
         mask = latent_mask(region, autoencoder.factor)
         context = autoencoder.encode(canvas).float()
         n = noise.shape[0]
@@ -254,42 +236,31 @@ class SSIGenerator(Generator):
 
     # ------------------------------------------------------------------ persistence
 
+    def _meta(self) -> dict[str, Any]:
+        return {**super()._meta(), "background_trained": self.background_trained}
+
     def save(self, path: Path) -> None:
-        """Write the base model (UNet sampling weights, text encoder, tokenizer, autoencoder,
-        scheduler config), the class prompts and the background bank; see
-        :mod:`saadi_ssi.components`."""
-        model = self._require_model()
-        meta = {
-            "class_names": self.class_names,
-            "prompts": [self.prompt(n) for n in self.class_names],
-            "image_size": self.image_size,
-            "background_trained": self.background_trained,
-        }
-        save_model(model, Path(path), meta)
+        """Write the shared layout (see :meth:`LatentDiffusionGenerator.save`) and the background bank."""
+        super().save(path)
         assert self.background_bank is not None
         np.save(Path(path) / BANK_FILE, self.background_bank)
 
-    def load(self, path: Path) -> None:
-        model, meta = load_saved(Path(path))
-        bank_file = Path(path) / BANK_FILE
+    def _restore(self, model: LatentDiffusionModel, meta: dict[str, Any], path: Path) -> None:
+        bank_file = path / BANK_FILE
         if not bank_file.is_file():
             raise DataError(f"saved ssi generator {path} lacks {BANK_FILE}")
-        for module in model.modules():
-            module.requires_grad_(False).eval()
-        self.model = model.to(self.context.device)
-        self.class_names = list(meta.get("class_names", []))
-        self.image_size = meta.get("image_size")
+        super()._restore(model, meta, path)
         self.background_trained = bool(meta.get("background_trained", False))
         self.background_bank = np.load(bank_file)
 
     # ------------------------------------------------------------------ alignment
 
     def diffusion_target(self) -> SSITarget:
-        self._require_model()
+        self.require_model()
         return SSITarget(self)
 
 
-class SSITarget:
+class SSITarget(LatentDiffusionTarget):
     """The :class:`~saadi_core.interfaces.DiffusionTarget` view of an SSI generator.
 
     ``encode`` gives ``x0`` = the sample's latent and a conditioning of ``K`` = number of classes
@@ -304,14 +275,12 @@ class SSITarget:
     ``predict`` composes the views as described in :mod:`saadi_ssi.generator`.
     """
 
-    def __init__(self, generator: SSIGenerator) -> None:
-        self.generator = generator
-        self.noise_scheduler: Any = generator._require_model().noise_scheduler
+    generator: SSIGenerator
 
     @torch.no_grad()
     def encode(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         gen = self.generator
-        model = gen._require_model()
+        model = gen.require_model()
         device = gen.device
         n_classes = len(gen.class_names)
         images = torch.stack([s.image for s in samples]).to(device=device, dtype=torch.float32)
@@ -346,7 +315,7 @@ class SSITarget:
         return x0, cond
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        model = self.generator._require_model()
+        model = self.generator.require_model()
         context = cond["context"]
         result = exact_prediction(self.noise_scheduler, x_t, context, t)
         rows, classes = cond["views"].nonzero(as_tuple=True)
@@ -362,9 +331,3 @@ class SSITarget:
             r, m = rows[sel], masks[sel]
             result = result.index_copy(0, r, m * out[sel] + (1.0 - m) * result[r])
         return result
-
-    def trainable_module(self) -> torch.nn.Module:
-        return self.generator._require_model().unet
-
-    def lora_target_modules(self) -> list[str]:
-        return list(LORA_TARGET_MODULES)

@@ -14,7 +14,9 @@ few objects so a generator plugin (SSD, SSI, SimGen, CASDM, …) only assembles 
   prompts themselves) and :func:`build_clip_text_encoder` (a small ``CLIPTextModel``);
   :func:`encode_prompts` runs any tokenizer/encoder pair the way Stable Diffusion does;
 * :func:`build_noise_scheduler` (the training ``DDPMScheduler``), :class:`ModuleEMA` (weight
-  averaging) and :func:`make_accelerator` (HF ``accelerate`` set-up for one or many processes).
+  averaging) and :func:`make_accelerator` (HF ``accelerate`` set-up for one or many processes);
+* :func:`resize_images` / :func:`resize_masks` — bringing data to a model's resolution and
+  samples back to the dataset's size.
 """
 
 from __future__ import annotations
@@ -186,6 +188,31 @@ def load_autoencoder(directory: str | Path) -> PixelUnshuffleAutoencoder | KLAut
     if (Path(directory) / PIXEL_UNSHUFFLE_CONFIG).exists():
         return PixelUnshuffleAutoencoder.from_pretrained(directory)
     return KLAutoencoder.from_pretrained(directory)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def resize_images(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of ``(N, C, H, W)`` to ``size`` (an int means square; no-op
+    when equal)."""
+    hw = _hw(size)
+    if tuple(images.shape[-2:]) == hw:
+        return images
+    return F.interpolate(images, size=hw, mode="bilinear", antialias=True, align_corners=False)
+
+
+def resize_masks(masks: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of class-id masks ``(N, H, W)`` to ``size`` (no-op when equal):
+    interpolating class ids would invent classes along region borders."""
+    hw = _hw(size)
+    if tuple(masks.shape[-2:]) == hw:
+        return masks
+    return F.interpolate(masks[:, None].float(), size=hw, mode="nearest")[:, 0].long()
 
 
 # --------------------------------------------------------------------------- text side
