@@ -395,7 +395,9 @@ def test_selectors_pass_the_core_conformance_checks(classifier: ResNet18Selector
 def test_tiny_resnet18_learns_the_shape_defined_toy_classes():
     from saadi_core.data.toy_cls import make_toy_cls
 
-    data = make_toy_cls(seed=0)  # 1000 train / 400 test, 64 px, classes defined by shape only
+    # 1000 train / 400 test, 64 px, classes defined by shape only (the default 500 train images
+    # give macro F1 ~0.77 at these epochs: a weaker selector, which is what the tiny run uses)
+    data = make_toy_cls(seed=0, n_train=1000)
     selector = Registry.discover(only=["selectors"]).create("selector", "resnet18")  # tiny defaults
     selector.fit(data)
     metrics = evaluate(selector, data.test, data.class_names)
@@ -411,3 +413,116 @@ def test_tiny_segformer_segments_the_toy_scenes():
     selector.fit(data)
     metrics = evaluate(selector, data.test, data.class_names)
     assert metrics["mean_dice"] > 0.8, metrics
+
+
+# --------------------------------------------------------------------------- precision
+
+BF16_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch
+from test_selectors import colour_dataset, fast_cls
+from saadi_selectors.classifiers import ResNet18Selector
+
+dtypes = []
+
+class Probe(ResNet18Selector):
+    def _build(self, arch):
+        model = super()._build(arch)
+        model.fc.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+        return model
+
+data = colour_dataset(n_train=32, n_test=8)
+selector = Probe(fast_cls(epochs=1, mixed_precision="bf16"))
+selector.fit(data)
+training, dtypes[:] = set(dtypes), []
+logits = selector.logits(data.test.image_tensor())
+params = {{p.dtype for p in selector.model.parameters()}}
+print(sorted(map(str, training)), sorted(map(str, set(dtypes))), sorted(map(str, params)), bool(torch.isfinite(logits).all()))
+"""
+
+
+def test_bf16_training_autocasts_the_forward_and_keeps_fp32_weights(tmp_path: Path):
+    """In a fresh process: accelerate's precision is process-wide and this one already runs fp32."""
+    script = tmp_path / "bf16.py"
+    script.write_text(BF16_SCRIPT.format(tests=str(Path(__file__).parent)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    training, inference, params, finite = done.stdout.strip().splitlines()[-1].split(" ")
+    assert training == "['torch.bfloat16']" and inference == "['torch.float32']", done.stdout
+    assert params == "['torch.float32']" and finite == "True", done.stdout
+
+
+def test_mixed_precision_conflicting_with_the_process_is_a_clear_error(classifier: ResNet18Selector, cls_data: Dataset):
+    # the classifier fixture has set up this process's accelerate state in fp32 (CPU, "auto")
+    with pytest.raises(ConfigError, match="options.mixed_precision 'bf16' differs from .* accelerate state"):
+        ResNet18Selector(fast_cls(epochs=1, mixed_precision="bf16")).fit(cls_data)
+
+
+# --------------------------------------------------------------------------- several processes (slow)
+
+MULTI_PROCESS_SCRIPT = """
+import hashlib, json, sys
+sys.path.insert(0, {tests!r})
+from accelerate import Accelerator
+from test_selectors import blob_dataset, colour_dataset, fast_cls, fast_seg
+from saadi_core.interfaces import RunContext
+from saadi_selectors.classifiers import ResNet18Selector
+from saadi_selectors.segmenters import SegformerSelector
+
+def digest(model):
+    state = model.state_dict()  # parameters and buffers (batch-norm statistics)
+    return hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+
+accelerator = Accelerator(cpu=True)
+context = RunContext(accelerator=accelerator)
+data = colour_dataset()
+classifier = ResNet18Selector(fast_cls(batch_size=8), context)  # per process: the global batch is 16
+classifier.fit(data)
+segmenter = SegformerSelector(fast_seg(epochs=1, batch_size=4), context)
+segmenter.fit(blob_dataset(n_train=24, n_test=4))
+out = {{
+    "processes": accelerator.num_processes,
+    "rank": accelerator.process_index,
+    "digest": digest(classifier.model),
+    "seg_digest": digest(segmenter.model),
+    "history": classifier.history,
+    "predictions": classifier.predict(data.test.image_tensor()).tolist(),
+}}
+with open(sys.argv[1] + f"/rank{{accelerator.process_index}}.json", "w") as f:
+    json.dump(out, f)
+"""
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_one_selector(cls_data: Dataset, tmp_path: Path):
+    """``torchrun --standalone --nproc_per_node 2`` (what ``accelerate launch`` runs): both
+    processes end with identical weights and batch-norm statistics, and the classifier is as good
+    as a single process trained with the same global batch and number of steps."""
+    import json
+
+    script = tmp_path / "run.py"
+    script.write_text(MULTI_PROCESS_SCRIPT.format(tests=str(Path(__file__).parent)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [r["processes"] for r in ranks] == [2, 2] and [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["digest"] == ranks[1]["digest"] and ranks[0]["seg_digest"] == ranks[1]["seg_digest"]
+    assert ranks[0]["history"] == ranks[1]["history"]  # epoch losses averaged over both processes
+    assert ranks[0]["predictions"] == ranks[1]["predictions"]
+
+    single = ResNet18Selector(fast_cls(batch_size=16))
+    single.fit(cls_data)
+    truth = cls_data.test.labels
+    accuracy = {
+        "two processes": float(np.mean(np.array(ranks[0]["predictions"]) == truth)),
+        "one process": float(np.mean(single.predict(cls_data.test.image_tensor()).numpy() == truth)),
+    }
+    assert all(a > 0.6 for a in accuracy.values()), accuracy  # chance is 1/3
+    assert abs(accuracy["two processes"] - accuracy["one process"]) < 0.25, accuracy
+    for history in (ranks[0]["history"], single.history):
+        assert [h["epoch"] for h in history] == [1, 2, 3]
+        assert history[-1]["loss"] < history[0]["loss"]
+        assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # the schedule ran to its end...
+    assert ranks[0]["history"][0]["lr"] == pytest.approx(single.history[0]["lr"], rel=0.1)  # ...at the same pace

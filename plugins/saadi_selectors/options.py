@@ -20,7 +20,7 @@ class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(default=8, ge=1, description="passes over the training data")
-    batch_size: int = Field(default=32, ge=2, description="training batch size")
+    batch_size: int = Field(default=32, ge=2, description="training batch size per process")
     lr: float = Field(default=2e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)")
     weight_decay: float = Field(default=0.05, ge=0, description="AdamW weight decay")
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1, description="share of steps spent warming the learning rate up")
@@ -45,6 +45,11 @@ class TrainOptions(BaseModel):
         description="local weights file (state dict / timm or smp checkpoint) or a saved selector directory; never downloaded",
     )
     eval_batch_size: int = Field(default=128, ge=1, description="batch size of predict/score")
+    mixed_precision: Literal["auto", "no", "bf16"] = Field(
+        default="auto",
+        description="forward precision of training: 'auto' = bf16 on a CUDA device that supports it, else fp32; "
+        "weights stay fp32. A run launched with `accelerate launch` uses the launcher's setting instead",
+    )
 
 
 class ClassifierOptions(TrainOptions):
@@ -70,7 +75,7 @@ class ViTOptions(ClassifierOptions):
 class SegmenterOptions(TrainOptions):
     """segmentation_models_pytorch segmenters (``deeplabv3``, ``deeplabv3plus``, ``upernet``, ``unet``)."""
 
-    batch_size: int = Field(default=16, ge=2, description="training batch size")
+    batch_size: int = Field(default=16, ge=2, description="training batch size per process")
     encoder: str = Field(default="resnet18", description="smp encoder name (built without weights; see pretrained_path)")
     dice_weight: float = Field(default=1.0, ge=0, description="weight of the soft Dice loss added to the weighted cross-entropy")
     class_weighting: ClassWeighting = Field(

@@ -6,6 +6,12 @@ into it, how to turn its logits into a loss, and how to score a sample; everythi
 split plus optional synthetic ``extra`` samples, inverse-frequency weighting, batched seeded
 augmentation, warm-up + cosine AdamW, progress reporting, ``save``/``load`` — lives here once.
 
+Training runs through an ``accelerate.Accelerator`` (the run's when it was launched with
+``accelerate launch``, else a single-process one), so the same loop trains on one CPU or on
+several processes: the data loader is sharded (``batch_size`` is per process), DDP averages the
+gradients, the forward runs under the accelerator's autocast (bf16 when configured, weights fp32)
+and every process ends with the same weights.
+
 Training data is kept as ``uint8`` images (and small-integer masks) and converted per batch, so
 a real dataset of a few thousand 256-px images fits in memory four times over compared to float.
 """
@@ -20,8 +26,10 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from saadi_core.data.dataset import Dataset
+from saadi_core.diffusion.builders import make_accelerator
 from saadi_core.errors import ConfigError, DataError, PipelineError
 from saadi_core.interfaces import Sample, Selector
 from saadi_selectors.augment import AugmentConfig, augment_batch
@@ -29,6 +37,8 @@ from saadi_selectors.augment import AugmentConfig, augment_batch
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pt"
 META_FILE = "selector.json"
+#: offset between the seed of the shuffling and the seeds of the per-process augmentation streams
+AUGMENT_SEED_OFFSET = 7919
 
 #: the kinds of this plugin by task, for error messages that point at the right ones
 KINDS_BY_TASK = {
@@ -84,6 +94,31 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _average_buffers(model: torch.nn.Module, accelerator: Any) -> None:
+    """Average the floating buffers (batch-norm running statistics) over the processes.
+
+    DDP keeps the parameters identical but each process updates its running statistics on its
+    own batches after the per-step broadcast from the first process, so they differ by the
+    last step; their mean is identical everywhere and estimated from more data.
+    """
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            buffer.copy_(accelerator.reduce(buffer.detach(), reduction="mean"))
+
+
+def _release(accelerator: Any, *objects: Any) -> None:
+    """Drop the accelerator's references to one training's prepared objects.
+
+    ``Accelerator.prepare`` keeps every model, optimiser, scheduler and loader it wrapped; a run's
+    shared accelerator would otherwise hold the network and AdamW state of every selector and
+    downstream model trained in the run. ``free_memory`` would also drop other stages' objects.
+    """
+    for name in ("_models", "_optimizers", "_schedulers", "_dataloaders"):
+        registry = getattr(accelerator, name, None)
+        if isinstance(registry, list):
+            registry[:] = [kept for kept in registry if not any(kept is obj for obj in objects)]
+
+
 class TorchSelector(Selector):
     """Base of the torch selectors of this plugin (see module docstring)."""
 
@@ -130,6 +165,10 @@ class TorchSelector(Selector):
 
     @property
     def device(self) -> torch.device:
+        """Where the model lives: the launched run's process device (each process its own GPU),
+        else ``context.device``."""
+        if self.context.accelerator is not None:
+            return torch.device(self.context.accelerator.device)
         return torch.device(self.context.device)
 
     @property
@@ -151,16 +190,28 @@ class TorchSelector(Selector):
         self.image_size = (int(images.shape[-2]), int(images.shape[-1]))
         self.arch = self._architecture(self.image_size, self.num_classes)
         weights = class_weights(self._class_counts(targets), self.options.class_weighting)
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        accelerator = self._accelerator()
+        device = torch.device(accelerator.device)
+        cuda = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # seed locally; leave the caller's RNG alone
-            torch.manual_seed(self.options.seed)
+            torch.manual_seed(self.options.seed)  # the same initial weights in every process
             model = self._build(self.arch)
             if self.options.pretrained_path is not None:
                 self._load_pretrained(model, Path(self.options.pretrained_path))
-            self.model = model.to(self.device)
             self.history = []
-            self._train(images, targets, weights.to(self.device))
-        self.model.eval()
+            model = self._train(model, images, targets, weights.to(device), accelerator)
+        self.model = model.to(self.device).eval()
+
+    def _accelerator(self) -> Any:
+        """The run's accelerator, or a single-process one with this selector's ``mixed_precision``."""
+        try:
+            return make_accelerator(self.context.accelerator, str(self.context.device), self.options.mixed_precision)
+        except ValueError as error:  # accelerate's process-wide state was already set up otherwise
+            raise ConfigError(
+                f"selector '{self._name()}': options.mixed_precision '{self.options.mixed_precision}' differs from "
+                f"what this process's accelerate state was created with ({error}); use the same mixed_precision "
+                "in every stage"
+            ) from None
 
     def _training_tensors(self, dataset: Dataset, extra: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         """Real train split plus ``extra`` as ``uint8 (N, 3, H, W)`` images and integer targets."""
@@ -196,50 +247,72 @@ class TorchSelector(Selector):
         o = self.options
         return AugmentConfig(degrees=o.affine_degrees, translate=o.affine_translate, scale=o.affine_scale, color_jitter=o.color_jitter)
 
-    def _batches(self, n: int, generator: torch.Generator) -> tuple[int, int, Iterator[torch.Tensor]]:
-        """Shuffled index batches for all epochs; the ragged last batch of an epoch is dropped so
-        batch-norm never sees a batch of one."""
-        batch = min(self.options.batch_size, n)
-        per_epoch = n // batch
+    def _train(
+        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, accelerator: Any
+    ) -> torch.nn.Module:
+        """Warm-up + cosine AdamW on shuffled, augmented batches; returns the trained, unwrapped
+        network (the same in every process).
 
-        def indices() -> Iterator[torch.Tensor]:
-            for _ in range(self.options.epochs):
-                order = torch.randperm(n, generator=generator)
-                for i in range(per_epoch):
-                    yield order[i * batch : (i + 1) * batch]
-
-        return per_epoch, per_epoch * self.options.epochs, indices()
-
-    def _train(self, images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> None:
-        assert self.model is not None
+        The ragged last batch of an epoch is dropped so batch-norm never sees a batch of one;
+        with several processes each takes its own share of every epoch's batches.
+        """
         o = self.options
-        generator = torch.Generator().manual_seed(o.seed)
-        per_epoch, total, batches = self._batches(len(images), generator)
-        optimizer = adamw(list(self.model.parameters()), o.lr, o.weight_decay)
+        processes = accelerator.num_processes
+        if len(images) < 2 * processes:
+            raise DataError(
+                f"selector '{self._name()}' needs at least 2 training images per process; "
+                f"{len(images)} images for {processes} processes"
+            )
+        batch = min(o.batch_size, len(images) // processes)
+        shuffle = torch.Generator().manual_seed(o.seed)  # the same order in every process, which each shards
+        loader = DataLoader(TensorDataset(images, targets), batch_size=batch, shuffle=True, drop_last=True, generator=shuffle)
+        loader = accelerator.prepare(loader)  # sharded first: its length per process sets the schedule
+        per_epoch = len(loader)
+        # the prepared scheduler steps once per process at every optimisation step (accelerate's
+        # convention for a global batch `processes` times larger), so the schedule counts those
+        total = per_epoch * o.epochs * processes
         warmup = max(1, int(o.warmup_fraction * total))
+        model = model.to(accelerator.device)
+        optimizer = adamw(list(model.parameters()), o.lr, o.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total, warmup))
+        prepared = accelerator.prepare(model, optimizer, schedule)
+        self.model, optimizer, schedule = prepared  # _forward runs the prepared (DDP) network
+        # each process augments its own batches with its own random stream (CPU numbers, device pixels)
+        rng = torch.Generator().manual_seed(o.seed + AUGMENT_SEED_OFFSET * (1 + accelerator.process_index))
         augment = self._augment_config()
         segmentation = self.task == "segmentation"
+        batches = ((epoch, x, y) for epoch in range(o.epochs) for x, y in loader)
+        if accelerator.is_main_process:
+            batches = self.context.progress.track(batches, f"train selector {self._name()}", total=per_epoch * o.epochs)
         self.model.train()
-        running, seen = 0.0, 0
-        for step, index in enumerate(self.context.progress.track(batches, f"train selector {self._name()}", total=total)):
-            x = to_float(images[index].to(self.device))
-            y = targets[index].to(self.device)
-            if o.augment:  # random numbers from the CPU generator, pixel work on the device
-                x, warped = augment_batch(x, y if segmentation else None, augment, generator)
+        running = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # loss sum, images
+        for step, (epoch, x, y) in enumerate(batches):
+            x = to_float(x)
+            if o.augment:
+                x, warped = augment_batch(x, y if segmentation else None, augment, rng)
                 y = warped if warped is not None else y
-            loss = self._loss(self._forward(x), y.long(), weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with accelerator.autocast():
+                logits = self._forward(x)
+            loss = self._loss(logits.float(), y.long(), weights)
+            accelerator.backward(loss)
             optimizer.step()
             schedule.step()
-            running += float(loss.detach()) * len(index)
-            seen += len(index)
+            optimizer.zero_grad(set_to_none=True)
+            running[0] += loss.detach().double() * len(x)
+            running[1] += len(x)
             if (step + 1) % per_epoch == 0:
-                record = {"epoch": (step + 1) // per_epoch, "loss": running / seen, "lr": schedule.get_last_lr()[0]}
+                total_loss, seen = accelerator.reduce(running, reduction="sum").tolist()  # every process's batches
+                record = {"epoch": epoch + 1, "loss": total_loss / seen, "lr": schedule.get_last_lr()[0]}
                 self.history.append(record)
-                self.context.progress.log("selector_epoch", selector=self._name(), **record)
-                running, seen = 0.0, 0
+                if accelerator.is_main_process:
+                    self.context.progress.log("selector_epoch", selector=self._name(), **record)
+                running.zero_()
+        accelerator.wait_for_everyone()
+        trained = accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        if processes > 1:
+            _average_buffers(trained, accelerator)
+        _release(accelerator, self.model, optimizer, schedule, loader)
+        return trained
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         """``[-1, 1]`` images to the network's input statistics."""
