@@ -60,7 +60,7 @@ class ComponentSpec(Strict):
 class PoolConfig(Strict):
     """The generated pool G_s that the selector scores."""
 
-    n_per_condition: int | None = Field(default=None, ge=1, description="samples per condition; None = profile default")
+    n_per_condition: int | None = Field(default=None, ge=1, description="samples per condition; None = the profile's pool size (tiny 640, paper 3072) spread over the conditions")
     seed: int = Field(default=1000, description="seed of the pool; evaluation uses different seeds")
 
 

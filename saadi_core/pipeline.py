@@ -38,11 +38,18 @@ TASK_DEFAULTS: dict[str, dict[str, str]] = {
     "segmentation": {"generator": "ssi", "selector": "segformer"},
 }
 
-#: profile defaults of the run-level sizes (plugins hold their own option defaults)
+#: profile defaults of the run-level sizes, as totals over all conditions (plugins hold their own
+#: option defaults): a generator with 5 class conditions gets 128 pool samples per class in tiny,
+#: one with 16 mask conditions 40 per mask — the CPU budget is the total, not the per-condition count
 PROFILE_SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"pool_per_condition": 48, "validation_per_condition": 8},
-    "paper": {"pool_per_condition": 64, "validation_per_condition": 32},
+    "tiny": {"pool_size": 640, "validation_size": 80},
+    "paper": {"pool_size": 3072, "validation_size": 320},
 }
+
+
+def per_condition(total: int, n_conditions: int) -> int:
+    """Samples per condition so that ``n_conditions`` of them make at least ``total``."""
+    return max(1, math.ceil(total / max(1, n_conditions)))
 
 #: a selector whose pool scores vary less than this is treated as blind (METHOD.md lesson)
 NEAR_CONSTANT_STD = 0.02
@@ -163,18 +170,20 @@ class _Run:
         return self._stage("train-generator", self._params("generator"), compute, [data])
 
     def stage_generate_pool(self, trained: StageResult) -> StageResult:
-        n = self.config.pool.n_per_condition or self.sizes["pool_per_condition"]
+        fixed = self.config.pool.n_per_condition
 
         def compute(out: Path) -> dict[str, Any]:
             from saadi_core.samples_io import save_samples
 
             generator = self.load_generator(trained)
             conditions = generator.conditions(self.dataset)
+            n = fixed or per_condition(self.sizes["pool_size"], len(conditions))
             samples = generator.sample(conditions, n, self.pool_seed)
             save_samples(out, samples)
             return {"n_samples": len(samples), "n_conditions": len(conditions), "n_per_condition": n}
 
-        return self._stage("generate-pool", {"n_per_condition": n, "seed": self.pool_seed}, compute, [trained])
+        params = {"n_per_condition": fixed, "pool_size": None if fixed else self.sizes["pool_size"], "seed": self.pool_seed}
+        return self._stage("generate-pool", params, compute, [trained])
 
     def stage_train_selector(self, data: StageResult) -> StageResult:
         def compute(out: Path) -> dict[str, Any]:
@@ -284,7 +293,7 @@ class _Run:
         params = {"n_per_condition": self.config.evaluation.n_per_condition, "scales": self.config.evaluation.scales, "seed": self.eval_seed}
         return self._stage("evaluate", params, compute, [trained, aligned, selector_stage])
 
-    def stage_downstream(self, data: StageResult, evaluated: StageResult) -> StageResult:
+    def stage_downstream(self, data: StageResult, evaluated: StageResult, selector_stage: StageResult) -> StageResult:
         def compute(out: Path) -> dict[str, Any]:
             from saadi_core.samples_io import load_samples
 
@@ -303,6 +312,12 @@ class _Run:
                         model = self._create("downstream")
                         if "seed" in type(model.options).model_fields:
                             model.options = model.options.model_copy(update={"seed": seed})
+                        if not extra and self._is_selector_training(model):
+                            # the same kind, options and seed on the same real data: the selector's
+                            # test result is this model's (training is deterministic per seed)
+                            self.progress.say(f"[bold]downstream[/]: {key} (seed {seed}) = the trained selector")
+                            results.setdefault(str(seed), {})[key] = selector_stage.outputs["test"]
+                            continue
                         self.progress.say(f"[bold]downstream[/]: {key} (seed {seed}, {len(extra)} synthetic)")
                         model.fit(self.dataset, extra=extra)
                         results.setdefault(str(seed), {})[key] = self._evaluate_model(model)
@@ -310,7 +325,11 @@ class _Run:
             return {"by_seed": results, "aggregate": _aggregate(results, self.dataset.task)}
 
         params = self._params("downstream") | {"seeds": self.config.evaluation.downstream_seeds, "scales": self.config.evaluation.scales}
-        return self._stage("downstream", params, compute, [data, evaluated])
+        return self._stage("downstream", params, compute, [data, evaluated, selector_stage])
+
+    def _is_selector_training(self, model: Selector) -> bool:
+        """Whether training ``model`` on the real data alone repeats the train-selector stage."""
+        return self.config.downstream.kind == self.config.selector.kind and model.options == self.options["selector"]
 
     # ------------------------------------------------------------------ helpers
 
@@ -361,13 +380,12 @@ class _Run:
     def _validator(self, selector: Selector) -> Any:
         """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation),
         selector pass rate and, on toy data, oracle pass rate."""
-        n = self.sizes["validation_per_condition"]
         seed = self.eval_seed + 10_000
         threshold = self._threshold()
 
         def validate(generator: Generator) -> dict[str, float]:
             conditions = generator.conditions(self.dataset)
-            samples = generator.sample(conditions, n, seed)
+            samples = generator.sample(conditions, per_condition(self.sizes["validation_size"], len(conditions)), seed)
             scores = selector.score(samples)
             metrics = {"selector_pass": sum(s >= threshold for s in scores) / len(scores), "mean_score": sum(scores) / len(scores)}
             oracle = self._oracle_pass(samples)
@@ -462,7 +480,7 @@ def run_pipeline(config: RunConfig, registry: Registry, quiet: bool = False, doc
     paired = run.stage_pair(pool, scored)
     aligned = run.stage_align(trained, pool, scored, paired, selector_stage)
     evaluated = run.stage_evaluate(trained, aligned, selector_stage)
-    downstream = run.stage_downstream(data, evaluated)
+    downstream = run.stage_downstream(data, evaluated, selector_stage)
 
     stages = run.store.manifest.get("stages", {})
     summary = {

@@ -204,8 +204,10 @@ def test_full_loop_summary_and_significance(tmp_path, registry):
     assert set(summary["timings_s"]) == {
         "data", "train-generator", "generate-pool", "train-selector", "score", "pair", "align", "evaluate", "downstream"
     }
-    # the downstream model saw 1x real-size synthetic (20) for the synthetic variants, none for real
-    assert sorted(c for c in CALLS if c.startswith("fit-selector")) == ["fit-selector:0", "fit-selector:0", "fit-selector:20", "fit-selector:20"]
+    # the downstream model saw 1x real-size synthetic (20) for the synthetic variants; its real-only
+    # training (same kind, options and seed as the selector) is the selector's, not trained again
+    assert sorted(c for c in CALLS if c.startswith("fit-selector")) == ["fit-selector:0", "fit-selector:20", "fit-selector:20"]
+    assert summary["downstream"]["real"]["mean"] == summary["selector_test"]["macro_f1"]
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["seeds"] == {"run": 0, "pool": 1000, "evaluation": 2000}
     assert manifest["versions"]["plugins"]["fake"]["status"] == "loaded"
@@ -240,3 +242,26 @@ def test_selector_blindness_is_diagnosed(tmp_path, registry, monkeypatch):
     diag = json.loads((score_dir / "stage.json").read_text())["outputs"]
     assert any("near-constant" in w for w in diag["warnings"])
     assert "selector_oracle_agreement" in diag
+
+
+def test_profile_pool_size_is_spread_over_the_conditions(tmp_path, registry):
+    """Without ``pool.n_per_condition`` the tiny profile's pool budget (640) is shared by the
+    generator's conditions: 2 conditions → 320 each, and the pool holds exactly that."""
+    from saadi_core.pipeline import PROFILE_SIZES, per_condition
+
+    assert per_condition(640, 5) == 128 and per_condition(640, 16) == 40 and per_condition(10, 3) == 4
+    run_pipeline(config(tmp_path, pool={"seed": 1000}), registry, quiet=True)
+    pool_dir = next((tmp_path / "r" / "stages").glob("generate-pool-*"))
+    outputs = json.loads((pool_dir / "stage.json").read_text())["outputs"]
+    assert outputs["n_conditions"] == 2
+    assert outputs["n_per_condition"] == PROFILE_SIZES["tiny"]["pool_size"] // 2
+    assert outputs["n_samples"] == PROFILE_SIZES["tiny"]["pool_size"]
+
+
+def test_downstream_real_is_trained_when_it_differs_from_the_selector(tmp_path, registry):
+    """Another downstream seed is another training: the real-only model is fitted, not copied."""
+    CALLS.clear()
+    run_pipeline(config(tmp_path, evaluation={"n_per_condition": 40, "downstream_seeds": [7]}), registry, quiet=True)
+    assert sorted(c for c in CALLS if c.startswith("fit-selector")) == [
+        "fit-selector:0", "fit-selector:0", "fit-selector:20", "fit-selector:20"
+    ]

@@ -16,7 +16,15 @@ def saadi_register_aligners(register: Any) -> None:
         description="Diffusion-DPO (SAADi Eq. 4) on LoRA adapters of any generator exposing a diffusion target; "
         "validated, keeps the best adapter state.",
         profiles={
-            "paper": {"steps": 1500, "lr": 1e-5, "beta": 2500.0, "batch_size": 4, "validate_every": 100},
+            "paper": {
+                "steps": 1500,
+                "lr": 1e-5,
+                "beta": 2500.0,
+                "sft_weight": 0.0,
+                "batch_size": 4,
+                "validate_every": 100,
+                "target_modules": None,
+            },
         },
     )
     register(

@@ -20,7 +20,9 @@ class ToyClsOptions(_Options):
     """``toy-cls``: five organ classes, imbalanced, drawn from ``seed``."""
 
     seed: int = Field(default=0, description="train and test are drawn from independent sub-seeds of this")
-    n_train: int = Field(default=1000, ge=5, description="training images (class shares are kept exactly)")
+    n_train: int = Field(
+        default=500, ge=5, description="training images (class shares are kept exactly); small, as the real sets SAADi targets"
+    )
     n_test: int = Field(default=400, ge=5, description="test images")
     image_size: int = Field(default=64, ge=32, le=1024, description="side of the square images in pixels")
 

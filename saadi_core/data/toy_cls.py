@@ -184,7 +184,7 @@ def _split(seed_seq: np.random.SeedSequence, n: int, image_size: int, prefix: st
     return Split(images=images, labels=labels, ids=[f"{prefix}/{i:05d}" for i in range(n)])
 
 
-def make_toy_cls(seed: int = 0, n_train: int = 1000, n_test: int = 400, image_size: int = 64) -> Dataset:
+def make_toy_cls(seed: int = 0, n_train: int = 500, n_test: int = 400, image_size: int = 64) -> Dataset:
     """The ``toy-cls`` dataset (deterministic for given arguments)."""
     from saadi_core.data.oracle_cls import ToyClsOracle
 
