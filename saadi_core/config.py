@@ -46,9 +46,13 @@ class Settings(BaseSettings):
 
 
 class ComponentSpec(Strict):
-    """``{kind: ssi, options: {...}}``; a bare string ``"ssi"`` is accepted as ``{kind: ssi}``."""
+    """``{kind: ssi, options: {...}}``; a bare string ``"ssi"`` is accepted as ``{kind: ssi}``.
 
-    kind: str
+    ``kind`` may be left out where a run fills it in: the generator and selector get the dataset
+    task's default kind, the downstream model the selector's — so ``--set
+    generator.options.max_steps=10`` works without naming the generator."""
+
+    kind: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -258,6 +262,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
 
 
 _COMPONENT_FIELDS = ("dataset", "generator", "selector", "pairing", "aligner", "downstream")
+#: components whose kind a run may fill in (task defaults; downstream = the selector's kind)
+_KIND_FROM_RUN = ("generator", "selector", "downstream")
 _DEFAULT_KINDS = {"dataset": "toy-cls", "pairing": "threshold", "aligner": "diffusion-dpo"}
 
 
@@ -304,6 +310,11 @@ def validate_components(config: RunConfig | StudyConfig, registry: "Registry", d
 
     validated: dict[str, BaseModel] = {}
     for loc, (category, spec) in specs.items():
+        if spec.kind is None:
+            if len(loc) != 1 or loc[0] not in _KIND_FROM_RUN:
+                where = f"{doc.where(loc)}: " if doc else ""
+                raise ConfigError(f"{where}{'.'.join(map(str, loc))}.kind: required")
+            continue  # the run fills it in from the dataset's task, then validates again
         try:
             entry = registry.get(category, spec.kind)
         except SaadiError as exc:  # unknown or conflicting kind: point at the line

@@ -79,10 +79,15 @@ class _Run:
         defaults = TASK_DEFAULTS[self.dataset.task]
         updates: dict[str, Any] = {}
         for slot in ("generator", "selector"):
-            if getattr(config, slot) is None:
-                updates[slot] = ComponentSpec(kind=defaults[slot])
+            spec = getattr(config, slot)
+            if spec is None or spec.kind is None:
+                updates[slot] = ComponentSpec(kind=defaults[slot], options=spec.options if spec else {})
+        selector = updates.get("selector") or config.selector
         if config.downstream is None:
-            updates["downstream"] = (updates.get("selector") or config.selector).model_copy(deep=True)
+            updates["downstream"] = selector.model_copy(deep=True)
+        elif config.downstream.kind is None:
+            options = config.downstream.options if config.downstream.options else selector.options
+            updates["downstream"] = ComponentSpec(kind=selector.kind, options=options)
         self.config = config.model_copy(update=updates)
         self.options = validate_components(self.config, registry, doc)
         self._seed_options()

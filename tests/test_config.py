@@ -184,5 +184,6 @@ def test_set_options_merge_into_default_and_bare_kinds(tmp_path):
     path = write(tmp_path, "generator: ssd\n")
     config, _ = build_run_config(path, parse_assignment("generator.options.max_steps=5"))
     assert config.generator.kind == "ssd" and config.generator.options == {"max_steps": 5}
-    with pytest.raises(ConfigError, match="selector.kind: Field required"):
-        build_run_config(None, parse_assignment("selector.options.epochs=1"))
+    # no kind: the run fills in the task's default selector (tests/test_pipeline.py checks that)
+    config, _ = build_run_config(None, parse_assignment("selector.options.epochs=1"))
+    assert config.selector.kind is None and config.selector.options == {"epochs": 1}

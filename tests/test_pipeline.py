@@ -265,3 +265,28 @@ def test_downstream_real_is_trained_when_it_differs_from_the_selector(tmp_path, 
     assert sorted(c for c in CALLS if c.startswith("fit-selector")) == [
         "fit-selector:0", "fit-selector:0", "fit-selector:20", "fit-selector:20"
     ]
+
+
+def test_options_without_kind_apply_to_the_task_default(tmp_path, registry, monkeypatch):
+    """``--set generator.options.x=…`` without ``--generator``: the options go to the task's
+    default generator (and the downstream model inherits the selector's kind)."""
+    from saadi_core import pipeline
+
+    monkeypatch.setitem(pipeline.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour"})
+    cfg = config(tmp_path, generator={"options": {"strength": 0.5}}, selector={"options": {"threshold": 0.4}})
+    assert cfg.generator.kind is None and cfg.selector.kind is None
+    result = run_pipeline(cfg, registry, quiet=True)
+    assert result.summary["components"]["generator"] == "shift"
+    assert result.summary["components"]["downstream"] == "colour"
+    stage = json.loads(next((tmp_path / "r" / "stages").glob("train-generator-*/stage.json")).read_text())
+    assert stage["params"]["options"]["strength"] == 0.5
+
+
+def test_kind_is_required_where_no_default_exists(tmp_path, registry):
+    from saadi_core.config import validate_components
+    from saadi_core.errors import ConfigError
+
+    cfg = config(tmp_path, aligner={"options": {"strength": 0.5}})
+    cfg = cfg.model_copy(update={"aligner": cfg.aligner.model_copy(update={"kind": None})})
+    with pytest.raises(ConfigError, match=r"aligner\.kind: required"):
+        validate_components(cfg, registry)
