@@ -64,8 +64,21 @@ class ComponentSpec(Strict):
 class PoolConfig(Strict):
     """The generated pool G_s that the selector scores."""
 
-    n_per_condition: int | None = Field(default=None, ge=1, description="samples per condition; None = the profile's pool size (tiny 640, paper 3072) spread over the conditions")
+    n_per_condition: int | None = Field(
+        default=None,
+        ge=1,
+        description="samples per condition; None = the profile's pool size (tiny 640, paper 3072) spread over the conditions",
+    )
     seed: int = Field(default=1000, description="seed of the pool; evaluation uses different seeds")
+    min_winners: int = Field(
+        default=0,
+        ge=0,
+        description="adaptive pool: keep sampling a condition until it has this many samples scoring >= h AND this "
+        "many < h (rare or hard conditions otherwise give no pairs); 0 = off",
+    )
+    max_per_condition: int | None = Field(
+        default=None, ge=1, description="adaptive pool: cap on a condition's samples; None = 4x the initial count"
+    )
 
 
 class EvaluationConfig(Strict):

@@ -174,8 +174,9 @@ class _Run:
 
         return self._stage("train-generator", self._params("generator"), compute, [data])
 
-    def stage_generate_pool(self, trained: StageResult) -> StageResult:
-        fixed = self.config.pool.n_per_condition
+    def stage_generate_pool(self, trained: StageResult, selector_stage: StageResult) -> StageResult:
+        pool = self.config.pool
+        fixed = pool.n_per_condition
 
         def compute(out: Path) -> dict[str, Any]:
             from saadi_core.samples_io import save_samples
@@ -184,11 +185,57 @@ class _Run:
             conditions = generator.conditions(self.dataset)
             n = fixed or per_condition(self.sizes["pool_size"], len(conditions))
             samples = generator.sample(conditions, n, self.pool_seed)
+            outputs: dict[str, Any] = {"n_conditions": len(conditions), "n_per_condition": n}
+            if pool.min_winners:
+                extra, outputs["adaptive"] = self._top_up(generator, conditions, samples, n, self.load_selector(selector_stage))
+                samples = [*samples, *extra]
             save_samples(out, samples)
-            return {"n_samples": len(samples), "n_conditions": len(conditions), "n_per_condition": n}
+            return outputs | {"n_samples": len(samples)}
 
         params = {"n_per_condition": fixed, "pool_size": None if fixed else self.sizes["pool_size"], "seed": self.pool_seed}
+        if pool.min_winners:  # only the adaptive pool depends on the selector
+            params |= {"min_winners": pool.min_winners, "max_per_condition": pool.max_per_condition}
+            return self._stage("generate-pool", params, compute, [trained, selector_stage])
         return self._stage("generate-pool", params, compute, [trained])
+
+    def _top_up(
+        self, generator: Generator, conditions: Sequence[Any], samples: Sequence[Sample], n: int, selector: Selector
+    ) -> tuple[list[Sample], dict[str, Any]]:
+        """Adaptive pool (METHOD lesson "rare classes had no winners"): sample more for every
+        condition with fewer than ``min_winners`` winners or losers, in rounds of ``n`` per
+        condition from fresh seeds, until it has them or reaches the cap."""
+        k = self.config.pool.min_winners
+        cap = self.config.pool.max_per_condition or 4 * n
+        threshold = self._threshold()
+        counts = {c.id: [0, 0, 0] for c in conditions}  # samples, winners, losers
+        extra: list[Sample] = []
+
+        def count(batch: Sequence[Sample]) -> None:
+            for sample, score in zip(batch, selector.score(batch)):
+                entry = counts[sample.condition.id]
+                entry[0] += 1
+                entry[1 if score >= threshold else 2] += 1
+
+        count(samples)
+        for round_ in range(1, cap):
+            short = [c for c in conditions if min(counts[c.id][1:]) < k and counts[c.id][0] < cap]
+            if not short:
+                break
+            step = min(n, cap - min(counts[c.id][0] for c in short))
+            batch = generator.sample(short, step, self.pool_seed + 7919 * round_)
+            batch = [s for s in batch if counts[s.condition.id][0] + s.index < cap]
+            count(batch)
+            extra.extend(batch)
+            self.progress.say(f"[bold]pool[/]: round {round_}: +{len(batch)} samples for {len(short)} condition(s) short of {k} winners/losers")
+        lacking = [c.id for c in conditions if min(counts[c.id][1:]) < k]
+        summary = {
+            "min_winners": k,
+            "cap_per_condition": cap,
+            "added": len(extra),
+            "per_condition": {cid: {"samples": v[0], "winners": v[1], "losers": v[2]} for cid, v in counts.items()},
+            "still_short": lacking,
+        }
+        return extra, summary
 
     def stage_train_selector(self, data: StageResult) -> StageResult:
         def compute(out: Path) -> dict[str, Any]:
@@ -479,8 +526,8 @@ def run_pipeline(config: RunConfig, registry: Registry, quiet: bool = False, doc
     run.progress.say(f"[bold]run[/] {run.store.root} (profile {run.config.profile}, device {run.context.device})")
     data = run.stage_data()
     trained = run.stage_train_generator(data)
-    pool = run.stage_generate_pool(trained)
     selector_stage = run.stage_train_selector(data)
+    pool = run.stage_generate_pool(trained, selector_stage)
     scored = run.stage_score(pool, selector_stage)
     paired = run.stage_pair(pool, scored)
     aligned = run.stage_align(trained, pool, scored, paired, selector_stage)

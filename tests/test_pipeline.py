@@ -290,3 +290,24 @@ def test_kind_is_required_where_no_default_exists(tmp_path, registry):
     cfg = cfg.model_copy(update={"aligner": cfg.aligner.model_copy(update={"kind": None})})
     with pytest.raises(ConfigError, match=r"aligner\.kind: required"):
         validate_components(cfg, registry)
+
+
+def test_adaptive_pool_tops_up_conditions_short_of_winners(tmp_path, registry, monkeypatch):
+    """With ``pool.min_winners: k`` a condition is sampled again (fresh seeds) until it has k
+    winners and k losers or reaches the cap; the saved pool holds every sample drawn."""
+    from saadi_core.samples_io import load_samples
+
+    # one sample in five wins, by its (seed, index): deterministic and independent of the images
+    monkeypatch.setattr(ColourSelector, "score", lambda self, samples: [0.9 if (s.seed + s.index) % 5 == 0 else 0.1 for s in samples])
+    cfg = config(tmp_path, pool={"n_per_condition": 4, "min_winners": 2, "max_per_condition": 12}, pairing={"kind": "simple", "options": {"threshold": 0.5}})
+    run_pipeline(cfg, registry, quiet=True)
+    pool_dir = next((tmp_path / "r" / "stages").glob("generate-pool-*"))
+    outputs = json.loads((pool_dir / "stage.json").read_text())["outputs"]
+    adaptive = outputs["adaptive"]
+    assert adaptive["added"] > 0 and outputs["n_samples"] == 2 * 4 + adaptive["added"]
+    for cid, c in adaptive["per_condition"].items():
+        assert (c["winners"] >= 2 and c["losers"] >= 2) or c["samples"] == 12, (cid, c)
+        assert c["samples"] <= 12
+    pool = load_samples(pool_dir)
+    assert len(pool) == outputs["n_samples"]
+    assert len({(s.condition.id, s.seed, s.index) for s in pool}) == len(pool)  # no sample drawn twice
