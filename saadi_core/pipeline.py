@@ -282,8 +282,10 @@ class _Run:
             pair_set = self._pair_set(pool, scored, paired)
             if not pair_set.pairs:
                 stats = pair_set.stats
+                constant = scored.outputs.get("std") is not None and scored.outputs["std"] < NEAR_CONSTANT_STD
                 raise PipelineError(
-                    "no preference pairs were found "
+                    (f"the selector gave near-constant scores (std {scored.outputs['std']:.3f}), so " if constant else "")
+                    + "no preference pairs were found "
                     f"({len(stats.get('conditions_without_winner', []))} condition(s) without a winner, "
                     f"{len(stats.get('conditions_without_loser', []))} without a loser); "
                     "change the threshold h (--set pairing.options.threshold=…), enlarge the pool "

@@ -236,7 +236,7 @@ def test_no_pairs_stops_with_actionable_message(tmp_path, registry):
 
 def test_selector_blindness_is_diagnosed(tmp_path, registry, monkeypatch):
     monkeypatch.setattr(ColourSelector, "score", lambda self, samples: [0.9] * len(samples))
-    with pytest.raises(PipelineError):
+    with pytest.raises(PipelineError, match=r"near-constant scores \(std 0\.000\), so no preference pairs"):
         run_pipeline(config(tmp_path), registry, quiet=True)
     score_dir = next((tmp_path / "r" / "stages").glob("score-*"))
     diag = json.loads((score_dir / "stage.json").read_text())["outputs"]
