@@ -48,8 +48,9 @@ class Settings(BaseSettings):
 class ComponentSpec(Strict):
     """``{kind: ssi, options: {...}}``; a bare string ``"ssi"`` is accepted as ``{kind: ssi}``.
 
-    ``kind`` may be left out where a run fills it in: the generator and selector get the dataset
-    task's default kind, the downstream model the selector's — so ``--set
+    ``kind`` may be left out where a run fills it in: the dataset becomes the embedded toy set of
+    the task the generator/selector need, the generator and selector get the dataset task's
+    default kind, the downstream model the selector's — so ``--set
     generator.options.max_steps=10`` works without naming the generator."""
 
     kind: str | None = None
@@ -106,7 +107,11 @@ class RunConfig(Strict):
     seed: int = 0
     runs_dir: Path = Field(default_factory=lambda: Settings().runs_dir)
     device: str = Field(default_factory=lambda: Settings().device, description="auto | cpu | cuda | cuda:N")
-    dataset: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="toy-cls"))
+    dataset: ComponentSpec = Field(
+        default_factory=ComponentSpec,
+        description="no kind = the embedded toy set of the task the generator/selector need (toy-seg for ssi or a "
+        "segmenter, else toy-cls)",
+    )
     generator: ComponentSpec | None = None
     selector: ComponentSpec | None = None
     pairing: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="threshold"))
@@ -276,8 +281,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
 
 _COMPONENT_FIELDS = ("dataset", "generator", "selector", "pairing", "aligner", "downstream")
 #: components whose kind a run may fill in (task defaults; downstream = the selector's kind)
-_KIND_FROM_RUN = ("generator", "selector", "downstream")
-_DEFAULT_KINDS = {"dataset": "toy-cls", "pairing": "threshold", "aligner": "diffusion-dpo"}
+_KIND_FROM_RUN = ("dataset", "generator", "selector", "downstream")
+_DEFAULT_KINDS = {"pairing": "threshold", "aligner": "diffusion-dpo"}
 
 
 def _expand_components(data: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ A plugin is a module (named by an entry point in the ``saadi`` group) with funct
             options="my_pkg.options:TinyCNNOptions",  # or the pydantic class itself
             description="A 3-layer CNN selector.",
             profiles={"paper": {"epochs": 50}},
+            task="classification",             # optional: the dataset task it needs
         )
 
 Registration is *lazy by contract*: the plugin module must not import torch, diffusers or its

@@ -73,6 +73,8 @@ class _Run:
 
         self.registry = registry
         self.progress = RichProgress(quiet=quiet)
+        if config.dataset.kind is None:
+            config = config.model_copy(update={"dataset": ComponentSpec(kind=_default_dataset(config, registry), options=config.dataset.options)})
         dataset_entry = registry.get("dataset", config.dataset.kind)
         self.progress.say(f"[bold]data[/]: building '{config.dataset.kind}' and checking it")
         self.dataset = dataset_entry.load()(dataset_entry.build_options(config.dataset.options, config.profile))
@@ -494,6 +496,16 @@ class _Run:
         if self.dataset.task == "classification":
             return f1_scores(pred, test.labels, self.dataset.class_names)
         return dice_scores(pred, test.masks, self.dataset.class_names)
+
+
+def _default_dataset(config: RunConfig, registry: Registry) -> str:
+    """The embedded toy set matching the task the chosen generator or selector needs (from the
+    ``task`` they registered with): ``saadi run --generator ssi`` means segmentation data."""
+    for slot in ("generator", "selector"):
+        spec = getattr(config, slot)
+        if spec is not None and spec.kind is not None and registry.get(slot, spec.kind).task == "segmentation":
+            return "toy-seg"
+    return "toy-cls"
 
 
 def _balanced_subset(samples: Sequence[Sample], n: int) -> list[Sample]:

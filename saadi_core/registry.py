@@ -75,6 +75,8 @@ class KindEntry:
     version: str
     description: str = ""
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the dataset task the kind needs ("classification", "segmentation"); None = any or unknown
+    task: str | None = None
 
     @cached_property
     def options_model(self) -> type[BaseModel]:
@@ -265,6 +267,7 @@ class Registry:
             options: str | type[BaseModel] | None = None,
             description: str = "",
             profiles: dict[str, dict[str, Any]] | None = None,
+            task: str | None = None,
         ) -> None:
             if not isinstance(kind, str) or not _KIND_RE.match(kind):
                 raise PluginError(f"{category} kind {kind!r} must be lower-case letters, digits, '-', '_' or '.'")
@@ -284,6 +287,7 @@ class Registry:
                     version=info.version,
                     description=description,
                     profiles=dict(profiles or {}),
+                    task=task,
                 )
             )
 

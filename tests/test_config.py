@@ -180,7 +180,8 @@ def test_study_config_checks_arms(tmp_path):
 
 def test_set_options_merge_into_default_and_bare_kinds(tmp_path):
     config, _ = build_run_config(None, parse_assignment("dataset.options.n_train=100"))
-    assert config.dataset.kind == "toy-cls" and config.dataset.options == {"n_train": 100}
+    # no kind yet: the run picks the toy set of the generator's task and keeps these options
+    assert config.dataset.kind is None and config.dataset.options == {"n_train": 100}
     path = write(tmp_path, "generator: ssd\n")
     config, _ = build_run_config(path, parse_assignment("generator.options.max_steps=5"))
     assert config.generator.kind == "ssd" and config.generator.options == {"max_steps": 5}

@@ -311,3 +311,15 @@ def test_adaptive_pool_tops_up_conditions_short_of_winners(tmp_path, registry, m
     pool = load_samples(pool_dir)
     assert len(pool) == outputs["n_samples"]
     assert len({(s.condition.id, s.seed, s.index) for s in pool}) == len(pool)  # no sample drawn twice
+
+
+def test_dataset_follows_the_task_the_generator_registered(tmp_path):
+    """``saadi run --generator ssi`` without ``--dataset`` means the segmentation toy set."""
+    from saadi_core.pipeline import _default_dataset
+
+    reg = Registry.discover(only=["ssd", "ssi", "selectors"])
+    cfg = build_run_config(None, {"generator": "ssi"})[0]
+    assert cfg.dataset.kind is None and _default_dataset(cfg, reg) == "toy-seg"
+    assert _default_dataset(build_run_config(None, {"selector": "segformer"})[0], reg) == "toy-seg"
+    assert _default_dataset(build_run_config(None, {"generator": "ssd"})[0], reg) == "toy-cls"
+    assert _default_dataset(build_run_config(None, {})[0], reg) == "toy-cls"

@@ -77,4 +77,5 @@ SELECTORS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
 @hookimpl
 def saadi_register_selectors(register: Callable[..., None]) -> None:
     for kind, (target, options, description, paper) in SELECTORS.items():
-        register(kind, target, options=options, description=description, profiles={"paper": dict(paper)})
+        task = "segmentation" if paper is _SEG_PAPER else "classification"
+        register(kind, target, options=options, description=description, profiles={"paper": dict(paper)}, task=task)

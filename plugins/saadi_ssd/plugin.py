@@ -21,4 +21,5 @@ def saadi_register_generators(register: Any) -> None:
         description="Surgical Stable Diffusion: class-prompted latent diffusion (diffusers UNet + CLIP text encoder); "
         "tiny: small model trained here on pixel-unshuffled latents; paper: fine-tunes a local SD directory",
         profiles={"paper": PAPER_PROFILE},
+        task="classification",
     )

@@ -22,4 +22,5 @@ def saadi_register_generators(register: Any) -> None:
         "(paper Eq. 2 blend); tiny: small model trained here on pixel-unshuffled latents; paper: fine-tunes a local "
         "SD inpainting directory",
         profiles={"paper": PAPER_PROFILE},
+        task="segmentation",
     )
