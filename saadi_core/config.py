@@ -114,7 +114,9 @@ class RunConfig(Strict):
     )
     generator: ComponentSpec | None = None
     selector: ComponentSpec | None = None
-    pairing: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="threshold"))
+    pairing: ComponentSpec = Field(
+        default_factory=ComponentSpec, description="no kind = the task default (threshold; h 0.5 cls, 0.9 seg)"
+    )
     aligner: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="diffusion-dpo"))
     downstream: ComponentSpec | None = Field(default=None, description="downstream task model; default: the selector's kind")
     pool: PoolConfig = Field(default_factory=PoolConfig)
@@ -281,8 +283,8 @@ def parse_assignment(text: str) -> dict[str, Any]:
 
 _COMPONENT_FIELDS = ("dataset", "generator", "selector", "pairing", "aligner", "downstream")
 #: components whose kind a run may fill in (task defaults; downstream = the selector's kind)
-_KIND_FROM_RUN = ("dataset", "generator", "selector", "downstream")
-_DEFAULT_KINDS = {"pairing": "threshold", "aligner": "diffusion-dpo"}
+_KIND_FROM_RUN = ("dataset", "generator", "selector", "pairing", "downstream")
+_DEFAULT_KINDS = {"aligner": "diffusion-dpo"}
 
 
 def _expand_components(data: dict[str, Any]) -> dict[str, Any]:

@@ -33,9 +33,11 @@ from saadi_core.registry import Registry
 from saadi_core.store import RunStore, StageResult, atomic_write_json
 
 #: components chosen when the config leaves them open, by dataset task
-TASK_DEFAULTS: dict[str, dict[str, str]] = {
-    "classification": {"generator": "ssd", "selector": "resnet18"},
-    "segmentation": {"generator": "ssi", "selector": "segformer"},
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classification": {"generator": "ssd", "selector": "resnet18", "pairing": ("threshold", {})},
+    # a segmenter's score is a Dice: on toy-seg SSI samples score 0.83-0.95, so the paper's h 0.5
+    # leaves no losers; h 0.9 splits the pool (set pairing.options.threshold to change it)
+    "segmentation": {"generator": "ssi", "selector": "segformer", "pairing": ("threshold", {"threshold": 0.9})},
 }
 
 #: profile defaults of the run-level sizes, as totals over all conditions (plugins hold their own
@@ -84,6 +86,9 @@ class _Run:
             spec = getattr(config, slot)
             if spec is None or spec.kind is None:
                 updates[slot] = ComponentSpec(kind=defaults[slot], options=spec.options if spec else {})
+        if config.pairing.kind is None:
+            kind, options = defaults["pairing"]
+            updates["pairing"] = ComponentSpec(kind=kind, options={**options, **config.pairing.options})
         selector = updates.get("selector") or config.selector
         if config.downstream is None:
             updates["downstream"] = selector.model_copy(deep=True)

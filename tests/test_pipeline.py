@@ -272,7 +272,7 @@ def test_options_without_kind_apply_to_the_task_default(tmp_path, registry, monk
     default generator (and the downstream model inherits the selector's kind)."""
     from saadi_core import pipeline
 
-    monkeypatch.setitem(pipeline.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour"})
+    monkeypatch.setitem(pipeline.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {})})
     cfg = config(tmp_path, generator={"options": {"strength": 0.5}}, selector={"options": {"threshold": 0.4}})
     assert cfg.generator.kind is None and cfg.selector.kind is None
     result = run_pipeline(cfg, registry, quiet=True)
@@ -323,3 +323,14 @@ def test_dataset_follows_the_task_the_generator_registered(tmp_path):
     assert _default_dataset(build_run_config(None, {"selector": "segformer"})[0], reg) == "toy-seg"
     assert _default_dataset(build_run_config(None, {"generator": "ssd"})[0], reg) == "toy-cls"
     assert _default_dataset(build_run_config(None, {})[0], reg) == "toy-cls"
+
+
+def test_pairing_defaults_follow_the_task(tmp_path, registry, monkeypatch):
+    """Without a pairing kind the task's default applies, with the user's options on top."""
+    from saadi_core import pipeline
+
+    monkeypatch.setitem(pipeline.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {"threshold": 0.3})})
+    result = run_pipeline(config(tmp_path, pairing={"options": {"strength": 0.7}}), registry, quiet=True)
+    assert result.summary["components"]["pairing"] == "simple"
+    stage = json.loads(next((tmp_path / "r" / "stages").glob("pair-*/stage.json")).read_text())
+    assert stage["params"]["options"]["threshold"] == 0.3 and stage["params"]["options"]["strength"] == 0.7
