@@ -167,7 +167,7 @@ def test_diffusion_target_encode_predict(trained, dataset: Dataset) -> None:
     x0_again, cond_again = target.encode(samples)
     assert torch.equal(x0, x0_again) and torch.equal(states, cond_again["encoder_hidden_states"])
 
-    assert target.noise_scheduler.config.prediction_type == "v_prediction"
+    assert target.noise_scheduler.config.prediction_type == "sample"  # the tiny default (x0-prediction)
     t = torch.tensor([10, 500, 900])
     noise = torch.randn_like(x0)
     x_t = target.noise_scheduler.add_noise(x0, noise, t)
