@@ -268,6 +268,12 @@ class Selector(Component, ABC):
     def score(self, samples: Sequence[Sample]) -> list[float]:
         """One score in ``[0, 1]`` per sample, in order."""
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Image embeddings ``(N, D)`` for images ``(N, 3, H, W)`` in ``[-1, 1]`` (e.g. the pooled
+        backbone output). Optional: fidelity metrics (FID/KID, memorisation) use it as their
+        offline feature extractor when no Inception weights are given."""
+        raise NotImplementedError(f"selector '{self.kind}' does not expose image features")
+
     @abstractmethod
     def save(self, path: Path) -> None:
         """Write the trained model to the directory ``path``."""

@@ -343,6 +343,8 @@ class _Run:
                 save_samples(out / variant, samples)
                 scores = selector.score(samples)
                 passes[variant] = {"selector": [s >= self._threshold() for s in scores], "oracle": self._oracle_pass(samples)}
+                # per-sample record (same order as samples.pt): report histograms and grids
+                atomic_write_json(out / variant / "scores.json", {"scores": scores, "threshold": self._threshold()} | passes[variant])
                 results[variant] = {"mean_score": sum(scores) / len(scores)}
             from saadi_core.evaluation.stats import mcnemar_exact
 
