@@ -180,14 +180,37 @@ def run(
 
 @app.command()
 def study(file: Annotated[Path, typer.Argument(help="Study YAML with a list of arms.")]) -> None:
-    """Run several arms (generators, aligners, mixes) on one dataset and compare them."""
+    """Run several arms (generators, aligners, mixes) on one dataset and compare them.
+
+    Every (arm, seed) is a run under RUNS_DIR/NAME/runs/, sharing stage results (a generator
+    used by two arms is trained once); results go to RUNS_DIR/NAME/study.json. Re-running
+    resumes. See examples/studies/ and docs/user-guide.md."""
     from saadi_core.config import StudyConfig, load_config_file, validate_components
 
     config, doc = load_config_file(file)
     if not isinstance(config, StudyConfig):
         raise SaadiError(f"{file}: not a study config (a study has a list of 'arms'); use `saadi run --config {file}`")
-    validate_components(config, _registry(), doc)
-    raise SaadiError("`saadi study` runs arms once the study stage lands (issue: studies and reports); the config is valid")
+    registry = _registry()
+    validate_components(config, registry, doc)
+    from saadi_core.study import run_study
+    from saadi_core.summary import print_study
+
+    print_study(run_study(config, registry, quiet=_state["quiet"], doc=doc), out)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@app.command()
+def report(
+    path: Annotated[Path, typer.Argument(help="A run directory (has manifest.json) or a study directory (has study.json).")],
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write (default: PATH/report.html).")] = None,
+) -> None:
+    """Write a self-contained HTML report (images embedded) of a run or a study and print its path."""
+    from saadi_core.report import build_report
+
+    written = build_report(path, output)
+    out.print(str(written), soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -89,6 +89,10 @@ class EvaluationConfig(Strict):
     seed: int = Field(default=2000, description="seed for base-vs-aligned comparison samples (same for both)")
     scales: list[float] = Field(default_factory=lambda: [1.0], description="synthetic amount as multiples of the real train size")
     downstream_seeds: list[int] = Field(default_factory=lambda: [0])
+    downstream_variants: list[Literal["base", "aligned"]] = Field(
+        default_factory=lambda: ["base", "aligned"],
+        description="synthetic sets that each train a downstream model next to real-only (a study arm trains only its own)",
+    )
 
     @field_validator("scales")
     @classmethod
@@ -117,7 +121,10 @@ class RunConfig(Strict):
     pairing: ComponentSpec = Field(
         default_factory=ComponentSpec, description="no kind = the task default (threshold; h 0.5 cls, 0.9 seg)"
     )
-    aligner: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="diffusion-dpo"))
+    aligner: ComponentSpec | None = Field(
+        default_factory=lambda: ComponentSpec(kind="diffusion-dpo"),
+        description="null = no alignment: the base generator's samples only (a study's base arm)",
+    )
     downstream: ComponentSpec | None = Field(default=None, description="downstream task model; default: the selector's kind")
     pool: PoolConfig = Field(default_factory=PoolConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -164,20 +171,24 @@ class ArmConfig(Strict):
 
 
 class StudyConfig(Strict):
-    """``saadi study``: several arms on one dataset with shared splits, seeds and downstream model."""
+    """``saadi study``: several arms on one dataset with shared splits, seeds and downstream model.
+
+    Every study seed is one replicate of the whole loop (run seed = downstream seed); ``scales``
+    are the synthetic amounts (× the real train size) each arm's downstream model is trained
+    with, next to the real-only baseline every comparison is made against."""
 
     name: str
     profile: str = "tiny"
     runs_dir: Path = Field(default_factory=lambda: Settings().runs_dir)
     device: str = "auto"
-    dataset: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="toy-cls"))
+    dataset: ComponentSpec = Field(default_factory=ComponentSpec, description="no kind = the toy set of the arms' task")
     selector: ComponentSpec | None = None
-    pairing: ComponentSpec = Field(default_factory=lambda: ComponentSpec(kind="threshold"))
+    pairing: ComponentSpec = Field(default_factory=ComponentSpec, description="no kind = the task default")
     downstream: ComponentSpec | None = None
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    scales: list[float] = Field(default_factory=lambda: [1.0])
-    include_real_only: bool = True
-    arms: list[ArmConfig]
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    arms: list[ArmConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _arms_consistent(self) -> "StudyConfig":
@@ -189,6 +200,11 @@ class StudyConfig(Strict):
             unknown = [m for m in arm.mix or [] if m not in names or m == arm.name]
             if unknown:
                 raise ValueError(f"arm '{arm.name}' mixes unknown arms: {', '.join(unknown)}")
+            mixes = [m for m in arm.mix or [] if next(a for a in self.arms if a.name == m).mix is not None]
+            if mixes:
+                raise ValueError(f"arm '{arm.name}' mixes other mixes ({', '.join(mixes)}); list their generator arms instead")
+        if any(s <= 0 for s in self.scales):
+            raise ValueError("scales must be positive multiples of the real train size")
         return self
 
 

@@ -64,12 +64,17 @@ class RunResult:
     store: RunStore
     config: RunConfig
     summary: dict[str, Any] = field(default_factory=dict)
+    #: the held-out sample stages by variant ("base", "aligned"): a study mixes them across arms
+    samples: dict[str, StageResult] = field(default_factory=dict)
+    session: RunSession | None = None
 
 
-class _Run:
+class RunSession:
     """One execution of the loop: resolved config, registry, context and store."""
 
-    def __init__(self, config: RunConfig, registry: Registry, quiet: bool, doc: YamlDoc | None) -> None:
+    def __init__(
+        self, config: RunConfig, registry: Registry, quiet: bool, doc: YamlDoc | None, stages_dir: Path | None = None
+    ) -> None:
         from saadi_core.device import resolve_device
         from saadi_core.progress import RichProgress
 
@@ -100,7 +105,11 @@ class _Run:
         self._seed_options()
         self.sizes = PROFILE_SIZES[self.config.profile]
         self.store = RunStore.create(
-            self.config.runs_dir, self.config.run_name(), self.config.model_dump(mode="json"), versions=self._versions()
+            self.config.runs_dir,
+            self.config.run_name(),
+            self.config.model_dump(mode="json"),
+            versions=self._versions(),
+            stages_dir=stages_dir,
         )
         self.progress.sink = self.store.log_event
         self.context = RunContext(device=resolve_device(self.config.device), profile=self.config.profile, progress=self.progress)
@@ -324,75 +333,125 @@ class _Run:
 
         return self._stage("align", self._params("aligner"), compute, [trained, paired, selector_stage])
 
-    def stage_evaluate(self, trained: StageResult, aligned: StageResult, selector_stage: StageResult) -> StageResult:
+    def stage_sample(self, variant: str, trained: StageResult, aligned: StageResult | None = None) -> StageResult:
+        """The base or aligned generator's held-out samples: the SAME seed and conditions for
+        both, sized for the largest downstream scale (a smaller scale takes a balanced prefix).
+        Base samples depend on the trained generator only, so a study's base arm and aligned
+        arm of one generator share them."""
         n_train = len(self.dataset.train)
 
         def compute(out: Path) -> dict[str, Any]:
             from saadi_core.samples_io import save_samples
 
-            base = self.load_generator(trained)
-            conditions = base.conditions(self.dataset)
+            generator = self.load_generator(trained) if aligned is None else self._aligned(trained, aligned)
+            conditions = generator.conditions(self.dataset)
             n = max(self.config.evaluation.n_per_condition or 0, math.ceil(max(self.config.evaluation.scales) * n_train / len(conditions)))
-            selector = self.load_selector(selector_stage)
-            results: dict[str, Any] = {"n_per_condition": n, "seed": self.eval_seed}
-            passes: dict[str, Any] = {}
-            for variant in ("base", "aligned"):
-                generator = base if variant == "base" else self._aligned(trained, aligned)
-                samples = generator.sample(conditions, n, self.eval_seed)
-                (out / variant).mkdir()
-                save_samples(out / variant, samples)
-                scores = selector.score(samples)
-                passes[variant] = {"selector": [s >= self._threshold() for s in scores], "oracle": self._oracle_pass(samples)}
-                # per-sample record (same order as samples.pt): report histograms and grids
-                atomic_write_json(out / variant / "scores.json", {"scores": scores, "threshold": self._threshold()} | passes[variant])
-                results[variant] = {"mean_score": sum(scores) / len(scores)}
-            from saadi_core.evaluation.stats import mcnemar_exact
+            samples = generator.sample(conditions, n, self.eval_seed)
+            save_samples(out, samples)
+            return {"n_per_condition": n, "n_samples": len(samples), "seed": self.eval_seed}
 
-            results["selector_pass"] = mcnemar_exact(passes["base"]["selector"], passes["aligned"]["selector"])
-            if passes["base"]["oracle"] is not None:
-                results["oracle_pass"] = mcnemar_exact(passes["base"]["oracle"], passes["aligned"]["oracle"])
+        params = {"n_per_condition": self.config.evaluation.n_per_condition, "max_scale": max(self.config.evaluation.scales), "seed": self.eval_seed}
+        deps = [trained] if aligned is None else [trained, aligned]
+        return self._stage(f"sample-{variant}", params, compute, deps)
+
+    def stage_evaluate(self, samples: dict[str, StageResult], selector_stage: StageResult) -> StageResult:
+        """Selector (and oracle) pass rates of each variant; with an aligned variant, the paired
+        base-vs-aligned test (exact McNemar) — the evidence that alignment changed the images."""
+        threshold = self._threshold()
+
+        def compute(out: Path) -> dict[str, Any]:
+            from saadi_core.evaluation.stats import mcnemar_exact
+            from saadi_core.samples_io import SAMPLES_FILE, load_samples
+
+            selector = self.load_selector(selector_stage)
+            results: dict[str, Any] = {"seed": self.eval_seed}
+            passes: dict[str, dict[str, Any]] = {}
+            for variant, stage in samples.items():
+                (out / variant).mkdir()
+                _link_or_copy(stage.path / SAMPLES_FILE, out / variant / SAMPLES_FILE)
+                loaded = load_samples(stage.path)
+                scores = selector.score(loaded)
+                passes[variant] = {"selector": [s >= threshold for s in scores], "oracle": self._oracle_pass(loaded)}
+                # per-sample record (same order as samples.pt): report histograms and grids
+                atomic_write_json(out / variant / "scores.json", {"scores": scores, "threshold": threshold} | passes[variant])
+                oracle = passes[variant]["oracle"]
+                results[variant] = {
+                    "n": len(scores),
+                    "mean_score": sum(scores) / len(scores),
+                    "selector_rate": sum(passes[variant]["selector"]) / len(scores),
+                    "oracle_rate": None if oracle is None else sum(oracle) / len(oracle),
+                }
+            if "aligned" in passes:
+                results["selector_pass"] = mcnemar_exact(passes["base"]["selector"], passes["aligned"]["selector"])
+                if passes["base"]["oracle"] is not None:
+                    results["oracle_pass"] = mcnemar_exact(passes["base"]["oracle"], passes["aligned"]["oracle"])
             return results
 
-        params = {"n_per_condition": self.config.evaluation.n_per_condition, "scales": self.config.evaluation.scales, "seed": self.eval_seed}
-        return self._stage("evaluate", params, compute, [trained, aligned, selector_stage])
+        return self._stage("evaluate", {"threshold": threshold}, compute, [*samples.values(), selector_stage])
 
-    def stage_downstream(self, data: StageResult, evaluated: StageResult, selector_stage: StageResult) -> StageResult:
+    def stage_downstream(
+        self, data: StageResult, label: str, sources: Sequence[StageResult], scale: float, seed: int, selector_stage: StageResult
+    ) -> StageResult:
+        """One downstream model: trained on real data plus ``scale × |train|`` synthetic samples
+        drawn equally from ``sources`` (one for base or aligned, several for a study's mix),
+        evaluated on the real test split. Real-only (no sources) has the same key in every arm
+        of a study, so it is trained once per seed."""
+        reuse = not sources and self._selector_is_downstream(seed)
+
         def compute(out: Path) -> dict[str, Any]:
-            from saadi_core.samples_io import load_samples
+            if reuse:
+                # same kind, options and seed on the same real data: the selector's test result
+                # is this model's (training is deterministic per seed)
+                self.progress.say(f"[bold]downstream[/]: real (seed {seed}) = the trained selector")
+                return {"metrics": selector_stage.outputs["test"], "n_synthetic": 0, "reused": "train-selector"}
+            extra = self._synthetic(sources, scale)
+            self.progress.say(f"[bold]downstream[/]: {_variant_key(label, scale, bool(sources))} (seed {seed}, {len(extra)} synthetic)")
+            model = self._create("downstream")
+            if "seed" in type(model.options).model_fields:
+                model.options = model.options.model_copy(update={"seed": seed})
+            model.fit(self.dataset, extra=extra)
+            return {"metrics": self._evaluate_model(model), "n_synthetic": len(extra)}
 
-            n_train = len(self.dataset.train)
-            results: dict[str, Any] = {}
-            for seed in self.config.evaluation.downstream_seeds:
-                for scale in self.config.evaluation.scales:
-                    variants: dict[str, Sequence[Sample]] = {"real": ()}
-                    for variant in ("base", "aligned"):
-                        synthetic = load_samples(evaluated.path / variant)
-                        variants[f"real+{variant}"] = _balanced_subset(synthetic, int(round(scale * n_train)))
-                    for label, extra in variants.items():
-                        key = f"{label}@{scale:g}x" if label != "real" else "real"
-                        if key in results.get(str(seed), {}):
-                            continue
-                        model = self._create("downstream")
-                        if "seed" in type(model.options).model_fields:
-                            model.options = model.options.model_copy(update={"seed": seed})
-                        if not extra and self._is_selector_training(model):
-                            # the same kind, options and seed on the same real data: the selector's
-                            # test result is this model's (training is deterministic per seed)
-                            self.progress.say(f"[bold]downstream[/]: {key} (seed {seed}) = the trained selector")
-                            results.setdefault(str(seed), {})[key] = selector_stage.outputs["test"]
-                            continue
-                        self.progress.say(f"[bold]downstream[/]: {key} (seed {seed}, {len(extra)} synthetic)")
-                        model.fit(self.dataset, extra=extra)
-                        results.setdefault(str(seed), {})[key] = self._evaluate_model(model)
-            atomic_write_json(out / "downstream.json", results)
-            return {"by_seed": results, "aggregate": _aggregate(results, self.dataset.task)}
+        params = self._params("downstream") | {"seed": seed, "scale": scale if sources else None}
+        deps = [data, *sources, *([selector_stage] if reuse else [])]
+        name = f"downstream-{label}" + (f"-{scale:g}x" if sources else "") + f"-s{seed}"
+        return self._stage(name, params, compute, deps)
 
-        params = self._params("downstream") | {"seeds": self.config.evaluation.downstream_seeds, "scales": self.config.evaluation.scales}
-        return self._stage("downstream", params, compute, [data, evaluated, selector_stage])
+    def downstream(
+        self, data: StageResult, synthetic: dict[str, Sequence[StageResult]], selector_stage: StageResult
+    ) -> dict[str, dict[str, Any]]:
+        """Real-only and every synthetic set at every scale, for every downstream seed:
+        ``{seed: {"real" | "real+<label>@<scale>x": metrics}}`` (also written to the run's
+        ``downstream.json``)."""
+        results: dict[str, dict[str, Any]] = {}
+        for seed in self.config.evaluation.downstream_seeds:
+            by_variant = results.setdefault(str(seed), {})
+            by_variant["real"] = self.stage_downstream(data, "real", (), 1.0, seed, selector_stage).outputs["metrics"]
+            for scale in self.config.evaluation.scales:
+                for label, sources in synthetic.items():
+                    stage = self.stage_downstream(data, label, sources, scale, seed, selector_stage)
+                    by_variant[_variant_key(label, scale, True)] = stage.outputs["metrics"]
+        atomic_write_json(self.store.root / "downstream.json", results)
+        return results
 
-    def _is_selector_training(self, model: Selector) -> bool:
-        """Whether training ``model`` on the real data alone repeats the train-selector stage."""
-        return self.config.downstream.kind == self.config.selector.kind and model.options == self.options["selector"]
+    def _selector_is_downstream(self, seed: int) -> bool:
+        """Whether training the downstream model with ``seed`` on the real data alone repeats
+        the train-selector stage."""
+        options = self.options["downstream"]
+        if "seed" in type(options).model_fields:
+            options = options.model_copy(update={"seed": seed})
+        return self.config.downstream.kind == self.config.selector.kind and options == self.options["selector"]
+
+    def _synthetic(self, sources: Sequence[StageResult], scale: float) -> list[Sample]:
+        """``scale × |train|`` samples, an equal share from each source, balanced over conditions."""
+        from saadi_core.samples_io import load_samples
+
+        total = int(round(scale * len(self.dataset.train)))
+        chosen: list[Sample] = []
+        for i, source in enumerate(sources):
+            share = total // len(sources) + (1 if i < total % len(sources) else 0)
+            chosen.extend(_balanced_subset(load_samples(source.path), share))
+        return chosen
 
     # ------------------------------------------------------------------ helpers
 
@@ -541,35 +600,70 @@ def _aggregate(results: dict[str, dict[str, Any]], task: str) -> dict[str, Any]:
     return out
 
 
-def run_pipeline(config: RunConfig, registry: Registry, quiet: bool = False, doc: YamlDoc | None = None) -> RunResult:
-    """Run (or resume) every stage and write ``summary.json`` into the run directory."""
-    run = _Run(config, registry, quiet, doc)
+def _variant_key(label: str, scale: float, synthetic: bool) -> str:
+    """How a downstream training set is named in results: ``real`` or ``real+base@1x``."""
+    return f"real+{label}@{scale:g}x" if synthetic else "real"
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make a finished stage's file visible in another stage without duplicating its bytes."""
+    import os
+    import shutil
+
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def run_pipeline(
+    config: RunConfig,
+    registry: Registry,
+    quiet: bool = False,
+    doc: YamlDoc | None = None,
+    stages_dir: Path | None = None,
+) -> RunResult:
+    """Run (or resume) every stage and write ``summary.json`` into the run directory.
+
+    Without an aligner (``config.aligner`` is ``None``) the loop stops at the base generator's
+    samples: no pool, scoring, pairing or alignment. ``stages_dir`` shares stage results with
+    other runs (see :meth:`RunStore.create`)."""
+    run = RunSession(config, registry, quiet, doc, stages_dir=stages_dir)
     run.progress.say(f"[bold]run[/] {run.store.root} (profile {run.config.profile}, device {run.context.device})")
     data = run.stage_data()
     trained = run.stage_train_generator(data)
     selector_stage = run.stage_train_selector(data)
-    pool = run.stage_generate_pool(trained, selector_stage)
-    scored = run.stage_score(pool, selector_stage)
-    paired = run.stage_pair(pool, scored)
-    aligned = run.stage_align(trained, pool, scored, paired, selector_stage)
-    evaluated = run.stage_evaluate(trained, aligned, selector_stage)
-    downstream = run.stage_downstream(data, evaluated, selector_stage)
-
-    stages = run.store.manifest.get("stages", {})
-    summary = {
+    samples = {"base": run.stage_sample("base", trained)}
+    summary: dict[str, Any] = {
         "run": str(run.store.root),
         "task": run.dataset.task,
         "components": {k: v.kind for k, v in run.config.components().items()},
         "selector_test": selector_stage.outputs.get("test"),
-        "score_diagnostics": scored.outputs,
-        "pairs": paired.outputs,
-        "dpo_implicit_accuracy": aligned.outputs.get("implicit_accuracy"),
-        "alignment": aligned.outputs.get("meta"),
+    }
+    if run.config.aligner is not None:
+        pool = run.stage_generate_pool(trained, selector_stage)
+        scored = run.stage_score(pool, selector_stage)
+        paired = run.stage_pair(pool, scored)
+        aligned = run.stage_align(trained, pool, scored, paired, selector_stage)
+        samples["aligned"] = run.stage_sample("aligned", trained, aligned)
+        summary |= {
+            "score_diagnostics": scored.outputs,
+            "pairs": paired.outputs,
+            "dpo_implicit_accuracy": aligned.outputs.get("implicit_accuracy"),
+            "alignment": aligned.outputs.get("meta"),
+        }
+    evaluated = run.stage_evaluate(samples, selector_stage)
+    variants = [v for v in run.config.evaluation.downstream_variants if v in samples]
+    downstream = run.downstream(data, {v: [samples[v]] for v in variants}, selector_stage)
+
+    stages = run.store.manifest.get("stages", {})
+    summary |= {
+        "pass_rates": {v: evaluated.outputs[v] for v in samples},
         "selector_pass": evaluated.outputs.get("selector_pass"),
         "oracle_pass": evaluated.outputs.get("oracle_pass"),
-        "downstream": downstream.outputs.get("aggregate"),
+        "downstream": _aggregate(downstream, run.dataset.task),
         "timings_s": {name: s.get("seconds") for name, s in stages.items()},
     }
     atomic_write_json(run.store.root / "summary.json", summary)
     run.store.update_manifest(summary_file="summary.json")
-    return RunResult(store=run.store, config=run.config, summary=summary)
+    return RunResult(store=run.store, config=run.config, summary=summary, samples=samples, session=run)

@@ -99,25 +99,40 @@ class StageResult:
 class RunStore:
     """One run directory. Create with :meth:`create` (new or resumed run) or :meth:`open`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, stages_dir: Path | None = None) -> None:
         self.root = Path(root)
-        self.stages_dir = self.root / "stages"
         self._manifest: dict[str, Any] = {}
         if (self.root / MANIFEST).is_file():
             self._manifest = self._read_manifest()
+        if stages_dir is None and self._manifest.get("stages_dir"):
+            stages_dir = self.root / self._manifest["stages_dir"]
+        self.stages_dir = Path(stages_dir) if stages_dir is not None else self.root / "stages"
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def create(cls, runs_dir: Path, name: str, config: dict[str, Any], versions: dict[str, Any] | None = None) -> "RunStore":
+    def create(
+        cls,
+        runs_dir: Path,
+        name: str,
+        config: dict[str, Any],
+        versions: dict[str, Any] | None = None,
+        stages_dir: Path | None = None,
+    ) -> "RunStore":
         """Open ``runs_dir/name``, creating it if needed. An existing run keeps its stage
-        history (so it can resume); its config is replaced by ``config``."""
+        history (so it can resume); its config is replaced by ``config``.
+
+        ``stages_dir`` shares stage results between runs (a study's arms): a stage with the same
+        key — the same generator on the same data, the same real-only downstream model — is
+        computed by the first run that needs it and found by the others."""
         if not name or "/" in name or name.startswith("."):
             raise SaadiError(f"invalid run name '{name}': use letters, digits, '-', '_' and '.'")
-        store = cls(Path(runs_dir) / name)
+        store = cls(Path(runs_dir) / name, stages_dir=stages_dir)
         store.root.mkdir(parents=True, exist_ok=True)
-        store.stages_dir.mkdir(exist_ok=True)
+        store.stages_dir.mkdir(parents=True, exist_ok=True)
         manifest = store._manifest or {"name": name, "created": _now(), "stages": {}}
+        if stages_dir is not None:
+            manifest["stages_dir"] = os.path.relpath(store.stages_dir, store.root)
         manifest["config"] = _jsonable(config)
         manifest["versions"] = _jsonable(versions or {})
         manifest["updated"] = _now()
@@ -168,6 +183,11 @@ class RunStore:
 
     # ------------------------------------------------------------------ stages
 
+    def _relative(self, path: Path) -> str:
+        """A stage path as the manifest stores it: relative to the run root (``..`` when the
+        stages are shared), so a copied or moved study directory still resolves."""
+        return os.path.relpath(path, self.root)
+
     def stage_path(self, name: str, key: str) -> Path:
         return self.stages_dir / f"{name}-{key[:12]}"
 
@@ -198,7 +218,7 @@ class RunStore:
         key = content_key(name, params, [(d.name, d.key) for d in deps])
         found = self.find(name, key)
         if found is not None:
-            self._set_stage_status(name, key=key, status="done", cached=True, path=str(found.path.relative_to(self.root)))
+            self._set_stage_status(name, key=key, status="done", cached=True, path=self._relative(found.path))
             self.log_event("stage_cached", stage=name, key=key)
             return found
 
@@ -230,7 +250,7 @@ class RunStore:
             self.log_event("stage_failed", stage=name, key=key, error=f"{type(exc).__name__}: {exc}")
             raise
         self._set_stage_status(
-            name, status="done", seconds=round(seconds, 3), finished=_now(), path=str(final.relative_to(self.root)), error=None
+            name, status="done", seconds=round(seconds, 3), finished=_now(), path=self._relative(final), error=None
         )
         self.log_event("stage_finished", stage=name, key=key, seconds=round(seconds, 3))
         return StageResult(name=name, key=key, path=final, meta=meta, cached=False)

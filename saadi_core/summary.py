@@ -54,3 +54,27 @@ def print_summary(result: Any, console: Console) -> None:
     timings = summary.get("timings_s") or {}
     console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items() if v is not None))
     console.print(f"results: {summary['run']}/summary.json")
+
+
+def print_study(result: Any, console: Console) -> None:
+    """Print the study's downstream table (mean ± std over seeds) and its comparisons."""
+    summary = result.summary
+    metric = summary["metric"]
+    table = Table(title=f"{summary['name']}: {metric}, real test split (mean ± std, {len(summary['seeds'])} seeds)")
+    table.add_column("arm")
+    for scale in summary["scales"]:
+        table.add_column(f"{scale:g}× synthetic")
+    real = summary["real_only"]
+    table.add_row("real only", *[f"{real['mean']:.3f} ± {real['std']:.3f}"] * len(summary["scales"]))
+    for arm in summary["arms"]:
+        cells = [arm["downstream"][f"{scale:g}"] for scale in summary["scales"]]
+        table.add_row(arm["name"], *[f"{c['mean']:.3f} ± {c['std']:.3f}" for c in cells])
+    console.print(table)
+    ctable = Table(title="arm − real only, paired by seed (95 % t interval)")
+    for column in ("arm", "scale", "difference", "95 % CI", "verdict"):
+        ctable.add_column(column)
+    for c in summary["comparisons"]:
+        interval = f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]" if c["ci95"] else "—"
+        ctable.add_row(c["arm"], f"{c['scale']:g}×", f"{c['difference']:+.3f}", interval, c["verdict"])
+    console.print(ctable)
+    console.print(f"results: {result.root}/study.json")

@@ -202,7 +202,8 @@ def test_full_loop_summary_and_significance(tmp_path, registry):
     assert set(summary["downstream"]) >= {"metric", "real", "real+base@1x", "real+aligned@1x"}
     assert summary["downstream"]["metric"] == "macro_f1"
     assert set(summary["timings_s"]) == {
-        "data", "train-generator", "generate-pool", "train-selector", "score", "pair", "align", "evaluate", "downstream"
+        "data", "train-generator", "train-selector", "sample-base", "generate-pool", "score", "pair", "align",
+        "sample-aligned", "evaluate", "downstream-real-s0", "downstream-base-1x-s0", "downstream-aligned-1x-s0",
     }
     # the downstream model saw 1x real-size synthetic (20) for the synthetic variants; its real-only
     # training (same kind, options and seed as the selector) is the selector's, not trained again
@@ -222,7 +223,9 @@ def test_rerun_is_cached_and_option_change_recomputes_downstream_only(tmp_path, 
     assert "fit" not in CALLS and "align" in CALLS  # generator reused, alignment redone
     stages = result.store.manifest["stages"]
     assert stages["train-generator"]["cached"] and stages["score"]["cached"]
-    assert not stages["align"]["cached"] and not stages["evaluate"]["cached"] and not stages["downstream"]["cached"]
+    assert not stages["align"]["cached"] and not stages["evaluate"]["cached"]
+    assert stages["sample-base"]["cached"] and stages["downstream-base-1x-s0"]["cached"]  # base side untouched
+    assert not stages["sample-aligned"]["cached"] and not stages["downstream-aligned-1x-s0"]["cached"]
 
 
 def test_no_pairs_stops_with_actionable_message(tmp_path, registry):

@@ -1,0 +1,224 @@
+"""``saadi study``: several arms on one dataset, the same real splits, seeds and downstream model.
+
+An arm is a generator (base, or aligned by its aligner) or a *mix* of other arms' synthetic sets.
+Every (arm, seed) is an ordinary run (``<study>/runs/<arm>-seed<k>/``) whose stages live in one
+shared ``<study>/stages/`` directory, so what arms have in common is computed once: two arms with
+the same generator train it once and share its base samples, pool and scores; the real-only
+downstream model of a seed is trained once for all arms. A mix arm trains only its downstream
+models, on equal shares of its members' synthetic sets.
+
+The study seed is the run seed *and* the downstream seed: one replicate of the whole loop per
+seed. Results (``study.json``) give per arm and scale the mean ± std over seeds of the downstream
+metric, and the paired difference to real-only per seed with a t-based 95 % confidence interval —
+a difference whose interval contains 0 is reported as "no significant difference".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from saadi_core.config import ArmConfig, EvaluationConfig, RunConfig, StudyConfig, YamlDoc
+from saadi_core.pipeline import RunResult, RunSession, _aggregate, run_pipeline
+from saadi_core.registry import Registry
+from saadi_core.store import StageResult, atomic_write_json
+
+STUDY_FILE = "study.json"
+
+
+@dataclass
+class StudyResult:
+    """What ``saadi study`` hands to the CLI: where it wrote and ``study.json``'s content."""
+
+    root: Path
+    summary: dict[str, Any]
+
+
+def arm_label(arm: ArmConfig) -> str:
+    """The synthetic set an arm contributes: its base or aligned samples, or its mix."""
+    if arm.mix is not None:
+        return arm.name
+    return "aligned" if arm.aligner is not None else "base"
+
+
+def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int) -> RunConfig:
+    """The run config of one generator arm at one seed (a mix arm uses its first member's)."""
+    return RunConfig(
+        name=f"{arm.name}-seed{seed}",
+        profile=study.profile,
+        seed=seed,
+        runs_dir=study.runs_dir / study.name / "runs",
+        device=study.device,
+        dataset=study.dataset,
+        generator=arm.generator,
+        selector=study.selector,
+        pairing=study.pairing,
+        aligner=arm.aligner,
+        downstream=study.downstream,
+        pool=study.pool,
+        evaluation=EvaluationConfig(
+            scales=study.scales,
+            downstream_seeds=[seed],
+            downstream_variants=[arm_label(arm)] if arm.mix is None else [],
+        ),
+    )
+
+
+def _mix_run(
+    study: StudyConfig, arm: ArmConfig, seed: int, members: dict[str, RunResult], registry: Registry, quiet: bool
+) -> dict[str, Any]:
+    """Downstream models of a mix arm at one seed: equal shares of its members' sets."""
+    first = next(a for a in study.arms if a.name == arm.mix[0])
+    config = arm_run_config(study, first, seed).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
+    session = RunSession(config, registry, quiet, None, stages_dir=_stages_dir(study))
+    data = session.stage_data()
+    selector_stage = session.stage_train_selector(data)
+    sources: list[StageResult] = []
+    for name in arm.mix:
+        member = next(a for a in study.arms if a.name == name)
+        sources.append(members[name].samples[arm_label(member)])
+    downstream = session.downstream(data, {arm.name: sources}, selector_stage)
+    summary = {
+        "run": str(session.store.root),
+        "task": session.dataset.task,
+        "mix": arm.mix,
+        "downstream": _aggregate(downstream, session.dataset.task),
+        "timings_s": {n: s.get("seconds") for n, s in session.store.manifest.get("stages", {}).items()},
+    }
+    atomic_write_json(session.store.root / "summary.json", summary)
+    return summary
+
+
+def _stages_dir(study: StudyConfig) -> Path:
+    return study.runs_dir / study.name / "stages"
+
+
+def _t_interval(differences: list[float]) -> tuple[float, float] | None:
+    """95 % t confidence interval of the mean of paired differences (None under 2 seeds)."""
+    if len(differences) < 2:
+        return None
+    import numpy as np
+    from scipy.stats import t
+
+    values = np.asarray(differences, dtype=float)
+    half = float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def _verdict(interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return "not tested (fewer than 2 seeds)"
+    low, high = interval
+    if low > 0:
+        return "better than real-only (95 % CI above 0)"
+    if high < 0:
+        return "worse than real-only (95 % CI below 0)"
+    return "no significant difference"
+
+
+def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str) -> dict[str, Any]:
+    """``study.json``: per arm and scale mean ± std over seeds, paired differences to real-only."""
+    import numpy as np
+
+    metric = "macro_f1" if task == "classification" else "mean_dice"
+    per_class_key = "per_class_f1" if task == "classification" else "per_class_dice"
+    real_by_seed: dict[int, float] = {}  # the same model in every arm (a shared stage)
+    for runs in per_seed.values():
+        for seed, run in runs.items():
+            real_by_seed.setdefault(seed, run["by_variant"]["real"][metric])
+    real_values = [real_by_seed[s] for s in sorted(real_by_seed)]
+    arms_out, comparisons = [], []
+    for arm in study.arms:
+        label = arm_label(arm)
+        runs = per_seed[arm.name]
+        downstream: dict[str, Any] = {}
+        for scale in study.scales:
+            key = f"real+{label}@{scale:g}x"
+            values = {s: r["by_variant"][key] for s, r in runs.items() if key in r["by_variant"]}
+            scores = [values[s][metric] for s in sorted(values)]
+            classes = sorted({c for v in values.values() for c in v.get(per_class_key, {})})
+            downstream[f"{scale:g}"] = {
+                "mean": float(np.mean(scores)),
+                "std": float(np.std(scores)),
+                "values": scores,
+                "per_class": {c: float(np.mean([v[per_class_key][c] for v in values.values()])) for c in classes},
+            }
+            differences = [values[s][metric] - real_by_seed[s] for s in sorted(values)]
+            interval = _t_interval(differences)
+            comparisons.append(
+                {
+                    "arm": arm.name,
+                    "scale": scale,
+                    "vs": "real",
+                    "difference": float(np.mean(differences)),
+                    "ci95": list(interval) if interval else None,
+                    "n_seeds": len(differences),
+                    "verdict": _verdict(interval),
+                }
+            )
+        arms_out.append(
+            {
+                "name": arm.name,
+                "generator": arm.generator.kind if arm.generator else None,
+                "aligned": arm.aligner is not None,
+                "mix": arm.mix,
+                "runs": {str(s): r["run"] for s, r in runs.items()},
+                "downstream": downstream,
+                "pass_rates": {
+                    str(s): {k: r[k] for k in ("selector_pass", "oracle_pass", "pass_rates") if r.get(k) is not None}
+                    for s, r in runs.items()
+                },
+            }
+        )
+    return {
+        "name": study.name,
+        "task": task,
+        "metric": metric,
+        "seeds": study.seeds,
+        "scales": study.scales,
+        "real_only": {"mean": float(np.mean(real_values)), "std": float(np.std(real_values)), "values": real_values},
+        "arms": arms_out,
+        "comparisons": comparisons,
+    }
+
+
+def run_study(config: StudyConfig, registry: Registry, quiet: bool = False, doc: YamlDoc | None = None) -> StudyResult:
+    """Run (or resume) every arm at every seed, then write ``<runs_dir>/<name>/study.json``."""
+    from saadi_core.progress import RichProgress
+
+    say = RichProgress(quiet=quiet).say
+    root = config.runs_dir / config.name
+    generator_arms = [a for a in config.arms if a.mix is None]
+    mix_arms = [a for a in config.arms if a.mix is not None]
+    per_seed: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in config.arms}
+    task = ""
+    total = len(config.arms) * len(config.seeds)
+    done = 0
+    for seed in config.seeds:
+        members: dict[str, RunResult] = {}
+        for arm in generator_arms:
+            done += 1
+            say(f"[bold]study {config.name}[/]: arm '{arm.name}', seed {seed} ({done}/{total})")
+            result = run_pipeline(arm_run_config(config, arm, seed), registry, quiet=quiet, stages_dir=_stages_dir(config))
+            members[arm.name] = result
+            task = result.summary["task"]
+            per_seed[arm.name][seed] = result.summary | {"by_variant": _by_variant(result.store.root, seed)}
+        for arm in mix_arms:
+            done += 1
+            say(f"[bold]study {config.name}[/]: mix '{arm.name}' = {' + '.join(arm.mix)}, seed {seed} ({done}/{total})")
+            summary = _mix_run(config, arm, seed, members, registry, quiet)
+            task = summary["task"]
+            run_root = Path(summary["run"])
+            per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(run_root, seed)}
+    summary = summarise(config, per_seed, task)
+    atomic_write_json(root / STUDY_FILE, summary)
+    return StudyResult(root=root, summary=summary)
+
+
+def _by_variant(run_root: Path, seed: int) -> dict[str, Any]:
+    """The run's downstream metrics of its (single) downstream seed, by training set."""
+    import json
+
+    return json.loads((run_root / "downstream.json").read_text(encoding="utf-8"))[str(seed)]

@@ -1,0 +1,125 @@
+"""``saadi study``: arms share stages, mixes draw from their members, results are per seed with
+paired confidence intervals. Uses the in-process plugins of ``test_pipeline``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from test_pipeline import CALLS, FakePlugin
+
+from saadi_core.config import StudyConfig
+from saadi_core.errors import ConfigError
+from saadi_core.registry import Registry
+from saadi_core.study import _t_interval, _verdict, run_study
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg = Registry()
+    reg.add_plugin(FakePlugin(), name="fake")
+    return reg
+
+
+def study_config(tmp_path, **extra) -> StudyConfig:
+    data = {
+        "name": "s",
+        "runs_dir": str(tmp_path),
+        "dataset": "fake-data",
+        "selector": "colour",
+        "pairing": "simple",
+        "pool": {"n_per_condition": 16},
+        "seeds": [0, 1],
+        "scales": [1, 2],
+        "arms": [
+            {"name": "base", "generator": "shift"},
+            {"name": "aligned", "generator": "shift", "aligner": {"kind": "shrink"}},
+            {"name": "half-half", "mix": ["base", "aligned"]},
+        ],
+    }
+    data.update(extra)
+    data = {k: ({"kind": v} if k in ("dataset", "selector", "pairing") else v) for k, v in data.items()}
+    return StudyConfig.model_validate(data)
+
+
+def test_arms_share_stages_and_mix_draws_from_members(tmp_path, registry):
+    CALLS.clear()
+    result = run_study(study_config(tmp_path), registry, quiet=True)
+    # one generator per seed for two arms; one alignment per seed
+    assert CALLS.count("fit") == 2 and CALLS.count("align") == 2
+    # per seed: the real-only model is the selector's (reused, not refitted); 2 arms + 1 mix at
+    # 2 scales train on 20 (1x) and 40 (2x) synthetic samples
+    fits = sorted(c for c in CALLS if c.startswith("fit-selector"))
+    assert fits == sorted(["fit-selector:0"] * 2 + ["fit-selector:20"] * 6 + ["fit-selector:40"] * 6)
+    summary = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    assert [a["name"] for a in summary["arms"]] == ["base", "aligned", "half-half"]
+    mix = summary["arms"][2]
+    assert mix["mix"] == ["base", "aligned"] and set(mix["downstream"]) == {"1", "2"}
+    assert len(mix["downstream"]["1"]["values"]) == 2
+    aligned = summary["arms"][1]
+    assert aligned["aligned"] and aligned["pass_rates"]["0"]["oracle_pass"]["verdict"] == "improved"
+    assert len(summary["comparisons"]) == 3 * 2 and all(c["n_seeds"] == 2 for c in summary["comparisons"])
+    # the mix's training set holds equal shares of its members' samples
+    mix_run = tmp_path / "s" / "runs" / "half-half-seed0"
+    manifest = json.loads((mix_run / "manifest.json").read_text())
+    stage = json.loads((mix_run / manifest["stages"]["downstream-half-half-1x-s0"]["path"] / "stage.json").read_text())
+    assert stage["outputs"]["n_synthetic"] == 20
+    assert {"sample-base", "sample-aligned"} <= set(stage["deps"])
+
+
+def test_rerun_is_fully_cached(tmp_path, registry):
+    run_study(study_config(tmp_path), registry, quiet=True)
+    CALLS.clear()
+    run_study(study_config(tmp_path), registry, quiet=True)
+    assert CALLS == []
+
+
+def test_base_arm_runs_no_alignment(tmp_path, registry):
+    CALLS.clear()
+    cfg = study_config(tmp_path, seeds=[0], scales=[1], arms=[{"name": "base", "generator": "shift"}])
+    run_study(cfg, registry, quiet=True)
+    assert "align" not in CALLS
+    stages = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "manifest.json").read_text())["stages"]
+    assert not {"generate-pool", "score", "pair", "align", "sample-aligned"} & set(stages)
+    summary = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "summary.json").read_text())
+    assert summary["selector_pass"] is None and summary["pass_rates"]["base"]["oracle_rate"] is not None
+
+
+def test_confidence_interval_and_wording():
+    assert _t_interval([0.1]) is None
+    low, high = _t_interval([0.02, 0.04, 0.03])
+    assert low == pytest.approx(0.03 - 4.303 * 0.01 / 3**0.5, abs=1e-3) and high > 0.03
+    assert _verdict((low, high)).startswith("better")
+    assert _verdict((-0.01, 0.02)) == "no significant difference"
+    assert _verdict((-0.05, -0.01)).startswith("worse")
+
+
+def test_mix_of_a_mix_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="mixes other mixes"):
+        study_config(tmp_path, arms=[
+            {"name": "a", "generator": "shift"},
+            {"name": "m", "mix": ["a"]},
+            {"name": "mm", "mix": ["m", "a"]},
+        ])
+
+
+def test_cli_runs_a_study_file(tmp_path, registry, monkeypatch):
+    from saadi_core import cli
+
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    cfg = study_config(tmp_path, seeds=[0], scales=[1]).model_dump(mode="json")
+    file = tmp_path / "study.yaml"
+    file.write_text(yaml.safe_dump(cfg))
+    cli.main(["--quiet", "study", str(file)])
+    assert (tmp_path / "s" / "study.json").is_file()
+
+
+def test_study_typo_is_a_config_error(tmp_path):
+    file = tmp_path / "study.yaml"
+    file.write_text("name: s\nscales: [1]\narms:\n  - name: a\n    generator: shift\n    alinger: x\n")
+    from saadi_core.config import load_config_file
+
+    with pytest.raises(ConfigError, match=r"study.yaml:6"):
+        load_config_file(file)
