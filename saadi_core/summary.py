@@ -32,7 +32,13 @@ def print_summary(result: Any, console: Console) -> None:
         row = _pass_row(name, summary.get(key))
         if row:
             table.add_row(*row)
-    console.print(table)
+    if summary.get("selector_pass"):
+        console.print(table)
+    else:  # a base-only run (aligner: null): its pass rates, nothing to compare
+        base = (summary.get("pass_rates") or {}).get("base") or {}
+        oracle = f", oracle {base['oracle_rate']:.1%}" if base.get("oracle_rate") is not None else ""
+        if base:
+            console.print(f"base samples (no alignment): selector pass {base['selector_rate']:.1%}{oracle} of {base['n']}")
 
     downstream = summary.get("downstream") or {}
     if downstream:
