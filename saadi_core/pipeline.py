@@ -537,12 +537,34 @@ class RunSession:
             )
         if diag["share_below_h"] < 0.05 or diag["share_below_h"] > 0.95:
             diag["warnings"].append(f"{diag['share_below_h']:.0%} of the pool is below h={h}: few pairs; adjust h or the pool size")
+        per_condition: dict[str, dict[str, Any]] = {}
+        for sample, value in zip(samples, values):
+            per_condition.setdefault(sample.condition.id, []).append(float(value))  # type: ignore[arg-type]
+        for cid, group in list(per_condition.items()):
+            arr = np.asarray(group)
+            per_condition[cid] = {
+                "n": int(arr.size), "mean": float(arr.mean()), "std": float(arr.std()),
+                "winners": int(np.sum(arr >= h)), "losers": int(np.sum(arr < h)),
+            }
+        diag["per_condition"] = per_condition
+        one_sided = sorted(cid for cid, c in per_condition.items() if not c["winners"] or not c["losers"])
+        if one_sided:
+            diag["warnings"].append(
+                f"{len(one_sided)} of {len(per_condition)} condition(s) have no winner or no loser "
+                f"(e.g. {one_sided[0]}): they give no pairs; enlarge the pool or use the adaptive pool (pool.min_winners)"
+            )
         oracle = self._oracle_pass(samples)
         if oracle is not None:
             selector_pass = values >= h
-            agree = float(np.mean(selector_pass == np.asarray(oracle)))
-            diag["oracle_pass"] = float(np.mean(oracle))
-            diag["selector_oracle_agreement"] = agree
+            truth = np.asarray(oracle, dtype=bool)
+            diag["oracle_pass"] = float(np.mean(truth))
+            diag["selector_oracle_agreement"] = float(np.mean(selector_pass == truth))
+            diag["selector_oracle_kappa"] = _cohen_kappa(selector_pass, truth)
+            if diag["selector_oracle_kappa"] < 0.2:
+                diag["warnings"].append(
+                    f"the selector barely agrees with the oracle on the pool (Cohen's kappa {diag['selector_oracle_kappa']:.2f}): "
+                    "its preferences may not be what the images really show; alignment can then drift without helping"
+                )
         for warning in diag["warnings"]:
             self.progress.say(f"[yellow]warning[/]: {warning}")
         return diag
@@ -588,8 +610,11 @@ def _balanced_subset(samples: Sequence[Sample], n: int) -> list[Sample]:
 
 
 def _aggregate(results: dict[str, dict[str, Any]], task: str) -> dict[str, Any]:
-    """Mean ± std over downstream seeds of the headline metric per variant."""
+    """Mean ± std over downstream seeds of the headline metric per training set, and for every
+    synthetic set the paired difference to real-only (same seed) with its 95 % t interval."""
     import numpy as np
+
+    from saadi_core.evaluation.stats import interval_verdict, paired_interval
 
     metric = "macro_f1" if task == "classification" else "mean_dice"
     variants = sorted({k for by_variant in results.values() for k in by_variant})
@@ -597,7 +622,26 @@ def _aggregate(results: dict[str, dict[str, Any]], task: str) -> dict[str, Any]:
     for variant in variants:
         values = [r[variant][metric] for r in results.values() if variant in r]
         out[variant] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n_seeds": len(values)}
+        if variant != "real":
+            differences = [r[variant][metric] - r["real"][metric] for r in results.values() if variant in r and "real" in r]
+            interval = paired_interval(differences)
+            out[variant]["vs_real"] = {
+                "difference": float(np.mean(differences)),
+                "ci95": list(interval) if interval else None,
+                "verdict": interval_verdict(interval),
+            }
     return out
+
+
+def _cohen_kappa(a: Any, b: Any) -> float:
+    """Cohen's kappa of two boolean vectors: agreement beyond what their pass rates give by chance
+    (accuracy alone looks high when both say "pass" to almost everything)."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    observed = float(np.mean(a == b))
+    chance = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    return 0.0 if chance >= 1.0 else (observed - chance) / (1.0 - chance)
 
 
 def _variant_key(label: str, scale: float, synthetic: bool) -> str:

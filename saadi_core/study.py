@@ -15,12 +15,12 @@ a difference whose interval contains 0 is reported as "no significant difference
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from saadi_core.config import ArmConfig, EvaluationConfig, RunConfig, StudyConfig, YamlDoc
+from saadi_core.evaluation.stats import interval_verdict, paired_interval
 from saadi_core.pipeline import RunResult, RunSession, _aggregate, run_pipeline
 from saadi_core.registry import Registry
 from saadi_core.store import StageResult, atomic_write_json
@@ -95,29 +95,6 @@ def _stages_dir(study: StudyConfig) -> Path:
     return study.runs_dir / study.name / "stages"
 
 
-def _t_interval(differences: list[float]) -> tuple[float, float] | None:
-    """95 % t confidence interval of the mean of paired differences (None under 2 seeds)."""
-    if len(differences) < 2:
-        return None
-    import numpy as np
-    from scipy.stats import t
-
-    values = np.asarray(differences, dtype=float)
-    half = float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return float(values.mean() - half), float(values.mean() + half)
-
-
-def _verdict(interval: tuple[float, float] | None) -> str:
-    if interval is None:
-        return "not tested (fewer than 2 seeds)"
-    low, high = interval
-    if low > 0:
-        return "better than real-only (95 % CI above 0)"
-    if high < 0:
-        return "worse than real-only (95 % CI below 0)"
-    return "no significant difference"
-
-
 def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str) -> dict[str, Any]:
     """``study.json``: per arm and scale mean ± std over seeds, paired differences to real-only."""
     import numpy as np
@@ -146,7 +123,7 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
                 "per_class": {c: float(np.mean([v[per_class_key][c] for v in values.values()])) for c in classes},
             }
             differences = [values[s][metric] - real_by_seed[s] for s in sorted(values)]
-            interval = _t_interval(differences)
+            interval = paired_interval(differences)
             comparisons.append(
                 {
                     "arm": arm.name,
@@ -155,7 +132,7 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
                     "difference": float(np.mean(differences)),
                     "ci95": list(interval) if interval else None,
                     "n_seeds": len(differences),
-                    "verdict": _verdict(interval),
+                    "verdict": interval_verdict(interval),
                 }
             )
         arms_out.append(

@@ -47,9 +47,16 @@ def print_summary(result: Any, console: Console) -> None:
         dtable.add_column("training data")
         dtable.add_column(f"{metric} (mean ± std)")
         dtable.add_column("seeds")
+        dtable.add_column("− real, 95 % CI (paired by seed)")
         for variant, value in downstream.items():
             if isinstance(value, dict):
-                dtable.add_row(variant, f"{value['mean']:.3f} ± {value['std']:.3f}", str(value["n_seeds"]))
+                versus = value.get("vs_real")
+                if versus and versus["ci95"]:
+                    low, high = versus["ci95"]
+                    text = f"{versus['difference']:+.3f} [{low:+.3f}, {high:+.3f}]: {versus['verdict']}"
+                else:
+                    text = "—"
+                dtable.add_row(variant, f"{value['mean']:.3f} ± {value['std']:.3f}", str(value["n_seeds"]), text)
         console.print(dtable)
         n_seeds = max((v["n_seeds"] for v in downstream.values() if isinstance(v, dict)), default=0)
         if n_seeds < 3:

@@ -245,6 +245,18 @@ def test_selector_blindness_is_diagnosed(tmp_path, registry, monkeypatch):
     diag = json.loads((score_dir / "stage.json").read_text())["outputs"]
     assert any("near-constant" in w for w in diag["warnings"])
     assert "selector_oracle_agreement" in diag
+    # every sample "passes" for the selector: agreement with the oracle is chance, kappa 0
+    assert diag["selector_oracle_kappa"] == 0.0
+    assert diag["per_condition"]["class:red"]["losers"] == 0 and diag["per_condition"]["class:red"]["n"] == 16
+    assert any("no winner or no loser" in w for w in diag["warnings"])
+
+
+def test_downstream_differences_carry_a_paired_interval(tmp_path, registry):
+    result = run_pipeline(config(tmp_path, evaluation={"n_per_condition": 40, "downstream_seeds": [0, 1, 2]}), registry, quiet=True)
+    versus = result.summary["downstream"]["real+aligned@1x"]["vs_real"]
+    # the fake downstream model ignores its training data: identical per seed, no difference
+    assert versus["difference"] == 0.0 and versus["ci95"] == [0.0, 0.0]
+    assert versus["verdict"] == "no significant difference"
 
 
 def test_profile_pool_size_is_spread_over_the_conditions(tmp_path, registry):

@@ -12,7 +12,8 @@ from test_pipeline import CALLS, FakePlugin
 from saadi_core.config import StudyConfig
 from saadi_core.errors import ConfigError
 from saadi_core.registry import Registry
-from saadi_core.study import _t_interval, _verdict, run_study
+from saadi_core.evaluation.stats import interval_verdict, paired_interval
+from saadi_core.study import run_study
 
 
 @pytest.fixture
@@ -88,12 +89,12 @@ def test_base_arm_runs_no_alignment(tmp_path, registry):
 
 
 def test_confidence_interval_and_wording():
-    assert _t_interval([0.1]) is None
-    low, high = _t_interval([0.02, 0.04, 0.03])
+    assert paired_interval([0.1]) is None
+    low, high = paired_interval([0.02, 0.04, 0.03])
     assert low == pytest.approx(0.03 - 4.303 * 0.01 / 3**0.5, abs=1e-3) and high > 0.03
-    assert _verdict((low, high)).startswith("better")
-    assert _verdict((-0.01, 0.02)) == "no significant difference"
-    assert _verdict((-0.05, -0.01)).startswith("worse")
+    assert interval_verdict((low, high)).startswith("better")
+    assert interval_verdict((-0.01, 0.02)) == "no significant difference"
+    assert interval_verdict((-0.05, -0.01)).startswith("worse")
 
 
 def test_mix_of_a_mix_is_refused(tmp_path):

@@ -48,3 +48,27 @@ def mcnemar_exact(base_pass: Sequence[bool], aligned_pass: Sequence[bool]) -> di
         "p_value": p,
         "verdict": verdict,
     }
+
+
+def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """t confidence interval of the mean of paired differences (e.g. aligned − real per seed);
+    ``None`` under two values, where no interval exists."""
+    from scipy.stats import t
+
+    values = np.asarray(differences, dtype=float)
+    if values.size < 2:
+        return None
+    half = float(t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def interval_verdict(interval: tuple[float, float] | None, baseline: str = "real-only") -> str:
+    """Wording that never calls a difference whose interval contains 0 an improvement."""
+    if interval is None:
+        return "not tested (fewer than 2 seeds)"
+    low, high = interval
+    if low > 0:
+        return f"better than {baseline} (95 % CI above 0)"
+    if high < 0:
+        return f"worse than {baseline} (95 % CI below 0)"
+    return "no significant difference"
