@@ -102,6 +102,20 @@ class EvaluationConfig(Strict):
         return value
 
 
+class FidelityConfig(Strict):
+    """Fidelity metrics of the base and aligned samples against the real training images."""
+
+    metrics: list[str] | None = Field(
+        default=None, description="metric kinds to compute (saadi plugins lists them); null = all registered, [] = off"
+    )
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options per metric kind")
+    inception_weights: Path | None = Field(
+        default=None,
+        description="local Inception-v3 weights for FID/KID features; null = the trained selector's backbone "
+        "(labelled as such: not comparable with published FID)",
+    )
+
+
 class RunConfig(Strict):
     """Everything ``saadi run`` needs. ``None`` components are filled from the dataset's task
     (classification: ssd + resnet18; segmentation: ssi + segformer) when the run starts."""
@@ -128,6 +142,7 @@ class RunConfig(Strict):
     downstream: ComponentSpec | None = Field(default=None, description="downstream task model; default: the selector's kind")
     pool: PoolConfig = Field(default_factory=PoolConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
 
     @field_validator("profile")
     @classmethod
@@ -186,6 +201,7 @@ class StudyConfig(Strict):
     pairing: ComponentSpec = Field(default_factory=ComponentSpec, description="no kind = the task default")
     downstream: ComponentSpec | None = None
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     arms: list[ArmConfig] = Field(min_length=1)

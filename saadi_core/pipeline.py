@@ -389,6 +389,67 @@ class RunSession:
 
         return self._stage("evaluate", {"threshold": threshold}, compute, [*samples.values(), selector_stage])
 
+    def stage_fidelity(self, variant: str, samples: StageResult, selector_stage: StageResult) -> StageResult:
+        """Fidelity metrics of one variant's held-out samples against the real training images
+        (registered ``metric`` plugins). Features come from local Inception weights when given,
+        else from the trained selector's backbone — labelled so, since that FID is not comparable
+        with published Inception FID. A selector without features and no weights: a note only."""
+        fidelity = self.config.fidelity
+
+        def compute(out: Path) -> dict[str, Any]:
+            import torch
+
+            from saadi_core.errors import ConfigError
+            from saadi_core.evaluation.fidelity import FidelityInputs, compute_fidelity, inception_features, selector_features
+            from saadi_core.samples_io import load_samples
+
+            try:
+                if fidelity.inception_weights is not None:
+                    features = inception_features(fidelity.inception_weights, device=self.context.device)
+                else:
+                    features = selector_features(self.load_selector(selector_stage))
+            except ConfigError as exc:
+                if fidelity.inception_weights is not None:
+                    raise
+                result: dict[str, Any] = {"variants": {}, "memorisation": {}, "notes": [f"not computed: {exc}"]}
+            else:
+                loaded = load_samples(samples.path)
+                train = self.dataset.train
+                segmentation = self.dataset.task == "segmentation"
+                controls = [s.condition.control for s in loaded]
+                inputs = FidelityInputs(
+                    real=train.image_tensor(),
+                    synthetic=torch.stack([s.image for s in loaded]),
+                    class_names=list(self.dataset.class_names),
+                    features=features,
+                    real_masks=torch.as_tensor(train.masks) if segmentation else None,
+                    synthetic_masks=torch.stack([s.mask if s.mask is not None else s.condition.mask for s in loaded]) if segmentation else None,
+                    # the condition's image (SSI: the inpainted source; SimuScope: the simulator frame)
+                    reference=torch.stack(controls) if all(c is not None for c in controls) else None,
+                )
+                result = compute_fidelity(
+                    self.registry, {variant: inputs}, kinds=fidelity.metrics, profile=self.config.profile,
+                    options=fidelity.options, progress=self.progress,
+                )
+            atomic_write_json(out / "fidelity.json", result)
+            headline = result.get("variants", {}).get(variant, {})
+            return {k: headline[k] for k in ("fid", "kid_mean", "kid_std", "psnr", "ms_ssim", "diversity_ms_ssim") if k in headline}
+
+        params = fidelity.model_dump(mode="json") | {"profile": self.config.profile}
+        return self._stage(f"fidelity-{variant}", params, compute, [samples, selector_stage])
+
+    def fidelity(self, samples: dict[str, StageResult], selector_stage: StageResult) -> dict[str, Any]:
+        """Every variant's fidelity stage, merged into the run's ``fidelity.json``."""
+        merged: dict[str, Any] = {"variants": {}, "memorisation": {}, "notes": []}
+        for variant, stage in samples.items():
+            result = json.loads((self.stage_fidelity(variant, stage, selector_stage).path / "fidelity.json").read_text())
+            merged.setdefault("feature_extractor", result.get("feature_extractor"))
+            for section in ("variants", "memorisation"):
+                merged[section].update(result.get(section, {}))
+            merged["notes"].extend(n for n in result.get("notes", []) if n not in merged["notes"])
+        atomic_write_json(self.store.root / "fidelity.json", merged)
+        return merged
+
     def stage_downstream(
         self, data: StageResult, label: str, sources: Sequence[StageResult], scale: float, seed: int, selector_stage: StageResult
     ) -> StageResult:
@@ -697,6 +758,7 @@ def run_pipeline(
             "alignment": aligned.outputs.get("meta"),
         }
     evaluated = run.stage_evaluate(samples, selector_stage)
+    fidelity = run.fidelity(samples, selector_stage) if run.config.fidelity.metrics != [] else None
     variants = [v for v in run.config.evaluation.downstream_variants if v in samples]
     downstream = run.downstream(data, {v: [samples[v]] for v in variants}, selector_stage)
 
@@ -705,6 +767,10 @@ def run_pipeline(
         "pass_rates": {v: evaluated.outputs[v] for v in samples},
         "selector_pass": evaluated.outputs.get("selector_pass"),
         "oracle_pass": evaluated.outputs.get("oracle_pass"),
+        "fidelity": None if fidelity is None else {
+            "feature_extractor": (fidelity.get("feature_extractor") or {}).get("label"),
+            **{v: {k: m[k] for k in ("fid", "kid_mean", "psnr", "diversity_ms_ssim") if k in m} for v, m in fidelity["variants"].items()},
+        },
         "downstream": _aggregate(downstream, run.dataset.task),
         "timings_s": {name: s.get("seconds") for name, s in stages.items()},
     }

@@ -58,6 +58,7 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int) -> RunConfig:
         aligner=arm.aligner,
         downstream=study.downstream,
         pool=study.pool,
+        fidelity=study.fidelity,
         evaluation=EvaluationConfig(
             scales=study.scales,
             downstream_seeds=[seed],

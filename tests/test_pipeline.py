@@ -203,8 +203,12 @@ def test_full_loop_summary_and_significance(tmp_path, registry):
     assert summary["downstream"]["metric"] == "macro_f1"
     assert set(summary["timings_s"]) == {
         "data", "train-generator", "train-selector", "sample-base", "generate-pool", "score", "pair", "align",
-        "sample-aligned", "evaluate", "downstream-real-s0", "downstream-base-1x-s0", "downstream-aligned-1x-s0",
+        "sample-aligned", "evaluate", "fidelity-base", "fidelity-aligned",
+        "downstream-real-s0", "downstream-base-1x-s0", "downstream-aligned-1x-s0",
     }
+    # the fake selector exposes no features and no Inception weights are given: a note, no numbers
+    fidelity = json.loads((tmp_path / "r" / "fidelity.json").read_text())
+    assert fidelity["variants"] == {} and "does not expose image features" in fidelity["notes"][0]
     # the downstream model saw 1x real-size synthetic (20) for the synthetic variants; its real-only
     # training (same kind, options and seed as the selector) is the selector's, not trained again
     assert sorted(c for c in CALLS if c.startswith("fit-selector")) == ["fit-selector:0", "fit-selector:20", "fit-selector:20"]
@@ -349,3 +353,19 @@ def test_pairing_defaults_follow_the_task(tmp_path, registry, monkeypatch):
     assert result.summary["components"]["pairing"] == "simple"
     stage = json.loads(next((tmp_path / "r" / "stages").glob("pair-*/stage.json")).read_text())
     assert stage["params"]["options"]["threshold"] == 0.3 and stage["params"]["options"]["strength"] == 0.7
+
+
+def test_fidelity_metrics_of_base_and_aligned(tmp_path, registry, monkeypatch):
+    """With the real metric plugins and selector features (the mean colour), the aligned samples
+    — closer to the class colours — have the lower FID against the real training images."""
+    import saadi_metrics.plugin
+
+    registry.add_plugin(saadi_metrics.plugin, name="metrics")
+    monkeypatch.setattr(ColourSelector, "features", lambda self, images: images.mean(dim=(2, 3)).double(), raising=False)
+    cfg = config(tmp_path, fidelity={"metrics": ["fid", "kid", "memorisation"], "options": {"kid": {"subset_size": 10}}})
+    result = run_pipeline(cfg, registry, quiet=True)
+    fidelity = json.loads((tmp_path / "r" / "fidelity.json").read_text())
+    assert "NOT Inception" in fidelity["feature_extractor"]["label"]
+    assert fidelity["variants"]["aligned"]["fid"] < fidelity["variants"]["base"]["fid"]
+    assert set(fidelity["memorisation"]) == {"base", "aligned"}
+    assert result.summary["fidelity"]["aligned"]["fid"] == fidelity["variants"]["aligned"]["fid"]

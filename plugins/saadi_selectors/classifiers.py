@@ -81,6 +81,21 @@ class TimmClassifier(TorchSelector):
         """Class ids ``(N,)`` (``int64``, CPU)."""
         return self.logits(images).argmax(dim=1)
 
+    @torch.inference_mode()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(N, D)``: timm's pre-logits output (the last stage's global
+        pooling, before the classifier head), the offline feature space of FID/KID and the
+        memorisation check when no Inception weights are given."""
+        model = self._require_model()
+        self._check_images(images)
+        model.eval()
+        step = self.options.eval_batch_size
+        out = []
+        for i in range(0, len(images), step):
+            x = self._normalise(images[i : i + step].to(self.device, torch.float32))
+            out.append(model.forward_head(model.forward_features(x), pre_logits=True).float().cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax class probabilities ``(N, C)``."""
         return self.logits(images).softmax(dim=1)

@@ -138,6 +138,22 @@ class SmpSegmenter(TorchSelector):
             loss = loss + self.options.dice_weight * DiceLoss(mode="multiclass", from_logits=True)(logits, targets)
         return loss
 
+    @torch.inference_mode()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled deepest encoder feature map ``(N, C)`` (C = 512 for a ResNet-18
+        encoder, 256 for mit_b0): the offline feature space of FID/KID and the memorisation check
+        when no Inception weights are given. Inputs are padded to a multiple of 32 as for
+        :meth:`logits`."""
+        model = self._require_model()
+        self._check_images(images)
+        model.eval()
+        step = self.options.eval_batch_size
+        out = []
+        for i in range(0, len(images), step):
+            x = _pad_to_multiple(self._normalise(images[i : i + step].to(self.device, torch.float32)), PAD_MULTIPLE)
+            out.append(model.encoder(x)[-1].mean(dim=(2, 3)).float().cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """Class-id masks ``(N, H, W)`` (``int64``, CPU)."""
         return self.logits(images).argmax(dim=1)
