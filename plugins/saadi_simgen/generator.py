@@ -1,0 +1,411 @@
+"""SimGen — one diffusion model generates a surgical image *and* its segmentation mask.
+
+After Bhat et al., "SimGen: A Diffusion-Based Framework for Simultaneous Surgical Image and
+Segmentation Mask Generation": a DDPM whose ResUNet denoises the image ‖ colour-coded-mask tensor
+(:mod:`saadi_simgen.network`), the mask's class ids written as Canonical-Fibonacci-Lattice
+colours and read back by cosine similarity (:mod:`saadi_simgen.colour_coding`). A sample needs no
+layout to start from: every :class:`~saadi_core.interfaces.Sample` carries the mask generated
+with its image (``sample.mask``, decoded, ``int64``), which is what a segmentation selector
+scores the image against and what downstream training learns from.
+
+* **Conditions.** Unconditional by default (one condition ``uncond``), or one condition per
+  class-presence pattern of the training masks (:mod:`saadi_simgen.conditions`).
+* **Sampling.** Sample ``i`` of condition ``c`` starts from noise seeded by ``(seed, c.id, i)``,
+  runs a deterministic sampler (DDIM / DPM-Solver++) on fixed-size chunks, and is decoded at
+  the model's resolution (mask decoded there, then resized nearest-neighbour to the dataset's
+  size). ``sample.meta`` records the share of mask pixels whose colour is within cosine
+  similarity :data:`~saadi_simgen.colour_coding.CLEAN_SIMILARITY` of a class colour
+  (``mask_clean_fraction``) — how cleanly the mask was painted; :func:`mask_quality` averages it.
+* **Alignment.** :class:`SimGenTarget` re-encodes a sample's image *and its own generated mask*
+  as ``x0``, so Diffusion-DPO prefers whole (image, mask) pairs; every forward goes through the
+  generator's ``unet``, where LoRA adapters are attached.
+
+Saved layout (``save``)::
+
+    simgen.json   format, class names, image size, resolution, unshuffle factor, presence
+                  patterns (class-presence only) and the fit report
+    unet/         the sampling weights (EMA average) - diffusers UNet2DModel format
+    scheduler/    the training DDPMScheduler config (prediction type, betas)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from saadi_core.diffusion.builders import (
+    build_noise_scheduler,
+    make_accelerator,
+    quiet_hf_progress,
+    resize_images,
+    resize_masks,
+)
+from saadi_core.diffusion.sampling import (
+    build_sampling_scheduler,
+    denoise,
+    initial_noise,
+    map_fixed_batches,
+)
+from saadi_core.errors import ConfigError, DataError, PipelineError
+from saadi_core.interfaces import Condition, Generator, RunContext, Sample
+from saadi_simgen.colour_coding import CLEAN_SIMILARITY
+from saadi_simgen.conditions import (
+    Pattern,
+    pattern_id,
+    pattern_of,
+    presence_condition,
+    training_patterns,
+    unconditional,
+)
+from saadi_simgen.network import JointSpace, build_unet, check_unet, lora_targets
+from saadi_simgen.options import SimGenOptions
+from saadi_simgen.training import train_unet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from saadi_core.data.dataset import Dataset
+
+FORMAT = 1
+META_FILE = "simgen.json"
+
+
+@dataclass
+class SimGenModel:
+    """The network, its training scheduler, the joint space it works in and, for class-presence
+    conditioning, the presence pattern of each label row (the null label is the row after)."""
+
+    unet: Any
+    noise_scheduler: Any
+    space: JointSpace
+    patterns: list[Pattern] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int | None:
+        return None if self.patterns is None else len(self.patterns) + 1
+
+
+def require_segmentation(dataset: Dataset) -> None:
+    """Clear errors for datasets SimGen cannot learn (checked before any training)."""
+    masks = dataset.train.masks
+    if dataset.task != "segmentation" or masks is None or len(masks) == 0:
+        raise ConfigError(
+            f"generator 'simgen' learns images together with their segmentation masks and needs a segmentation "
+            f"dataset with training masks; '{dataset.name}' is {dataset.task} with {len(dataset.train)} training images"
+        )
+    low, high = int(masks.min()), int(masks.max())
+    if low < 0 or high >= dataset.num_classes:
+        raise DataError(
+            f"dataset '{dataset.name}': training mask class ids span {low}..{high}, but the dataset names "
+            f"{dataset.num_classes} classes"
+        )
+
+
+def mask_quality(samples: Sequence[Sample]) -> dict[str, float]:
+    """Mean and minimum ``mask_clean_fraction`` of generated samples: the share of mask pixels
+    whose colour was within cosine similarity 0.9 of a class colour (1 = every pixel clean)."""
+    values = [float(s.meta["mask_clean_fraction"]) for s in samples if "mask_clean_fraction" in s.meta]
+    if not values:
+        raise PipelineError("mask_quality needs samples generated by simgen (meta['mask_clean_fraction'])")
+    return {"mask_clean_fraction": float(np.mean(values)), "min_mask_clean_fraction": float(np.min(values)), "n": len(values)}
+
+
+def class_presence(samples: Sequence[Sample], class_names: Sequence[str]) -> dict[str, Any]:
+    """Share of samples whose generated mask shows each class (any pixel), and — for samples of
+    class-presence conditions — the share whose foreground classes are exactly the ones asked for.
+
+    Why it matters: a joint generator chooses its own content, and a selector that scores the
+    image against the sample's own mask cannot tell a clean scene from one that left out the
+    hard classes; comparing these shares between base and aligned samples shows such drift.
+    """
+    if not samples:
+        raise PipelineError("class_presence needs at least one sample")
+    present = np.zeros((len(samples), len(class_names)), dtype=bool)
+    for row, s in enumerate(samples):
+        if s.mask is None:
+            raise PipelineError(f"class_presence: a sample of condition '{s.condition.id}' has no mask")
+        present[row] = np.bincount(s.mask.flatten().numpy(), minlength=len(class_names))[: len(class_names)] > 0
+    out: dict[str, Any] = {"n": len(samples), "share_with_class": dict(zip(class_names, present.mean(axis=0).round(4).tolist()))}
+    asked = [(row, s.condition.meta["presence"]) for row, s in enumerate(samples) if "presence" in s.condition.meta]
+    if asked:
+        match = [set(np.flatnonzero(present[row, 1:]) + 1) == set(want) for row, want in asked]
+        out["presence_match"] = float(np.mean(match))
+    return out
+
+
+def decode_accuracy(space: JointSpace, masks: np.ndarray, chunk: int = 64) -> float:
+    """Pixel accuracy of encoding ``masks`` into the joint space and decoding them back (at the
+    model's resolution): 1.0 unless the colour coding loses classes."""
+    correct, total = 0, 0
+    for start in range(0, len(masks), chunk):
+        mask = resize_masks(torch.from_numpy(np.ascontiguousarray(masks[start : start + chunk])).long(), space.resolution)
+        blank = torch.zeros((mask.shape[0], 3, *mask.shape[1:]))
+        _, labels, _ = space.decode(space.encode(blank, mask))
+        correct += int((labels == mask).sum())
+        total += mask.numel()
+    return correct / max(total, 1)
+
+
+class SimGenGenerator(Generator):
+    """Joint image + mask DDPM (diffusers ``UNet2DModel`` on image ‖ CFL-coded mask)."""
+
+    kind = "simgen"
+
+    def __init__(self, options: SimGenOptions, context: RunContext | None = None) -> None:
+        super().__init__(options, context)
+        self.options: SimGenOptions = options
+        self.model: SimGenModel | None = None
+        self.class_names: list[str] = []
+        self.image_size: int | None = None
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def conditional(self) -> bool:
+        return self.options.conditioning == "class-presence"
+
+    # ------------------------------------------------------------------ conditions
+
+    def conditions(self, dataset: Dataset) -> list[Condition]:
+        """``[uncond]``, or one condition per presence pattern of the training masks."""
+        if not self.conditional:
+            return unconditional()
+        require_segmentation(dataset)
+        assert dataset.train.masks is not None
+        patterns, rows = training_patterns(dataset.train.masks, dataset.num_classes)
+        counts = np.bincount(rows, minlength=len(patterns))
+        return [presence_condition(p, dataset.class_names, int(n)) for p, n in zip(patterns, counts)]
+
+    def presence_condition(self, class_names: Sequence[str]) -> Condition:
+        """The condition asking for exactly the foreground classes ``class_names`` (a pattern the
+        model saw in training), e.g. ``["gallbladder", "cystic_artery"]`` to get rare arteries."""
+        model = self.require_model()
+        if model.patterns is None:
+            raise PipelineError("simgen: presence conditions need a model trained with conditioning='class-presence'")
+        unknown = [n for n in class_names if n not in self.class_names[1:]]
+        if unknown:
+            raise PipelineError(f"simgen: unknown foreground class(es) {unknown}; known: {self.class_names[1:]}")
+        pattern = tuple(sorted(self.class_names.index(n) for n in set(class_names)))
+        self._label_row(pattern, pattern_id(pattern, self.class_names))
+        return presence_condition(pattern, self.class_names)
+
+    def _label_row(self, pattern: Pattern, where: str) -> int:
+        patterns = self.require_model().patterns or []
+        if pattern not in patterns:
+            seen = ", ".join(pattern_id(p, self.class_names) for p in patterns)
+            raise PipelineError(f"simgen: '{where}' asks for a class combination never seen in training; seen: {seen}")
+        return patterns.index(pattern)
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, dataset: Dataset) -> None:
+        """Build (or load ``pretrained``) and train the network on ``dataset.train``; afterwards
+        :attr:`SimGenModel.report` holds the clean-mask decode accuracy, training time and loss."""
+        require_segmentation(dataset)
+        assert dataset.train.masks is not None
+        patterns: list[Pattern] | None = None
+        rows: np.ndarray | None = None
+        if self.conditional:
+            patterns, rows = training_patterns(dataset.train.masks, dataset.num_classes)
+        resolution = self.options.resolution or dataset.image_size
+        space = JointSpace(dataset.num_classes, resolution, self.options.unshuffle_factor)
+        num_labels = None if patterns is None else len(patterns) + 1
+        unet, scheduler = self._initial_network(space, num_labels)
+        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision)
+        started = time.perf_counter()
+        unet, self.history = train_unet(
+            unet, scheduler, space, dataset.train.images, dataset.train.masks, rows, self.options, accelerator,
+            self.context.progress,
+        )
+        seconds = time.perf_counter() - started
+        tail = [h["loss"] for h in self.history[-50:]]
+        report = {
+            "train_seconds": round(seconds, 1),
+            "steps": len(self.history),
+            "final_loss": float(np.mean(tail)) if tail else None,
+            "parameters": sum(p.numel() for p in unet.parameters()),
+            "mask_decode_accuracy_train": decode_accuracy(space, dataset.train.masks),
+        }
+        self.model = SimGenModel(unet, scheduler, space, patterns, report)
+        self.class_names = list(dataset.class_names)
+        self.image_size = dataset.image_size
+
+    def _new_scheduler(self) -> Any:
+        return build_noise_scheduler(
+            num_train_timesteps=self.options.num_train_timesteps,
+            beta_schedule=self.options.beta_schedule,
+            prediction_type=self.options.prediction_type,
+            clip_sample=True,  # the joint tensor lives in [-1, 1]: image values and unit colour vectors
+        )
+
+    def _initial_network(self, space: JointSpace, num_labels: int | None) -> tuple[Any, Any]:
+        """A new network from the options, or the ``pretrained`` one (checked against ``space``;
+        its ``scheduler/`` is kept when present)."""
+        if self.options.pretrained is None:
+            return build_unet(self.options, space, num_labels), self._new_scheduler()
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        root = Path(self.options.pretrained).expanduser().resolve()
+        if not (root / "unet").is_dir():
+            raise DataError(f"simgen option 'pretrained': no unet/ directory in {root}")
+        with quiet_hf_progress():
+            unet = UNet2DModel.from_pretrained(root / "unet")
+            has_scheduler = (root / "scheduler").is_dir()
+            scheduler = DDPMScheduler.from_pretrained(root / "scheduler") if has_scheduler else self._new_scheduler()
+        check_unet(unet, space, num_labels, f"pretrained directory {root}")
+        return unet, scheduler
+
+    # ------------------------------------------------------------------ model access
+
+    def require_model(self) -> SimGenModel:
+        if self.model is None:
+            raise PipelineError("generator 'simgen' has no weights yet: call fit() or load() first")
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.require_model().unet.parameters()).device
+
+    def labels_for(self, conditions: Sequence[Condition]) -> torch.Tensor | None:
+        """The label row of each condition (class-presence), or ``None`` (unconditional)."""
+        model = self.require_model()
+        if model.patterns is None:
+            return None
+        rows = [self._label_row(pattern_of(c, len(self.class_names)), c.id) for c in conditions]
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The network output for ``x_t`` (``cond``: ``class_labels`` when conditioned)."""
+        return self.require_model().unet(x_t, t, class_labels=cond.get("class_labels")).sample
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, conditions: Sequence[Condition], n_per_condition: int, seed: int) -> list[Sample]:
+        """``n_per_condition`` (image, mask) pairs per condition; sample ``i`` of condition ``c``
+        starts from noise seeded by ``(seed, c.id, i)`` and is denoised in fixed-size chunks, so it
+        is bit-identical however many samples are requested together."""
+        model = self.require_model()
+        if n_per_condition < 1 or not conditions:
+            return []
+        items = [(c, i) for c in conditions for i in range(n_per_condition)]
+        noise = initial_noise(seed, [(c.id, i) for c, i in items], model.space.shape, device=self.device)
+        labels = self.labels_for([c for c, _ in items])
+        guided = labels is not None and self.options.guidance_scale != 1.0
+        null = {"class_labels": torch.tensor([model.num_labels - 1], device=self.device)} if guided else None
+        scheduler = build_sampling_scheduler(model.noise_scheduler.config, self.options.sampler)
+        model.unet.eval()
+        size = self.image_size or model.space.resolution
+        chunk = self.options.sample_batch_size
+
+        def run(noise_chunk: torch.Tensor, *label_chunk: torch.Tensor) -> torch.Tensor:
+            cond = {"class_labels": label_chunk[0]} if label_chunk else {}
+            return denoise(self.predict, scheduler, noise_chunk, cond, self.options.sampling_steps, self.options.guidance_scale, null)
+
+        inputs = [noise] if labels is None else [noise, labels]
+        outputs = []
+        starts = range(0, len(items), chunk)
+        for start in self.context.progress.track(starts, "sample simgen", total=len(starts)):
+            outputs.append(map_fixed_batches(run, [x[start : start + chunk] for x in inputs], chunk))
+        images, masks, similarity = model.space.decode(torch.cat(outputs))
+        images = resize_images(images, size).clamp(-1.0, 1.0).cpu()
+        masks = resize_masks(masks, size).cpu()
+        clean = (similarity >= CLEAN_SIMILARITY).float().flatten(1).mean(dim=1).cpu()
+        return [
+            Sample(
+                image=images[j].contiguous(), condition=c, generator=self.kind, seed=seed, index=i,
+                mask=masks[j].contiguous(), meta={"mask_clean_fraction": round(float(clean[j]), 4)},
+            )
+            for j, (c, i) in enumerate(items)
+        ]
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: Path) -> None:
+        """Write ``unet/``, ``scheduler/`` and ``simgen.json`` (base weights only: adapters belong
+        to the aligner, which saves them itself)."""
+        model = self.require_model()
+        if getattr(model.unet, "peft_config", None):
+            raise PipelineError("simgen.save writes base weights only; the aligner saves its adapters itself")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with quiet_hf_progress():
+            model.unet.save_pretrained(path / "unet")
+            model.noise_scheduler.save_pretrained(path / "scheduler")
+        record = {
+            "format": FORMAT,
+            "class_names": self.class_names,
+            "image_size": self.image_size,
+            "resolution": model.space.resolution,
+            "unshuffle_factor": model.space.factor,
+            "conditioning": "none" if model.patterns is None else "class-presence",
+            "patterns": None if model.patterns is None else [list(p) for p in model.patterns],
+            "fit_report": model.report,
+        }
+        (path / META_FILE).write_text(json.dumps(record, indent=2))
+
+    def load(self, path: Path) -> None:
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        path = Path(path)
+        meta_file = path / META_FILE
+        if not meta_file.is_file():
+            raise DataError(f"{path} holds no simgen generator: {META_FILE} is missing")
+        record = json.loads(meta_file.read_text())
+        if record.get("format") != FORMAT:
+            raise DataError(f"{meta_file}: save format {record.get('format')!r}, this simgen reads format {FORMAT}")
+        patterns = None if record["patterns"] is None else [tuple(p) for p in record["patterns"]]
+        space = JointSpace(len(record["class_names"]), int(record["resolution"]), int(record["unshuffle_factor"]))
+        with quiet_hf_progress():
+            unet = UNet2DModel.from_pretrained(path / "unet")
+            scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+        check_unet(unet, space, None if patterns is None else len(patterns) + 1, f"saved generator {path}")
+        unet.requires_grad_(False).eval().to(self.context.device)
+        self.model = SimGenModel(unet, scheduler, space, patterns, dict(record.get("fit_report") or {}))
+        self.class_names = list(record["class_names"])
+        self.image_size = record.get("image_size")
+
+    # ------------------------------------------------------------------ alignment
+
+    def diffusion_target(self) -> SimGenTarget:
+        self.require_model()
+        return SimGenTarget(self)
+
+
+class SimGenTarget:
+    """The :class:`~saadi_core.interfaces.DiffusionTarget` view of a SimGen generator.
+
+    ``encode``: ``x0`` = the sample's image and its *own* mask (``sample.mask``, the generated
+    one), colour-coded, in the joint space — so DPO's winner is the whole (image, mask) pair the
+    selector liked; ``cond`` holds ``class_labels`` for class-presence models and is empty for
+    unconditional ones. ``predict`` runs the generator's own ``unet`` (:meth:`trainable_module`).
+    """
+
+    def __init__(self, generator: SimGenGenerator) -> None:
+        self.generator = generator
+        self.noise_scheduler: Any = generator.require_model().noise_scheduler
+
+    @torch.no_grad()
+    def encode(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        gen = self.generator
+        for s in samples:
+            if s.mask is None:
+                raise PipelineError(f"simgen: a sample of condition '{s.condition.id}' has no mask to re-encode")
+        images = torch.stack([s.image for s in samples]).to(gen.device, torch.float32)
+        masks = torch.stack([s.mask for s in samples]).to(gen.device)  # type: ignore[misc]
+        x0 = gen.require_model().space.encode(images, masks)
+        labels = gen.labels_for([s.condition for s in samples])
+        return x0, ({} if labels is None else {"class_labels": labels})
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.generator.predict(x_t, t, cond)
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.generator.require_model().unet
+
+    def lora_target_modules(self) -> list[str]:
+        return lora_targets(self.trainable_module())
