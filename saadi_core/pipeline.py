@@ -385,9 +385,29 @@ class RunSession:
                 results["selector_pass"] = mcnemar_exact(passes["base"]["selector"], passes["aligned"]["selector"])
                 if passes["base"]["oracle"] is not None:
                     results["oracle_pass"] = mcnemar_exact(passes["base"]["oracle"], passes["aligned"]["oracle"])
+            if self.dataset.task == "segmentation":
+                results["class_presence"], warnings = self._class_presence(samples)
+                results["warnings"] = warnings
             return results
 
         return self._stage("evaluate", {"threshold": threshold}, compute, [*samples.values(), selector_stage])
+
+    def _class_presence(self, samples: dict[str, StageResult]) -> tuple[dict[str, dict[str, float]], list[str]]:
+        """Class presence of real training masks and of each variant, with a warning per class
+        alignment dropped (see :func:`saadi_core.evaluation.metrics.presence_drops`)."""
+        from saadi_core.evaluation.metrics import class_presence, presence_drops
+        from saadi_core.samples_io import load_samples
+
+        names = self.dataset.class_names
+        presence = {"real": class_presence(self.dataset.train.masks, names)}
+        for variant, stage in samples.items():
+            masks = [s.mask.numpy() for s in load_samples(stage.path) if s.mask is not None]
+            if masks:
+                presence[variant] = class_presence(masks, names)
+        warnings = presence_drops(presence)
+        for warning in warnings:
+            self.progress.say(f"[yellow]warning[/]: {warning}")
+        return presence, warnings
 
     def stage_fidelity(self, variant: str, samples: StageResult, selector_stage: StageResult) -> StageResult:
         """Fidelity metrics of one variant's held-out samples against the real training images
@@ -767,6 +787,8 @@ def run_pipeline(
         "pass_rates": {v: evaluated.outputs[v] for v in samples},
         "selector_pass": evaluated.outputs.get("selector_pass"),
         "oracle_pass": evaluated.outputs.get("oracle_pass"),
+        "class_presence": evaluated.outputs.get("class_presence"),
+        "warnings": [*(summary.get("score_diagnostics") or {}).get("warnings", []), *evaluated.outputs.get("warnings", [])],
         "fidelity": None if fidelity is None else {
             "feature_extractor": (fidelity.get("feature_extractor") or {}).get("label"),
             **{v: {k: m[k] for k in ("fid", "kid_mean", "psnr", "diversity_ms_ssim") if k in m} for v, m in fidelity["variants"].items()},

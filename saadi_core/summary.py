@@ -64,6 +64,8 @@ def print_summary(result: Any, console: Console) -> None:
 
     if summary.get("dpo_implicit_accuracy") is not None:
         console.print(f"DPO implicit accuracy (last step): {summary['dpo_implicit_accuracy']:.2f} — not evidence of improvement by itself")
+    for warning in summary.get("warnings") or []:
+        console.print(f"[yellow]warning[/]: {warning}")
     timings = summary.get("timings_s") or {}
     console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items() if v is not None))
     console.print(f"results: {summary['run']}/summary.json")

@@ -190,3 +190,26 @@ def test_strategies_pass_the_core_conformance_checks():
     check_pairing(threshold(min_gap=0.3, max_pairs=3), seed=5)
     check_pairing(best_worst(k=2))
     check_pairing(best_worst(winner_at_least=0.5, loser_below=0.5, max_pairs=2), seed=5)
+
+
+@pytest.mark.parametrize("make", [lambda: threshold(threshold=0.5), lambda: best_worst(k=2, group_by="mask-classes")])
+def test_mask_classes_grouping_pairs_like_with_like(make):
+    """One unconditional condition, two kinds of generated masks: with the hard class (2) present
+    the samples score low. Grouped by mask classes, no pair trades the hard class for a score."""
+    cond = Condition(id="uncond")
+    with_hard = torch.tensor([[0, 1], [2, 2]])
+    without = torch.tensor([[0, 1], [1, 1]])
+    scores = [0.95, 0.9, 0.3, 0.2, 0.6, 0.7, 0.1, 0.65]
+    masks = [without, without, without, without, with_hard, with_hard, with_hard, with_hard]
+    samples = [Sample(image=_IMAGE, condition=cond, generator="t", seed=0, index=i, mask=m) for i, m in enumerate(masks)]
+    pairing = make()
+    pairing.options = pairing.options.model_copy(update={"group_by": "mask-classes"})
+    pair_set = pairing.pairs(samples, scores, seed=0)
+    assert len(pair_set) > 0
+    for pair in pair_set:
+        assert set(pair.winner.mask.unique().tolist()) == set(pair.loser.mask.unique().tolist())
+        assert pair.condition_id == "uncond"  # the sub-group never changes the DPO condition
+    # grouped by condition only, the threshold rule pairs clean winners with hard-class losers
+    ungrouped = make()
+    ungrouped.options = ungrouped.options.model_copy(update={"group_by": "condition"})
+    assert any(2 in p.loser.mask and 2 not in p.winner.mask for p in ungrouped.pairs(samples, scores, seed=0))

@@ -369,3 +369,16 @@ def test_fidelity_metrics_of_base_and_aligned(tmp_path, registry, monkeypatch):
     assert fidelity["variants"]["aligned"]["fid"] < fidelity["variants"]["base"]["fid"]
     assert set(fidelity["memorisation"]) == {"base", "aligned"}
     assert result.summary["fidelity"]["aligned"]["fid"] == fidelity["variants"]["aligned"]["fid"]
+
+
+def test_class_presence_drop_is_warned():
+    from saadi_core.evaluation.metrics import class_presence, presence_drops
+
+    names = ["background", "organ", "artery"]
+    with_artery, without = np.array([[0, 1], [2, 0]]), np.array([[0, 1], [1, 0]])
+    base = class_presence([with_artery, with_artery, without, without], names)
+    aligned = class_presence([without, without, without, with_artery], names)
+    assert base == {"background": 1.0, "organ": 1.0, "artery": 0.5} and aligned["artery"] == 0.25
+    warnings = presence_drops({"real": base, "base": base, "aligned": aligned})
+    assert len(warnings) == 1 and "'artery' appears in 25% of aligned samples vs 50% of base" in warnings[0]
+    assert presence_drops({"base": base, "aligned": base}) == []

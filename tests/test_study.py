@@ -124,3 +124,17 @@ def test_study_typo_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"study.yaml:6"):
         load_config_file(file)
+
+
+@pytest.mark.parametrize("name", ["quick", "baseline-comparison", "data-scaling", "iterative-refinement"])
+def test_example_studies_validate(name):
+    """The shipped example studies name only installed kinds and valid options."""
+    from pathlib import Path
+
+    from saadi_core.config import load_config_file, validate_components
+    from saadi_core.registry import get_registry
+
+    file = Path(__file__).parent.parent / "examples" / "studies" / f"{name}.yaml"
+    config, doc = load_config_file(file)
+    assert isinstance(config, StudyConfig) and len(config.seeds) >= 3
+    validate_components(config, get_registry(), doc)

@@ -17,6 +17,11 @@ class CapOptions(BaseModel):
     )
     max_pairs_per_condition: int | None = Field(default=None, ge=1, description="cap per condition (None = no cap)")
     min_gap: float = Field(default=0.0, ge=0, description="keep only pairs whose winner score exceeds the loser's by at least this")
+    group_by: Literal["condition", "mask-classes"] = Field(
+        default="condition",
+        description="'mask-classes': pair only samples of one condition whose masks hold the same set of classes — for "
+        "generators that draw their own mask (simgen), where a Dice score otherwise prefers scenes without hard classes",
+    )
 
 
 class ThresholdOptions(CapOptions):

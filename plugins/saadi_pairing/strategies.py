@@ -5,7 +5,8 @@ Common rules of both strategies:
 
 * **Within one condition** by default: Diffusion-DPO conditions winner and loser on the same
   prompt or mask, so a pair across conditions teaches nothing about that condition. Conditions
-  are grouped by ``sample.condition.id``.
+  are grouped by ``sample.condition.id`` (and, with ``group_by: mask-classes``, by the set of
+  classes in the sample's own mask).
 * **Ties never pair**: a pair needs ``s_w > s_l`` and ``s_w − s_l ≥ min_gap``. The threshold rule
   guarantees the strict inequality (``s_w ≥ h > s_l``); in best-worst, a condition whose scores
   are all equal yields nothing and is listed in ``conditions_all_tied``.
@@ -44,11 +45,22 @@ def validate_scores(samples: Sequence[Sample], scores: Sequence[float]) -> np.nd
     return values
 
 
-def group_by_condition(samples: Sequence[Sample]) -> dict[str, np.ndarray]:
-    """Sample positions per ``condition.id``, conditions in order of first appearance."""
+def group_key(sample: Sample, by: str = "condition") -> str:
+    """The pairing group of a sample: its condition, or its condition and the set of classes its
+    own mask holds (``by="mask-classes"``). A joint image+mask generator picks its mask itself; a
+    Dice score is easier to earn without small, hard classes, so pairs across class sets teach it
+    to leave those classes out — within one class set they compare like with like."""
+    if by == "condition" or sample.mask is None:
+        return sample.condition.id
+    present = np.unique(np.asarray(sample.mask.detach().cpu() if hasattr(sample.mask, "detach") else sample.mask))
+    return f"{sample.condition.id}|classes={','.join(str(int(c)) for c in present)}"
+
+
+def group_by_condition(samples: Sequence[Sample], by: str = "condition") -> dict[str, np.ndarray]:
+    """Sample positions per pairing group (see :func:`group_key`), in order of first appearance."""
     groups: dict[str, list[int]] = {}
     for i, sample in enumerate(samples):
-        groups.setdefault(sample.condition.id, []).append(i)
+        groups.setdefault(group_key(sample, by), []).append(i)
     return {cid: np.asarray(idx, dtype=np.int64) for cid, idx in groups.items()}
 
 
@@ -174,7 +186,7 @@ class ThresholdPairing(PairingStrategy):
         values = validate_scores(samples, scores)
         o = self.options
         rng = np.random.default_rng(seed)
-        conditions = group_by_condition(samples)
+        conditions = group_by_condition(samples, o.group_by)
         wins = values >= o.threshold
         without_winner = [cid for cid, idx in conditions.items() if not wins[idx].any()]
         without_loser = [cid for cid, idx in conditions.items() if wins[idx].all()]
@@ -217,7 +229,7 @@ class BestWorstPairing(PairingStrategy):
         values = validate_scores(samples, scores)
         o = self.options
         rng = np.random.default_rng(seed)
-        conditions = group_by_condition(samples)
+        conditions = group_by_condition(samples, o.group_by)
         groups: list[Candidates] = []
         without_winner: list[str] = []
         without_loser: list[str] = []

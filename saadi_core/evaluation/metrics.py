@@ -46,3 +46,30 @@ def dice_scores(pred: np.ndarray, true: np.ndarray, class_names: Sequence[str]) 
         if c >= 1 and t.any():
             foreground.append(per_class[name])
     return {"mean_dice": float(np.mean(foreground)) if foreground else 0.0, "per_class_dice": per_class}
+
+
+def class_presence(masks: Sequence[np.ndarray] | np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """Share of masks that hold each class (at least one pixel)."""
+    present = np.asarray([[np.any(np.asarray(m) == c) for c in range(len(class_names))] for m in masks], dtype=bool)
+    return {name: float(present[:, c].mean()) if len(present) else 0.0 for c, name in enumerate(class_names)}
+
+
+def presence_drops(presence: dict[str, dict[str, float]], min_drop: float = 0.1) -> list[str]:
+    """Warnings for classes that appear in at least ``min_drop`` fewer aligned than base samples.
+
+    A Dice-scored selector rewards a generator that draws its own mask (SimGen-style) for leaving
+    small, hard classes out: pass rates rise while content disappears, and the oracle, which
+    checks image against mask, cannot see it."""
+    if "base" not in presence or "aligned" not in presence:
+        return []
+    warnings = []
+    for name, base in presence["base"].items():
+        aligned = presence["aligned"][name]
+        if base - aligned >= min_drop:
+            real = presence.get("real", {}).get(name)
+            real_text = f", {real:.0%} of real masks" if real is not None else ""
+            warnings.append(
+                f"class '{name}' appears in {aligned:.0%} of aligned samples vs {base:.0%} of base{real_text}: alignment may "
+                "be trading content for score; pair within mask class sets (pairing.options.group_by=mask-classes)"
+            )
+    return warnings
