@@ -25,7 +25,8 @@ What the target must be, per category:
 * generators, selectors, pairings, aligners — a :class:`saadi_core.interfaces.Component`
   subclass built as ``cls(options, context)``;
 * datasets — a callable ``build(options) -> saadi_core.data.Dataset``;
-* metrics — a callable ``metric(options) -> object`` (contract defined by the evaluation stage).
+* metrics — a callable ``metric(options) -> object`` with ``name`` and ``compute(inputs)``
+  (:class:`saadi_core.evaluation.fidelity.FidelityInputs` in, a JSON-able dict out).
 """
 
 from __future__ import annotations
