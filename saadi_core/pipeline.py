@@ -366,6 +366,7 @@ class RunSession:
             selector = self.load_selector(selector_stage)
             results: dict[str, Any] = {"seed": self.eval_seed}
             passes: dict[str, dict[str, Any]] = {}
+            label_counts: dict[str, dict[str, Any]] = {}
             for variant, stage in samples.items():
                 (out / variant).mkdir()
                 _link_or_copy(stage.path / SAMPLES_FILE, out / variant / SAMPLES_FILE)
@@ -381,6 +382,8 @@ class RunSession:
                     "selector_rate": sum(passes[variant]["selector"]) / len(scores),
                     "oracle_rate": None if oracle is None else sum(oracle) / len(oracle),
                 }
+                if self.dataset.task == "segmentation" and all(s.mask is not None for s in loaded):
+                    label_counts[variant] = self._label_counts(selector, loaded)
             if "aligned" in passes:
                 results["selector_pass"] = mcnemar_exact(passes["base"]["selector"], passes["aligned"]["selector"])
                 if passes["base"]["oracle"] is not None:
@@ -388,9 +391,57 @@ class RunSession:
             if self.dataset.task == "segmentation":
                 results["class_presence"], warnings = self._class_presence(samples)
                 results["warnings"] = warnings
+            if label_counts:
+                results["label_preservation"] = self._label_preservation(label_counts)
             return results
 
         return self._stage("evaluate", {"threshold": threshold}, compute, [*samples.values(), selector_stage])
+
+    def _label_counts(self, selector: Selector, samples: Sequence[Sample], batch_size: int = 64) -> dict[str, Any]:
+        """Per condition, the pixel counts (:func:`~saadi_core.evaluation.metrics.iou_counts`) of
+        the selector's prediction on each sample against the mask the sample carries."""
+        import numpy as np
+        import torch
+
+        from saadi_core.evaluation.metrics import iou_counts
+
+        k = self.dataset.num_classes
+        counts: dict[str, Any] = {}
+        with torch.no_grad():
+            for start in range(0, len(samples), batch_size):
+                batch = samples[start : start + batch_size]
+                predicted = selector.predict(torch.stack([s.image for s in batch])).cpu().numpy()
+                for sample, pred in zip(batch, predicted):
+                    key = sample.condition.id
+                    counts[key] = counts.get(key, np.zeros((3, k), dtype=np.int64)) + iou_counts(pred, sample.mask.numpy(), k)  # type: ignore[union-attr]
+        return counts
+
+    def _label_preservation(self, label_counts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """How well each variant's images still show the masks they carry, in the run selector's
+        eyes: mIoU over the classes the masks show (with and without background) and per class —
+        SimuScope's label-preservation metric, meaningful for any generator whose samples carry a
+        mask. With an aligned variant, aligned − base with a paired bootstrap interval over
+        conditions (samples of a condition share its mask, so they are not independent)."""
+        import numpy as np
+
+        from saadi_core.evaluation.metrics import mean_iou
+        from saadi_core.evaluation.stats import paired_group_bootstrap
+
+        names = self.dataset.class_names
+        result: dict[str, Any] = {}
+        for variant, counts in label_counts.items():
+            miou, per_class = mean_iou(np.stack(list(counts.values())))
+            result[variant] = {
+                "miou": miou,
+                "miou_foreground": mean_iou(np.stack(list(counts.values())), exclude=[0])[0],
+                "per_class_iou": {names[c]: v for c, v in per_class.items()},
+            }
+        if "base" in label_counts and "aligned" in label_counts:
+            shared = sorted(set(label_counts["base"]) & set(label_counts["aligned"]))
+            base = np.stack([label_counts["base"][c] for c in shared])
+            aligned = np.stack([label_counts["aligned"][c] for c in shared])
+            result["change"] = paired_group_bootstrap(base, aligned, lambda rows: mean_iou(rows)[0], seed=self.eval_seed)
+        return result
 
     def _class_presence(self, samples: dict[str, StageResult]) -> tuple[dict[str, dict[str, float]], list[str]]:
         """Class presence of real training masks and of each variant, with a warning per class
@@ -788,6 +839,7 @@ def run_pipeline(
         "selector_pass": evaluated.outputs.get("selector_pass"),
         "oracle_pass": evaluated.outputs.get("oracle_pass"),
         "class_presence": evaluated.outputs.get("class_presence"),
+        "label_preservation": evaluated.outputs.get("label_preservation"),
         "warnings": [*(summary.get("score_diagnostics") or {}).get("warnings", []), *evaluated.outputs.get("warnings", [])],
         "fidelity": None if fidelity is None else {
             "feature_extractor": (fidelity.get("feature_extractor") or {}).get("label"),

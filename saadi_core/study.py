@@ -145,7 +145,7 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
                 "runs": {str(s): r["run"] for s, r in runs.items()},
                 "downstream": downstream,
                 "pass_rates": {
-                    str(s): {k: r[k] for k in ("selector_pass", "oracle_pass", "pass_rates") if r.get(k) is not None}
+                    str(s): {k: r[k] for k in ("selector_pass", "oracle_pass", "pass_rates", "label_preservation") if r.get(k) is not None}
                     for s, r in runs.items()
                 },
             }

@@ -40,6 +40,10 @@ def print_summary(result: Any, console: Console) -> None:
         if base:
             console.print(f"base samples (no alignment): selector pass {base['selector_rate']:.1%}{oracle} of {base['n']}")
 
+    preserved = summary.get("label_preservation")
+    if preserved:
+        console.print(label_preservation_line(preserved))
+
     downstream = summary.get("downstream") or {}
     if downstream:
         metric = downstream.get("metric", "")
@@ -69,6 +73,19 @@ def print_summary(result: Any, console: Console) -> None:
     timings = summary.get("timings_s") or {}
     console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items() if v is not None))
     console.print(f"results: {summary['run']}/summary.json")
+
+
+def label_preservation_line(preserved: dict[str, Any]) -> str:
+    """One line: the selector's mIoU against the masks the samples carry, per variant, and the
+    aligned − base change with its bootstrap interval when there is one."""
+    variants = ", ".join(f"{v} {preserved[v]['miou']:.1%}" for v in ("base", "aligned") if v in preserved)
+    line = f"label preservation (selector mIoU vs the samples' masks): {variants}"
+    change = preserved.get("change")
+    if change:
+        interval = change["ci95"]
+        bounds = f" [{interval[0] * 100:+.1f}, {interval[1] * 100:+.1f}]" if interval else ""
+        line += f"; aligned − base {change['difference'] * 100:+.1f} pts{bounds} (95 % bootstrap over conditions): {change['verdict']}"
+    return line
 
 
 def print_study(result: Any, console: Console) -> None:

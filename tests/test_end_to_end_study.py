@@ -41,6 +41,9 @@ def test_ssi_and_simgen_mix_in_one_study(tmp_path):
     assert result.summary["metric"] == "mean_dice" and set(arms) == {"ssi-saadi", "simgen-saadi", "half-half"}
     for name in arms:
         assert 0.0 <= arms[name]["downstream"]["1"]["mean"] <= 1.0
+    for name in ("ssi-saadi", "simgen-saadi"):  # samples carry masks: label preservation per seed, base vs aligned
+        preserved = arms[name]["pass_rates"]["0"]["label_preservation"]
+        assert 0.0 <= preserved["aligned"]["miou"] <= 1.0 and "verdict" in preserved["change"]
     # the mix trained on 120 synthetic samples: 60 SSI (conditioning masks) + 60 SimGen (own masks)
     mix_root = tmp_path / "mix" / "runs" / "half-half-seed0"
     stages = json.loads((mix_root / "manifest.json").read_text())["stages"]

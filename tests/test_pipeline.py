@@ -382,3 +382,103 @@ def test_class_presence_drop_is_warned():
     warnings = presence_drops({"real": base, "base": base, "aligned": aligned})
     assert len(warnings) == 1 and "'artery' appears in 25% of aligned samples vs 50% of base" in warnings[0]
     assert presence_drops({"base": base, "aligned": base}) == []
+
+
+def test_iou_counts_sum_over_the_set_and_skip_classes_the_labels_never_show():
+    from saadi_core.evaluation.metrics import iou_counts, mean_iou
+
+    label_a = np.zeros((4, 4), dtype=np.int64)
+    label_a[:, :2] = 1  # class 1 on the left half
+    label_b = np.zeros((4, 4), dtype=np.int64)
+    label_b[:2, :2] = 1
+    prediction = np.zeros((4, 4), dtype=np.int64)
+    prediction[:, :1] = 1  # class 1 on the left quarter; class 3 predicted but never labelled
+    prediction[0, 3] = 3
+    counts = np.stack([iou_counts(prediction, label, 4) for label in (label_a, label_b)])
+    miou, per_class = mean_iou(counts)
+    assert set(per_class) == {0, 1}
+    assert per_class[1] == pytest.approx((4 + 2) / (8 + 6))  # summed over the set, not averaged per image
+    assert per_class[0] == pytest.approx((7 + 9) / (12 + 14))  # background: 7/12 on a, 9/14 on b
+    assert miou == pytest.approx((per_class[0] + per_class[1]) / 2)
+    assert mean_iou(counts, exclude=[0]) == (pytest.approx(6 / 14), {1: pytest.approx(6 / 14)})
+    assert mean_iou(iou_counts(label_a, label_a, 4))[0] == 1.0
+
+
+def test_paired_group_bootstrap_calls_a_change_only_when_its_interval_excludes_zero():
+    from saadi_core.evaluation.stats import paired_group_bootstrap
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 0.7, size=(20, 1))
+    mean = lambda rows: float(rows.mean())  # noqa: E731
+    same = paired_group_bootstrap(base, base.copy(), mean)
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0] and same["verdict"] == "no significant difference"
+    better = paired_group_bootstrap(base, base + 0.05 + rng.normal(0, 0.01, size=base.shape), mean)
+    assert better["ci95"][0] > 0 and better["verdict"].startswith("better than base")
+    noisy = paired_group_bootstrap(base, base + rng.normal(0, 0.1, size=base.shape), mean)
+    assert noisy["ci95"][0] < noisy["difference"] < noisy["ci95"][1]
+    assert paired_group_bootstrap(base[:1], base[:1], mean)["verdict"] == "not tested (fewer than 2 groups)"
+
+
+class _MaskSegmenter(Selector):
+    """Predicts class 1 where the red channel is positive: an image 'shows' its mask when the
+    generator painted the mask's class-1 pixels red."""
+
+    task = "segmentation"
+
+    def fit(self, dataset, extra=()):  # pragma: no cover - not trained
+        raise NotImplementedError
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return (images[:, 0] > 0).long()
+
+    def score(self, samples):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def save(self, path):  # pragma: no cover
+        raise NotImplementedError
+
+    def load(self, path):  # pragma: no cover
+        raise NotImplementedError
+
+
+def test_label_preservation_per_variant_and_paired_over_conditions():
+    """The evaluate stage's label preservation: the aligned variant paints its masks faithfully,
+    the base one misses a column of every mask — the change is positive with an interval above 0."""
+    from types import SimpleNamespace
+
+    from saadi_core.pipeline import RunSession
+
+    session = SimpleNamespace(dataset=SimpleNamespace(num_classes=2, class_names=["background", "organ"]), eval_seed=0)
+
+    def samples(faithful: bool) -> list[Sample]:
+        out = []
+        for c in range(6):
+            mask = torch.zeros(8, 8, dtype=torch.long)
+            mask[: c + 2, : c + 2] = 1
+            for i in range(3):
+                painted = mask.clone()
+                if not faithful:
+                    painted[:, 0] = 0
+                image = torch.where(painted.bool(), 1.0, -1.0).expand(3, 8, 8).clone()
+                out.append(Sample(image=image, condition=Condition(id=f"c{c}"), generator="g", seed=0, index=i, mask=mask))
+        return out
+
+    counts = {v: RunSession._label_counts(session, _MaskSegmenter(None), samples(v == "aligned"), batch_size=4) for v in ("base", "aligned")}
+    assert set(counts["base"]) == {f"c{c}" for c in range(6)}
+    preserved = RunSession._label_preservation(session, counts)
+    assert preserved["aligned"]["miou"] == 1.0 and preserved["aligned"]["per_class_iou"] == {"background": 1.0, "organ": 1.0}
+    assert preserved["base"]["miou_foreground"] < preserved["base"]["miou"] < 1.0
+    change = preserved["change"]
+    assert change["difference"] == pytest.approx(1.0 - preserved["base"]["miou"])
+    assert change["n_groups"] == 6 and change["ci95"][0] > 0 and change["verdict"].startswith("better than base")
+
+
+def test_label_preservation_line_states_the_interval_and_verdict():
+    from saadi_core.summary import label_preservation_line
+
+    block = {"base": {"miou": 0.785}, "aligned": {"miou": 0.77}}
+    assert label_preservation_line(block) == "label preservation (selector mIoU vs the samples' masks): base 78.5%, aligned 77.0%"
+    block["change"] = {"difference": -0.014, "ci95": [-0.024, -0.005], "verdict": "worse than base (95 % CI below 0)"}
+    assert label_preservation_line(block).endswith(
+        "aligned − base -1.4 pts [-2.4, -0.5] (95 % bootstrap over conditions): worse than base (95 % CI below 0)"
+    )

@@ -316,6 +316,19 @@ def test_segmentation_run_with_only_an_evaluate_stage(tmp_path):
                 "outputs": {
                     "base": {"n": 6, "selector_rate": 0.0},
                     "aligned": {"n": 6, "selector_rate": 1.0},
+                    "label_preservation": {
+                        v: {"miou": m, "miou_foreground": m - 0.1, "per_class_iou": {"bg": 0.9, "a": m, "b": m - 0.2}}
+                        for v, m in (("base", 0.75), ("aligned", 0.7))
+                    }
+                    | {
+                        "change": {
+                            "difference": -0.05,
+                            "ci95": [-0.08, -0.02],
+                            "n_groups": 2,
+                            "method": "paired bootstrap over 2 groups, 2000 resamples",
+                            "verdict": "worse than base (95 % CI below 0)",
+                        }
+                    },
                 }
             }
         )
@@ -334,6 +347,9 @@ def test_segmentation_run_with_only_an_evaluate_stage(tmp_path):
     assert "<h3>mask:0</h3>" in samples and "<h3>mask:1</h3>" in samples
     assert samples.count('alt="condition mask"') == 2 and "outline of the sample" in samples
     assert samples.count('class="side fail"') == samples.count('class="side pass"') == 6
+    preserved = _section(html, "pass-rates")
+    assert "<h3>Label preservation</h3>" in preserved and "IoU a" in preserved and "75.0%" in preserved
+    assert "mIoU aligned − base: -5.0 points [-8.0, -2.0]" in preserved and "worse (CI excludes 0)" in preserved
     assert "not available: stage &#x27;align&#x27; is failed (boom)" in _section(html, "dpo")
     for anchor in ("diagnostics", "downstream", "fidelity", "memorisation"):
         assert "not available" in _section(html, anchor), anchor

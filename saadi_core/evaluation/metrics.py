@@ -73,3 +73,23 @@ def presence_drops(presence: dict[str, dict[str, float]], min_drop: float = 0.1)
                 "be trading content for score; pair within mask class sets (pairing.options.group_by=mask-classes)"
             )
     return warnings
+
+
+def iou_counts(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class pixel counts ``(3, K)`` of predictions against labels: intersection, union and
+    label pixels. Counts, not ratios, so sets can be summed (and resampled) before dividing."""
+    pred, true = np.asarray(pred).ravel(), np.asarray(true).ravel()
+    counts = np.zeros((3, num_classes), dtype=np.int64)
+    for c in range(num_classes):
+        p, t = pred == c, true == c
+        counts[:, c] = (int((p & t).sum()), int((p | t).sum()), int(t.sum()))
+    return counts
+
+
+def mean_iou(counts: np.ndarray, exclude: Sequence[int] = ()) -> tuple[float, dict[int, float]]:
+    """mIoU of summed :func:`iou_counts` (any leading axes are summed) over the classes the labels
+    show, minus ``exclude``: a class absent from every label neither counts as perfect nor as
+    failed. Returns the mean and the per-class IoU; the mean is NaN when no class is left."""
+    total = np.asarray(counts).reshape(-1, 3, np.asarray(counts).shape[-1]).sum(axis=0)
+    per_class = {c: float(total[0, c] / total[1, c]) for c in range(total.shape[1]) if total[2, c] > 0 and c not in exclude}
+    return (float(np.mean(list(per_class.values()))) if per_class else float("nan")), per_class

@@ -8,7 +8,7 @@ reported without it; METHOD.md measured that ±3–4 points is noise at 320 samp
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy.stats import binomtest
@@ -62,13 +62,52 @@ def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> t
     return float(values.mean() - half), float(values.mean() + half)
 
 
-def interval_verdict(interval: tuple[float, float] | None, baseline: str = "real-only") -> str:
+def interval_verdict(interval: tuple[float, float] | None, baseline: str = "real-only", unit: str = "seeds") -> str:
     """Wording that never calls a difference whose interval contains 0 an improvement."""
     if interval is None:
-        return "not tested (fewer than 2 seeds)"
+        return f"not tested (fewer than 2 {unit})"
     low, high = interval
     if low > 0:
         return f"better than {baseline} (95 % CI above 0)"
     if high < 0:
         return f"worse than {baseline} (95 % CI below 0)"
     return "no significant difference"
+
+
+def paired_group_bootstrap(
+    base: np.ndarray,
+    aligned: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Percentile bootstrap interval of ``statistic(aligned) − statistic(base)``, resampling groups.
+
+    ``base`` and ``aligned`` hold one row per group (e.g. per-condition pixel counts), paired row
+    by row. Groups, not samples, are resampled because samples of one condition share its layout
+    and are not independent; a set-level statistic such as mIoU needs the whole set, so a per-item
+    test (McNemar, t) does not apply. The verdict never calls an interval containing 0 a change.
+    """
+    base, aligned = np.asarray(base), np.asarray(aligned)
+    if base.shape != aligned.shape or base.shape[0] < 1:
+        raise ValueError(f"paired groups differ or are empty: {base.shape} vs {aligned.shape}")
+    rng = np.random.default_rng(seed)
+    n = base.shape[0]
+    draws = []
+    for _ in range(n_resamples):
+        rows = rng.integers(0, n, n)
+        draws.append(statistic(aligned[rows]) - statistic(base[rows]))
+    values = np.asarray(draws, dtype=float)
+    values = values[np.isfinite(values)]
+    tail = (1 - confidence) / 2 * 100
+    interval = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))) if n >= 2 and values.size else None
+    return {
+        "base": statistic(base),
+        "aligned": statistic(aligned),
+        "difference": statistic(aligned) - statistic(base),
+        "ci95": list(interval) if interval else None,
+        "n_groups": n,
+        "verdict": interval_verdict(interval, baseline="base", unit="groups"),
+        "method": f"paired bootstrap over {n} groups, {n_resamples} resamples",
+    }

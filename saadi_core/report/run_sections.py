@@ -29,7 +29,7 @@ from saadi_core.report.markup import (
     verdict_span,
     warning,
 )
-from saadi_core.report.wording import mcnemar_reading
+from saadi_core.report.wording import ci_reading, mcnemar_reading
 
 #: how many conditions (rows) and base/aligned pairs per condition the sample grid shows
 MAX_GROUPS = 8
@@ -393,6 +393,42 @@ def pass_rates(run: RunData) -> str:
         return not_available("the evaluate stage recorded no pass rates")
     else:
         parts.append(note("No aligned variant: nothing to compare the base pass rates with."))
+    if outputs.get("label_preservation"):
+        parts.append(label_preservation_table(outputs["label_preservation"]))
+    return "".join(parts)
+
+
+def label_preservation_table(preserved: dict[str, Any]) -> str:
+    """Selector mIoU against the masks the samples carry, per variant and class, with the
+    aligned − base change and its bootstrap interval."""
+    variants = [v for v in ("base", "aligned") if v in preserved]
+    classes = list(dict.fromkeys(c for v in variants for c in preserved[v]["per_class_iou"]))
+    rows = [
+        [text(v), _pct(preserved[v]["miou"]), _pct(preserved[v]["miou_foreground"])]
+        + [_pct(preserved[v]["per_class_iou"].get(c)) for c in classes]
+        for v in variants
+    ]
+    parts = [
+        "<h3>Label preservation</h3>",
+        table(("variant", "mIoU", "mIoU (foreground)", *(f"IoU {c}" for c in classes)), rows),
+    ]
+    change = preserved.get("change")
+    if change:
+        wording, tone = ci_reading(change.get("difference"), change.get("ci95"))
+        low, high = change["ci95"] or (None, None)
+        interval = f" [{low * 100:+.1f}, {high * 100:+.1f}]" if low is not None else ""
+        parts.append(
+            f"<p>mIoU aligned − base: {change['difference'] * 100:+.1f} points{interval} "
+            f"({text(change['method'])}): {verdict_span(wording, tone)}.</p>"
+        )
+    parts.append(
+        note(
+            "The run's selector segments each sample; IoU against the mask the sample carries "
+            "(its simulator label, inpainting mask or own mask), summed over the set, averaged over "
+            "the classes the masks show. It measures whether the images still show their labels "
+            "in the selector's eyes (SimuScope's label preservation)."
+        )
+    )
     return "".join(parts)
 
 
