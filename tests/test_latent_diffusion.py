@@ -187,3 +187,14 @@ def test_registration_is_lazy(kind: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_second_mixed_precision_in_one_process_is_a_clear_error() -> None:
+    """accelerate keeps one precision per process; asking for another names the option instead of
+    surfacing accelerate's ValueError."""
+    from saadi_core.diffusion.builders import make_accelerator
+
+    first = make_accelerator(None, "cpu", "no")
+    assert make_accelerator(None, "cpu", "auto").mixed_precision == first.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="this component: options.mixed_precision 'bf16' conflicts with 'no'"):
+        make_accelerator(None, "cpu", "bf16")

@@ -107,7 +107,7 @@ class CASDMGenerator(Generator):
         ``dataset.train``."""
         check_dataset(dataset)
         assert dataset.train.masks is not None
-        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision)
+        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision, who="generator 'casdm'")
         model = self._initial_model(dataset)
         self.history = train_network(model, dataset.train.images, dataset.train.masks, self.options, accelerator, self.context.progress)
         self.model = model

@@ -245,7 +245,7 @@ class LayoutGenerator:
             )
         opts = opts.model_copy(update={"train_text_encoder": "text_encoder" not in model.references})
         layout = cls(model, class_names, int(masks.shape[-1]))
-        accelerator = make_accelerator(context_accelerator, device, opts.mixed_precision)
+        accelerator = make_accelerator(context_accelerator, device, opts.mixed_precision, who="casdm layout generator")
         history = layout._fit(masks, descriptions, prompts, opts, accelerator, progress, options.layout_class_aware_mse)
         return layout, history
 

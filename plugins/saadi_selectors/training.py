@@ -204,14 +204,9 @@ class TorchSelector(Selector):
 
     def _accelerator(self) -> Any:
         """The run's accelerator, or a single-process one with this selector's ``mixed_precision``."""
-        try:
-            return make_accelerator(self.context.accelerator, str(self.context.device), self.options.mixed_precision)
-        except ValueError as error:  # accelerate's process-wide state was already set up otherwise
-            raise ConfigError(
-                f"selector '{self._name()}': options.mixed_precision '{self.options.mixed_precision}' differs from "
-                f"what this process's accelerate state was created with ({error}); use the same mixed_precision "
-                "in every stage"
-            ) from None
+        return make_accelerator(
+            self.context.accelerator, str(self.context.device), self.options.mixed_precision, who=f"selector '{self._name()}'"
+        )
 
     def _training_tensors(self, dataset: Dataset, extra: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         """Real train split plus ``extra`` as ``uint8 (N, 3, H, W)`` images and integer targets."""

@@ -216,7 +216,7 @@ class SimGenGenerator(Generator):
         space = JointSpace(dataset.num_classes, resolution, self.options.unshuffle_factor)
         num_labels = None if patterns is None else len(patterns) + 1
         unet, scheduler = self._initial_network(space, num_labels)
-        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision)
+        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision, who="generator 'simgen'")
         started = time.perf_counter()
         unet, self.history = train_unet(
             unet, scheduler, space, dataset.train.images, dataset.train.masks, rows, self.options, accelerator,

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saadi_core.errors import ConfigError
+
 #: special tokens of the word-level tokenizer; the CLIP names, so prompts look the same to a
 #: CLIPTextModel whichever tokenizer produced them
 PAD_TOKEN, UNK_TOKEN, BOS_TOKEN, EOS_TOKEN = "<pad>", "<unk>", "<|startoftext|>", "<|endoftext|>"
@@ -389,12 +391,22 @@ def resolve_mixed_precision(option: str, device: str) -> str:
     return "no"
 
 
-def make_accelerator(existing: Any | None, device: str, mixed_precision: str = "auto") -> Any:
+def make_accelerator(existing: Any | None, device: str, mixed_precision: str = "auto", who: str = "this component") -> Any:
     """The run's ``accelerate.Accelerator`` if one was launched (``RunContext.accelerator``),
     else a single-process one on ``device``. Training code written against it runs unchanged
-    under ``accelerate launch`` with several processes."""
+    under ``accelerate launch`` with several processes. ``who`` names the component in the error
+    raised when its precision conflicts with the process's."""
     if existing is not None:
         return existing
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    return Accelerator(cpu=str(device) == "cpu", mixed_precision=resolve_mixed_precision(mixed_precision, device))
+    precision = resolve_mixed_precision(mixed_precision, device)
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        # accelerate keeps one precision per process and would raise a ValueError that names
+        # neither the option nor the fix
+        raise ConfigError(
+            f"{who}: options.mixed_precision '{precision}' conflicts with '{AcceleratorState().mixed_precision}' already "
+            "used in this process (accelerate allows one per process); give every component the same mixed_precision"
+        )
+    return Accelerator(cpu=str(device) == "cpu", mixed_precision=precision)

@@ -75,7 +75,7 @@ class LatentDiffusionGenerator(Generator):
     def fit(self, dataset: Dataset) -> None:
         self._check_dataset(dataset)
         prompts = [self.prompt(name) for name in dataset.class_names]
-        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision)
+        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision, who=f"generator '{self.name}'")
         if self.options.pretrained is not None:
             model = load_pretrained(self.options, self.options.resolution, name=self.name, inpainting=self.inpainting)
         else:
