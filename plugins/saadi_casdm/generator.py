@@ -38,7 +38,7 @@ from saadi_casdm.options import CASDMOptions
 from saadi_casdm.training import train_network
 from saadi_core.diffusion.builders import make_accelerator, resize_images, resize_masks
 from saadi_core.diffusion.sampling import build_sampling_scheduler, denoise, initial_noise, map_fixed_batches, sample_seed
-from saadi_core.errors import ConfigError, DataError, PipelineError
+from saadi_core.errors import ConfigError, PipelineError
 from saadi_core.interfaces import Condition, Generator, RunContext, Sample
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,19 +51,9 @@ LORA_TARGET_MODULES = ["conv1", "conv2", "to_q", "to_k", "to_v", "to_out.0", "ga
 
 def check_dataset(dataset: Dataset) -> None:
     """Clear errors for datasets CASDM cannot train on (before any work)."""
-    if dataset.task != "segmentation" or dataset.train.masks is None:
-        raise ConfigError(
-            f"generator 'casdm' generates images for segmentation masks and needs a segmentation dataset; "
-            f"'{dataset.name}' is {dataset.task} (use a class-prompted generator such as ssd)"
-        )
-    if len(dataset.train) == 0:
-        raise DataError(f"dataset '{dataset.name}': the train split is empty")
-    masks = dataset.train.masks
-    if masks.min() < 0 or masks.max() >= dataset.num_classes:
-        raise DataError(
-            f"dataset '{dataset.name}': training masks hold class ids outside [0, {dataset.num_classes}) "
-            f"(found {int(masks.min())}..{int(masks.max())})"
-        )
+    dataset.require_training_masks(
+        "generator 'casdm' generates images for segmentation masks", " (use a class-prompted generator such as ssd)"
+    )
 
 
 def condition_indices(n_total: int, n_conditions: int | None, seed: int) -> list[int]:

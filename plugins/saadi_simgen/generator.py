@@ -53,7 +53,7 @@ from saadi_core.diffusion.sampling import (
     initial_noise,
     map_fixed_batches,
 )
-from saadi_core.errors import ConfigError, DataError, PipelineError
+from saadi_core.errors import DataError, PipelineError
 from saadi_core.interfaces import Condition, Generator, RunContext, Sample
 from saadi_simgen.colour_coding import CLEAN_SIMILARITY
 from saadi_simgen.conditions import (
@@ -93,18 +93,7 @@ class SimGenModel:
 
 def require_segmentation(dataset: Dataset) -> None:
     """Clear errors for datasets SimGen cannot learn (checked before any training)."""
-    masks = dataset.train.masks
-    if dataset.task != "segmentation" or masks is None or len(masks) == 0:
-        raise ConfigError(
-            f"generator 'simgen' learns images together with their segmentation masks and needs a segmentation "
-            f"dataset with training masks; '{dataset.name}' is {dataset.task} with {len(dataset.train)} training images"
-        )
-    low, high = int(masks.min()), int(masks.max())
-    if low < 0 or high >= dataset.num_classes:
-        raise DataError(
-            f"dataset '{dataset.name}': training mask class ids span {low}..{high}, but the dataset names "
-            f"{dataset.num_classes} classes"
-        )
+    dataset.require_training_masks("generator 'simgen' learns images together with their segmentation masks")
 
 
 def mask_quality(samples: Sequence[Sample]) -> dict[str, float]:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from saadi_core.diffusion.sampling import sample_seed
-from saadi_core.errors import ConfigError, DataError
+from saadi_core.errors import DataError
 from saadi_core.interfaces import Condition
 from saadi_ssi.options import SSIOptions
 
@@ -29,19 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def require_segmentation(dataset: Dataset) -> None:
     """Clear errors for datasets SSI cannot use (checked before any training)."""
-    if dataset.task != "segmentation" or dataset.train.masks is None:
-        raise ConfigError(
-            f"generator 'ssi' inpaints regions of segmentation masks and needs a segmentation dataset; "
-            f"'{dataset.name}' is {dataset.task} (use a class-prompted generator such as ssd)"
-        )
-    if len(dataset.train) == 0:
-        raise DataError(f"dataset '{dataset.name}': the train split is empty")
-    masks = dataset.train.masks
-    if masks.min() < 0 or masks.max() >= dataset.num_classes:
-        raise DataError(
-            f"dataset '{dataset.name}': training masks hold class ids outside [0, {dataset.num_classes}) "
-            f"(found {int(masks.min())}..{int(masks.max())})"
-        )
+    masks = dataset.require_training_masks(
+        "generator 'ssi' inpaints regions of segmentation masks", " (use a class-prompted generator such as ssd)"
+    )
     if not (masks > 0).any():
         raise DataError(f"dataset '{dataset.name}': the training masks contain background only; nothing to inpaint")
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from saadi_core.errors import ConfigError, DataError
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -95,3 +97,21 @@ class Dataset:
         values = s.labels if self.task == "classification" else s.masks
         counts = np.bincount(np.asarray(values).ravel(), minlength=self.num_classes)
         return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+    def require_training_masks(self, user: str, hint: str = "") -> np.ndarray:
+        """The training masks, or a one-line error saying why ``user`` (e.g. "generator 'ssi'
+        inpaints regions of segmentation masks") cannot use this dataset: not segmentation, an
+        empty train split, or class ids outside the named classes. Generators call it in ``fit``
+        so bad data stops before any training."""
+        masks = self.train.masks
+        if self.task != "segmentation" or masks is None:
+            raise ConfigError(f"{user} and needs a segmentation dataset; '{self.name}' is {self.task}{hint}")
+        if len(masks) == 0:
+            raise DataError(f"dataset '{self.name}': the train split is empty")
+        low, high = int(masks.min()), int(masks.max())
+        if low < 0 or high >= self.num_classes:
+            raise DataError(
+                f"dataset '{self.name}': training masks hold class ids {low}..{high}, outside [0, {self.num_classes}) "
+                "(the classes the dataset names)"
+            )
+        return masks
