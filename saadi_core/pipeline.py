@@ -478,7 +478,7 @@ class RunSession:
                 if fidelity.inception_weights is not None:
                     features = inception_features(fidelity.inception_weights, device=self.context.device)
                 else:
-                    features = selector_features(self.load_selector(selector_stage))
+                    features = selector_features(self.load_selector(selector_stage), standardise_on=self.dataset.train.image_tensor())
             except ConfigError as exc:
                 if fidelity.inception_weights is not None:
                     raise
@@ -506,7 +506,7 @@ class RunSession:
             headline = result.get("variants", {}).get(variant, {})
             return {k: headline[k] for k in ("fid", "kid_mean", "kid_std", "psnr", "ms_ssim", "diversity_ms_ssim") if k in headline}
 
-        params = fidelity.model_dump(mode="json") | {"profile": self.config.profile}
+        params = fidelity.model_dump(mode="json") | {"profile": self.config.profile, "selector_features": "standardised"}
         return self._stage(f"fidelity-{variant}", params, compute, [samples, selector_stage])
 
     def fidelity(self, samples: dict[str, StageResult], selector_stage: StageResult) -> dict[str, Any]:

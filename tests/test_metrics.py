@@ -303,6 +303,31 @@ def test_selector_features_from_a_classifier_and_a_segmenter():
         cls.features(textures(2, size=32))
 
 
+def test_standardised_selector_features_measure_in_units_of_the_real_spread():
+    """A backbone whose features barely vary (scale 1e-4 around 0.8) gives FID ~1e-8 in raw units
+    whatever the shift; standardised on the real images, the same shift of 2 real standard
+    deviations per dimension gives FID = 4 per dimension, and a constant dimension is dropped."""
+    from saadi_core.interfaces import Selector
+    from saadi_metrics.distribution import fid_from_features
+
+    class Flat(Selector):
+        fit = predict = score = save = load = lambda *a, **k: None
+
+        def features(self, images: torch.Tensor) -> torch.Tensor:  # 3 informative dims + 1 constant
+            x = images.mean(dim=(2, 3))  # (N, 3), per-channel means
+            return torch.cat([0.8 + 1e-4 * x, torch.full((len(x), 1), 0.5)], dim=1)
+
+    real = torch.randn(400, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.2
+    spread = real.mean(dim=(2, 3)).std(dim=0)  # per-channel std of the feature's source
+    shifted = real + 2 * spread[None, :, None, None]
+    raw = selector_features(Flat(None))
+    assert fid_from_features(raw(real), raw(shifted)) < 1e-6
+    standard = selector_features(Flat(None), standardise_on=real)
+    assert standard(real).shape == (400, 3) and "standardised" in standard.label and "NOT Inception" in standard.label
+    assert torch.allclose(standard(real).mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    assert fid_from_features(standard(real), standard(shifted)) == pytest.approx(3 * 4.0, rel=1e-3)
+
+
 def test_selector_without_features_is_a_clear_error():
     from saadi_core.interfaces import Selector
 
