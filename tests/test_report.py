@@ -426,7 +426,12 @@ def _study(tmp_path: Path, run_dir: Path) -> Path:
                             "fail_to_pass": 26,
                             "pass_to_fail": 2,
                             "p_value": 1e-5,
-                        }
+                        },
+                        "label_preservation": {
+                            "base": {"miou": 0.8},
+                            "aligned": {"miou": 0.83},
+                            "change": {"difference": 0.03, "ci95": [-0.01, 0.06]},
+                        },
                     }
                 },
             },
@@ -489,6 +494,9 @@ def test_study_report(run_dir, tmp_path):
         "shift-aligned, seed 0: oracle pass" in pass_rates
         and "significant improvement" in pass_rates
     )
+    preserved = re.search(r"Label preservation.*?</table>", pass_rates, re.S).group(0)
+    assert "80.0%" in preserved and "83.0%" in preserved and "[-1.0, +6.0]" in preserved
+    assert "no significant difference" in preserved and "improvement" not in preserved  # +3 but CI holds 0
     # runs: the shared run appears once (used by two arms), a missing or unreadable one is reported
     assert html.count('<details class="run">') == 4
     moved = re.search(r"<summary>old/place/moved.*?</details>", html, re.DOTALL).group(0)

@@ -404,8 +404,8 @@ def label_preservation_table(preserved: dict[str, Any]) -> str:
     variants = [v for v in ("base", "aligned") if v in preserved]
     classes = list(dict.fromkeys(c for v in variants for c in preserved[v]["per_class_iou"]))
     rows = [
-        [text(v), _pct(preserved[v]["miou"]), _pct(preserved[v]["miou_foreground"])]
-        + [_pct(preserved[v]["per_class_iou"].get(c)) for c in classes]
+        [text(v), pct(preserved[v]["miou"]), pct(preserved[v]["miou_foreground"])]
+        + [pct(preserved[v]["per_class_iou"].get(c)) for c in classes]
         for v in variants
     ]
     parts = [
@@ -440,8 +440,8 @@ def variant_rates_table(rates: dict[str, dict[str, Any]]) -> str:
             text(name),
             fmt(r.get("n")),
             fmt(r.get("mean_score")),
-            _pct(r.get("selector_rate")),
-            _pct(r.get("oracle_rate")),
+            pct(r.get("selector_rate")),
+            pct(r.get("oracle_rate")),
         ]
         for name, r in rates.items()
     ]
@@ -458,8 +458,8 @@ def pass_rate_table(blocks: list[tuple[str, dict[str, Any]]]) -> str:
             [
                 text(label),
                 fmt(b.get("n")),
-                _pct(b.get("base_rate")),
-                _pct(b.get("aligned_rate")),
+                pct(b.get("base_rate")),
+                pct(b.get("aligned_rate")),
                 f"{b['difference_points']:+.1f}" if b.get("difference_points") is not None else "—",
                 fmt(b.get("fail_to_pass")),
                 fmt(b.get("pass_to_fail")),
@@ -484,14 +484,14 @@ def pass_rate_table(blocks: list[tuple[str, dict[str, Any]]]) -> str:
 def pass_rate_sentence(label: str, b: dict[str, Any]) -> str:
     wording, tone = mcnemar_reading(b)
     return (
-        f"{text(label.capitalize())}: {_pct(b.get('base_rate'))} → {_pct(b.get('aligned_rate'))} "
+        f"{text(label.capitalize())}: {pct(b.get('base_rate'))} → {pct(b.get('aligned_rate'))} "
         f"({b.get('fail_to_pass', '?')} fail→pass, {b.get('pass_to_fail', '?')} pass→fail, p = {fmt(b.get('p_value'), 3)}): "
         + verdict_span(wording, tone)
         + "."
     )
 
 
-def _pct(value: Any) -> str:
+def pct(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, (int, float)) else "—"
 
 

@@ -23,6 +23,7 @@ from saadi_core.report.markup import (
 from saadi_core.report.run_sections import (
     Section,
     pass_rate_table,
+    pct,
     run_sections,
     variant_rates_table,
 )
@@ -259,6 +260,7 @@ def pass_rates(study: StudyData) -> str:
     base-vs-aligned test of the aligned arms."""
     rates: dict[str, dict[str, Any]] = {}
     tests: list[tuple[str, dict[str, Any]]] = []
+    preserved: list[tuple[str, dict[str, Any]]] = []
     for arm in _arms(study):
         for seed, blocks in (arm.get("pass_rates") or {}).items():
             where = f"{arm.get('name')}, seed {seed}"
@@ -267,6 +269,8 @@ def pass_rates(study: StudyData) -> str:
             for label, key in (("selector pass", "selector_pass"), ("oracle pass", "oracle_pass")):
                 if blocks.get(key):
                     tests.append((f"{where}: {label}", blocks[key]))
+            if blocks.get("label_preservation"):
+                preserved.append((where, blocks["label_preservation"]))
     if not rates and not tests:
         return not_available("no arm recorded pass rates")
     parts = [variant_rates_table(rates)] if rates else []
@@ -274,9 +278,31 @@ def pass_rates(study: StudyData) -> str:
         parts.append(
             "<h3>Base vs aligned on the same seeds (exact McNemar)</h3>" + pass_rate_table(tests)
         )
+    if preserved:
+        parts.append("<h3>Label preservation (selector mIoU vs the samples' masks)</h3>" + _preservation_table(preserved))
     return note(
         "Pass rates of each arm's evaluation samples (selector: score ≥ h; oracle: toy data only)."
     ) + "".join(parts)
+
+
+def _preservation_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """One row per arm and seed: base and aligned mIoU and the change with its bootstrap interval."""
+    body = []
+    for where, block in rows:
+        change = block.get("change") or {}
+        wording, tone = ci_reading(change.get("difference"), change.get("ci95"))
+        interval = change.get("ci95")
+        body.append(
+            [
+                text(where),
+                pct((block.get("base") or {}).get("miou")),
+                pct((block.get("aligned") or {}).get("miou")),
+                f"{change['difference'] * 100:+.1f}" if change.get("difference") is not None else "—",
+                f"[{interval[0] * 100:+.1f}, {interval[1] * 100:+.1f}]" if interval else "—",
+                verdict_span(wording, tone) if change else "—",
+            ]
+        )
+    return table(("arm, seed", "base", "aligned", "aligned − base (points)", "95 % CI", "reading"), body, text_columns=(0, 5))
 
 
 def runs(study: StudyData, registry: Any = None) -> str:
