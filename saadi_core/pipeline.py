@@ -398,49 +398,47 @@ class RunSession:
         return self._stage("evaluate", {"threshold": threshold}, compute, [*samples.values(), selector_stage])
 
     def _label_counts(self, selector: Selector, samples: Sequence[Sample], batch_size: int = 64) -> dict[str, Any]:
-        """Per condition, the pixel counts (:func:`~saadi_core.evaluation.metrics.iou_counts`) of
-        the selector's prediction on each sample against the mask the sample carries."""
+        """Per sample, the pixel counts (:func:`~saadi_core.evaluation.metrics.iou_counts`) of the
+        selector's prediction against the mask the sample carries, and its (condition, index)."""
         import numpy as np
         import torch
 
         from saadi_core.evaluation.metrics import iou_counts
 
         k = self.dataset.num_classes
-        counts: dict[str, Any] = {}
+        counts = []
         with torch.no_grad():
             for start in range(0, len(samples), batch_size):
                 batch = samples[start : start + batch_size]
                 predicted = selector.predict(torch.stack([s.image for s in batch])).cpu().numpy()
-                for sample, pred in zip(batch, predicted):
-                    key = sample.condition.id
-                    counts[key] = counts.get(key, np.zeros((3, k), dtype=np.int64)) + iou_counts(pred, sample.mask.numpy(), k)  # type: ignore[union-attr]
-        return counts
+                counts += [iou_counts(pred, s.mask.numpy(), k) for s, pred in zip(batch, predicted)]  # type: ignore[union-attr]
+        return {"counts": np.stack(counts), "keys": [(s.condition.id, s.index) for s in samples]}
 
     def _label_preservation(self, label_counts: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """How well each variant's images still show the masks they carry, in the run selector's
         eyes: mIoU over the classes the masks show (with and without background) and per class —
         SimuScope's label-preservation metric, meaningful for any generator whose samples carry a
-        mask. With an aligned variant, aligned − base with a paired bootstrap interval over
-        conditions (samples of a condition share its mask, so they are not independent)."""
-        import numpy as np
-
+        mask. With an aligned variant paired sample by sample, aligned − base with a paired
+        bootstrap interval (:func:`~saadi_core.evaluation.stats.paired_bootstrap`)."""
         from saadi_core.evaluation.metrics import mean_iou
-        from saadi_core.evaluation.stats import paired_group_bootstrap
+        from saadi_core.evaluation.stats import paired_bootstrap
 
         names = self.dataset.class_names
         result: dict[str, Any] = {}
-        for variant, counts in label_counts.items():
-            miou, per_class = mean_iou(np.stack(list(counts.values())))
+        for variant, measured in label_counts.items():
+            miou, per_class = mean_iou(measured["counts"])
             result[variant] = {
                 "miou": miou,
-                "miou_foreground": mean_iou(np.stack(list(counts.values())), exclude=[0])[0],
+                "miou_foreground": mean_iou(measured["counts"], exclude=[0])[0],
                 "per_class_iou": {names[c]: v for c, v in per_class.items()},
             }
-        if "base" in label_counts and "aligned" in label_counts:
-            shared = sorted(set(label_counts["base"]) & set(label_counts["aligned"]))
-            base = np.stack([label_counts["base"][c] for c in shared])
-            aligned = np.stack([label_counts["aligned"][c] for c in shared])
-            result["change"] = paired_group_bootstrap(base, aligned, lambda rows: mean_iou(rows)[0], seed=self.eval_seed)
+        base, aligned = label_counts.get("base"), label_counts.get("aligned")
+        if base is not None and aligned is not None and base["keys"] == aligned["keys"]:
+            conditions = list(dict.fromkeys(c for c, _ in base["keys"]))
+            groups = [conditions.index(c) for c, _ in base["keys"]]
+            result["change"] = paired_bootstrap(
+                groups, lambda rows: mean_iou(base["counts"][rows])[0], lambda rows: mean_iou(aligned["counts"][rows])[0], seed=self.eval_seed
+            )
         return result
 
     def _class_presence(self, samples: dict[str, StageResult]) -> tuple[dict[str, dict[str, float]], list[str]]:
@@ -468,49 +466,92 @@ class RunSession:
         fidelity = self.config.fidelity
 
         def compute(out: Path) -> dict[str, Any]:
-            import torch
-
-            from saadi_core.errors import ConfigError
-            from saadi_core.evaluation.fidelity import FidelityInputs, compute_fidelity, inception_features, selector_features
+            from saadi_core.evaluation.fidelity import compute_fidelity
             from saadi_core.samples_io import load_samples
 
-            try:
-                if fidelity.inception_weights is not None:
-                    features = inception_features(fidelity.inception_weights, device=self.context.device)
-                else:
-                    features = selector_features(self.load_selector(selector_stage), standardise_on=self.dataset.train.image_tensor())
-            except ConfigError as exc:
-                if fidelity.inception_weights is not None:
-                    raise
-                result: dict[str, Any] = {"variants": {}, "memorisation": {}, "notes": [f"not computed: {exc}"]}
+            features, problem = self._feature_extractor(selector_stage)
+            if features is None:
+                result: dict[str, Any] = {"variants": {}, "memorisation": {}, "notes": [f"not computed: {problem}"]}
             else:
-                loaded = load_samples(samples.path)
-                train = self.dataset.train
-                segmentation = self.dataset.task == "segmentation"
-                controls = [s.condition.control for s in loaded]
-                inputs = FidelityInputs(
-                    real=train.image_tensor(),
-                    synthetic=torch.stack([s.image for s in loaded]),
-                    class_names=list(self.dataset.class_names),
-                    features=features,
-                    real_masks=torch.as_tensor(train.masks) if segmentation else None,
-                    synthetic_masks=torch.stack([s.mask if s.mask is not None else s.condition.mask for s in loaded]) if segmentation else None,
-                    # the condition's image (SSI: the inpainted source; SimuScope: the simulator frame)
-                    reference=torch.stack(controls) if all(c is not None for c in controls) else None,
-                )
                 result = compute_fidelity(
-                    self.registry, {variant: inputs}, kinds=fidelity.metrics, profile=self.config.profile,
-                    options=fidelity.options, progress=self.progress,
+                    self.registry, {variant: self._fidelity_inputs(load_samples(samples.path), features)},
+                    kinds=fidelity.metrics, profile=self.config.profile, options=fidelity.options, progress=self.progress,
                 )
             atomic_write_json(out / "fidelity.json", result)
             headline = result.get("variants", {}).get(variant, {})
             return {k: headline[k] for k in ("fid", "kid_mean", "kid_std", "psnr", "ms_ssim", "diversity_ms_ssim") if k in headline}
 
-        params = fidelity.model_dump(mode="json") | {"profile": self.config.profile, "selector_features": "standardised"}
-        return self._stage(f"fidelity-{variant}", params, compute, [samples, selector_stage])
+        return self._stage(f"fidelity-{variant}", self._fidelity_params(), compute, [samples, selector_stage])
+
+    def stage_fidelity_compare(self, samples: dict[str, StageResult], selector_stage: StageResult) -> StageResult:
+        """Aligned − base of the metrics that implement ``compare`` (FID, KID), with paired
+        bootstrap intervals over conditions: base and aligned samples share seeds and conditions,
+        so a fidelity difference is reported with its significance like the pass rates."""
+        fidelity = self.config.fidelity
+
+        def compute(out: Path) -> dict[str, Any]:
+            import numpy as np
+
+            from saadi_core.evaluation.fidelity import compare_fidelity
+            from saadi_core.samples_io import load_samples
+
+            features, problem = self._feature_extractor(selector_stage)
+            if features is None:
+                return {"comparison": {}, "notes": [f"not compared: {problem}"]}
+            base, aligned = (load_samples(samples[v].path) for v in ("base", "aligned"))
+            keys = [(s.condition.id, s.index) for s in base]
+            if keys != [(s.condition.id, s.index) for s in aligned]:
+                return {"comparison": {}, "notes": ["not compared: base and aligned samples are not paired by condition and index"]}
+            ids = list(dict.fromkeys(c for c, _ in keys))
+            groups = np.array([ids.index(c) for c, _ in keys])
+            return compare_fidelity(
+                self.registry, self._fidelity_inputs(base, features), self._fidelity_inputs(aligned, features), groups,
+                kinds=fidelity.metrics, profile=self.config.profile, options=fidelity.options,
+            )
+
+        return self._stage("fidelity-compare", self._fidelity_params(), compute, [samples["base"], samples["aligned"], selector_stage])
+
+    def _fidelity_params(self) -> dict[str, Any]:
+        return self.config.fidelity.model_dump(mode="json") | {"profile": self.config.profile, "selector_features": "standardised"}
+
+    def _feature_extractor(self, selector_stage: StageResult) -> tuple[Any, str | None]:
+        """``(extractor, None)``: local Inception weights when given (their errors are fatal),
+        else the selector's standardised features; ``(None, why)`` when the selector has none."""
+        from saadi_core.errors import ConfigError
+        from saadi_core.evaluation.fidelity import inception_features, selector_features
+
+        weights = self.config.fidelity.inception_weights
+        if weights is not None:
+            return inception_features(weights, device=self.context.device), None
+        try:
+            return selector_features(self.load_selector(selector_stage), standardise_on=self.dataset.train.image_tensor()), None
+        except ConfigError as exc:
+            return None, str(exc)
+
+    def _fidelity_inputs(self, loaded: Sequence[Sample], features: Any) -> Any:
+        """One variant's samples against the real training images, with masks for segmentation
+        and the condition's image (SSI: the inpainted source; SimuScope: the simulator frame) as
+        the paired reference when every sample has one."""
+        import torch
+
+        from saadi_core.evaluation.fidelity import FidelityInputs
+
+        train = self.dataset.train
+        segmentation = self.dataset.task == "segmentation"
+        controls = [s.condition.control for s in loaded]
+        return FidelityInputs(
+            real=train.image_tensor(),
+            synthetic=torch.stack([s.image for s in loaded]),
+            class_names=list(self.dataset.class_names),
+            features=features,
+            real_masks=torch.as_tensor(train.masks) if segmentation else None,
+            synthetic_masks=torch.stack([s.mask if s.mask is not None else s.condition.mask for s in loaded]) if segmentation else None,
+            reference=torch.stack(controls) if all(c is not None for c in controls) else None,
+        )
 
     def fidelity(self, samples: dict[str, StageResult], selector_stage: StageResult) -> dict[str, Any]:
-        """Every variant's fidelity stage, merged into the run's ``fidelity.json``."""
+        """Every variant's fidelity stage and, with base and aligned, their comparison, merged
+        into the run's ``fidelity.json``."""
         merged: dict[str, Any] = {"variants": {}, "memorisation": {}, "notes": []}
         for variant, stage in samples.items():
             result = json.loads((self.stage_fidelity(variant, stage, selector_stage).path / "fidelity.json").read_text())
@@ -518,6 +559,10 @@ class RunSession:
             for section in ("variants", "memorisation"):
                 merged[section].update(result.get(section, {}))
             merged["notes"].extend(n for n in result.get("notes", []) if n not in merged["notes"])
+        if "base" in samples and "aligned" in samples:
+            compared = self.stage_fidelity_compare(samples, selector_stage).outputs
+            merged["comparison"] = compared.get("comparison", {})
+            merged["notes"].extend(compared.get("notes", []))
         atomic_write_json(self.store.root / "fidelity.json", merged)
         return merged
 
@@ -844,6 +889,9 @@ def run_pipeline(
         "fidelity": None if fidelity is None else {
             "feature_extractor": (fidelity.get("feature_extractor") or {}).get("label"),
             **{v: {k: m[k] for k in ("fid", "kid_mean", "psnr", "diversity_ms_ssim") if k in m} for v, m in fidelity["variants"].items()},
+            "comparison": {
+                k: {f: b.get(f) for f in ("difference", "ci95", "verdict")} for k, b in (fidelity.get("comparison") or {}).items()
+            },
         },
         "downstream": _aggregate(downstream, run.dataset.task),
         "timings_s": {name: s.get("seconds") for name, s in stages.items()},

@@ -43,6 +43,10 @@ def print_summary(result: Any, console: Console) -> None:
     preserved = summary.get("label_preservation")
     if preserved:
         console.print(label_preservation_line(preserved))
+    for key, block in ((summary.get("fidelity") or {}).get("comparison") or {}).items():
+        interval = block.get("ci95")
+        bounds = f" [{interval[0]:+.4g}, {interval[1]:+.4g}]" if interval else ""
+        console.print(f"fidelity {key} aligned − base {block['difference']:+.4g}{bounds} (95 % paired bootstrap): {block['verdict']}")
 
     downstream = summary.get("downstream") or {}
     if downstream:
@@ -84,7 +88,7 @@ def label_preservation_line(preserved: dict[str, Any]) -> str:
     if change:
         interval = change["ci95"]
         bounds = f" [{interval[0] * 100:+.1f}, {interval[1] * 100:+.1f}]" if interval else ""
-        line += f"; aligned − base {change['difference'] * 100:+.1f} pts{bounds} (95 % bootstrap over conditions): {change['verdict']}"
+        line += f"; aligned − base {change['difference'] * 100:+.1f} pts{bounds} (95 % paired bootstrap): {change['verdict']}"
     return line
 
 

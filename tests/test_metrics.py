@@ -100,6 +100,45 @@ def test_kid_subsets_are_capped_at_half_the_smaller_set_so_std_is_informative():
     assert kid_from_features(a, b, subsets=10, subset_size=1000, seed=3)[:2] == (mean, std)  # seeded
 
 
+def test_whole_set_mmd_matches_the_unbiased_estimator_written_out():
+    from saadi_metrics.distribution import polynomial_mmd
+
+    rng = np.random.default_rng(0)
+    real, synthetic = rng.normal(size=(30, 4)), rng.normal(size=(20, 4)) + 0.5
+
+    def kernel(x, y):
+        return (x @ y.T / 4 + 1.0) ** 3
+
+    k_rr, k_ss = kernel(real, real), kernel(synthetic, synthetic)
+    expected = (
+        (k_rr.sum() - np.trace(k_rr)) / (30 * 29) + (k_ss.sum() - np.trace(k_ss)) / (20 * 19) - 2 * kernel(real, synthetic).mean()
+    )
+    assert polynomial_mmd(real, synthetic) == pytest.approx(expected, rel=1e-12)
+
+
+def test_fid_and_kid_compare_base_and_aligned_with_paired_intervals(registry: Registry):
+    """Aligned samples shifted away from the real images: FID and whole-set KID rise with an
+    interval above 0 ('worse' — lower is better); an identical aligned set is no change."""
+    from saadi_core.evaluation.fidelity import compare_fidelity
+
+    real, base_images = textures(60, seed=1), textures(60, seed=2)
+    groups = np.repeat(np.arange(12), 5)
+    features = PooledStats()
+
+    def inputs(images):
+        return FidelityInputs(real=real, synthetic=images, class_names=["a"], features=features)
+
+    options = {"fid": {"compare_resamples": 50}, "kid": {"compare_resamples": 50}}
+    shifted = compare_fidelity(registry, inputs(base_images), inputs(base_images + 0.15), groups, ["fid", "kid"], options=options)
+    fid, kid = shifted["comparison"]["fid"], shifted["comparison"]["kid_whole_set"]
+    assert fid["base"] == pytest.approx(fid_from_features(features(real), features(base_images)))
+    assert fid["difference"] > 0 and fid["ci95"][0] > 0 and fid["verdict"] == "worse than base (95 % CI above 0)"
+    assert kid["difference"] > 0 and kid["ci95"][0] > 0 and "resampling the 12 conditions" in kid["method"]
+    same = compare_fidelity(registry, inputs(base_images), inputs(base_images.clone()), groups, ["fid", "kid"], options=options)
+    assert all(b["difference"] == 0 and b["verdict"] == "no significant difference" for b in same["comparison"].values())
+    assert compare_fidelity(registry, inputs(base_images), inputs(base_images), groups, ["psnr"])["comparison"] == {}
+
+
 # --------------------------------------------------------------------------- PSNR / MS-SSIM
 
 

@@ -203,7 +203,7 @@ def test_full_loop_summary_and_significance(tmp_path, registry):
     assert summary["downstream"]["metric"] == "macro_f1"
     assert set(summary["timings_s"]) == {
         "data", "train-generator", "train-selector", "sample-base", "generate-pool", "score", "pair", "align",
-        "sample-aligned", "evaluate", "fidelity-base", "fidelity-aligned",
+        "sample-aligned", "evaluate", "fidelity-base", "fidelity-aligned", "fidelity-compare",
         "downstream-real-s0", "downstream-base-1x-s0", "downstream-aligned-1x-s0",
     }
     # the fake selector exposes no features and no Inception weights are given: a note, no numbers
@@ -369,6 +369,12 @@ def test_fidelity_metrics_of_base_and_aligned(tmp_path, registry, monkeypatch):
     assert fidelity["variants"]["aligned"]["fid"] < fidelity["variants"]["base"]["fid"]
     assert set(fidelity["memorisation"]) == {"base", "aligned"}
     assert result.summary["fidelity"]["aligned"]["fid"] == fidelity["variants"]["aligned"]["fid"]
+    # the paired comparison measures the same sets: its whole-set FIDs are the variants' FIDs
+    fid = fidelity["comparison"]["fid"]
+    assert fid["base"] == pytest.approx(fidelity["variants"]["base"]["fid"]) and fid["aligned"] == pytest.approx(fidelity["variants"]["aligned"]["fid"])
+    assert fid["difference"] < 0 and fid["n_groups"] == len(COLOURS) and fid["higher_is_better"] is False
+    assert fidelity["comparison"]["kid_whole_set"]["n_items"] == result.summary["pass_rates"]["base"]["n"]
+    assert result.summary["fidelity"]["comparison"]["fid"]["verdict"] == fid["verdict"]
 
 
 def test_class_presence_drop_is_warned():
@@ -404,19 +410,35 @@ def test_iou_counts_sum_over_the_set_and_skip_classes_the_labels_never_show():
     assert mean_iou(iou_counts(label_a, label_a, 4))[0] == 1.0
 
 
-def test_paired_group_bootstrap_calls_a_change_only_when_its_interval_excludes_zero():
-    from saadi_core.evaluation.stats import paired_group_bootstrap
+def test_paired_bootstrap_calls_a_change_only_when_its_interval_excludes_zero():
+    from saadi_core.evaluation.stats import MIN_CLUSTERS, paired_bootstrap
 
     rng = np.random.default_rng(0)
-    base = rng.uniform(0.5, 0.7, size=(20, 1))
-    mean = lambda rows: float(rows.mean())  # noqa: E731
-    same = paired_group_bootstrap(base, base.copy(), mean)
+    many = np.repeat(np.arange(20), 5)  # 20 conditions x 5 samples: conditions are resampled
+    base = rng.uniform(0.5, 0.7, size=many.size)
+
+    def mean_of(values):
+        return lambda rows: float(values[rows].mean())
+
+    same = paired_bootstrap(many, mean_of(base), mean_of(base.copy()))
     assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0] and same["verdict"] == "no significant difference"
-    better = paired_group_bootstrap(base, base + 0.05 + rng.normal(0, 0.01, size=base.shape), mean)
+    assert same["n_groups"] == 20 and same["n_items"] == 100 and "resampling the 20 conditions" in same["method"]
+    better = paired_bootstrap(many, mean_of(base), mean_of(base + 0.05 + rng.normal(0, 0.01, size=base.size)))
     assert better["ci95"][0] > 0 and better["verdict"].startswith("better than base")
-    noisy = paired_group_bootstrap(base, base + rng.normal(0, 0.1, size=base.shape), mean)
+    distance = paired_bootstrap(many, mean_of(base), mean_of(base + 0.05), higher_is_better=False)
+    assert distance["verdict"] == "worse than base (95 % CI above 0)"  # a larger FID is worse
+    # an effect that flips sign between conditions is no effect once conditions are resampled
+    flips = base + np.where(many % 2 == 0, 0.05, -0.05)
+    assert paired_bootstrap(many, mean_of(base), mean_of(flips))["verdict"] == "no significant difference"
+
+    few = np.repeat([0, 1], 50)  # 2 conditions: samples are resampled within each, not the 2 conditions
+    assert len(np.unique(few)) < MIN_CLUSTERS
+    small = paired_bootstrap(few, mean_of(base), mean_of(base + 0.02 + rng.normal(0, 0.01, size=base.size)))
+    assert small["ci95"][0] > 0 and "within each of the 2 conditions" in small["method"]
+    noisy = paired_bootstrap(few, mean_of(base), mean_of(base + rng.normal(0, 0.1, size=base.size)))
     assert noisy["ci95"][0] < noisy["difference"] < noisy["ci95"][1]
-    assert paired_group_bootstrap(base[:1], base[:1], mean)["verdict"] == "not tested (fewer than 2 groups)"
+    one = paired_bootstrap(np.zeros(1, dtype=int), mean_of(base), mean_of(base))
+    assert one["verdict"] == "not tested (fewer than 2 samples)"
 
 
 class _MaskSegmenter(Selector):
@@ -464,13 +486,13 @@ def test_label_preservation_per_variant_and_paired_over_conditions():
         return out
 
     counts = {v: RunSession._label_counts(session, _MaskSegmenter(None), samples(v == "aligned"), batch_size=4) for v in ("base", "aligned")}
-    assert set(counts["base"]) == {f"c{c}" for c in range(6)}
+    assert counts["base"]["counts"].shape == (18, 3, 2) and counts["base"]["keys"][:2] == [("c0", 0), ("c0", 1)]
     preserved = RunSession._label_preservation(session, counts)
     assert preserved["aligned"]["miou"] == 1.0 and preserved["aligned"]["per_class_iou"] == {"background": 1.0, "organ": 1.0}
     assert preserved["base"]["miou_foreground"] < preserved["base"]["miou"] < 1.0
     change = preserved["change"]
     assert change["difference"] == pytest.approx(1.0 - preserved["base"]["miou"])
-    assert change["n_groups"] == 6 and change["ci95"][0] > 0 and change["verdict"].startswith("better than base")
+    assert change["n_groups"] == 6 and change["n_items"] == 18 and change["ci95"][0] > 0 and change["verdict"].startswith("better than base")
 
 
 def test_label_preservation_line_states_the_interval_and_verdict():
@@ -480,5 +502,5 @@ def test_label_preservation_line_states_the_interval_and_verdict():
     assert label_preservation_line(block) == "label preservation (selector mIoU vs the samples' masks): base 78.5%, aligned 77.0%"
     block["change"] = {"difference": -0.014, "ci95": [-0.024, -0.005], "verdict": "worse than base (95 % CI below 0)"}
     assert label_preservation_line(block).endswith(
-        "aligned − base -1.4 pts [-2.4, -0.5] (95 % bootstrap over conditions): worse than base (95 % CI below 0)"
+        "aligned − base -1.4 pts [-2.4, -0.5] (95 % paired bootstrap): worse than base (95 % CI below 0)"
     )

@@ -9,11 +9,14 @@ real features are extracted once for FID, KID, memorisation and every variant.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from saadi_core.evaluation.fidelity import FidelityInputs
+from saadi_core.evaluation.stats import paired_bootstrap
 from saadi_metrics.options import FIDOptions, KIDOptions
 
 
@@ -67,6 +70,31 @@ def kid_from_features(
     return float(mean), float(std), size
 
 
+def polynomial_mmd(real: np.ndarray, synthetic: np.ndarray, degree: int = 3) -> float:
+    """Unbiased MMD² with KID's kernel ``(x·y / d + 1)^degree`` on whole sets (no subsets)."""
+    return _MMD(real, degree).against(synthetic.dot(real.T), synthetic.dot(synthetic.T), np.arange(len(synthetic)))
+
+
+class _MMD:
+    """Polynomial-kernel MMD² against a fixed real set, for synthetic rows chosen (with repeats)
+    by a bootstrap: the real–real term is computed once, the others from precomputed dot
+    products. Repeated rows count as distinct draws, as a bootstrap resample does."""
+
+    def __init__(self, real: np.ndarray, degree: int) -> None:
+        self.dim, self.degree, self.n = real.shape[1], degree, len(real)
+        k_rr = self.kernel(real.dot(real.T))
+        self.term_rr = (k_rr.sum() - np.trace(k_rr)) / (self.n * (self.n - 1))
+
+    def kernel(self, dots: np.ndarray) -> np.ndarray:
+        return (dots / self.dim + 1.0) ** self.degree
+
+    def against(self, dots_sr: np.ndarray, dots_ss: np.ndarray, rows: np.ndarray) -> float:
+        m = len(rows)
+        k_ss = self.kernel(dots_ss[np.ix_(rows, rows)])
+        term_ss = (k_ss.sum() - np.trace(k_ss)) / (m * (m - 1))
+        return float(self.term_rr + term_ss - 2.0 * self.kernel(dots_sr[rows]).mean())
+
+
 def _too_few(inputs: FidelityInputs, what: str) -> str | None:
     if len(inputs.real) < 2 or len(inputs.synthetic) < 2:
         return f"{what} needs at least 2 real and 2 synthetic images (got {len(inputs.real)} and {len(inputs.synthetic)}); omitted"
@@ -96,6 +124,19 @@ class FID:
             )
         return {"fid": fid_from_features(real, synthetic), "notes": notes}
 
+    def compare(self, base: FidelityInputs, aligned: FidelityInputs, groups: np.ndarray) -> dict[str, Any]:
+        """``fid``: aligned − base with a paired bootstrap (:func:`paired_bootstrap`; the real set fixed)."""
+        if _too_few(base, "FID") or _too_few(aligned, "FID"):
+            return {}
+        real = base.features(base.real)
+
+        def fid_of(inputs: FidelityInputs) -> Callable[[np.ndarray], float]:
+            synthetic = inputs.features(inputs.synthetic)
+            return lambda rows: fid_from_features(real, synthetic[torch.from_numpy(rows)])
+
+        block = paired_bootstrap(groups, fid_of(base), fid_of(aligned), self.options.compare_resamples, higher_is_better=False)
+        return {"fid": block}
+
 
 class KID:
     """``kid``: unbiased MMD² with a cubic polynomial kernel, mean ± std over random subsets.
@@ -116,3 +157,19 @@ class KID:
         )
         notes = [] if size == o.subset_size else [f"subset_size lowered from {o.subset_size} to {size} (half the smaller set)"]
         return {"kid_mean": mean, "kid_std": std, "notes": notes}
+
+    def compare(self, base: FidelityInputs, aligned: FidelityInputs, groups: np.ndarray) -> dict[str, Any]:
+        """``kid_whole_set``: whole-set MMD² (not the subset mean) of each variant, aligned − base
+        with a paired bootstrap (:func:`paired_bootstrap`; the real set fixed)."""
+        if _too_few(base, "KID") or _too_few(aligned, "KID"):
+            return {}
+        real = base.features(base.real).numpy()
+        mmd = _MMD(real, self.options.degree)
+
+        def mmd_of(inputs: FidelityInputs) -> Callable[[np.ndarray], float]:
+            synthetic = inputs.features(inputs.synthetic).numpy()
+            dots_sr, dots_ss = synthetic.dot(real.T), synthetic.dot(synthetic.T)
+            return lambda rows: mmd.against(dots_sr, dots_ss, rows)
+
+        block = paired_bootstrap(groups, mmd_of(base), mmd_of(aligned), self.options.compare_resamples, higher_is_better=False)
+        return {"kid_whole_set": block}

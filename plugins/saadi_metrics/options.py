@@ -12,10 +12,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+#: bootstrap resamples of the base-vs-aligned comparison (each costs two FID / KID evaluations)
+COMPARE_RESAMPLES = Field(
+    default=200, ge=10, description="bootstrap resamples (over conditions) of the aligned − base interval"
+)
+
+
 class FIDOptions(BaseModel):
     """``fid``: Fréchet distance between Gaussian fits of real and synthetic features."""
 
     model_config = ConfigDict(extra="forbid")
+
+    compare_resamples: int = COMPARE_RESAMPLES
 
 
 class KIDOptions(BaseModel):
@@ -31,6 +39,7 @@ class KIDOptions(BaseModel):
     )
     degree: int = Field(default=3, ge=1, description="degree of the polynomial kernel (3 is the KID paper's)")
     seed: int = Field(default=0, description="seed of the subset sampling (same for every variant)")
+    compare_resamples: int = COMPARE_RESAMPLES
 
 
 class MSSSIMOptions(BaseModel):

@@ -18,6 +18,16 @@ The returned keys are merged into ``result[section][variant]`` (``section`` defa
 reserved: a list of strings explaining what was omitted and why, collected into the top-level
 ``"notes"``. A metric that does not apply returns no value for it (never ``None``) and a note.
 
+A metric may also implement the paired comparison of a run's base and aligned samples::
+
+    metric.compare(base, aligned, groups)  # FidelityInputs, FidelityInputs, (M,) int array -> dict
+
+``groups[i]`` is the condition index of synthetic image ``i`` in both variants (they come from the
+same seeds and conditions, in the same order). It returns, per value, the
+:func:`saadi_core.evaluation.stats.paired_bootstrap` block (base, aligned, difference, ci95,
+verdict), so a FID or KID difference is never reported without its interval;
+:func:`compare_fidelity` collects them.
+
 Feature-space metrics call ``inputs.features``; :func:`compute_fidelity` memoises it by image
 content, so FID, KID and memorisation extract the real and synthetic features once, across
 variants too. Which extractor was used is reported once under ``"feature_extractor"`` because
@@ -368,3 +378,28 @@ def compute_fidelity(
         for (name, text), variants in notes.items()
     ]
     return result
+
+
+def compare_fidelity(
+    registry: Registry,
+    base: FidelityInputs,
+    aligned: FidelityInputs,
+    groups: Any,
+    kinds: list[str] | None = None,
+    profile: str = "tiny",
+    options: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Aligned − base of every metric that implements ``compare`` (see the module docstring),
+    both variants measured with one memoised extractor: ``{"feature_extractor", "comparison":
+    {value: block}}``."""
+    if base.features is not aligned.features:
+        raise ValueError("base and aligned must share one feature extractor object")
+    memo = _MemoFeatures(base.features)
+    base, aligned = replace(base, features=memo), replace(aligned, features=memo)
+    kinds = registry.kinds("metric") if kinds is None else list(kinds)
+    comparison: dict[str, Any] = {}
+    for kind in kinds:
+        metric = _metric_of(registry, kind, dict((options or {}).get(kind) or {}), profile)
+        if callable(getattr(metric, "compare", None)):
+            comparison.update(json_safe(metric.compare(base, aligned, groups), f"metric '{kind}'"))
+    return {"feature_extractor": {"name": memo.name, "label": memo.label}, "comparison": comparison}

@@ -62,52 +62,75 @@ def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> t
     return float(values.mean() - half), float(values.mean() + half)
 
 
-def interval_verdict(interval: tuple[float, float] | None, baseline: str = "real-only", unit: str = "seeds") -> str:
-    """Wording that never calls a difference whose interval contains 0 an improvement."""
+def interval_verdict(
+    interval: tuple[float, float] | None, baseline: str = "real-only", unit: str = "seeds", higher_is_better: bool = True
+) -> str:
+    """Wording that never calls a difference whose interval contains 0 an improvement
+    (``higher_is_better=False`` for distances such as FID: a difference above 0 is worse)."""
     if interval is None:
         return f"not tested (fewer than 2 {unit})"
     low, high = interval
     if low > 0:
-        return f"better than {baseline} (95 % CI above 0)"
+        return f"{'better' if higher_is_better else 'worse'} than {baseline} (95 % CI above 0)"
     if high < 0:
-        return f"worse than {baseline} (95 % CI below 0)"
+        return f"{'worse' if higher_is_better else 'better'} than {baseline} (95 % CI below 0)"
     return "no significant difference"
 
 
-def paired_group_bootstrap(
-    base: np.ndarray,
-    aligned: np.ndarray,
-    statistic: Callable[[np.ndarray], float],
+#: with fewer conditions than this, resampling conditions is too coarse (two conditions give three
+#: distinct resamples); samples are then resampled within each condition instead
+MIN_CLUSTERS = 10
+
+
+def paired_bootstrap(
+    groups: Sequence[int] | np.ndarray,
+    base: Callable[[np.ndarray], float],
+    aligned: Callable[[np.ndarray], float],
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    higher_is_better: bool = True,
 ) -> dict[str, Any]:
-    """Percentile bootstrap interval of ``statistic(aligned) − statistic(base)``, resampling groups.
+    """Percentile bootstrap interval of ``aligned(items) − base(items)`` for set-level statistics
+    (mIoU, FID, KID) of paired samples: item ``i`` is the same seed and condition in both
+    variants, ``groups[i]`` its condition, and ``base``/``aligned`` compute the statistic over the
+    items whose indices (with repeats) they are given.
 
-    ``base`` and ``aligned`` hold one row per group (e.g. per-condition pixel counts), paired row
-    by row. Groups, not samples, are resampled because samples of one condition share its layout
-    and are not independent; a set-level statistic such as mIoU needs the whole set, so a per-item
-    test (McNemar, t) does not apply. The verdict never calls an interval containing 0 a change.
+    With at least :data:`MIN_CLUSTERS` conditions, whole conditions are resampled — samples of one
+    condition share its mask or prompt and are not independent, and the interval then speaks for
+    other conditions too. With fewer, samples are resampled within each condition (the conditions
+    fixed), since resampling two or five conditions gives a handful of distinct sets. A per-item
+    test (McNemar, t) does not apply to a statistic of the whole set. The verdict never calls an
+    interval containing 0 a change.
     """
-    base, aligned = np.asarray(base), np.asarray(aligned)
-    if base.shape != aligned.shape or base.shape[0] < 1:
-        raise ValueError(f"paired groups differ or are empty: {base.shape} vs {aligned.shape}")
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or groups.size < 1:
+        raise ValueError("a bootstrap needs at least one item")
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    clustered = len(members) >= MIN_CLUSTERS
     rng = np.random.default_rng(seed)
-    n = base.shape[0]
     draws = []
     for _ in range(n_resamples):
-        rows = rng.integers(0, n, n)
-        draws.append(statistic(aligned[rows]) - statistic(base[rows]))
+        if clustered:
+            rows = np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
+        else:
+            rows = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members])
+        draws.append(aligned(rows) - base(rows))
     values = np.asarray(draws, dtype=float)
     values = values[np.isfinite(values)]
     tail = (1 - confidence) / 2 * 100
-    interval = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))) if n >= 2 and values.size else None
+    interval = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))) if groups.size >= 2 and values.size else None
+    everything = np.arange(groups.size)
+    base_value, aligned_value = base(everything), aligned(everything)
+    unit = f"the {len(members)} conditions" if clustered else f"samples within each of the {len(members)} conditions"
     return {
-        "base": statistic(base),
-        "aligned": statistic(aligned),
-        "difference": statistic(aligned) - statistic(base),
+        "base": base_value,
+        "aligned": aligned_value,
+        "difference": aligned_value - base_value,
         "ci95": list(interval) if interval else None,
-        "n_groups": n,
-        "verdict": interval_verdict(interval, baseline="base", unit="groups"),
-        "method": f"paired bootstrap over {n} groups, {n_resamples} resamples",
+        "n_groups": len(members),
+        "n_items": int(groups.size),
+        "higher_is_better": higher_is_better,
+        "verdict": interval_verdict(interval, baseline="base", unit="samples", higher_is_better=higher_is_better),
+        "method": f"paired bootstrap resampling {unit}, {n_resamples} resamples",
     }

@@ -718,6 +718,8 @@ def fidelity(run: RunData) -> str:
             )
         rows.append(cells)
     parts.append(table(["variant", *(h for _, h in columns)], rows))
+    if data.get("comparison"):
+        parts.append(fidelity_comparison_table(data["comparison"]))
     per_class = {name: v.get("per_class") for name, v in variants.items() if v.get("per_class")}
     if per_class:
         names = list(per_class)
@@ -742,6 +744,36 @@ def fidelity(run: RunData) -> str:
     for n in data.get("notes") or []:
         parts.append(note(str(n)))
     return "".join(parts)
+
+
+def fidelity_comparison_table(comparison: dict[str, Any]) -> str:
+    """Aligned − base of each compared fidelity value with its paired bootstrap interval; the
+    reading comes from the interval and the value's direction (FID and KID: lower is better)."""
+    rows = []
+    for key, block in comparison.items():
+        interval = block.get("ci95")
+        verdict = str(block.get("verdict", "not tested"))
+        tone = "good" if verdict.startswith("better") else "bad" if verdict.startswith("worse") else "neutral"
+        rows.append(
+            [
+                text(key),
+                fmt(block.get("base"), 4),
+                fmt(block.get("aligned"), 4),
+                fmt(block.get("difference"), 4),
+                f"[{fmt(interval[0], 4)}, {fmt(interval[1], 4)}]" if interval else "—",
+                verdict_span(verdict, tone),
+            ]
+        )
+    return (
+        "<h3>Aligned vs base (paired bootstrap)</h3>"
+        + table(("value", "base", "aligned", "aligned − base", "95 % CI", "reading"), rows, text_columns=(0, 5))
+        + note(
+            "Both variants come from the same seeds and conditions; the real set stays fixed while "
+            "conditions (10 or more) or samples within each condition are resampled. kid_whole_set "
+            "is the unbiased MMD² on the whole sets (not the subset mean above). A difference whose "
+            "interval contains 0 is no difference."
+        )
+    )
 
 
 def memorisation(run: RunData) -> str:
