@@ -38,6 +38,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate datasets on disk.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+pool_app = typer.Typer(help="A run's generated pool: export it to rate your own preference pairs.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
 
 _state: dict[str, Any] = {"debug": os.environ.get("SAADI_DEBUG", "") not in ("", "0"), "quiet": False}
 out = Console()
@@ -123,6 +125,20 @@ def data_check(
 
     summary = check_path(path, layout=layout)
     out.print_json(json.dumps(summary))
+
+
+@pool_app.command("export")
+def pool_export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (has manifest.json) whose pool was generated.")],
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write (default: RUN/pool-export).")] = None,
+) -> None:
+    """Write every pool sample as PNG (masks in colour beside them) and pool.csv (file, condition,
+    seed, index, selector score). Rate them into a CSV with columns winner,loser and align on it:
+    saadi run --pairing preferences --set pairing.options.file=prefs.csv (same --name: the pool is reused)."""
+    from saadi_core.preferences import export_pool
+
+    written = export_pool(run_dir, output or run_dir / "pool-export")
+    out.print(str(written), soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- run / study

@@ -86,6 +86,9 @@ class EvaluationConfig(Strict):
     """How base and aligned generators are compared and the downstream model trained."""
 
     n_per_condition: int | None = Field(default=None, ge=1, description="held-out samples per condition for pass rates")
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="h of the selector pass rate; None = the pairing's threshold (0.5 if it has none)"
+    )
     seed: int = Field(default=2000, description="seed for base-vs-aligned comparison samples (same for both)")
     scales: list[float] = Field(default_factory=lambda: [1.0], description="synthetic amount as multiples of the real train size")
     downstream_seeds: list[int] = Field(default_factory=lambda: [0])

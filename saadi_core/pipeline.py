@@ -640,8 +640,10 @@ class RunSession:
         return result
 
     def _threshold(self) -> float:
-        opts = self.options["pairing"]
-        return float(getattr(opts, "threshold", 0.5))
+        """h of every pass rate: ``evaluation.threshold``, else the pairing's (0.5 without one)."""
+        if self.config.evaluation.threshold is not None:
+            return self.config.evaluation.threshold
+        return float(getattr(self.options["pairing"], "threshold", 0.5))
 
     def _scores(self, scored: StageResult) -> list[float]:
         return json.loads((scored.path / "scores.json").read_text())["scores"]

@@ -90,6 +90,16 @@ def test_missing_config_file_and_usage_errors(tmp_path):
     assert proc.returncode == 2 and "No such option" in proc.stderr
 
 
+def test_pool_export_and_preference_pairing_errors_are_one_line(tmp_path):
+    proc = saadi("pool", "export", str(tmp_path))
+    assert proc.returncode == 2 and f"{tmp_path} is not a run directory (no manifest.json)" in proc.stderr
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {}}))
+    proc = saadi("pool", "export", str(tmp_path))
+    assert proc.returncode == 2 and "has no finished 'generate-pool' stage" in proc.stderr
+    proc = saadi("run", "--runs-dir", str(tmp_path), "--pairing", "preferences", "--set", f"pairing.options.file={tmp_path}/none.csv")
+    assert proc.returncode == 2 and "none.csv' not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_unknown_kind_lists_known_kinds(tmp_path):
     proc = saadi("run", "--dataset", "nope", "--runs-dir", str(tmp_path))
     assert proc.returncode == 2

@@ -504,3 +504,84 @@ def test_label_preservation_line_states_the_interval_and_verdict():
     assert label_preservation_line(block).endswith(
         "aligned − base -1.4 pts [-2.4, -0.5] (95 % paired bootstrap): worse than base (95 % CI below 0)"
     )
+
+
+def _write_preferences(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("winner,loser\n" + "".join(f"{w},{l}\n" for w, l in rows))
+    return path
+
+
+def test_own_preferences_exported_rated_and_imported(tmp_path, registry):
+    """Export the pool, rate it (here: prefer the selector's *worse* sample of each pair), align on
+    the file: the pool and its scores are reused, the pairs are exactly the file's, and the summary
+    says how often the selector would have agreed (never, by construction). Editing the file
+    re-runs pairing and alignment."""
+    import csv
+
+    import saadi_pairing.plugin
+
+    from saadi_core.preferences import export_pool
+
+    registry.add_plugin(saadi_pairing.plugin, name="pairing")
+    run_pipeline(config(tmp_path), registry, quiet=True)
+    listing = export_pool(tmp_path / "r", tmp_path / "export")
+    rows = list(csv.DictReader(listing.read_text().splitlines()))
+    assert len(rows) == 32 and set(rows[0]) == {"file", "condition", "seed", "index", "score"}
+    assert all((tmp_path / "export" / r["file"]).is_file() for r in rows)
+    by_condition: dict[str, list[dict]] = {}
+    for r in rows:
+        by_condition.setdefault(r["condition"], []).append(r)
+    rated = []
+    for group in by_condition.values():
+        ranked = sorted(group, key=lambda r: float(r["score"]))
+        rated += [(ranked[0]["file"], ranked[-1]["file"]), (ranked[1]["file"].removesuffix(".png"), ranked[-2]["file"])]
+    prefs = _write_preferences(tmp_path / "prefs.csv", rated + rated[:1])  # a repeated row counts once
+
+    CALLS.clear()
+    result = run_pipeline(config(tmp_path, pairing={"kind": "preferences", "options": {"file": str(prefs)}}), registry, quiet=True)
+    stages = result.store.manifest["stages"]
+    assert stages["generate-pool"]["cached"] and stages["score"]["cached"] and not stages["pair"]["cached"]
+    assert "align" in CALLS
+    pairs = json.loads((result.store.root / stages["pair"]["path"] / "pairs.json").read_text())
+    names = [r["file"].removesuffix(".png") for r in rows]
+    assert [[names[w], names[l]] for w, l in pairs["pairs"]] == [[w.removesuffix(".png"), l.removesuffix(".png")] for w, l in rated]
+    assert result.summary["pairs"]["strategy"] == "preferences" and result.summary["pairs"]["selector_agreement"] == 0.0
+
+    _write_preferences(prefs, rated[:1])
+    CALLS.clear()
+    edited = run_pipeline(config(tmp_path, pairing={"kind": "preferences", "options": {"file": str(prefs)}}), registry, quiet=True)
+    assert not edited.store.manifest["stages"]["pair"]["cached"] and "align" in CALLS
+    assert edited.summary["pairs"]["n_pairs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("first,second\na,b\n", "needs a header with the columns 'winner' and 'loser'"),
+        ("winner,loser\nnope.png,00001_class-0.png\n", "prefs.csv:2: winner 'nope.png' is not a sample of this run's pool"),
+        ("winner,loser\n00001_class-0,00001_class-0\n", "prefs.csv:2: a sample cannot be preferred to itself"),
+        ("winner,loser\n00000_class-0.png,00001_class-0.png\n00000_class-0.png,00002_class-1.png\n", "prefs.csv:3: winner and loser have different conditions"),
+    ],
+)
+def test_bad_preference_files_are_one_line_errors_naming_the_line(tmp_path, content, message):
+    from saadi_core.errors import DataError
+    from saadi_core.preferences import read_preferences, sample_file_name
+
+    samples = [Sample(image=torch.zeros(3, 2, 2), condition=Condition(id=f"class:{k}"), generator="g", seed=0, index=i) for i, k in enumerate([0, 0, 1])]
+    assert [sample_file_name(i, s) for i, s in enumerate(samples)] == ["00000_class-0", "00001_class-0", "00002_class-1"]
+    path = tmp_path / "prefs.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        read_preferences(path, samples)
+
+
+def test_preference_options_need_an_existing_file_and_fingerprint_it(tmp_path):
+    from pydantic import ValidationError
+    from saadi_pairing.options import PreferenceOptions
+
+    with pytest.raises(ValidationError, match="not found"):
+        PreferenceOptions(file=tmp_path / "missing.csv")
+    path = _write_preferences(tmp_path / "p.csv", [("a", "b")])
+    first = PreferenceOptions(file=path).digest
+    _write_preferences(path, [("a", "c")])
+    assert first and PreferenceOptions(file=path).digest != first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -47,3 +49,27 @@ class BestWorstOptions(CapOptions):
     k: int = Field(default=8, ge=1, description="top-k and bottom-k per condition (at most half the condition's samples each)")
     winner_at_least: float | None = Field(default=None, ge=0, le=1, description="a winner must score ≥ this (None = any score)")
     loser_below: float | None = Field(default=None, ge=0, le=1, description="a loser must score < this (None = any score)")
+
+
+class PreferenceOptions(BaseModel):
+    """Pairs from a file of your own preferences (``saadi pool export``, then rate)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path = Field(
+        description="CSV with columns 'winner' and 'loser' naming files written by 'saadi pool export' (one pair per row, "
+        "both of one condition)"
+    )
+    digest: str | None = Field(
+        default=None,
+        description="set from the file's content when the options are read (leave unset): an edited file re-runs pairing "
+        "and alignment instead of reusing the cached pairs",
+    )
+
+    @model_validator(mode="after")
+    def _fingerprint(self) -> "PreferenceOptions":
+        path = self.file.expanduser()
+        if not path.is_file():
+            raise ValueError(f"preferences file '{path}' not found")
+        self.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return self

@@ -21,3 +21,9 @@ def saadi_register_pairings(register: Callable[..., None]) -> None:
         options="saadi_pairing.options:BestWorstOptions",
         description="per condition: the k best against the k worst samples",
     )
+    register(
+        "preferences",
+        "saadi_pairing.strategies:PreferencePairing",
+        options="saadi_pairing.options:PreferenceOptions",
+        description="pairs from your own CSV of winner/loser files (saadi pool export, rate, import)",
+    )

@@ -269,3 +269,36 @@ class BestWorstPairing(PairingStrategy):
         )
         stats.update(k=o.k, min_gap=o.min_gap, max_pairs=o.max_pairs, conditions_all_tied=all_tied, seed=seed)
         return PairSet(pairs=chosen, stats=stats)
+
+
+class PreferencePairing(PairingStrategy):
+    """Pairs from a file of preferences rated outside saadi (people, another model, another study).
+
+    The selector's scores are kept on each pair for diagnostics but decide nothing; the file does
+    (see :mod:`saadi_core.preferences` for the format and the export/rate/import workflow)."""
+
+    kind = "preferences"
+
+    def pairs(self, samples: Sequence[Sample], scores: Sequence[float], seed: int) -> PairSet:
+        from saadi_core.preferences import read_preferences
+
+        values = validate_scores(samples, scores)
+        chosen = read_preferences(self.options.file, samples)
+        conditions = list(dict.fromkeys(s.condition.id for s in samples))
+        paired = {samples[w].condition.id for w, _ in chosen}
+        pairs = [Pair(samples[w], samples[l], float(values[w]), float(values[l])) for w, l in chosen]
+        agree = sum(p.winner_score > p.loser_score for p in pairs)
+        return PairSet(
+            pairs,
+            {
+                "strategy": self.kind,
+                "source": str(self.options.file),
+                "n_pairs": len(pairs),
+                "n_conditions": len(conditions),
+                "n_conditions_paired": len(paired),
+                "conditions_without_winner": [c for c in conditions if c not in paired],
+                "conditions_without_loser": [c for c in conditions if c not in paired],
+                # how often the selector would have agreed with the file
+                "selector_agreement": agree / len(pairs) if pairs else None,
+            },
+        )
