@@ -116,6 +116,17 @@ def test_whole_set_mmd_matches_the_unbiased_estimator_written_out():
     assert polynomial_mmd(real, synthetic) == pytest.approx(expected, rel=1e-12)
 
 
+def test_the_bootstrap_fid_equals_torchmetrics_fid():
+    from saadi_metrics.distribution import _Frechet
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(80, 6)) @ rng.normal(size=(6, 6))
+    synthetic = rng.normal(size=(50, 6)) @ rng.normal(size=(6, 6)) + 0.3
+    expected = fid_from_features(torch.from_numpy(real), torch.from_numpy(synthetic))
+    assert _Frechet(real).distance(synthetic) == pytest.approx(expected, rel=1e-8)
+    assert _Frechet(real).distance(real) == pytest.approx(0.0, abs=1e-8)
+
+
 def test_fid_and_kid_compare_base_and_aligned_with_paired_intervals(registry: Registry):
     """Aligned samples shifted away from the real images: FID and whole-set KID rise with an
     interval above 0 ('worse' — lower is better); an identical aligned set is no change."""

@@ -70,6 +70,27 @@ def kid_from_features(
     return float(mean), float(std), size
 
 
+class _Frechet:
+    """FID against a fixed real set, for many synthetic sets (a bootstrap): the real mean,
+    covariance and its square root are computed once, and Tr((Σ_r Σ_s)^½) is taken as
+    Tr((Σ_r^½ Σ_s Σ_r^½)^½) from the eigenvalues of a symmetric matrix — the same value
+    :func:`fid_from_features` gives, several times faster per set."""
+
+    def __init__(self, real: np.ndarray) -> None:
+        self.mean = real.mean(axis=0)
+        cov = np.cov(real, rowvar=False)
+        values, vectors = np.linalg.eigh(cov)
+        self.root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+        self.trace = float(np.trace(cov))
+
+    def distance(self, synthetic: np.ndarray) -> float:
+        cov = np.cov(synthetic, rowvar=False)
+        product = self.root @ cov @ self.root
+        values = np.linalg.eigvalsh((product + product.T) / 2)
+        shift = float(((self.mean - synthetic.mean(axis=0)) ** 2).sum())
+        return max(0.0, shift + self.trace + float(np.trace(cov)) - 2.0 * float(np.sqrt(np.clip(values, 0.0, None)).sum()))
+
+
 def polynomial_mmd(real: np.ndarray, synthetic: np.ndarray, degree: int = 3) -> float:
     """Unbiased MMD² with KID's kernel ``(x·y / d + 1)^degree`` on whole sets (no subsets)."""
     return _MMD(real, degree).against(synthetic.dot(real.T), synthetic.dot(synthetic.T), np.arange(len(synthetic)))
@@ -128,11 +149,11 @@ class FID:
         """``fid``: aligned − base with a paired bootstrap (:func:`paired_bootstrap`; the real set fixed)."""
         if _too_few(base, "FID") or _too_few(aligned, "FID"):
             return {}
-        real = base.features(base.real)
+        frechet = _Frechet(base.features(base.real).numpy())
 
         def fid_of(inputs: FidelityInputs) -> Callable[[np.ndarray], float]:
-            synthetic = inputs.features(inputs.synthetic)
-            return lambda rows: fid_from_features(real, synthetic[torch.from_numpy(rows)])
+            synthetic = inputs.features(inputs.synthetic).numpy()
+            return lambda rows: frechet.distance(synthetic[rows])
 
         block = paired_bootstrap(groups, fid_of(base), fid_of(aligned), self.options.compare_resamples, higher_is_better=False)
         return {"fid": block}
