@@ -198,3 +198,19 @@ def test_a_second_mixed_precision_in_one_process_is_a_clear_error() -> None:
     assert make_accelerator(None, "cpu", "auto").mixed_precision == first.mixed_precision == "no"
     with pytest.raises(ConfigError, match="this component: options.mixed_precision 'bf16' conflicts with 'no'"):
         make_accelerator(None, "cpu", "bf16")
+
+
+def test_random_flips_keep_paired_tensors_aligned_and_follow_the_generator() -> None:
+    from saadi_core.diffusion.builders import random_flips
+
+    images = torch.arange(8 * 3 * 4 * 4, dtype=torch.float32).view(8, 3, 4, 4)
+    masks = images[:, 0].long()  # a mask that is a channel of its image: flips must keep them equal
+    flipped, flipped_masks = random_flips(torch.Generator().manual_seed(0), images, masks)
+    assert torch.equal(flipped[:, 0].long(), flipped_masks)
+    again, _ = random_flips(torch.Generator().manual_seed(0), images, masks)
+    assert torch.equal(flipped, again) and not torch.equal(flipped, images)
+    draws = torch.Generator().manual_seed(0)
+    horizontal, vertical = torch.rand(8, generator=draws) < 0.5, torch.rand(8, generator=draws) < 0.5
+    for i in range(8):
+        expected = images[i].flip(-1) if horizontal[i] else images[i]
+        assert torch.equal(flipped[i], expected.flip(-2) if vertical[i] else expected)

@@ -24,18 +24,9 @@ import torch
 from saadi_casdm.losses import class_aware_mse, class_aware_perceptual_loss, class_weight_map, perceptual_features, predicted_x0
 from saadi_casdm.model import CASDMModel
 from saadi_casdm.options import CASDMOptions
-from saadi_core.diffusion.builders import ModuleEMA, resize_images, resize_masks
+from saadi_core.diffusion.builders import ModuleEMA, random_flips, resize_images, resize_masks
 from saadi_core.diffusion.targets import training_target
 from saadi_core.interfaces import ProgressReporter
-
-
-def _random_flips(x: torch.Tensor, labels: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    n = x.shape[0]
-    for dim in (-1, -2):
-        flip = torch.rand(n, generator=rng) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(dim), x)
-        labels = torch.where(flip[:, None, None], labels.flip(dim), labels)
-    return x, labels
 
 
 def train_network(
@@ -80,7 +71,7 @@ def train_network(
         x = pixels[rows].float().div(127.5).sub(1.0)
         labels = labels_all[rows]
         if options.random_flip:
-            x, labels = _random_flips(x, labels, rng)
+            x, labels = random_flips(rng, x, labels)
         noise = torch.randn((batch, *model.latent_shape), generator=rng).to(device)
         t = torch.randint(0, num_timesteps, (batch,), generator=rng).to(device)
         labels = resize_masks(labels.to(device), model.resolution)

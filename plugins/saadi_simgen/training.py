@@ -21,20 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from saadi_core.diffusion.builders import ModuleEMA
+from saadi_core.diffusion.builders import ModuleEMA, random_flips
 from saadi_core.diffusion.targets import training_target
 from saadi_core.interfaces import ProgressReporter
 from saadi_simgen.network import JointSpace
 from saadi_simgen.options import SimGenOptions
-
-
-def _flip(images: torch.Tensor, masks: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    n = images.shape[0]
-    for dim in (-1, -2):
-        flip = torch.rand(n, generator=rng) < 0.5
-        images = torch.where(flip[:, None, None, None], images.flip(dim), images)
-        masks = torch.where(flip[:, None, None], masks.flip(dim), masks)
-    return images, masks
 
 
 def train_unet(
@@ -79,7 +70,7 @@ def train_unet(
         x = pixels[rows].float().div(127.5).sub(1.0)
         m = label_maps[rows]
         if options.random_flip:
-            x, m = _flip(x, m, rng)
+            x, m = random_flips(rng, x, m)
         noise = torch.randn((batch, *space.shape), generator=rng).to(device)
         t = torch.randint(0, n_timesteps, (batch,), generator=rng).to(device)
         kwargs: dict[str, torch.Tensor] = {}

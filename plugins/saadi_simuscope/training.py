@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from saadi_core.diffusion.builders import resize_images, resize_masks
+from saadi_core.diffusion.builders import random_flips, resize_images, resize_masks
 from saadi_core.diffusion.latent import LatentDiffusionModel
 from saadi_core.diffusion.latent_training import LatentTrainingLoop
 from saadi_core.diffusion.lora import attach_lora, lora_config
@@ -97,15 +97,6 @@ def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bk,k...->b...", one_hot, table)
 
 
-def _flip(rng: torch.Generator, batch: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    """The same random horizontal/vertical flips applied to every tensor (image-like, last two dims)."""
-    out = list(tensors)
-    for dim in (-1, -2):
-        flip = torch.rand(batch, generator=rng) < 0.5
-        out = [torch.where(flip.view(-1, *[1] * (t.dim() - 1)), t.flip(dim), t) for t in out]
-    return out
-
-
 def train_control(
     model: LatentDiffusionModel,
     controlnet: Any,
@@ -134,7 +125,7 @@ def train_control(
         pick = torch.randint(0, len(images), (batch,), generator=rng)
         x, sim, label = images[pick], sims[pick], labels[pick]
         if options.random_flip:
-            x, sim, label = _flip(rng, batch, x, sim, label)
+            x, sim, label = random_flips(rng, x, sim, label)
         drop_prompt = torch.rand(batch, generator=rng) < options.prompt_dropout
         rows = torch.where(drop_prompt, torch.full_like(pick, loop.uncond_index), prompt_rows[pick]).to(device)
         keep_control = (torch.rand(batch, generator=rng) >= options.control_dropout).float().view(-1, 1, 1, 1).to(device)
@@ -203,7 +194,7 @@ def train_style(
         pick = torch.randint(0, len(frames), (batch,), generator=rng)
         x = frames[pick]
         if options.random_flip:
-            (x,) = _flip(rng, batch, x)
+            (x,) = random_flips(rng, x)
         drop = torch.rand(batch, generator=rng) < options.prompt_dropout
         rows = torch.where(drop, torch.full_like(pick, loop.uncond_index), rows_of[pick]).to(device)
         noise = torch.randn((batch, *model.latent_shape), generator=rng).to(device)

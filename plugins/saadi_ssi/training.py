@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saadi_core.diffusion.builders import resize_images, resize_masks
+from saadi_core.diffusion.builders import random_flips, resize_images, resize_masks
 from saadi_core.diffusion.latent import LatentDiffusionModel
 from saadi_core.diffusion.latent_training import LatentTrainingLoop
 from saadi_core.diffusion.targets import training_target
@@ -79,9 +79,7 @@ def train_model(
         x = pixels[rows].float().div(127.5).sub(1.0)
         label = labels[rows]
         if options.random_flip:
-            for dim, flip in ((-1, torch.rand(batch, generator=rng) < 0.5), (-2, torch.rand(batch, generator=rng) < 0.5)):
-                x = torch.where(flip[:, None, None, None], x.flip(dim), x)
-                label = torch.where(flip[:, None, None], label.flip(dim), label)
+            x, label = random_flips(rng, x, label)
         drop = torch.rand(batch, generator=rng) < options.prompt_dropout
         prompt_rows = torch.where(drop, torch.full_like(classes, loop.uncond_index), classes).to(device)
         noise = torch.randn((batch, *model.latent_shape), generator=rng).to(device)

@@ -217,6 +217,17 @@ def resize_masks(masks: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     return F.interpolate(masks[:, None].float(), size=hw, mode="nearest")[:, 0].long()
 
 
+def random_flips(rng: torch.Generator, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The same random horizontal, then vertical flips applied to every tensor of a batch (images
+    ``(N, C, H, W)``, masks ``(N, H, W)``: the last two dims), so an image and its mask or
+    simulator frame stay aligned. Two ``torch.rand(N)`` draws from ``rng``, in that order."""
+    out = list(tensors)
+    for dim in (-1, -2):
+        flip = torch.rand(out[0].shape[0], generator=rng) < 0.5
+        out = [torch.where(flip.view(-1, *[1] * (t.dim() - 1)), t.flip(dim), t) for t in out]
+    return out
+
+
 # --------------------------------------------------------------------------- text side
 
 
