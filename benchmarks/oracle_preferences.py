@@ -24,11 +24,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from saadi_core.preferences import sample_file_name
+from saadi_core.pipeline import oracle_pass
+from saadi_core.preferences import load_pool, sample_file_name
 from saadi_core.registry import Registry
-from saadi_core.samples_io import load_samples, to_uint8_nhwc
 
 
 def main() -> int:
@@ -39,20 +38,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    manifest = json.loads((args.run / "manifest.json").read_text())
-    config = manifest["config"]
+    config = json.loads((args.run / "manifest.json").read_text())["config"]
     entry = Registry.discover().get("dataset", config["dataset"]["kind"])
     dataset = entry.load()(entry.build_options(config["dataset"].get("options") or {}, config.get("profile", "tiny")))
-    if dataset.oracle is None:
+    samples, scores = load_pool(args.run)
+    passed = oracle_pass(dataset, samples)
+    if passed is None:
         raise SystemExit(f"dataset '{dataset.name}' has no oracle")
-    stages = manifest["stages"]
-    samples = load_samples((args.run / stages["generate-pool"]["path"]).resolve())
-    scores = json.loads(((args.run / stages["score"]["path"]).resolve() / "scores.json").read_text())["scores"]
-    images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
-    if dataset.task == "classification":
-        passed = dataset.oracle.check(images, labels=np.array([s.condition.class_id for s in samples]))
-    else:
-        passed = dataset.oracle.check(images, masks=torch.stack([s.mask for s in samples]).numpy())
 
     rows, agree = [], 0
     rng = np.random.default_rng(args.seed)

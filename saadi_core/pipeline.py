@@ -366,13 +366,14 @@ class RunSession:
             selector = self.load_selector(selector_stage)
             results: dict[str, Any] = {"seed": self.eval_seed}
             passes: dict[str, dict[str, Any]] = {}
-            label_counts: dict[str, dict[str, Any]] = {}
+            label_counts: dict[str, Any] = {}
+            loaded_by_variant: dict[str, list[Sample]] = {}
             for variant, stage in samples.items():
                 (out / variant).mkdir()
                 _link_or_copy(stage.path / SAMPLES_FILE, out / variant / SAMPLES_FILE)
-                loaded = load_samples(stage.path)
+                loaded = loaded_by_variant[variant] = load_samples(stage.path)
                 scores = selector.score(loaded)
-                passes[variant] = {"selector": [s >= threshold for s in scores], "oracle": self._oracle_pass(loaded)}
+                passes[variant] = {"selector": [s >= threshold for s in scores], "oracle": oracle_pass(self.dataset, loaded)}
                 # per-sample record (same order as samples.pt): report histograms and grids
                 atomic_write_json(out / variant / "scores.json", {"scores": scores, "threshold": threshold} | passes[variant])
                 oracle = passes[variant]["oracle"]
@@ -389,17 +390,18 @@ class RunSession:
                 if passes["base"]["oracle"] is not None:
                     results["oracle_pass"] = mcnemar_exact(passes["base"]["oracle"], passes["aligned"]["oracle"])
             if self.dataset.task == "segmentation":
-                results["class_presence"], warnings = self._class_presence(samples)
+                results["class_presence"], warnings = self._class_presence(loaded_by_variant)
                 results["warnings"] = warnings
             if label_counts:
-                results["label_preservation"] = self._label_preservation(label_counts)
+                groups = paired_groups(loaded_by_variant["base"], loaded_by_variant["aligned"]) if "aligned" in label_counts else None
+                results["label_preservation"] = self._label_preservation(label_counts, groups)
             return results
 
         return self._stage("evaluate", {"threshold": threshold}, compute, [*samples.values(), selector_stage])
 
-    def _label_counts(self, selector: Selector, samples: Sequence[Sample], batch_size: int = 64) -> dict[str, Any]:
-        """Per sample, the pixel counts (:func:`~saadi_core.evaluation.metrics.iou_counts`) of the
-        selector's prediction against the mask the sample carries, and its (condition, index)."""
+    def _label_counts(self, selector: Selector, samples: Sequence[Sample], batch_size: int = 64) -> Any:
+        """Per sample, the pixel counts ``(N, 3, K)`` (:func:`~saadi_core.evaluation.metrics.iou_counts`)
+        of the selector's prediction against the mask the sample carries."""
         import numpy as np
         import torch
 
@@ -412,45 +414,42 @@ class RunSession:
                 batch = samples[start : start + batch_size]
                 predicted = selector.predict(torch.stack([s.image for s in batch])).cpu().numpy()
                 counts += [iou_counts(pred, s.mask.numpy(), k) for s, pred in zip(batch, predicted)]  # type: ignore[union-attr]
-        return {"counts": np.stack(counts), "keys": [(s.condition.id, s.index) for s in samples]}
+        return np.stack(counts)
 
-    def _label_preservation(self, label_counts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _label_preservation(self, label_counts: dict[str, Any], groups: Any = None) -> dict[str, Any]:
         """How well each variant's images still show the masks they carry, in the run selector's
         eyes: mIoU over the classes the masks show (with and without background) and per class —
         SimuScope's label-preservation metric, meaningful for any generator whose samples carry a
-        mask. With an aligned variant paired sample by sample, aligned − base with a paired
-        bootstrap interval (:func:`~saadi_core.evaluation.stats.paired_bootstrap`)."""
+        mask. With ``groups`` (:func:`paired_groups` of base and aligned), aligned − base with a
+        paired bootstrap interval (:func:`~saadi_core.evaluation.stats.paired_bootstrap`)."""
         from saadi_core.evaluation.metrics import mean_iou
         from saadi_core.evaluation.stats import paired_bootstrap
 
         names = self.dataset.class_names
         result: dict[str, Any] = {}
-        for variant, measured in label_counts.items():
-            miou, per_class = mean_iou(measured["counts"])
+        for variant, counts in label_counts.items():
+            miou, per_class = mean_iou(counts)
             result[variant] = {
                 "miou": miou,
-                "miou_foreground": mean_iou(measured["counts"], exclude=[0])[0],
+                "miou_foreground": mean_iou(counts, exclude=[0])[0],
                 "per_class_iou": {names[c]: v for c, v in per_class.items()},
             }
-        base, aligned = label_counts.get("base"), label_counts.get("aligned")
-        if base is not None and aligned is not None and base["keys"] == aligned["keys"]:
-            conditions = list(dict.fromkeys(c for c, _ in base["keys"]))
-            groups = [conditions.index(c) for c, _ in base["keys"]]
+        if groups is not None:
+            base, aligned = label_counts["base"], label_counts["aligned"]
             result["change"] = paired_bootstrap(
-                groups, lambda rows: mean_iou(base["counts"][rows])[0], lambda rows: mean_iou(aligned["counts"][rows])[0], seed=self.eval_seed
+                groups, lambda rows: mean_iou(base[rows])[0], lambda rows: mean_iou(aligned[rows])[0], seed=self.eval_seed
             )
         return result
 
-    def _class_presence(self, samples: dict[str, StageResult]) -> tuple[dict[str, dict[str, float]], list[str]]:
-        """Class presence of real training masks and of each variant, with a warning per class
-        alignment dropped (see :func:`saadi_core.evaluation.metrics.presence_drops`)."""
+    def _class_presence(self, samples: dict[str, list[Sample]]) -> tuple[dict[str, dict[str, float]], list[str]]:
+        """Class presence of real training masks and of each variant's samples, with a warning per
+        class alignment dropped (see :func:`saadi_core.evaluation.metrics.presence_drops`)."""
         from saadi_core.evaluation.metrics import class_presence, presence_drops
-        from saadi_core.samples_io import load_samples
 
         names = self.dataset.class_names
         presence = {"real": class_presence(self.dataset.train.masks, names)}
-        for variant, stage in samples.items():
-            masks = [s.mask.numpy() for s in load_samples(stage.path) if s.mask is not None]
+        for variant, loaded in samples.items():
+            masks = [s.mask.numpy() for s in loaded if s.mask is not None]
             if masks:
                 presence[variant] = class_presence(masks, names)
         warnings = presence_drops(presence)
@@ -490,8 +489,6 @@ class RunSession:
         fidelity = self.config.fidelity
 
         def compute(out: Path) -> dict[str, Any]:
-            import numpy as np
-
             from saadi_core.evaluation.fidelity import compare_fidelity
             from saadi_core.samples_io import load_samples
 
@@ -499,11 +496,9 @@ class RunSession:
             if features is None:
                 return {"comparison": {}, "notes": [f"not compared: {problem}"]}
             base, aligned = (load_samples(samples[v].path) for v in ("base", "aligned"))
-            keys = [(s.condition.id, s.index) for s in base]
-            if keys != [(s.condition.id, s.index) for s in aligned]:
+            groups = paired_groups(base, aligned)
+            if groups is None:
                 return {"comparison": {}, "notes": ["not compared: base and aligned samples are not paired by condition and index"]}
-            ids = list(dict.fromkeys(c for c, _ in keys))
-            groups = np.array([ids.index(c) for c, _ in keys])
             return compare_fidelity(
                 self.registry, self._fidelity_inputs(base, features), self._fidelity_inputs(aligned, features), groups,
                 kinds=fidelity.metrics, profile=self.config.profile, options=fidelity.options,
@@ -662,22 +657,6 @@ class RunSession:
         aligner = self._create("aligner")
         return aligner.restore(self.load_generator(trained), aligned.path / "aligner")
 
-    def _oracle_pass(self, samples: Sequence[Sample]) -> list[bool] | None:
-        oracle = self.dataset.oracle
-        if oracle is None:
-            return None
-        import numpy as np
-        import torch
-
-        from saadi_core.samples_io import to_uint8_nhwc
-
-        images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
-        if self.dataset.task == "classification":
-            labels = np.array([s.condition.class_id for s in samples], dtype=np.int64)
-            return [bool(v) for v in oracle.check(images, labels=labels)]
-        masks = torch.stack([s.mask for s in samples]).numpy()
-        return [bool(v) for v in oracle.check(images, masks=masks)]
-
     def _validator(self, selector: Selector) -> Any:
         """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation),
         selector pass rate and, on toy data, oracle pass rate."""
@@ -689,7 +668,7 @@ class RunSession:
             samples = generator.sample(conditions, per_condition(self.sizes["validation_size"], len(conditions)), seed)
             scores = selector.score(samples)
             metrics = {"selector_pass": sum(s >= threshold for s in scores) / len(scores), "mean_score": sum(scores) / len(scores)}
-            oracle = self._oracle_pass(samples)
+            oracle = oracle_pass(self.dataset, samples)
             if oracle is not None:
                 metrics["oracle_pass"] = sum(oracle) / len(oracle)
             return metrics
@@ -732,7 +711,7 @@ class RunSession:
                 f"{len(one_sided)} of {len(per_condition)} condition(s) have no winner or no loser "
                 f"(e.g. {one_sided[0]}): they give no pairs; enlarge the pool or use the adaptive pool (pool.min_winners)"
             )
-        oracle = self._oracle_pass(samples)
+        oracle = oracle_pass(self.dataset, samples)
         if oracle is not None:
             selector_pass = values >= h
             truth = np.asarray(oracle, dtype=bool)
@@ -763,6 +742,38 @@ class RunSession:
         if self.dataset.task == "classification":
             return f1_scores(pred, test.labels, self.dataset.class_names)
         return dice_scores(pred, test.masks, self.dataset.class_names)
+
+
+def paired_groups(base: Sequence[Sample], aligned: Sequence[Sample]) -> Any:
+    """The condition index ``(N,)`` of each sample when base and aligned are paired sample by
+    sample (same condition and index, same order — the sample stages guarantee it), else
+    ``None``: the grouping every paired bootstrap of the two variants resamples."""
+    import numpy as np
+
+    keys = [(s.condition.id, s.index) for s in base]
+    if keys != [(s.condition.id, s.index) for s in aligned]:
+        return None
+    ids = {c: k for k, c in enumerate(dict.fromkeys(c for c, _ in keys))}
+    return np.array([ids[c] for c, _ in keys])
+
+
+def oracle_pass(dataset: Any, samples: Sequence[Sample]) -> list[bool] | None:
+    """The dataset oracle's verdict on each sample (does the image show its class, or its mask?);
+    ``None`` for a dataset without an oracle (real data)."""
+    oracle = dataset.oracle
+    if oracle is None:
+        return None
+    import numpy as np
+    import torch
+
+    from saadi_core.samples_io import to_uint8_nhwc
+
+    images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
+    if dataset.task == "classification":
+        labels = np.array([s.condition.class_id for s in samples], dtype=np.int64)
+        return [bool(v) for v in oracle.check(images, labels=labels)]
+    masks = torch.stack([s.mask for s in samples]).numpy()
+    return [bool(v) for v in oracle.check(images, masks=masks)]
 
 
 def _default_dataset(config: RunConfig, registry: Registry) -> str:

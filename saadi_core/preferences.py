@@ -49,14 +49,9 @@ def _stage_dir(run: Path, manifest: dict[str, Any], name: str) -> Path:
     return (run / stage["path"]).resolve()
 
 
-def export_pool(run: Path, out: Path) -> Path:
-    """Write the pool of ``run`` to ``out`` (see the module docstring); returns ``pool.csv``.
-
-    Existing files in ``out`` with the same names are overwritten; the CSV is written last and
-    atomically, so a half-finished export never has a ``pool.csv`` that names missing images."""
-    from PIL import Image
-
-    from saadi_core.report.images import mask_colours, to_uint8
+def load_pool(run: Path) -> tuple[list[Sample], list[float | None]]:
+    """A finished run's pool samples and, when it has a finished ``score`` stage, their selector
+    scores (else ``None`` each)."""
     from saadi_core.samples_io import load_samples
 
     run = Path(run)
@@ -69,6 +64,19 @@ def export_pool(run: Path, out: Path) -> Path:
         scores = json.loads((_stage_dir(run, manifest, "score") / "scores.json").read_text())["scores"]
     except (DataError, OSError):  # the selector's scores are a courtesy to the rater, not required
         scores = [None] * len(samples)
+    return samples, scores
+
+
+def export_pool(run: Path, out: Path) -> Path:
+    """Write the pool of ``run`` to ``out`` (see the module docstring); returns ``pool.csv``.
+
+    Existing files in ``out`` with the same names are overwritten; the CSV is written last and
+    atomically, so a half-finished export never has a ``pool.csv`` that names missing images."""
+    from PIL import Image
+
+    from saadi_core.report.images import mask_colours, to_uint8
+
+    samples, scores = load_pool(run)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = io.StringIO()

@@ -468,7 +468,7 @@ def test_label_preservation_per_variant_and_paired_over_conditions():
     the base one misses a column of every mask — the change is positive with an interval above 0."""
     from types import SimpleNamespace
 
-    from saadi_core.pipeline import RunSession
+    from saadi_core.pipeline import RunSession, paired_groups
 
     session = SimpleNamespace(dataset=SimpleNamespace(num_classes=2, class_names=["background", "organ"]), eval_seed=0)
 
@@ -485,9 +485,12 @@ def test_label_preservation_per_variant_and_paired_over_conditions():
                 out.append(Sample(image=image, condition=Condition(id=f"c{c}"), generator="g", seed=0, index=i, mask=mask))
         return out
 
-    counts = {v: RunSession._label_counts(session, _MaskSegmenter(None), samples(v == "aligned"), batch_size=4) for v in ("base", "aligned")}
-    assert counts["base"]["counts"].shape == (18, 3, 2) and counts["base"]["keys"][:2] == [("c0", 0), ("c0", 1)]
-    preserved = RunSession._label_preservation(session, counts)
+    loaded = {v: samples(v == "aligned") for v in ("base", "aligned")}
+    counts = {v: RunSession._label_counts(session, _MaskSegmenter(None), loaded[v], batch_size=4) for v in loaded}
+    groups = paired_groups(loaded["base"], loaded["aligned"])
+    assert counts["base"].shape == (18, 3, 2) and list(groups[:4]) == [0, 0, 0, 1]
+    assert paired_groups(loaded["base"], loaded["aligned"][::-1]) is None
+    preserved = RunSession._label_preservation(session, counts, groups)
     assert preserved["aligned"]["miou"] == 1.0 and preserved["aligned"]["per_class_iou"] == {"background": 1.0, "organ": 1.0}
     assert preserved["base"]["miou_foreground"] < preserved["base"]["miou"] < 1.0
     change = preserved["change"]
