@@ -303,7 +303,9 @@ class AlignInputs:
     ``pool``/``scores`` are the generated pool and its selector scores (refinement re-scores the
     *original* pool); ``new_selector`` builds a fresh, untrained selector of the run's kind;
     ``validate`` (optional) samples a fixed held-out set of seeds with a generator and returns
-    metrics such as ``{"selector_pass": 0.61}`` for validation-based checkpoint selection.
+    metrics such as ``{"selector_pass": 0.61}`` for validation-based checkpoint selection; it may
+    take ``size=`` (number of samples) and return ``"per_sample"``: ``{metric: [value per sample]}``
+    on the same seeds every call, so candidates can be compared paired.
     """
 
     pairs: PairSet
@@ -313,7 +315,7 @@ class AlignInputs:
     selector: Selector | None = None
     pairing: PairingStrategy | None = None
     new_selector: Callable[[], Selector] | None = None
-    validate: Callable[[Generator], dict[str, float]] | None = None
+    validate: Callable[..., dict[str, Any]] | None = None
     seed: int = 0
 
 

@@ -659,18 +659,22 @@ class RunSession:
 
     def _validator(self, selector: Selector) -> Any:
         """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation),
-        selector pass rate and, on toy data, oracle pass rate."""
+        selector pass rate and, on toy data, oracle pass rate; ``per_sample`` holds the same per
+        sample (paired checkpoint selection), ``size`` overrides the profile's sample count."""
         seed = self.eval_seed + 10_000
         threshold = self._threshold()
 
-        def validate(generator: Generator) -> dict[str, float]:
+        def validate(generator: Generator, size: int | None = None) -> dict[str, Any]:
             conditions = generator.conditions(self.dataset)
-            samples = generator.sample(conditions, per_condition(self.sizes["validation_size"], len(conditions)), seed)
+            samples = generator.sample(conditions, per_condition(size or self.sizes["validation_size"], len(conditions)), seed)
             scores = selector.score(samples)
-            metrics = {"selector_pass": sum(s >= threshold for s in scores) / len(scores), "mean_score": sum(scores) / len(scores)}
+            metrics: dict[str, Any] = {"selector_pass": sum(s >= threshold for s in scores) / len(scores), "mean_score": sum(scores) / len(scores)}
+            # per-sample values on the same seeds every call: aligners compare candidates paired
+            metrics["per_sample"] = {"selector_pass": [float(s >= threshold) for s in scores], "mean_score": list(scores)}
             oracle = oracle_pass(self.dataset, samples)
             if oracle is not None:
                 metrics["oracle_pass"] = sum(oracle) / len(oracle)
+                metrics["per_sample"]["oracle_pass"] = [float(o) for o in oracle]
             return metrics
 
         return validate

@@ -230,3 +230,25 @@ def test_two_rounds_of_diffusion_dpo_from_base(tmp_path: Path) -> None:
     restored = iterative(inner={"kind": "diffusion-dpo"}).restore(TinyDiffusion(), tmp_path / "saved")
     a, b = lora_state_dict(generator.net, ADAPTER_NAME), lora_state_dict(restored.net, ADAPTER_NAME)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_on_policy_rounds_draw_a_new_pool_from_the_current_generator(tmp_path: Path) -> None:
+    inputs = make_inputs(pool_per_class=2)
+    generator = TinyDiffusion()
+    aligner = iterative(rounds=2, pool="on-policy", continue_from_previous=True, inner={"kind": "recording-inner"})
+    result = aligner.align(generator, inputs, tmp_path)
+
+    assert len(FakeSelector.instances) == 1  # no selector is retrained: the run's one scores the new pool
+    original = FakeSelector.instances[0]
+    new_pool = original.scored[-1]
+    assert new_pool is not inputs.pool and len(new_pool) == len(inputs.pool)
+    assert {s.seed for s in new_pool} == {inputs.seed + 60_000 + 2}  # drawn by the round-1 generator
+    assert inputs.pairing.calls[-1][0] is new_pool
+    round2 = RecordingInner.calls[1]["pairs"]
+    assert round2 is not inputs.pairs and all(p.winner in new_pool for p in round2)
+    assert result.meta["pool"] == "on-policy" and result.meta["rounds"][1]["n_pool"] == len(new_pool)
+
+    inputs = make_inputs()
+    inputs.selector = None
+    with pytest.raises(PipelineError, match="needs selector"):
+        iterative(rounds=2, pool="on-policy", inner={"kind": "recording-inner"}).align(TinyDiffusion(), inputs, tmp_path)

@@ -31,6 +31,8 @@ HISTORY_FILE = "history.json"
 #: round k samples the previous round's generator with seed ``inputs.seed + SAMPLE_SEED_OFFSET + k``
 #: (kept clear of the pipeline's pool, evaluation and validation seeds)
 SAMPLE_SEED_OFFSET = 50_000
+#: an on-policy round k draws its pool with seed ``inputs.seed + ON_POLICY_SEED_OFFSET + k``
+ON_POLICY_SEED_OFFSET = 60_000
 
 
 class IterativeAligner(Aligner):
@@ -43,11 +45,12 @@ class IterativeAligner(Aligner):
         return get_registry().create("aligner", spec.kind, spec.options, self.context, profile=self.context.profile)
 
     def _check_inputs(self, inputs: AlignInputs) -> None:
-        missing = [
-            name
-            for name, value in (("new_selector", inputs.new_selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
-            if not value
-        ]
+        needs = (
+            (("selector", inputs.selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
+            if self.options.pool == "on-policy"
+            else (("new_selector", inputs.new_selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
+        )
+        missing = [name for name, value in needs if not value]
         if missing:
             raise PipelineError(
                 f"aligner 'iterative' with rounds={self.options.rounds} needs {', '.join(missing)} in its inputs "
@@ -75,6 +78,24 @@ class IterativeAligner(Aligner):
             )
         return replace(inputs, pairs=pairs, scores=scores, selector=selector), info
 
+    def _on_policy(self, current: Generator, inputs: AlignInputs, round_k: int) -> tuple[AlignInputs, dict[str, Any]]:
+        """A fresh pool from the current aligned generator, scored by the run's selector and paired
+        by the run's strategy: each round learns from what the model now draws (RAFT / online DPO)."""
+        seed = inputs.seed + ON_POLICY_SEED_OFFSET + round_k
+        conditions = current.conditions(inputs.dataset)
+        n = self.options.pool_per_condition or max(1, round(len(inputs.pool) / max(1, len(conditions))))
+        pool = current.sample(conditions, n, seed)
+        scores = [float(s) for s in inputs.selector.score(pool)]  # type: ignore[union-attr]
+        pairs: PairSet = inputs.pairing.pairs(pool, scores, seed=inputs.seed)  # type: ignore[union-attr]
+        info = {
+            "pool": "on-policy",
+            "n_pool": len(pool),
+            "pool_seed": seed,
+            "mean_pool_score": sum(scores) / len(scores),
+            "pair_stats": {k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()},
+        }
+        return replace(inputs, pairs=pairs, pool=pool, scores=scores), info
+
     def align(self, generator: Generator, inputs: AlignInputs, work_dir: Path) -> AlignResult:
         opts = self.options
         if opts.rounds > 1:
@@ -86,7 +107,9 @@ class IterativeAligner(Aligner):
         previous: AlignResult | None = None
         for k in range(1, opts.rounds + 1):
             info: dict[str, Any] = {}
-            if previous is not None:
+            if previous is not None and opts.pool == "on-policy":
+                round_inputs, info = self._on_policy(previous.generator, inputs, k)
+            elif previous is not None:
                 round_inputs, info = self._repair(previous.generator, inputs, k)
             if opts.continue_from_previous:  # every round adapts the same generator further
                 subject = generator if previous is None else previous.generator
@@ -107,6 +130,7 @@ class IterativeAligner(Aligner):
             "rounds": rounds,
             "inner": opts.inner.model_dump(),
             "continue_from_previous": opts.continue_from_previous,
+            "pool": opts.pool,
             "final_round": previous.meta,
             "aligned_equals_base": bool(previous.meta.get("aligned_equals_base", False)),
         }

@@ -24,8 +24,26 @@ def saadi_register_aligners(register: Any) -> None:
                 "batch_size": 4,
                 "validate_every": 100,
                 "target_modules": None,
+                "validation_size": None,
             },
         },
+    )
+    lora_paper = {"steps": 1500, "lr": 1e-5, "batch_size": 4, "validate_every": 100, "target_modules": None, "validation_size": None}
+    register(
+        "sft-winners",
+        "saadi_align.sft:SFTWinners",
+        options="saadi_align.options:SFTWinnersOptions",
+        description="rejection-sampling fine-tuning (RAFT-style): LoRA on the pool samples scoring >= h with the plain "
+        "diffusion loss, optionally mixed with real images; validated like diffusion-dpo.",
+        profiles={"paper": lora_paper},
+    )
+    register(
+        "diffusion-kto",
+        "saadi_align.kto:DiffusionKTO",
+        options="saadi_align.options:DiffusionKTOOptions",
+        description="Diffusion-KTO (Li et al. 2024): per-sample good/bad labels from h, no pairing; LoRA, validated "
+        "like diffusion-dpo.",
+        profiles={"paper": lora_paper | {"beta": 2500.0}},
     )
     register(
         "iterative",

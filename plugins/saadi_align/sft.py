@@ -1,0 +1,90 @@
+"""``sft-winners``: rejection-sampling fine-tuning (RAFT-style) on LoRA adapters.
+
+The simplest alignment that uses the selector: keep the pool samples it scores ≥ h and fine-tune
+the generator on them with its plain diffusion loss (optionally mixing real training images into
+every batch, which anchors the model to the data). No reference network, no pairs — the baseline a
+preference method has to beat. Validation, checkpoint selection and saving are those of every
+LoRA aligner (:mod:`saadi_align.training`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from saadi_align.labelled import labelled_pool, real_samples, require, threshold_of
+from saadi_align.losses import sft_loss
+from saadi_align.training import Batches, IndexSampler, LoraAligner, StepOutput, encode_samples
+from saadi_core.diffusion.targets import training_target
+from saadi_core.interfaces import AlignInputs, DiffusionTarget, Generator
+
+ADAPTER_NAME = "saadi_sft"
+
+
+@dataclass
+class _SFTBatches(Batches):
+    target: DiffusionTarget
+    x0: torch.Tensor
+    cond: dict[str, torch.Tensor]
+    winners: IndexSampler
+    real: IndexSampler | None
+    n_winners: int
+    rng: torch.Generator
+
+    def step(self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]) -> StepOutput:
+        rows = self.winners.next()
+        if self.real is not None:
+            rows = torch.cat([rows, self.real.next() + self.n_winners])
+        x0 = self.x0[rows].to(device)
+        cond = {k: v[rows].to(device) for k, v in self.cond.items()}
+        scheduler = self.target.noise_scheduler
+        noise = torch.randn(x0.shape, generator=self.rng).to(device, x0.dtype)
+        t = torch.randint(0, int(scheduler.config.num_train_timesteps), (x0.shape[0],), generator=self.rng).to(device)
+        x_t = scheduler.add_noise(x0, noise, t)
+        with autocast():
+            pred = self.target.predict(x_t, t, cond)
+        loss, metrics = sft_loss(pred, training_target(scheduler, x0, noise, t))
+        return loss, metrics
+
+
+class SFTWinners(LoraAligner):
+    """Fine-tuning on the selector's winners (options: :class:`saadi_align.options.SFTWinnersOptions`)."""
+
+    kind = "sft-winners"
+    adapter_name = ADAPTER_NAME
+    event = "sft"
+
+    def check_inputs(self, inputs: AlignInputs) -> None:
+        samples, labels = labelled_pool(inputs, threshold_of(inputs, self.options.threshold))
+        require([s for s, good in zip(samples, labels) if good], f"sample scoring ≥ h={threshold_of(inputs, self.options.threshold)}", self.kind)
+
+    def prepare(self, target: DiffusionTarget, generator: Generator, inputs: AlignInputs, rng: torch.Generator) -> Batches:
+        opts = self.options
+        h = threshold_of(inputs, opts.threshold)
+        samples, labels = labelled_pool(inputs, h)
+        winners = [s for s, good in zip(samples, labels) if good]
+        n_real = round(opts.batch_size * opts.real_fraction)
+        real = real_samples(generator, inputs) if n_real else []
+        x0, cond = encode_samples(target, [*winners, *real], opts.encode_batch_size)
+        batches = _SFTBatches(
+            target=target,
+            x0=x0,
+            cond=cond,
+            winners=IndexSampler(len(winners), opts.batch_size - n_real, rng),
+            real=IndexSampler(len(real), n_real, rng) if n_real else None,
+            n_winners=len(winners),
+            rng=rng,
+        )
+        batches.meta = {
+            "threshold": h,
+            "n_winners": len(winners),
+            "n_pool": len(samples),
+            "n_real": len(real),
+            "real_per_batch": n_real,
+            "n_encoded_samples": int(x0.shape[0]),
+        }
+        return batches
