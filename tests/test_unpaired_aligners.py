@@ -8,11 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from saadi_core.conformance import check_aligner
-from saadi_core.diffusion.lora import has_lora, lora_state_dict
-from saadi_core.errors import PipelineError
-from saadi_core.interfaces import AlignInputs, PairSet
 from saadi_align.kto import ADAPTER_NAME as KTO_ADAPTER
 from saadi_align.kto import DiffusionKTO
 from saadi_align.labelled import real_samples
@@ -22,6 +17,11 @@ from saadi_align.sft import ADAPTER_NAME as SFT_ADAPTER
 from saadi_align.sft import SFTWinners
 from saadi_align.training import Selection, lower_bound, per_sample_error
 from test_dpo import TinyDiffusion, base_weights, make_dataset, make_pairs, one_thread  # noqa: F401 (fixture)
+
+from saadi_core.conformance import check_aligner
+from saadi_core.diffusion.lora import has_lora, lora_state_dict
+from saadi_core.errors import PipelineError
+from saadi_core.interfaces import AlignInputs, PairSet
 
 
 def pool_inputs(n_per_class: int = 4) -> AlignInputs:
@@ -42,10 +42,10 @@ def test_kto_loss_matches_an_independent_formula() -> None:
     ref = torch.tensor([[0.2, 0.2], [0.2, 0.2], [0.2, 0.2]])
     desirable = torch.tensor([True, False, True])
     beta, lam_d, lam_u = 20.0, 1.5, 0.5
-    err = lambda row: (row[0] ** 2 + row[1] ** 2) / 2  # noqa: E731
+    err = lambda row: (row[0] ** 2 + row[1] ** 2) / 2
     g = [err(r) - err(m) for m, r in zip(model.tolist(), ref.tolist())]  # reference error − model error
     z = max(0.0, sum(g) / 3)
-    sigmoid = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    sigmoid = lambda x: 1 / (1 + math.exp(-x))
     terms = []
     for gi, good in zip(g, desirable.tolist()):
         utility = sigmoid(beta * (gi - z)) if good else sigmoid(-beta * (gi - z))
@@ -166,6 +166,6 @@ def test_lcb_rule_keeps_a_consistent_gain_and_rejects_a_noisy_one() -> None:
     assert extra["lcb"] > 0 and selection.best_step == 2
 
     point = Selection("selector_pass", "max", 0.0, patience=5, rule="point")
-    point.update(0, _validation(base), lambda: {})
-    point.update(1, _validation(noisy), lambda: {})
+    point.update(0, _validation(base), dict)
+    point.update(1, _validation(noisy), dict)
     assert point.best_step == 1
