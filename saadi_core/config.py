@@ -180,11 +180,18 @@ class ArmConfig(Strict):
     generator: ComponentSpec | None = None
     aligner: ComponentSpec | None = None
     mix: list[str] | None = Field(default=None, description="names of other arms whose synthetic data is mixed")
+    filter: bool = Field(
+        default=False,
+        description="keep only the generator's (or, with an aligner, the aligned generator's) samples the selector "
+        "scores >= h, topped up to the same count per condition (the 'filter' baseline)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "ArmConfig":
         if (self.generator is None) == (self.mix is None):
             raise ValueError(f"arm '{self.name}' needs exactly one of 'generator' or 'mix'")
+        if self.filter and self.mix is not None:
+            raise ValueError(f"arm '{self.name}': filter applies to a generator arm, not a mix")
         return self
 
 
@@ -206,6 +213,10 @@ class StudyConfig(Strict):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    downstream_seeds: int = Field(
+        default=1, ge=1, description="downstream models per study seed (seeds s, s+100, s+200, ...): a generator seed's "
+        "samples are judged over several downstream trainings"
+    )
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     arms: list[ArmConfig] = Field(min_length=1)
 

@@ -36,8 +36,10 @@ from saadi_core.store import RunStore, StageResult, atomic_write_json
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "classification": {"generator": "ssd", "selector": "resnet18", "pairing": ("threshold", {})},
     # a segmenter's score is a Dice: on toy-seg SSI samples score 0.83-0.95, so the paper's h 0.5
-    # leaves no losers; h 0.9 splits the pool (set pairing.options.threshold to change it)
-    "segmentation": {"generator": "ssi", "selector": "segformer", "pairing": ("threshold", {"threshold": 0.9})},
+    # leaves no losers; h 0.9 splits the pool (set pairing.options.threshold to change it).
+    # Pairs stay within one mask-class set: a Dice score is easier to earn without small classes,
+    # so pairs across class sets teach a mask-drawing generator to drop them (reward hacking)
+    "segmentation": {"generator": "ssi", "selector": "segformer", "pairing": ("threshold", {"threshold": 0.9, "group_by": "mask-classes"})},
 }
 
 #: profile defaults of the run-level sizes, as totals over all conditions (plugins hold their own

@@ -40,6 +40,8 @@ def arm_label(arm: ArmConfig) -> str:
     """The synthetic set an arm contributes: its base or aligned samples, or its mix."""
     if arm.mix is not None:
         return arm.name
+    if arm.filter:
+        return "aligned-filter" if arm.aligner is not None else "filter"
     return "aligned" if arm.aligner is not None else "base"
 
 
@@ -61,10 +63,16 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int) -> RunConfig:
         fidelity=study.fidelity,
         evaluation=EvaluationConfig(
             scales=study.scales,
-            downstream_seeds=[seed],
-            downstream_variants=[arm_label(arm)] if arm.mix is None else [],
+            downstream_seeds=downstream_seeds(study, seed),
+            # a filter arm trains its own downstream models after the run (saadi_core.filter_arm)
+            downstream_variants=[arm_label(arm)] if arm.mix is None and not arm.filter else [],
         ),
     )
+
+
+def downstream_seeds(study: StudyConfig, seed: int) -> list[int]:
+    """The downstream seeds of one study seed: the seed itself, then +100, +200, …"""
+    return [seed + 100 * j for j in range(study.downstream_seeds)]
 
 
 def _mix_run(
@@ -97,16 +105,20 @@ def _stages_dir(study: StudyConfig) -> Path:
 
 
 def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str) -> dict[str, Any]:
-    """``study.json``: per arm and scale mean ± std over seeds, paired differences to real-only."""
+    """``study.json``: per arm and scale mean ± std over (study seed × downstream seed) cells,
+    paired differences to real-only, and the evidence table (:mod:`saadi_core.evidence`)."""
     import numpy as np
+
+    from saadi_core.evidence import evidence_table
 
     metric = "macro_f1" if task == "classification" else "mean_dice"
     per_class_key = "per_class_f1" if task == "classification" else "per_class_dice"
-    real_by_seed: dict[int, float] = {}  # the same model in every arm (a shared stage)
+    real_by_cell: dict[tuple[int, str], float] = {}  # the same model in every arm (a shared stage)
     for runs in per_seed.values():
         for seed, run in runs.items():
-            real_by_seed.setdefault(seed, run["by_variant"]["real"][metric])
-    real_values = [real_by_seed[s] for s in sorted(real_by_seed)]
+            for ds, by_variant in run["by_variant"].items():
+                real_by_cell.setdefault((seed, ds), by_variant["real"][metric])
+    real_values = [real_by_cell[c] for c in sorted(real_by_cell)]
     arms_out, comparisons = [], []
     for arm in study.arms:
         label = arm_label(arm)
@@ -114,16 +126,17 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
         downstream: dict[str, Any] = {}
         for scale in study.scales:
             key = f"real+{label}@{scale:g}x"
-            values = {s: r["by_variant"][key] for s, r in runs.items() if key in r["by_variant"]}
-            scores = [values[s][metric] for s in sorted(values)]
+            values = {(s, ds): v[key] for s, r in runs.items() for ds, v in r["by_variant"].items() if key in v}
+            scores = [values[c][metric] for c in sorted(values)]
             classes = sorted({c for v in values.values() for c in v.get(per_class_key, {})})
             downstream[f"{scale:g}"] = {
                 "mean": float(np.mean(scores)),
                 "std": float(np.std(scores)),
                 "values": scores,
+                "cells": [f"{s}/{ds}" for s, ds in sorted(values)],
                 "per_class": {c: float(np.mean([v[per_class_key][c] for v in values.values()])) for c in classes},
             }
-            differences = [values[s][metric] - real_by_seed[s] for s in sorted(values)]
+            differences = [values[c][metric] - real_by_cell[c] for c in sorted(values)]
             interval = paired_interval(differences)
             comparisons.append(
                 {
@@ -141,6 +154,7 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
                 "name": arm.name,
                 "generator": arm.generator.kind if arm.generator else None,
                 "aligned": arm.aligner is not None,
+                "filter": arm.filter,
                 "mix": arm.mix,
                 "runs": {str(s): r["run"] for s, r in runs.items()},
                 "downstream": downstream,
@@ -155,10 +169,12 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
         "task": task,
         "metric": metric,
         "seeds": study.seeds,
+        "downstream_seeds": study.downstream_seeds,
         "scales": study.scales,
         "real_only": {"mean": float(np.mean(real_values)), "std": float(np.std(real_values)), "values": real_values},
         "arms": arms_out,
         "comparisons": comparisons,
+        "evidence": evidence_table(study, per_seed, task, real_by_cell),
     }
 
 
@@ -182,21 +198,27 @@ def run_study(config: StudyConfig, registry: Registry, quiet: bool = False, doc:
             result = run_pipeline(arm_run_config(config, arm, seed), registry, quiet=quiet, stages_dir=_stages_dir(config))
             members[arm.name] = result
             task = result.summary["task"]
-            per_seed[arm.name][seed] = result.summary | {"by_variant": _by_variant(result.store.root, seed)}
+            summary = result.summary
+            if arm.filter:
+                from saadi_core.filter_arm import run_filter_arm
+
+                summary, filtered = run_filter_arm(result.session, arm_label(arm), arm.aligner is not None)  # type: ignore[arg-type]
+                result.samples[arm_label(arm)] = filtered
+            per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(Path(summary["run"]))}
         for arm in mix_arms:
             done += 1
             say(f"[bold]study {config.name}[/]: mix '{arm.name}' = {' + '.join(arm.mix)}, seed {seed} ({done}/{total})")
             summary = _mix_run(config, arm, seed, members, registry, quiet)
             task = summary["task"]
             run_root = Path(summary["run"])
-            per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(run_root, seed)}
+            per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(run_root)}
     summary = summarise(config, per_seed, task)
     atomic_write_json(root / STUDY_FILE, summary)
     return StudyResult(root=root, summary=summary)
 
 
-def _by_variant(run_root: Path, seed: int) -> dict[str, Any]:
-    """The run's downstream metrics of its (single) downstream seed, by training set."""
+def _by_variant(run_root: Path) -> dict[str, dict[str, Any]]:
+    """The run's downstream metrics by downstream seed, then by training set."""
     import json
 
-    return json.loads((run_root / "downstream.json").read_text(encoding="utf-8"))[str(seed)]
+    return json.loads((run_root / "downstream.json").read_text(encoding="utf-8"))

@@ -138,3 +138,51 @@ def test_example_studies_validate(name):
     config, doc = load_config_file(file)
     assert isinstance(config, StudyConfig) and len(config.seeds) >= 3
     validate_components(config, get_registry(), doc)
+
+
+def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_evidence_table(tmp_path, registry):
+    arms = [
+        {"name": "base", "generator": "shift"},
+        {"name": "filter", "generator": "shift", "filter": True},
+        {"name": "aligned", "generator": "shift", "aligner": {"kind": "shrink"}},
+        {"name": "aligned-filter", "generator": "shift", "aligner": {"kind": "shrink"}, "filter": True},
+    ]
+    CALLS.clear()
+    cfg = study_config(tmp_path, seeds=[0, 1], scales=[1], downstream_seeds=2, arms=arms)
+    summary = run_study(cfg, registry, quiet=True).summary
+    assert CALLS.count("fit") == 2 and CALLS.count("align") == 2  # filter arms reuse the generator and alignment
+
+    run = tmp_path / "s" / "runs" / "filter-seed0"
+    manifest = json.loads((run / "manifest.json").read_text())
+    stage = json.loads((run / manifest["stages"]["sample-filter"]["path"] / "stage.json").read_text())
+    base_stage = json.loads((run / manifest["stages"]["sample-base"]["path"] / "stage.json").read_text())
+    assert stage["outputs"]["n_samples"] == base_stage["outputs"]["n_samples"]  # same count as the base arm
+    from saadi_core.samples_io import load_samples
+
+    kept = load_samples(run / manifest["stages"]["sample-filter"]["path"])
+    base = load_samples(run / manifest["stages"]["sample-base"]["path"])
+    per_condition = lambda samples: sorted(s.condition.id for s in samples)
+    assert per_condition(kept) == per_condition(base)
+    run_summary = json.loads((run / "summary.json").read_text())
+    rate = run_summary["pass_rates"]["filter"]["selector_rate"]
+    assert rate >= 1 - stage["outputs"]["topped_up_share"] - 1e-9  # every sample but the top-ups passes h
+    base_rate = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "summary.json").read_text())["pass_rates"]["base"]["selector_rate"]
+    assert rate > base_rate
+
+    # 2 study seeds × 2 downstream seeds, compared cell by cell with base and filter
+    evidence = summary["evidence"]
+    assert evidence["base_arm"] == "base" and evidence["filter_arm"] == "filter"
+    rows = {r["arm"]: r for r in evidence["rows"]}
+    assert set(rows) == {"real only", "base", "filter", "aligned", "aligned-filter"}
+    assert rows["aligned"]["vs_base"]["n_cells"] == 4 and rows["aligned"]["vs_filter"]["ci95"] is not None
+    assert "vs_base" not in rows["base"] and "vs_filter" not in rows["filter"] and rows["filter"]["vs_base"]
+    assert rows["filter"]["selector_pass"] == pytest.approx(
+        sum(json.loads((tmp_path / "s" / "runs" / f"filter-seed{s}" / "summary.json").read_text())["pass_rates"]["filter"]["selector_rate"] for s in (0, 1)) / 2
+    )
+    assert rows["real only"]["macro_f1"]["n_cells"] == 4 and rows["aligned"]["stage_seconds_per_seed"] > 0
+    assert summary["arms"][1]["downstream"]["1"]["cells"] == ["0/0", "0/100", "1/1", "1/101"]
+
+
+def test_filter_on_a_mix_is_refused(tmp_path):
+    with pytest.raises(Exception, match="filter applies to a generator arm"):
+        study_config(tmp_path, arms=[{"name": "a", "generator": "shift"}, {"name": "m", "mix": ["a"], "filter": True}])

@@ -1,0 +1,115 @@
+"""The evidence table of a study: does alignment help, compared with the cheaper alternatives?
+
+One row per arm (and real-only): the arm's synthetic samples' oracle and selector pass rates,
+label preservation (segmentation), FID in the run's feature space, the downstream metric as mean ±
+std over (study seed × downstream seed) cells, and the paired difference of every cell to the
+``base`` arm and to the ``filter`` arm with a t-based 95 % confidence interval, plus the stage time
+the arm needs. The reference arms are found by shape: ``base`` = the first generator arm without
+aligner or filter, ``filter`` = the first filter arm without aligner.
+
+Cells that share a study seed share the generator, so they are not independent; the table also
+gives the interval over the per-study-seed means (``ci95_by_seed``), the conservative one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from saadi_core.config import ArmConfig, StudyConfig
+from saadi_core.evaluation.stats import interval_verdict, paired_interval
+
+Cell = tuple[int, str]  # (study seed, downstream seed)
+
+
+def _variant(arm: ArmConfig) -> str:
+    """The key under which the arm's own synthetic set appears in its run summary."""
+    from saadi_core.study import arm_label
+
+    return arm_label(arm) if arm.filter else ("aligned" if arm.aligner is not None else "base")
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _stage_seconds(run_dir: str) -> float | None:
+    """Seconds of every stage the run used, cached ones included (what the arm costs alone)."""
+    root = Path(run_dir)
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    total = 0.0
+    for stage in manifest.get("stages", {}).values():
+        path = stage.get("path")
+        meta = root / path / "stage.json" if path else None
+        if meta is not None and meta.is_file():
+            total += float(json.loads(meta.read_text(encoding="utf-8")).get("seconds") or 0.0)
+    return total
+
+
+def _comparison(values: dict[Cell, float], reference: dict[Cell, float], name: str) -> dict[str, Any] | None:
+    cells = sorted(set(values) & set(reference))
+    if not cells or values is reference:
+        return None
+    diffs = [values[c] - reference[c] for c in cells]
+    interval = paired_interval(diffs)
+    by_seed: dict[int, list[float]] = {}
+    for cell, diff in zip(cells, diffs):
+        by_seed.setdefault(cell[0], []).append(diff)
+    seed_interval = paired_interval([sum(d) / len(d) for d in by_seed.values()])
+    return {
+        "difference": sum(diffs) / len(diffs),
+        "ci95": list(interval) if interval else None,
+        "n_cells": len(diffs),
+        "verdict": interval_verdict(interval, baseline=name, unit="cells"),
+        "ci95_by_seed": list(seed_interval) if seed_interval else None,
+    }
+
+
+def evidence_table(
+    study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str, real_by_cell: dict[Cell, float]
+) -> dict[str, Any]:
+    """The table described in the module docstring (first scale of the study)."""
+    from saadi_core.study import arm_label
+
+    metric = "macro_f1" if task == "classification" else "mean_dice"
+    scale = study.scales[0]
+    downstream: dict[str, dict[Cell, float]] = {"real only": dict(real_by_cell)}
+    for arm in study.arms:
+        key = f"real+{arm_label(arm)}@{scale:g}x"
+        downstream[arm.name] = {
+            (seed, ds): v[key][metric] for seed, run in per_seed[arm.name].items() for ds, v in run["by_variant"].items() if key in v
+        }
+    base = next((a.name for a in study.arms if a.mix is None and a.aligner is None and not a.filter), None)
+    filt = next((a.name for a in study.arms if a.filter and a.aligner is None), None)
+
+    rows = []
+    for name, values in downstream.items():
+        arm = next((a for a in study.arms if a.name == name), None)
+        row: dict[str, Any] = {"arm": name}
+        if arm is not None and arm.mix is None:
+            variant = _variant(arm)
+            runs = per_seed[name].values()
+            rates = [r.get("pass_rates", {}).get(variant, {}) for r in runs]
+            row["oracle_pass"] = _mean([x["oracle_rate"] for x in rates if x.get("oracle_rate") is not None])
+            row["selector_pass"] = _mean([x["selector_rate"] for x in rates if x.get("selector_rate") is not None])
+            row["label_preservation"] = _mean(
+                [(r.get("label_preservation") or {}).get(variant, {}).get("miou") for r in runs if (r.get("label_preservation") or {}).get(variant)]
+            )
+            row["fid"] = _mean(
+                [(r.get("fidelity") or {}).get(variant, {}).get("fid") for r in runs if (r.get("fidelity") or {}).get(variant, {}).get("fid") is not None]
+            )
+            seconds = [s for s in (_stage_seconds(r["run"]) for r in runs) if s is not None]
+            row["stage_seconds_per_seed"] = _mean(seconds)
+        scores = [values[c] for c in sorted(values)]
+        if scores:
+            mean = sum(scores) / len(scores)
+            row[metric] = {"mean": mean, "std": (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5, "n_cells": len(scores)}
+        for ref_name, label in ((base, "vs_base"), (filt, "vs_filter")):
+            if ref_name is not None and name != ref_name and name != "real only":
+                row[label] = _comparison(values, downstream[ref_name], ref_name)
+        rows.append(row)
+    return {"metric": metric, "scale": scale, "base_arm": base, "filter_arm": filt, "rows": rows}
