@@ -79,3 +79,10 @@ def saadi_register_selectors(register: Callable[..., None]) -> None:
     for kind, (target, options, description, paper) in SELECTORS.items():
         task = "segmentation" if paper is _SEG_PAPER else "classification"
         register(kind, target, options=options, description=description, profiles={"paper": dict(paper)}, task=task)
+    register(
+        "ensemble",
+        "saadi_selectors.ensemble:EnsembleSelector",
+        options="saadi_selectors.ensemble:EnsembleOptions",
+        description="several selector architectures that must agree: score = the lowest member score (a winner needs "
+        "every member's score >= h); guards pairing and filtering against one network's blind spots",
+    )
