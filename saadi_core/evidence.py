@@ -113,3 +113,35 @@ def evidence_table(
                 row[label] = _comparison(values, downstream[ref_name], ref_name)
         rows.append(row)
     return {"metric": metric, "scale": scale, "base_arm": base, "filter_arm": filt, "rows": rows}
+
+
+def evidence_lines(evidence: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Column names and text rows of the evidence table (CLI and docs)."""
+    metric = evidence["metric"]
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f} %"
+
+    def diff(block: dict[str, Any] | None) -> str:
+        if not block:
+            return "—"
+        ci = block.get("ci95")
+        return f"{block['difference']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else f"{block['difference']:+.3f}"
+
+    columns = ["arm", "oracle pass", "selector pass", "label pres. (mIoU)", "FID", f"{metric} mean ± std (cells)",
+               f"− {evidence.get('base_arm') or 'base'} [95 % CI]", f"− {evidence.get('filter_arm') or 'filter'} [95 % CI]", "stage s / seed"]
+    rows = []
+    for r in evidence["rows"]:
+        m = r.get(metric)
+        rows.append([
+            r["arm"],
+            pct(r.get("oracle_pass")),
+            pct(r.get("selector_pass")),
+            pct(r.get("label_preservation")),
+            "—" if r.get("fid") is None else f"{r['fid']:.1f}",
+            "—" if m is None else f"{m['mean']:.3f} ± {m['std']:.3f} ({m['n_cells']})",
+            diff(r.get("vs_base")),
+            diff(r.get("vs_filter")),
+            "—" if r.get("stage_seconds_per_seed") is None else f"{r['stage_seconds_per_seed']:.0f}",
+        ])
+    return columns, rows

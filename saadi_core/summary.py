@@ -113,4 +113,14 @@ def print_study(result: Any, console: Console) -> None:
         interval = f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]" if c["ci95"] else "—"
         ctable.add_row(c["arm"], f"{c['scale']:g}×", f"{c['difference']:+.3f}", interval, c["verdict"])
     console.print(ctable)
+    if summary.get("evidence"):
+        from saadi_core.evidence import evidence_lines
+
+        columns, rows = evidence_lines(summary["evidence"])
+        etable = Table(title="evidence: arms vs base and vs filter, paired by (seed, downstream seed)")
+        for column in columns:
+            etable.add_column(column)
+        for row in rows:
+            etable.add_row(*row)
+        console.print(etable)
     console.print(f"results: {result.root}/study.json")

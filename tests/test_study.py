@@ -11,8 +11,8 @@ from test_pipeline import CALLS, FakePlugin
 
 from saadi_core.config import StudyConfig
 from saadi_core.errors import ConfigError
-from saadi_core.registry import Registry
 from saadi_core.evaluation.stats import interval_verdict, paired_interval
+from saadi_core.registry import Registry
 from saadi_core.study import run_study
 
 
@@ -181,6 +181,10 @@ def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_ev
     )
     assert rows["real only"]["macro_f1"]["n_cells"] == 4 and rows["aligned"]["stage_seconds_per_seed"] > 0
     assert summary["arms"][1]["downstream"]["1"]["cells"] == ["0/0", "0/100", "1/1", "1/101"]
+    from saadi_core.evidence import evidence_lines
+
+    columns, lines = evidence_lines(evidence)
+    assert len(lines) == 5 and all(len(line) == len(columns) for line in lines) and lines[0][0] == "real only"
 
 
 def test_filter_on_a_mix_is_refused(tmp_path):
