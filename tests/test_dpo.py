@@ -476,11 +476,13 @@ def test_plugin_registers_through_the_entry_point_without_torch() -> None:
         "import saadi_align.plugin\n"
         "from saadi_core.registry import Registry\n"
         "r = Registry.discover(only=['align'])\n"
-        "entries = {k: r.get('aligner', k) for k in ('diffusion-dpo', 'iterative')}\n"
+        "entries = {k: r.get('aligner', k) for k in ('diffusion-dpo', 'iterative', 'sft-winners', 'diffusion-kto')}\n"
         "assert all(e.plugin == 'align' for e in entries.values()), entries\n"
         "paper = entries['diffusion-dpo'].build_options({}, profile='paper')\n"
         "assert paper.lr == 1e-5 and paper.steps == 1500, paper\n"
         "assert entries['iterative'].build_options({}).inner.kind == 'diffusion-dpo'\n"
+        "assert entries['diffusion-kto'].build_options({}, profile='paper').validation_size is None\n"
+        "assert entries['sft-winners'].build_options({}).select_rule == 'lcb'\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
