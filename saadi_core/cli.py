@@ -119,11 +119,12 @@ def validate(file: Annotated[Path, typer.Argument(help="A run or study YAML file
 def data_check(
     path: Annotated[Path, typer.Argument(help="Dataset root: class folders, or images/ + masks/ + classes.yaml.")],
     layout: Annotated[str, typer.Option(help="auto, classification or segmentation.")] = "auto",
+    dataset: Annotated[Optional[str], typer.Option(help="Check a native layout with its dataset kind (lapgyn4, endoscapes, autolaparo, cholecseg8k, coco).")] = None,
 ) -> None:
     """Validate a dataset folder before training: unreadable images, mask mismatches, empty classes."""
-    from saadi_core.data.check import check_path
+    from saadi_core.data.check import check_dataset, check_path
 
-    summary = check_path(path, layout=layout)
+    summary = check_path(path, layout=layout) if dataset is None else check_dataset(dataset, path)
     out.print_json(json.dumps(summary))
 
 

@@ -30,13 +30,13 @@ def saadi_register_datasets(register: Any) -> None:
     )
     register(
         "folder-cls",
-        "saadi_core.data.folders:load_folder_cls",
+        "saadi_core.data.cached_folders:load_folder_cls",
         options=f"{_OPTIONS}:FolderClsOptions",
         description="Your images, one folder per class (root/<class>/*.png|jpg); optional split.csv/split.json.",
     )
     register(
         "folder-seg",
-        "saadi_core.data.folders:load_folder_seg",
+        "saadi_core.data.cached_folders:load_folder_seg",
         options=f"{_OPTIONS}:FolderSegOptions",
         description="Your images and masks: root/images + root/masks (index or palette PNG) + classes.yaml; optional split file.",
     )
