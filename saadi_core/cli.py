@@ -160,6 +160,7 @@ def run(
     seed: Annotated[Optional[int], typer.Option(help="Base seed of the run.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set generator.options.train_steps=200")] = None,
+    log_with: Annotated[Optional[list[str]], typer.Option(help="Experiment tracker for the run's curves: tensorboard, mlflow or wandb (repeat for several).")] = None,
 ) -> None:
     """Run the whole SAADi loop: train generator, generate pool, train selector, score, pair,
     align, generate aligned samples, evaluate downstream. Re-running resumes finished stages."""
@@ -183,6 +184,8 @@ def run(
         overrides["dataset"] = {"kind": dataset}
     if data_root is not None:
         overrides = deep_merge(overrides, {"dataset": {"options": {"root": str(data_root)}}})
+    if log_with:
+        overrides["log_with"] = [n.strip().lower() for value in log_with for n in value.split(",") if n.strip()]
     for assignment in set_ or []:
         overrides = deep_merge(overrides, parse_assignment(assignment))
     run_config, doc = build_run_config(config, overrides)

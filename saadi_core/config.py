@@ -146,6 +146,9 @@ class RunConfig(Strict):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
+    log_with: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="experiment trackers that receive the run's curves, timings and summary (saadi_core.tracking)"
+    )
 
     @field_validator("profile")
     @classmethod

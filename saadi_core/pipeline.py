@@ -111,6 +111,9 @@ class RunSession:
             versions=self._versions(),
             stages_dir=stages_dir,
         )
+        from saadi_core.tracking import attach
+
+        self.tracker = attach(self.config.log_with, self.store, self.config.run_name(), self.config.model_dump(mode="json"))
         self.progress.sink = self.store.log_event
         self.context = RunContext(device=resolve_device(self.config.device), profile=self.config.profile, progress=self.progress)
         self.store.update_manifest(
@@ -911,4 +914,7 @@ def run_pipeline(
     }
     atomic_write_json(run.store.root / "summary.json", summary)
     run.store.update_manifest(summary_file="summary.json")
+    if run.tracker is not None:
+        run.tracker.log_summary(summary)
+        run.tracker.finish()
     return RunResult(store=run.store, config=run.config, summary=summary, samples=samples, session=run)
