@@ -25,8 +25,9 @@ import atexit
 import importlib.util
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from saadi_core.errors import ConfigError
 
