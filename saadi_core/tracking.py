@@ -24,6 +24,8 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
+import re
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,7 @@ TRACKERS: dict[str, tuple[str, str]] = {
     "mlflow": ("mlflow", "pip install 'saadi[tracking]'"),
     "wandb": ("wandb", "pip install wandb"),
 }
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :/]")
 #: fields that index an event rather than measure something
 _INDEX_FIELDS = ("step", "epoch")
 #: bookkeeping events whose numbers are not curves (progress bars, cache keys)
@@ -68,6 +71,13 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(item, f"{prefix}{i}/"))
         return out
     return {prefix.rstrip("/"): value}
+
+
+def metric_name(key: str) -> str:
+    """``key`` with every character MLflow rejects in a metric name replaced by ``_``
+    (``summary/downstream/real+aligned@1x/mean`` -> ``…/real_aligned_1x/mean``); applied for every
+    tracker, so a curve has the same name in all of them."""
+    return _UNSAFE.sub("_", key)
 
 
 def _number(value: Any) -> float | None:
@@ -157,9 +167,16 @@ class RunTracker:
         self._log(values, 0)
 
     def _log(self, values: dict[str, float], step: int) -> None:
-        if values and not self._finished:
-            for tracker in self.trackers:
+        if not values or self._finished:
+            return
+        values = {metric_name(k): v for k, v in values.items()}
+        for tracker in list(self.trackers):
+            try:
                 tracker.log(values, step=step)
+            except Exception as exc:  # noqa: BLE001 - a tracker's failure must not stop the run
+                self.trackers.remove(tracker)
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                print(f"warning: --log-with {tracker.name} stopped logging: {reason}", file=sys.stderr)
 
     def finish(self) -> None:
         """Close every tracker (idempotent; also runs at interpreter exit after a failure)."""

@@ -30,7 +30,7 @@ def _run(args: list[str], small: list[str], runs: Path, name: str) -> subprocess
 
 def test_endoscapes_ssi_segformer_with_tensorboard_and_mlflow(tmp_path: Path) -> None:
     root = tmp_path / "endoscapes"
-    make_endoscapes(root, n={"train": 24, "val": 4, "test": 8}, size=(114, 64))
+    make_endoscapes(root, n={"train": 12, "val": 2, "test": 4}, size=(114, 64))
     small = [
         "generator.options.max_steps=20", "generator.options.n_conditions=4", "generator.options.sampling_steps=2",
         "selector.options.epochs=1", "selector.options.score_include_background=true", "aligner.options.steps=4",
@@ -45,14 +45,16 @@ def test_endoscapes_ssi_segformer_with_tensorboard_and_mlflow(tmp_path: Path) ->
     assert summary["task"] == "segmentation" and summary["components"]["dataset"] == "endoscapes"
     assert set(summary["selector_test"]["per_class_dice"]) <= set(ENDOSCAPES_CATEGORIES) | {"background"}
     dataset = json.loads(next((run / "stages").glob("data-*/dataset.json")).read_text())
-    assert dataset["classes"] == ["background", *ENDOSCAPES_CATEGORIES] and (dataset["train"], dataset["test"]) == (28, 8)
+    assert dataset["classes"] == ["background", *ENDOSCAPES_CATEGORIES] and (dataset["train"], dataset["test"]) == (14, 4)
 
     tb = read_tensorboard(run / "tracking" / "tensorboard" / "endo")
     assert [s for s, _ in tb["align/dpo_step/loss"]] == [1, 2, 3, 4]
     assert [s for s, _ in tb["align/dpo_validate/selector_pass"]] == [0, 2, 4]
-    assert "train-generator/ssi.train/loss" in tb and "train-selector/selector_epoch/loss" in tb
+    assert any(t.startswith("train-generator/") and t.endswith(".train/loss") for t in tb)
+    assert "train-selector/selector_epoch/loss" in tb
     assert {"timing/align_seconds", "timing/train-generator_seconds"} <= set(tb)
     assert tb["summary/dpo_implicit_accuracy"][0][1] == pytest.approx(summary["dpo_implicit_accuracy"])
+    assert "summary/downstream/real_aligned_0.25x/mean" in tb  # '+' and '@' replaced: MLflow rejects them
 
     metrics, params = read_mlflow((run / "tracking" / "mlruns").resolve().as_uri(), "endo")
     assert [s for s, _ in metrics["align/dpo_step/loss"]] == [1, 2, 3, 4]

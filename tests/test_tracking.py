@@ -4,13 +4,14 @@ accelerate's tracker API, and are read back from what those libraries wrote."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 
 from saadi_core.errors import ConfigError
 from saadi_core.store import RunStore
-from saadi_core.tracking import attach, check_trackers
+from saadi_core.tracking import attach, check_trackers, metric_name
 
 DPO_LOSS = [0.69, 0.61, 0.55, 0.52]
 
@@ -45,6 +46,7 @@ def read_mlflow(uri: str, run_name: str) -> tuple[dict[str, list[tuple[int, floa
     """Metric histories and params of the MLflow run called ``run_name`` (MlflowClient)."""
     from mlflow.tracking import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses to read a file store otherwise
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("saadi")
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.mlflow.runName = '{run_name}'")
@@ -61,7 +63,8 @@ def test_dpo_curves_timings_and_summary_read_back_from_tensorboard_and_mlflow(tm
     store = RunStore.create(tmp_path, "r1", {})
     tracker = attach(["tensorboard", "mlflow"], store, "r1", {"generator": {"kind": "ssd", "options": {"lr": 0.001}}, "seed": 0})
     _emit(store)
-    tracker.log_summary({"selector_pass": {"base": {"rate": 0.4}, "aligned": {"rate": 0.55}, "p_value": 0.03}, "run": "x"})
+    tracker.log_summary({"selector_pass": {"base": {"rate": 0.4}, "aligned": {"rate": 0.55}, "p_value": 0.03}, "run": "x",
+                         "downstream": {"real+aligned@1x": {"mean": 0.61}}})
     tracker.finish()
     assert (tmp_path / "r1" / "events.jsonl").read_text().count("dpo_step") == 4  # still logged for machines
 
@@ -79,6 +82,7 @@ def test_dpo_curves_timings_and_summary_read_back_from_tensorboard_and_mlflow(tm
     assert metrics["align/dpo_step/loss"] == [(s, pytest.approx(v)) for s, v in enumerate(DPO_LOSS, start=1)]
     assert metrics["align/dpo_validate/selector_pass"] == [(0, pytest.approx(0.40)), (4, pytest.approx(0.55))]
     assert metrics["summary/selector_pass/p_value"] == [(0, pytest.approx(0.03))]
+    assert metrics["summary/downstream/real_aligned_1x/mean"] == [(0, pytest.approx(0.61))]
     assert params["generator.kind"] == "ssd" and params["generator.options.lr"] == "0.001"
 
 
@@ -97,6 +101,7 @@ def test_no_tracker_by_default_and_clear_errors(tmp_path: Path, monkeypatch: pyt
     store = RunStore.create(tmp_path, "r3", {})
     sink = store.log_event
     assert attach([], store, "r3", {}) is None and store.log_event == sink
+    assert metric_name("summary/downstream/real+aligned@1x/mean") == "summary/downstream/real_aligned_1x/mean"
     with pytest.raises(ConfigError, match="unknown tracker 'neptune'"):
         check_trackers(["tensorboard,neptune"])
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
