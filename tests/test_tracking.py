@@ -103,7 +103,20 @@ def test_no_tracker_by_default_and_clear_errors(tmp_path: Path, monkeypatch: pyt
     assert attach([], store, "r3", {}) is None and store.log_event == sink
     assert metric_name("summary/downstream/real+aligned@1x/mean") == "summary/downstream/real_aligned_1x/mean"
     with pytest.raises(ConfigError, match="unknown tracker 'neptune'"):
-        check_trackers(["tensorboard,neptune"])
+        check_trackers(["neptune"])
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ConfigError, match=r"saadi\[tracking\]"):
         check_trackers(["mlflow"])
+
+
+def test_log_with_flag_is_validated_before_any_stage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from saadi_core.cli import main
+    from saadi_core.config import build_run_config
+
+    config, _ = build_run_config(None, {"log_with": ["tensorboard", "mlflow"]})
+    assert config.log_with == ["tensorboard", "mlflow"] and build_run_config(None, {})[0].log_with == []
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--runs-dir", str(tmp_path), "--log-with", "neptune"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "log_with" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing ran

@@ -53,7 +53,7 @@ def read_coco(path: Path) -> Any:
     try:
         from pycocotools.coco import COCO
     except ImportError:
-        raise ConfigError(f"reading {path} needs pycocotools: pip install 'saadi[coco]'") from None
+        raise ConfigError(f"reading {path} needs pycocotools (a dependency of saadi): pip install pycocotools") from None
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
