@@ -188,3 +188,5 @@ def test_cache_reuses_a_load_until_a_file_changes(tmp_path: Path, monkeypatch: p
     os.utime(mask, ns=(1, 1))
     changed = _load("autolaparo", tmp_path / "a")
     assert changed.meta["cache"] == "stored" and (changed.test.masks == 9).all()
+    monkeypatch.setenv("SAADI_DATA_CACHE", str(tmp_path / "a" / ".saadi-cache"))  # a cache inside the dataset
+    assert [_load("autolaparo", tmp_path / "a").meta["cache"] for _ in range(2)] == ["stored", "hit"]

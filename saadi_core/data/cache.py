@@ -47,12 +47,14 @@ def cache_dir() -> Path | None:
     return Path(base) / "saadi" / "datasets"
 
 
-def file_fingerprint(root: Path) -> list[tuple[str, int, int]]:
+def file_fingerprint(root: Path, exclude: Path | None = None) -> list[tuple[str, int, int]]:
     """``(relative path, size, mtime_ns)`` of every file under ``root``, sorted (hidden files and
-    folders included: a changed split or annotation file must change the key)."""
+    folders included: a changed split or annotation file must change the key), skipping the
+    folder ``exclude`` (the cache itself, should it live inside the dataset)."""
     entries: list[tuple[str, int, int]] = []
+    skip = exclude.resolve() if exclude is not None else None
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if skip is None or Path(folder, d).resolve() != skip)
         for name in sorted(files):
             path = Path(folder, name)
             try:
@@ -64,11 +66,11 @@ def file_fingerprint(root: Path) -> list[tuple[str, int, int]]:
     return entries
 
 
-def cache_key(kind: str, options: dict[str, Any], root: Path) -> str:
+def cache_key(kind: str, options: dict[str, Any], root: Path, exclude: Path | None = None) -> str:
     from saadi_core.store import content_key
 
     resolved = root.expanduser().resolve()
-    return content_key("dataset-cache", CACHE_FORMAT, kind, options, str(resolved), file_fingerprint(resolved))
+    return content_key("dataset-cache", CACHE_FORMAT, kind, options, str(resolved), file_fingerprint(resolved, exclude))
 
 
 def _save(entry: Path, dataset: Dataset) -> None:
@@ -144,7 +146,7 @@ def cached_load(kind: str, options: Any, root: Path, load: Callable[[], Dataset]
         dataset.meta["cache"] = "off"
         return dataset
     dumped = options.model_dump(mode="json") if hasattr(options, "model_dump") else dict(options)
-    entry = directory / f"{kind}-{cache_key(kind, dumped, Path(root))[:24]}"
+    entry = directory / f"{kind}-{cache_key(kind, dumped, Path(root), exclude=directory)[:24]}"
     if (entry / "dataset.json").is_file():
         found = _load(entry)
         if found is not None:
