@@ -103,6 +103,7 @@ class RunTracker:
         self.run_name = run_name
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._own_mlflow_store = False
         self.trackers = [self._make(name) for name in self.names]
         self.stage = "run"
         self._counters: dict[str, int] = defaultdict(int)
@@ -111,6 +112,8 @@ class RunTracker:
         for tracker in self.trackers:
             tracker.start()
             tracker.store_init_configuration(_params(config))
+        if self._own_mlflow_store:  # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI,
+            os.environ.pop("MLFLOW_TRACKING_URI", None)  # which would send later runs and subprocesses here
         atexit.register(self.finish)
 
     def _make(self, name: str) -> Any:
@@ -125,6 +128,7 @@ class RunTracker:
                 # a local file store in the run directory: no server to run, copied with the run
                 # (MLflow 3 asks for this opt-in: its file store is in maintenance mode)
                 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+                self._own_mlflow_store = True
                 mlflow.set_tracking_uri((self.directory / "mlruns").resolve().as_uri())
             return MLflowTracker(experiment_name="saadi", run_name=self.run_name)
         return WandBTracker(self.run_name, project="saadi", dir=str(self.directory))

@@ -10,6 +10,7 @@ not whether alignment helps."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ def _run(args: list[str], small: list[str], runs: Path, name: str) -> subprocess
     cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(runs), "--name", name, "--pairing", "best-worst", *args]
     for assignment in [*small, "fidelity.metrics=[]"]:
         cmd += ["--set", assignment]
-    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the run's own store
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900, env=env)
 
 
 def test_endoscapes_ssi_segformer_with_tensorboard_and_mlflow(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ def test_dpo_curves_timings_and_summary_read_back_from_tensorboard_and_mlflow(tm
                          "downstream": {"real+aligned@1x": {"mean": 0.61}}})
     tracker.finish()
     assert (tmp_path / "r1" / "events.jsonl").read_text().count("dpo_step") == 4  # still logged for machines
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the run's own store does not leak to later runs
 
     tb = read_tensorboard(tmp_path / "r1" / "tracking" / "tensorboard" / "r1")
     assert tb["align/dpo_step/loss"] == [(s, pytest.approx(v)) for s, v in enumerate(DPO_LOSS, start=1)]
