@@ -21,8 +21,12 @@ from typing import Any
 
 from saadi_core.config import ArmConfig, EvaluationConfig, RunConfig, StudyConfig, YamlDoc
 from saadi_core.evaluation.stats import interval_verdict, paired_interval
-from saadi_core.pipeline import RunResult, RunSession, _aggregate, run_pipeline
+from saadi_core.pipeline import run_pipeline
 from saadi_core.registry import Registry
+from saadi_core.session import RunResult, RunSession
+from saadi_core.stages import data, train
+from saadi_core.stages.downstream import aggregate
+from saadi_core.stages.downstream import run_all as train_downstream
 from saadi_core.store import StageResult, atomic_write_json
 
 STUDY_FILE = "study.json"
@@ -74,18 +78,18 @@ def _mix_run(
     first = next(a for a in study.arms if a.name == arm.mix[0])
     config = arm_run_config(study, first, seed).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
     session = RunSession(config, registry, quiet, None, stages_dir=_stages_dir(study))
-    data = session.stage_data()
-    selector_stage = session.stage_train_selector(data)
+    real = data.run(session)
+    selector_stage = train.run_selector(session, real)
     sources: list[StageResult] = []
     for name in arm.mix:
         member = next(a for a in study.arms if a.name == name)
         sources.append(members[name].samples[arm_label(member)])
-    downstream = session.downstream(data, {arm.name: sources}, selector_stage)
+    results = train_downstream(session, real, {arm.name: sources}, selector_stage)
     summary = {
         "run": str(session.store.root),
         "task": session.dataset.task,
         "mix": arm.mix,
-        "downstream": _aggregate(downstream, session.dataset.task),
+        "downstream": aggregate(results, session.dataset.task),
         "timings_s": {n: s.get("seconds") for n, s in session.store.manifest.get("stages", {}).items()},
     }
     atomic_write_json(session.store.root / "summary.json", summary)

@@ -1,0 +1,15 @@
+"""The stages of the SAADi loop, one module each (or a small group).
+
+Every stage module declares its ``NAME`` (from :mod:`saadi_core.stages.names`), ``INPUTS`` (the
+upstream stages whose results it reads — their keys are part of its cache key), ``OUTPUTS`` (the
+files it writes into its directory) and a ``params(run, …)`` function: the parameters that,
+with the inputs' keys and the code versions (:mod:`saadi_core.stages.keys`), make its cache key.
+``run(run, …)`` finds the cached result or computes it, through :meth:`RunSession.stage`.
+
+The graph::
+
+    data ─┬─ train-generator ── generate-pool ─┐
+          └─ train-selector ───────────────────┴─ score ── pair ── align ─┐
+    train-generator ── sample-base ─────────────────────── sample-aligned ─┴─ evaluate
+    sample-* ── fidelity-* ── fidelity-compare;   data + sample-* ── downstream-*
+"""
