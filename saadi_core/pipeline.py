@@ -14,12 +14,13 @@ built through the registry by kind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from saadi_core.config import RunConfig, YamlDoc
 from saadi_core.registry import Registry
-from saadi_core.run_summary import alignment_entries, evaluation_entries
+from saadi_core.run_summary import alignment_entries, final_entries
 from saadi_core.session import (
     RunResult,
     RunSession,
@@ -45,13 +46,15 @@ def run_pipeline(
     quiet: bool = False,
     doc: YamlDoc | None = None,
     stages_dir: Path | None = None,
+    force_stages: Sequence[str] = (),
 ) -> RunResult:
     """Run (or resume) every stage and write ``summary.json`` into the run directory.
 
     Without an aligner (``config.aligner`` is ``None``) the loop stops at the base generator's
     samples: no pool, scoring, pairing or alignment. ``stages_dir`` shares stage results with
-    other runs (see :meth:`RunStore.create`)."""
-    run = RunSession(config, registry, quiet, doc, stages_dir=stages_dir)
+    other runs (see :meth:`RunStore.create`). ``force_stages`` are recomputed even when cached
+    (``saadi run --force-stage NAME``; a family name such as ``sample`` forces every ``sample-*``)."""
+    run = RunSession(config, registry, quiet, doc, stages_dir=stages_dir, force_stages=force_stages)
     run.progress.say(f"[bold]run[/] {run.store.root} (profile {run.config.profile}, device {run.context.device})")
     real = data.run(run)
     trained = train.run_generator(run, real)
@@ -63,7 +66,6 @@ def run_pipeline(
         "components": {k: v.kind for k, v in run.config.components().items()},
         "selector_test": selector.outputs.get("test"),
     }
-    diagnostics = None
     if run.config.aligner is not None:
         pooled = pool.run(run, trained, selector)
         scored = score.run(run, pooled, selector)
@@ -71,14 +73,16 @@ def run_pipeline(
         aligned = align.run(run, trained, pooled, scored, paired, selector)
         samples["aligned"] = sample.run(run, "aligned", trained, aligned)
         summary |= alignment_entries(scored, paired, aligned)
-        diagnostics = scored.outputs
 
-    evaluated = evaluate.run(run, samples, selector)
-    fidelities = fidelity.run_all(run, samples, selector) if run.config.fidelity.metrics != [] else None
+    evaluate.run(run, samples, selector)
+    if run.config.fidelity.metrics != []:
+        fidelity.run_all(run, samples, selector)
     variants = [v for v in run.config.evaluation.downstream_variants if v in samples]
     trained_downstream = downstream.run_all(run, real, {v: [samples[v]] for v in variants}, selector)
 
-    summary |= evaluation_entries(run, list(samples), evaluated, fidelities, trained_downstream, diagnostics)
+    summary |= final_entries(run, list(samples), summary, trained_downstream)
+    for name in sorted(set(force_stages) - run.forced_seen):
+        run.warn(f"--force-stage {name}: this run has no such stage (see the stage names in manifest.json)")
     atomic_write_json(run.store.root / "summary.json", summary)
     run.store.update_manifest(summary_file="summary.json")
     return RunResult(store=run.store, config=run.config, summary=summary, samples=samples, session=run)

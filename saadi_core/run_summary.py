@@ -1,14 +1,16 @@
-"""``summary.json``: the figures of a finished run, assembled from its stages' outputs."""
+"""``summary.json``: the figures of a finished run — the core's entries, then what the lifecycle
+plugins contribute (``saadi_summary_entries``: pass rates, label preservation, class presence,
+fidelity and any third-party metric)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from saadi_core.lifecycle import RunOutputs, summary_entries
 from saadi_core.session import RunSession
 from saadi_core.stages.downstream import aggregate
+from saadi_core.stages.names import EVALUATE, SCORE
 from saadi_core.store import StageResult
-
-FIDELITY_HEADLINE = ("fid", "kid_mean", "psnr", "diversity_ms_ssim")
 
 
 def alignment_entries(scored: StageResult, paired: StageResult, aligned: StageResult) -> dict[str, Any]:
@@ -21,36 +23,16 @@ def alignment_entries(scored: StageResult, paired: StageResult, aligned: StageRe
     }
 
 
-def evaluation_entries(
-    session: RunSession,
-    variants: list[str],
-    evaluated: StageResult,
-    fidelity: dict[str, Any] | None,
-    downstream: dict[str, dict[str, Any]],
-    diagnostics: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Pass rates and their tests, fidelity with its comparison, downstream and stage times."""
-    outputs = evaluated.outputs
-    stages = session.store.manifest.get("stages", {})
-    return {
-        "pass_rates": {v: outputs[v] for v in variants},
-        "selector_pass": outputs.get("selector_pass"),
-        "oracle_pass": outputs.get("oracle_pass"),
-        "class_presence": outputs.get("class_presence"),
-        "label_preservation": outputs.get("label_preservation"),
-        "warnings": [*(diagnostics or {}).get("warnings", []), *outputs.get("warnings", [])],
-        "fidelity": None if fidelity is None else fidelity_entry(fidelity),
+def final_entries(session: RunSession, variants: list[str], summary: dict[str, Any], downstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Warnings, downstream and stage times, then every plugin's summary entries."""
+    results = session.results
+    warnings = [*results[SCORE].outputs.get("warnings", [])] if SCORE in results else []
+    core = {
+        "warnings": [*warnings, *results[EVALUATE].outputs.get("warnings", [])],
         "downstream": aggregate(downstream, session.dataset.task),
-        "timings_s": {name: s.get("seconds") for name, s in stages.items()},
+        "timings_s": {name: s.get("seconds") for name, s in session.store.manifest.get("stages", {}).items()},
     }
-
-
-def fidelity_entry(fidelity: dict[str, Any]) -> dict[str, Any]:
-    """The headline of the run's ``fidelity.json``: per-variant figures and aligned − base."""
-    return {
-        "feature_extractor": (fidelity.get("feature_extractor") or {}).get("label"),
-        **{v: {k: m[k] for k in FIDELITY_HEADLINE if k in m} for v, m in fidelity["variants"].items()},
-        "comparison": {
-            k: {f: b.get(f) for f in ("difference", "ci95", "verdict")} for k, b in (fidelity.get("comparison") or {}).items()
-        },
-    }
+    run = RunOutputs(root=session.store.root, task=session.dataset.task, variants=variants, stages=results, summary=summary | core)
+    contributed = summary_entries(session.registry, run)
+    core["warnings"].extend(contributed.pop("warnings", []))
+    return contributed | core

@@ -71,12 +71,23 @@ class RunSession:
     """One execution of the loop: resolved config, registry, context and store."""
 
     def __init__(
-        self, config: RunConfig, registry: Registry, quiet: bool, doc: YamlDoc | None, stages_dir: Path | None = None
+        self,
+        config: RunConfig,
+        registry: Registry,
+        quiet: bool,
+        doc: YamlDoc | None,
+        stages_dir: Path | None = None,
+        force_stages: Sequence[str] = (),
     ) -> None:
         from saadi_core.device import resolve_device
         from saadi_core.progress import RichProgress
 
         self.registry = registry
+        #: every stage this session found or computed, by name (what summary plugins read)
+        self.results: dict[str, StageResult] = {}
+        #: stage names (or families such as ``sample``) to recompute even when cached
+        self.force_stages = tuple(force_stages)
+        self.forced_seen: set[str] = set()
         self.progress = RichProgress(quiet=quiet)
         if config.dataset.kind is None:
             config = config.model_copy(update={"dataset": ComponentSpec(kind=default_dataset(config, registry), options=config.dataset.options)})
@@ -159,13 +170,37 @@ class RunSession:
         spec: ComponentSpec = getattr(self.config, slot)
         return {"kind": spec.kind, "options": self.options[slot].model_dump(mode="json"), "profile": self.config.profile}
 
-    def stage(self, name: str, params: dict[str, Any], fn: Callable[[Path], dict[str, Any]], deps: Sequence[StageResult] = ()) -> StageResult:
-        """Find or compute one stage in the store, and say which it was."""
+    def stage(
+        self,
+        name: str,
+        params: dict[str, Any],
+        fn: Callable[[Path], dict[str, Any]],
+        deps: Sequence[StageResult] = (),
+        slots: Sequence[str] = (),
+        hooks: Sequence[str] = (),
+        kinds: Sequence[tuple[str, str]] = (),
+    ) -> StageResult:
+        """Find or compute one stage in the store, and say which it was. ``slots`` (config slots
+        whose component it builds), ``kinds`` (other ``(category, kind)`` it uses) and ``hooks``
+        (lifecycle hooks it calls) name the code that computes it: their plugins' versions are
+        part of the key (:mod:`saadi_core.stages.keys`). ``--force-stage`` recomputes it."""
+        from saadi_core.stages.keys import CATEGORY, code_versions
+
+        components = [(CATEGORY[slot], getattr(self.config, slot).kind) for slot in slots]
+        code = code_versions(self.registry, [*components, *kinds], hooks)
         started = time.perf_counter()
-        result = self.store.stage(name, params, fn, deps)
+        force = self.forced(name)
+        result = self.store.stage(name, params | {"code": code}, fn, deps, force=force)
+        self.results[name] = result
         state = "cached" if result.cached else f"{time.perf_counter() - started:.1f} s"
         self.progress.say(f"[green]✓[/] {name} ({state})")
         return result
+
+    def forced(self, name: str) -> bool:
+        """Whether ``--force-stage`` names this stage (``sample`` names every ``sample-*``)."""
+        hit = [f for f in self.force_stages if name == f or name.startswith(f + "-")]
+        self.forced_seen.update(hit)
+        return bool(hit)
 
     def threshold(self) -> float:
         """h of every pass rate: ``evaluation.threshold``, else the pairing's (0.5 without one)."""

@@ -85,7 +85,20 @@ def run_sections(run: RunData, prefix: str = "", compact: bool = False) -> list[
                 f"could not render this section from the run's files ({type(exc).__name__}: {exc})"
             )
         out.append(Section(prefix + anchor, title, body))
-    return out
+    plugin_sections = [Section(prefix + anchor, title, body) for anchor, title, body in _plugin_sections(run)]
+    return out[:-1] + plugin_sections + out[-1:]  # before "Config and versions"
+
+
+def _plugin_sections(run: RunData) -> list[tuple[str, str, str]]:
+    """What plugins add to a run page (``saadi_report_sections``)."""
+    from saadi_core.lifecycle import report_sections
+
+    registry = run.registry
+    if registry is None:
+        from saadi_core.registry import get_registry
+
+        registry = get_registry()
+    return report_sections(registry, run)
 
 
 # --------------------------------------------------------------------------- helpers

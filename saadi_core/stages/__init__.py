@@ -2,9 +2,10 @@
 
 Every stage module declares its ``NAME`` (from :mod:`saadi_core.stages.names`), ``INPUTS`` (the
 upstream stages whose results it reads — their keys are part of its cache key), ``OUTPUTS`` (the
-files it writes into its directory) and a ``params(run, …)`` function: the parameters that,
-with the inputs' keys and the code versions (:mod:`saadi_core.stages.keys`), make its cache key.
-``run(run, …)`` finds the cached result or computes it, through :meth:`RunSession.stage`.
+files it writes into its directory), ``SLOTS`` (the config slots whose plugin code computes it)
+and a ``params(session, …)`` function: the parameters that, with the inputs' keys and the code
+versions of those plugins (:mod:`saadi_core.stages.keys`), make its cache key. ``run(session, …)``
+finds the cached result or computes it, through :meth:`RunSession.stage`.
 
 The graph::
 

@@ -17,6 +17,8 @@ from saadi_core.store import StageResult, atomic_write_json
 NAME = ALIGN
 INPUTS = (TRAIN_GENERATOR, PAIR, TRAIN_SELECTOR)
 OUTPUTS = ("aligner/", "history.json")
+#: DPO runs the generator's and the selector's code; iterative rounds re-pair
+SLOTS = ("aligner", "generator", "selector", "pairing")
 
 
 def run(
@@ -50,7 +52,7 @@ def run(
         last = next((h for h in reversed(result.history) if "implicit_accuracy" in h), {})
         return {"steps": len(result.history), "implicit_accuracy": last.get("implicit_accuracy"), "meta": result.meta}
 
-    return session.stage(NAME, session.params("aligner"), compute, [trained, paired, selector_stage])
+    return session.stage(NAME, session.params("aligner"), compute, [trained, paired, selector_stage], slots=SLOTS)
 
 
 def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:

@@ -12,6 +12,8 @@ from saadi_core.store import StageResult, atomic_write_json
 NAME = DATA
 INPUTS: tuple[str, ...] = ()
 OUTPUTS = ("dataset.json",)
+#: the config slots whose plugin code computes the stage (their versions are in its key)
+SLOTS = ("dataset",)
 
 
 def params(session: RunSession) -> dict[str, Any]:
@@ -34,4 +36,4 @@ def run(session: RunSession) -> StageResult:
         atomic_write_json(out / "dataset.json", summary)
         return summary
 
-    return session.stage(NAME, params(session), compute)
+    return session.stage(NAME, params(session), compute, slots=SLOTS)

@@ -47,7 +47,7 @@ def run_one(
 
     deps = [data, *sources, *([selector_stage] if reuse else [])]
     name = downstream_stage(label, scale if sources else None, seed)
-    return session.stage(name, params(session, seed, scale if sources else None), compute, deps)
+    return session.stage(name, params(session, seed, scale if sources else None), compute, deps, slots=("downstream",))
 
 
 def run_all(

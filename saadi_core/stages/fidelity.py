@@ -28,6 +28,12 @@ def params(session: RunSession) -> dict[str, Any]:
     return session.config.fidelity.model_dump(mode="json") | {"profile": session.config.profile, "selector_features": "standardised"}
 
 
+def metric_kinds(session: RunSession) -> list[tuple[str, str]]:
+    """The metric kinds the stages run (default: every registered one), for the cache key."""
+    kinds = session.config.fidelity.metrics
+    return [("metric", k) for k in (session.registry.kinds("metric") if kinds is None else kinds)]
+
+
 def run_variant(session: RunSession, variant: str, samples: StageResult, selector_stage: StageResult) -> StageResult:
     """One variant's fidelity metrics."""
     fidelity = session.config.fidelity
@@ -48,7 +54,7 @@ def run_variant(session: RunSession, variant: str, samples: StageResult, selecto
         headline = result.get("variants", {}).get(variant, {})
         return {k: headline[k] for k in HEADLINE if k in headline}
 
-    return session.stage(fidelity_stage(variant), params(session), compute, [samples, selector_stage])
+    return session.stage(fidelity_stage(variant), params(session), compute, [samples, selector_stage], slots=("selector",), kinds=metric_kinds(session))
 
 
 def run_compare(session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult) -> StageResult:
@@ -73,7 +79,8 @@ def run_compare(session: RunSession, samples: dict[str, StageResult], selector_s
             kinds=fidelity.metrics, profile=session.config.profile, options=fidelity.options,
         )
 
-    return session.stage(FIDELITY_COMPARE, params(session), compute, [samples["base"], samples["aligned"], selector_stage])
+    deps = [samples["base"], samples["aligned"], selector_stage]
+    return session.stage(FIDELITY_COMPARE, params(session), compute, deps, slots=("selector",), kinds=metric_kinds(session))
 
 
 def run_all(session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from saadi_core.store import StageResult, atomic_write_json
 NAME = PAIR
 INPUTS = (GENERATE_POOL, SCORE)
 OUTPUTS = ("pairs.json",)
+SLOTS = ("pairing",)
 
 
 def params(session: RunSession) -> dict[str, Any]:
@@ -35,4 +36,4 @@ def run(session: RunSession, pool: StageResult, scored: StageResult) -> StageRes
             "conditions_without_loser": len(pair_set.stats.get("conditions_without_loser", [])),
         }
 
-    return session.stage(NAME, params(session), compute, [pool, scored])
+    return session.stage(NAME, params(session), compute, [pool, scored], slots=SLOTS)

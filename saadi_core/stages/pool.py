@@ -45,7 +45,8 @@ def run(session: RunSession, trained: StageResult, selector_stage: StageResult) 
         return outputs | {"n_samples": len(samples)}
 
     deps = [trained, selector_stage] if pool.min_winners else [trained]
-    return session.stage(NAME, params(session), compute, deps)
+    slots = ("generator", "selector") if pool.min_winners else ("generator",)
+    return session.stage(NAME, params(session), compute, deps, slots=slots)
 
 
 def top_up(

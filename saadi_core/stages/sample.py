@@ -37,4 +37,5 @@ def run(session: RunSession, variant: str, trained: StageResult, aligned: StageR
         return {"n_per_condition": n, "n_samples": len(samples), "seed": session.eval_seed}
 
     deps = [trained] if aligned is None else [trained, aligned]
-    return session.stage(sample_stage(variant), params(session), compute, deps)
+    slots = ("generator",) if aligned is None else ("generator", "aligner")
+    return session.stage(sample_stage(variant), params(session), compute, deps, slots=slots)

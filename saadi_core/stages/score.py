@@ -17,6 +17,7 @@ from saadi_core.store import StageResult, atomic_write_json
 NAME = SCORE
 INPUTS = (GENERATE_POOL, TRAIN_SELECTOR)
 OUTPUTS = ("scores.json",)
+SLOTS = ("selector",)
 
 #: a selector whose pool scores vary less than this is treated as blind (docs/method.md)
 NEAR_CONSTANT_STD = 0.02
@@ -31,7 +32,7 @@ def run(session: RunSession, pool: StageResult, selector_stage: StageResult) -> 
         atomic_write_json(out / "scores.json", {"scores": scores})
         return diagnose(session, samples, scores)
 
-    return session.stage(NAME, {}, compute, [pool, selector_stage])
+    return session.stage(NAME, {}, compute, [pool, selector_stage], slots=SLOTS)
 
 
 def diagnose(session: RunSession, samples: Sequence[Sample], scores: Sequence[float]) -> dict[str, Any]:
