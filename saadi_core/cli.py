@@ -73,7 +73,7 @@ def _registry():
 
 @app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """List installed plugins: version, kinds they register, load status and errors."""
+    """List installed plugins: version, kinds they register, lifecycle hooks, load status and errors."""
     registry = _registry()
     if as_json:
         out.print_json(json.dumps([p.as_dict() for p in registry.plugins]))
@@ -83,6 +83,8 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
         table.add_column(column, overflow="fold")
     for info in registry.plugins:
         kinds = "\n".join(f"{cat}: {', '.join(ks)}" for cat, ks in sorted(info.kinds.items()))
+        lifecycle = [h.removeprefix("saadi_") for h in info.hooks if not h.startswith("saadi_register_")]
+        kinds += ("\n" if kinds else "") + (f"hooks: {', '.join(lifecycle)}" if lifecycle else "")
         status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, f"[yellow]{info.status}[/]")
         name = info.name + (" (built-in)" if info.builtin else "")
         table.add_row(name, info.version, status, kinds, info.error)
@@ -158,7 +160,11 @@ def run(
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are stored (env SAADI_RUNS_DIR).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Base seed of the run.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set generator.options.train_steps=200")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set generator.options.max_steps=200")] = None,
+    force_stage: Annotated[
+        Optional[list[str]],
+        typer.Option("--force-stage", help="Recompute this stage even if cached (repeatable; 'sample' = every sample-* stage)."),
+    ] = None,
 ) -> None:
     """Run the whole SAADi loop: train generator, generate pool, train selector, score, pair,
     align, generate aligned samples, evaluate downstream. Re-running resumes finished stages."""
@@ -188,7 +194,7 @@ def run(
 
     from saadi_core.pipeline import run_pipeline
 
-    result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc)
+    result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc, force_stages=force_stage or ())
     from saadi_core.summary import print_summary
 
     print_summary(result, out)

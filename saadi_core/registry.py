@@ -174,6 +174,10 @@ class Registry:
         self._entries: dict[str, dict[str, KindEntry]] = {c: {} for c in hookspecs.CATEGORIES.values()}
         self._conflicts: dict[tuple[str, str], list[str]] = {}
         self.plugins: list[PluginInfo] = []
+        from saadi_core.builtins import LIFECYCLE_PLUGINS
+
+        for name, module_name in LIFECYCLE_PLUGINS:  # the core's own evaluation, always present
+            self.add_plugin(importlib.import_module(module_name), name=name, builtin=True)
 
     # ------------------------------------------------------------------ discovery
 
@@ -255,6 +259,9 @@ class Registry:
             self.pm.unregister(name=info.name)
             self._fail(info, f"registration failed: {type(exc).__name__}: {exc}", exc)
             return
+        for hook_name in hookspecs.LIFECYCLE_HOOKS:
+            if any(impl.plugin_name == info.name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()):
+                info.hooks.append(hook_name)
         for entry in staged:  # commit only after the whole plugin registered cleanly
             self._commit(entry, info)
         self.plugins.append(info)

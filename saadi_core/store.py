@@ -208,15 +208,17 @@ class RunStore:
         params: dict[str, Any],
         fn: Callable[[Path], dict[str, Any] | None],
         deps: Sequence[StageResult] = (),
+        force: bool = False,
     ) -> StageResult:
-        """Return the cached result of this stage or compute it.
+        """Return the cached result of this stage or compute it (``force``: compute it anyway and
+        replace the cached result).
 
         ``fn(tmp_dir)`` writes its files into ``tmp_dir`` and returns a JSON-serialisable summary
         (stored as ``outputs``). Only when it returns is the directory renamed into place; if it
         raises, the temporary directory is removed and the stage is marked failed.
         """
         key = content_key(name, params, [(d.name, d.key) for d in deps])
-        found = self.find(name, key)
+        found = None if force else self.find(name, key)
         if found is not None:
             self._set_stage_status(name, key=key, status="done", cached=True, path=self._relative(found.path))
             self.log_event("stage_cached", stage=name, key=key)
