@@ -75,9 +75,11 @@ class RunSession:
     def __init__(
         self, config: RunConfig, registry: Registry, quiet: bool, doc: YamlDoc | None, stages_dir: Path | None = None
     ) -> None:
+        from saadi_core import preflight
         from saadi_core.device import resolve_device
         from saadi_core.progress import RichProgress
 
+        preflight.before_data(config)
         self.registry = registry
         self.progress = RichProgress(quiet=quiet)
         if config.dataset.kind is None:
@@ -102,6 +104,7 @@ class RunSession:
             updates["downstream"] = ComponentSpec(kind=selector.kind, options=options)
         self.config = config.model_copy(update=updates)
         self.options = validate_components(self.config, registry, doc)
+        preflight.after_data(registry, self.config, self.dataset)
         self._seed_options()
         self.sizes = PROFILE_SIZES[self.config.profile]
         self.store = RunStore.create(
@@ -169,7 +172,11 @@ class RunSession:
             atomic_write_json(out / "dataset.json", summary)
             return summary
 
-        return self._stage("data", {"dataset": self.config.dataset.model_dump(mode="json"), "profile": self.config.profile}, compute)
+        from saadi_core.data.fingerprint import dataset_fingerprint
+
+        params = {"dataset": self.config.dataset.model_dump(mode="json"), "profile": self.config.profile}
+        content = {"content": dataset_fingerprint(self.dataset)}  # the key follows what the files hold
+        return self._stage("data", params | content, compute)
 
     def load_generator(self, trained: StageResult) -> Generator:
         generator = self._create("generator")
@@ -911,4 +918,5 @@ def run_pipeline(
     }
     atomic_write_json(run.store.root / "summary.json", summary)
     run.store.update_manifest(summary_file="summary.json")
+    run.store.release()
     return RunResult(store=run.store, config=run.config, summary=summary, samples=samples, session=run)

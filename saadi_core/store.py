@@ -40,7 +40,7 @@ from typing import Any
 
 from saadi_core.errors import SaadiError
 from saadi_core.integrity import checksum_tree, verify_tree
-from saadi_core.locks import lock_run, stage_lock, try_stage_lock
+from saadi_core.locks import lock_run, release_run, stage_lock, try_stage_lock
 
 MANIFEST = "manifest.json"
 STAGE_META = "stage.json"
@@ -174,6 +174,11 @@ class RunStore:
         store._manifest = manifest
         store.write_manifest()
         return store
+
+    def release(self) -> None:
+        """Give back the run lock taken by :meth:`create` (the run is finished; the OS gives it
+        back anyway when the process ends)."""
+        release_run(self.root)
 
     @classmethod
     def open(cls, path: Path) -> RunStore:
