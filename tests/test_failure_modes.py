@@ -276,3 +276,57 @@ def test_cli_says_aligned_equals_base_when_validation_kept_the_base():
     console = Console(record=True, width=200)
     print_summary(type("R", (), {"summary": summary})(), console)
     assert "aligned = base" not in console.export_text()
+
+
+SLEEPY_PLUGIN = """
+    from saadi_core import hookimpl
+
+    @hookimpl
+    def saadi_register_generators(register):
+        register("sleepy", "sleepy_impl:Sleepy", task="classification")
+"""
+SLEEPY_IMPL = """
+    import time
+    from pathlib import Path
+    from saadi_core.interfaces import Generator
+
+    class Sleepy(Generator):
+        def fit(self, dataset):
+            Path(__file__).with_name("fitting").write_text("")
+            time.sleep(120)
+        def conditions(self, dataset): return []
+        def sample(self, conditions, n_per_condition, seed): return []
+        def save(self, path): pass
+        def load(self, path): pass
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_real_run_exits_130_and_resume_keeps_finished_stages(tmp_path, fake_distribution):  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    fake_distribution("sleepy-dist", {"sleepy": SLEEPY_PLUGIN})
+    site = tmp_path / "site"
+    (site / "sleepy_impl.py").write_text(textwrap.dedent(SLEEPY_IMPL))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(tmp_path / "runs"), "--name", "r",
+           "--generator", "sleepy", "--selector", "resnet18", "--set", "dataset.options.n_train=20",
+           "--set", "dataset.options.n_test=10"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while not (site / "fitting").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert (site / "fitting").exists(), proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    run = (tmp_path / "runs" / "r").resolve()
+    assert f"interrupted: finished stages are kept in {run}; resume with: saadi --quiet run" in err
+    stages = sorted(p.name.rsplit("-", 1)[0] for p in (run / "stages").iterdir() if not p.name.startswith("."))
+    assert stages == ["data"]  # the finished stage is kept, the interrupted one left no temp dir
+    assert not list((run / "stages").glob(".tmp-*"))
