@@ -330,3 +330,10 @@ def test_ctrl_c_during_a_real_run_exits_130_and_resume_keeps_finished_stages(tmp
     stages = sorted(p.name.rsplit("-", 1)[0] for p in (run / "stages").iterdir() if not p.name.startswith("."))
     assert stages == ["data"]  # the finished stage is kept, the interrupted one left no temp dir
     assert not list((run / "stages").glob(".tmp-*"))
+
+
+def test_folder_given_for_preferences_file_says_so(tmp_path):
+    from saadi_pairing.options import PreferenceOptions
+
+    with pytest.raises(ValueError, match="is a folder"):
+        PreferenceOptions(file=tmp_path)
