@@ -74,7 +74,10 @@ def test_changed_dataset_content_invalidates_the_data_stage_and_everything_after
     registry.add_plugin(FakePlugin(), name="fake")
     registry.add_plugin(FileData(), name="file-data")
     data_file = tmp_path / "data.json"
-    config = fake_config(tmp_path, dataset={"kind": "file-data", "options": {"root": str(data_file)}}, fidelity={"metrics": []})
+    config = fake_config(
+        tmp_path, dataset={"kind": "file-data", "options": {"root": str(data_file)}}, fidelity={"metrics": []},
+        aligner=None, evaluation={"n_per_condition": 8},
+    )
     data_file.write_text('{"n_train": 20}')
     run_pipeline(config, registry, quiet=True)
     data_file.write_text('{"n_train": 30}')  # same options, other content
