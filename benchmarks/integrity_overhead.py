@@ -8,7 +8,8 @@ RUN_DIR is a finished run (default: the cut-down run of ``tests/test_end_to_end.
 temporary directory first, which takes minutes on 2 CPU cores). Prints the run's wall time (the
 sum of its stage times from the manifest when RUN_DIR is given), its stage outputs in MB, and the
 median over ``--repeats`` of: hashing all outputs (write side), verifying all of them (load side),
-and one acquire + release of a stage lock times the number of stages, plus one run lock.
+one acquire + release of a stage lock times the number of stages plus one run lock, and the data
+stage's content fingerprint of the run's dataset (computed on every run).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import time
 from pathlib import Path
 
 from saadi_core import locks
+from saadi_core.data.fingerprint import dataset_fingerprint
 from saadi_core.integrity import checksum_tree, verify_tree
+from saadi_core.registry import Registry
 from saadi_core.store import STAGE_META
 
 CUT_DOWN = [
@@ -84,13 +87,18 @@ def main() -> None:
             locks.release_run(lock_dir)
 
         lock_s = median_time(lock_all, args.repeats)
+        spec = manifest["config"]["dataset"]
+        dataset = Registry.discover(entry_points=False).create("dataset", spec["kind"], spec.get("options") or {})
+        fingerprint_s = median_time(lambda: dataset_fingerprint(dataset), args.repeats)
 
-    overhead = hash_s + verify_s + lock_s
+    overhead = hash_s + verify_s + lock_s + fingerprint_s
     print(f"run: {run_dir} — {len(stage_dirs)} stages, {n_files} files, {n_bytes / 1e6:.1f} MB of stage outputs")
     print(f"run wall time: {wall:.1f} s ({how})")
     print(f"hash all outputs (written once per stage): {hash_s * 1000:.1f} ms")
     print(f"verify all outputs (each cached load):      {verify_s * 1000:.1f} ms")
     print(f"stage locks x{len(stage_dirs)} + run lock:             {lock_s * 1000:.1f} ms")
+    n_images = len(dataset.train) + len(dataset.test)
+    print(f"dataset fingerprint ({n_images} images):        {fingerprint_s * 1000:.1f} ms")
     print(f"total overhead: {overhead * 1000:.1f} ms = {100 * overhead / wall:.2f} % of the run")
 
 
