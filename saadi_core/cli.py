@@ -244,7 +244,11 @@ def main(argv: list[str] | None = None) -> None:
     # 20-50x slower steps on a loaded 2-core machine). Set before any command imports torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        app(args=argv, prog_name="saadi", standalone_mode=False)
+        code = app(args=argv, prog_name="saadi", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into a returned 130 when not standalone
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SaadiError as exc:
         if _state["debug"]:
             err.print_exception()
@@ -253,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted (finished stages are kept; re-run to resume)", file=sys.stderr)
+        from saadi_core.interrupt import interrupted_message
+
+        print(interrupted_message(argv), file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):

@@ -85,4 +85,5 @@ def run_pipeline(
         run.warn(f"--force-stage {name}: this run has no such stage (see the stage names in manifest.json)")
     atomic_write_json(run.store.root / "summary.json", summary)
     run.store.update_manifest(summary_file="summary.json")
+    run.store.release()
     return RunResult(store=run.store, config=run.config, summary=summary, samples=samples, session=run)

@@ -79,9 +79,11 @@ class RunSession:
         stages_dir: Path | None = None,
         force_stages: Sequence[str] = (),
     ) -> None:
+        from saadi_core import preflight
         from saadi_core.device import resolve_device
         from saadi_core.progress import RichProgress
 
+        preflight.before_data(config)
         self.registry = registry
         #: every stage this session found or computed, by name (what summary plugins read)
         self.results: dict[str, StageResult] = {}
@@ -96,6 +98,7 @@ class RunSession:
         self.dataset = dataset_entry.load()(dataset_entry.build_options(config.dataset.options, config.profile))
         self.config = config.model_copy(update=self._task_defaults(config))
         self.options = validate_components(self.config, registry, doc)
+        preflight.after_data(registry, self.config, self.dataset)
         self._seed_options()
         self.sizes = PROFILE_SIZES[self.config.profile]
         self.store = RunStore.create(

@@ -35,6 +35,11 @@ def print_summary(result: Any, console: Console) -> None:
             table.add_row(*row)
     if summary.get("selector_pass"):
         console.print(table)
+        if (summary.get("alignment") or {}).get("aligned_equals_base"):
+            console.print(
+                "[yellow]aligned = base[/]: validation kept the base model (no alignment step improved the "
+                "held-out validation metric), so 'aligned' above is the base generator again"
+            )
     else:  # a base-only run (aligner: null): its pass rates, nothing to compare
         base = (summary.get("pass_rates") or {}).get("base") or {}
         oracle = f", oracle {base['oracle_rate']:.1%}" if base.get("oracle_rate") is not None else ""

@@ -1,4 +1,4 @@
-"""``data``: the dataset's description (sizes, classes, counts), keyed by the dataset config."""
+"""``data``: the dataset's description (sizes, classes, counts), keyed by the dataset config and content."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ SLOTS = ("dataset",)
 
 
 def params(session: RunSession) -> dict[str, Any]:
-    return {"dataset": session.config.dataset.model_dump(mode="json"), "profile": session.config.profile}
+    """The dataset config and a fingerprint of what it loaded: the key follows what the files
+    hold, so an edited dataset folder recomputes every stage built from it."""
+    from saadi_core.data.fingerprint import dataset_fingerprint
+
+    return {
+        "dataset": session.config.dataset.model_dump(mode="json"),
+        "profile": session.config.profile,
+        "content": dataset_fingerprint(session.dataset),
+    }
 
 
 def run(session: RunSession) -> StageResult:
