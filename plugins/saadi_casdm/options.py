@@ -59,7 +59,7 @@ class CASDMOptions(BaseModel):
     prediction_type: PredictionType = Field(
         default="sample",
         description="network target (paper: epsilon). tiny: 'sample' (x0) - minutes of CPU training leave "
-        "epsilon/v predictions noisy (shared/METHOD.md)",
+        "epsilon/v predictions noisy (docs/method.md)",
     )
 
     # ---- losses
