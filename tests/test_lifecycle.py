@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -65,6 +66,15 @@ def _registry(pairing_version: str = "1.0", metric_version: str | None = None) -
     return registry
 
 
+def _flatten(value, path: str = "") -> dict:
+    """``{"a.b.0": leaf}`` of nested dicts and lists, so every figure is compared on its own."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{path}.{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{path}.{i}").items()}
+    return {path: value}
+
+
 def _recomputed(result) -> set[str]:
     return {name for name, stage in result.store.manifest["stages"].items() if not stage["cached"]}
 
@@ -82,6 +92,13 @@ def test_a_metric_plugin_reaches_summary_cli_and_report(tmp_path):
     # error the aligner shrinks: the figures are the samples' own, not a constant
     assert set(red) == {"base", "aligned"} and -0.8 < red["base"] < 0.8 and red["base"] != red["aligned"]
     assert summary["selector_pass"]["verdict"] == "improved"  # the built-in pass rates are still there
+    # every figure the core and its built-in plugins report equals what the code before the stage
+    # split and the lifecycle hooks reported for this run (recorded at commit 0f30f8f)
+    golden = json.loads((Path(__file__).parent / "data" / "fake_run_figures.json").read_text())
+    now = _flatten({k: summary[k] for k in golden})
+    assert now.keys() == _flatten(golden).keys()
+    for path, value in _flatten(golden).items():
+        assert now[path] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), path
     console = Console(file=io.StringIO(), width=200)
     print_summary(result, console)
     assert f"red channel: base {red['base']:.4f}" in console.file.getvalue()

@@ -36,7 +36,7 @@ def run_one(
             # same kind, options and seed on the same real data: the selector's test result
             # is this model's (training is deterministic per seed)
             session.progress.say(f"[bold]downstream[/]: real (seed {seed}) = the trained selector")
-            return {"metrics": selector_stage.outputs["test"], "n_synthetic": 0, "reused": "train-selector"}
+            return {"metrics": selector_stage.outputs["test"], "n_synthetic": 0, "reused": TRAIN_SELECTOR}
         extra = synthetic(session, sources, scale)
         session.progress.say(f"[bold]downstream[/]: {variant_key(label, scale, bool(sources))} (seed {seed}, {len(extra)} synthetic)")
         model = session.create("downstream")
