@@ -166,7 +166,9 @@ def saadi_study_arm_label(arm: Any) -> str | None:
 
     :param arm: a :class:`saadi_core.config.ArmConfig`.
 
-    :return: the label, or ``None`` when the arm is not of a kind this plugin knows. The first
+    :return: the label, or ``None`` when the arm is not of a kind this plugin knows. For a
+        generator arm it must name a sample set its run produces (``"base"``, or ``"aligned"``
+        when the arm has an aligner); a new kind of sample set is not an arm kind yet. The first
         answer wins (``firstresult``); plugins registered later are asked first, so a
         third-party arm kind is asked before the built-ins and answers for the arms it knows.
     """
