@@ -1,7 +1,9 @@
 """Hook specifications — the only contract a plugin module implements.
 
 A plugin is a module (named by an entry point in the ``saadi`` group) with functions decorated
-``@saadi_core.hookimpl``. Each hook receives a ``register`` callable bound to one category::
+``@saadi_core.hookimpl``. Two kinds of hooks: the ``saadi_register_*`` hooks add component kinds,
+and the lifecycle hooks (further down) take part in a run's evaluation, summary and report.
+Each register hook receives a ``register`` callable bound to one category::
 
     from saadi_core import hookimpl
 
