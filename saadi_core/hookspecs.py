@@ -1,7 +1,9 @@
 """Hook specifications — the only contract a plugin module implements.
 
 A plugin is a module (named by an entry point in the ``saadi`` group) with functions decorated
-``@saadi_core.hookimpl``. Each hook receives a ``register`` callable bound to one category::
+``@saadi_core.hookimpl``. Two kinds of hooks: the ``saadi_register_*`` hooks add component kinds,
+and the lifecycle hooks (further down) take part in a run's evaluation, summary and report.
+Each register hook receives a ``register`` callable bound to one category::
 
     from saadi_core import hookimpl
 
@@ -166,7 +168,9 @@ def saadi_study_arm_label(arm: Any) -> str | None:
 
     :param arm: a :class:`saadi_core.config.ArmConfig`.
 
-    :return: the label, or ``None`` when the arm is not of a kind this plugin knows. The first
+    :return: the label, or ``None`` when the arm is not of a kind this plugin knows. For a
+        generator arm it must name a sample set its run produces (``"base"``, or ``"aligned"``
+        when the arm has an aligner); a new kind of sample set is not an arm kind yet. The first
         answer wins (``firstresult``); plugins registered later are asked first, so a
         third-party arm kind is asked before the built-ins and answers for the arms it knows.
     """

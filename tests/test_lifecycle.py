@@ -131,3 +131,26 @@ def test_a_plugin_version_bump_recomputes_its_stages_only(tmp_path):
     # a metric plugin upgraded: the evaluation alone is recomputed
     assert _recomputed(run_pipeline(cfg, _registry("1.1", metric_version="1.0"), quiet=True)) == {"evaluate"}
     assert _recomputed(run_pipeline(cfg, _registry("1.1", metric_version="2.0"), quiet=True)) == {"evaluate"}
+
+
+def test_study_arm_kinds_are_answered_by_plugins_later_ones_first():
+    """A plugin's arm kind answers before the built-ins: here arms named ``*-base`` contribute the
+    base samples of their run although they align (the built-ins would say "aligned")."""
+    from saadi_core.config import ArmConfig
+    from saadi_core.study import arm_label
+
+    class BaseOfAlignedArm:
+        @hookimpl
+        def saadi_study_arm_label(self, arm):
+            return "base" if arm.name.endswith("-base") and arm.aligner is not None else None
+
+    registry = Registry()
+    arms = [
+        ArmConfig(name="plain", generator={"kind": "ssd"}),
+        ArmConfig(name="dpo", generator={"kind": "ssd"}, aligner={"kind": "diffusion-dpo"}),
+        ArmConfig(name="both", mix=["plain", "dpo"]),
+        ArmConfig(name="dpo-base", generator={"kind": "ssd"}, aligner={"kind": "diffusion-dpo"}),
+    ]
+    assert [arm_label(a, registry) for a in arms] == ["base", "aligned", "both", "aligned"]
+    registry.add_plugin(BaseOfAlignedArm(), name="base-of-aligned")
+    assert [arm_label(a, registry) for a in arms] == ["base", "aligned", "both", "base"]
