@@ -20,10 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from saadi_core.pipeline import _cohen_kappa, oracle_pass
 from saadi_core.preferences import load_pool
 from saadi_core.registry import Registry
 from saadi_core.samples_io import to_uint8_nhwc
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Agreement of two boolean vectors beyond chance (0 when either is constant)."""
+    observed = float(np.mean(a == b))
+    chance = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    return 0.0 if chance >= 1.0 else (observed - chance) / (1.0 - chance)
 
 
 def _dataset(run: Path):
@@ -39,10 +45,12 @@ def report(run: Path, threshold: float, grid: Path | None) -> dict:
 
     dataset = _dataset(run)
     samples, scores = load_pool(run)
-    passed = np.array(oracle_pass(dataset, samples), dtype=bool)
     selected = np.array([s is not None and s >= threshold for s in scores], dtype=bool)
     images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
     masks = torch.stack([s.mask for s in samples]).numpy()
+    if dataset.oracle is None:
+        raise SystemExit(f"dataset '{dataset.name}' has no oracle")
+    passed = np.asarray(dataset.oracle.check(images, masks=masks), dtype=bool)
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
         groups.setdefault(s.condition.id, []).append(i)
@@ -56,7 +64,7 @@ def report(run: Path, threshold: float, grid: Path | None) -> dict:
         "samples": len(samples),
         "oracle_pass": float(passed.mean()),
         "selector_pass": float(selected.mean()),
-        "kappa": _cohen_kappa(selected, passed),
+        "kappa": cohen_kappa(selected, passed),
         "conditions": len(groups),
         "conditions_with_selector_pairs": selector_pairs,
         "conditions_with_oracle_pairs": oracle_pairs,
