@@ -27,7 +27,7 @@ def saadi_register_datasets(register: Any) -> None:
         "toy-seg",
         "saadi_core.data.toy_seg:build",
         options=f"{_OPTIONS}:ToySegOptions",
-        description="Embedded Endoscapes-like segmentation: tissue, gallbladder, cystic duct/artery, tool masks, with an oracle.",
+        description="Embedded Endoscapes-like segmentation: tissue, gallbladder, cystic duct/artery, tool masks told apart by texture and shading (version 1: by colour), with an oracle.",
         task="segmentation",
     )
     register(
