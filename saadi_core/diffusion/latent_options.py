@@ -40,7 +40,8 @@ class LatentDiffusionOptions(BaseModel):
     pretrained: Path | None = Field(
         default=None,
         description="local diffusers Stable Diffusion directory (unet/, vae/, text_encoder/, tokenizer/, scheduler/); "
-        "None builds a small model from the options below",
+        "None (or 'none') builds a small model from the options below. A generator that ships embedded weights "
+        "also accepts 'embedded' (docs/pretraining.md)",
     )
     autoencoder: Literal["pixel-unshuffle", "kl"] = Field(
         default="pixel-unshuffle",
@@ -100,6 +101,12 @@ class LatentDiffusionOptions(BaseModel):
         default=16, ge=1, description="fixed internal batch size of sampling (samples are bit-identical for a given value)"
     )
 
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        """``pretrained: none`` in YAML (or ``--set ...pretrained=none``) means no pretrained weights."""
+        return None if isinstance(value, str) and value.strip().lower() in ("none", "null", "") else value
+
     @field_validator("prompt_template")
     @classmethod
     def _has_class(cls, value: str) -> str:
@@ -112,7 +119,7 @@ class LatentDiffusionOptions(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "LatentDiffusionOptions":
+    def _consistent(self) -> LatentDiffusionOptions:
         if len(self.unet_channels) != len(self.unet_attention):
             raise ValueError("unet_channels and unet_attention must have the same length")
         if any(c % self.unet_norm_groups for c in self.unet_channels):
