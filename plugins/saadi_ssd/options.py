@@ -40,11 +40,11 @@ class SSDOptions(LatentDiffusionOptions):
 
     # ---- where the model comes from
     pretrained: Literal["embedded"] | Path | None = Field(
-        default="embedded",
-        description="'embedded' (tiny default): start from the weights pretrained on the toy corpus that ship with ssd "
+        default=None,
+        description="'embedded': start from the weights pretrained on the toy corpus that ship with ssd "
         "and fine-tune (docs/pretraining.md); a path: a local diffusers Stable Diffusion directory (unet/, vae/, "
         "text_encoder/, tokenizer/, scheduler/); None (or 'none'): build a small model from the options below and "
-        "train it from scratch",
+        "train it from scratch (tiny default until the finished embedded weights beat it: docs/pretraining.md)",
     )
 
     # ---- architecture when built from config

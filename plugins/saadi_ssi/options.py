@@ -38,11 +38,12 @@ class SSIOptions(LatentDiffusionOptions):
 
     # ---- where the model comes from
     pretrained: Literal["embedded"] | Path | None = Field(
-        default="embedded",
-        description="'embedded' (tiny default): start from the weights pretrained on the toy corpus that ship with ssi and "
+        default=None,
+        description="'embedded': start from the weights pretrained on the toy corpus that ship with ssi and "
         "fine-tune (docs/pretraining.md); "
         "a path: a local diffusers Stable Diffusion inpainting directory (unet/ with 2C+1 input channels, vae/, "
-        "text_encoder/, tokenizer/, scheduler/); None (or 'none') builds a small model from the options below",
+        "text_encoder/, tokenizer/, scheduler/); None (or 'none') builds a small model from the options below "
+        "(tiny default until the finished embedded weights are measured: docs/pretraining.md)",
     )
 
     # ---- architecture when built from config
