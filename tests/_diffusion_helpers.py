@@ -22,6 +22,7 @@ SIZE = 16
 #: a UNet of a few 10k parameters that trains in seconds (each test module adds its own keys)
 LATENT_SMALL: dict[str, Any] = {
     "seed": 3,
+    "pretrained": None,  # built from config (the embedded weights are for the tiny architecture)
     "unshuffle_factor": 2,
     "block_out_channels": [16, 32],
     "unet_attention": [False, True],

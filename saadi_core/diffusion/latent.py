@@ -78,7 +78,7 @@ class LatentDiffusionModel:
     def modules(self) -> list[nn.Module]:
         return [self.unet, self.text_encoder, self.autoencoder]
 
-    def to(self, device: str | torch.device) -> "LatentDiffusionModel":
+    def to(self, device: str | torch.device) -> LatentDiffusionModel:
         for module in self.modules():
             module.to(device)
         return self
@@ -139,10 +139,12 @@ def build_from_config(
     name: str,
     inpainting: bool = False,
     text_time_embedding: bool = False,
+    tokenizer: Any | None = None,
 ) -> LatentDiffusionModel:
     """A random-initialised model (seeded by ``options.seed``, without touching the global RNG).
 
-    The tokenizer's vocabulary is written from ``prompts`` and the empty prompt;
+    The tokenizer's vocabulary is written from ``prompts`` and the empty prompt unless a
+    ``tokenizer`` is given (the embedded weights bring their own vocabulary);
     ``text_time_embedding`` also feeds the pooled text states to the UNet's timestep embedding
     (see :func:`~saadi_core.diffusion.builders.build_cond_unet`).
     """
@@ -159,7 +161,7 @@ def build_from_config(
         else _load_kl(options.autoencoder_path, name)  # type: ignore[arg-type]
     )
     _check_resolution(resolution, autoencoder.factor, len(options.block_out_channels), name)
-    tokenizer = build_word_tokenizer([*prompts, ""])
+    tokenizer = tokenizer if tokenizer is not None else build_word_tokenizer([*prompts, ""])
     in_channels, out_channels = unet_channels(autoencoder.latent_channels, inpainting)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)

@@ -42,7 +42,8 @@ class LatentDiffusionOptions(GeneratorOptions):
     pretrained: Path | None = Field(
         default=None,
         description="local diffusers Stable Diffusion directory (unet/, vae/, text_encoder/, tokenizer/, scheduler/); "
-        "None builds a small model from the options below",
+        "None (or 'none') builds a small model from the options below. A generator that ships embedded weights "
+        "also accepts 'embedded' (docs/pretraining.md)",
     )
     autoencoder: Literal["pixel-unshuffle", "kl"] = Field(
         default="pixel-unshuffle",
@@ -101,6 +102,12 @@ class LatentDiffusionOptions(GeneratorOptions):
     sample_batch_size: int = Field(
         default=16, ge=1, description="fixed internal batch size of sampling (samples are bit-identical for a given value)"
     )
+
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        """``pretrained: none`` in YAML (or ``--set ...pretrained=none``) means no pretrained weights."""
+        return None if isinstance(value, str) and value.strip().lower() in ("none", "null", "") else value
 
     @field_validator("prompt_template")
     @classmethod
