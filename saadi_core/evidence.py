@@ -23,11 +23,10 @@ from saadi_core.evaluation.stats import interval_verdict, paired_interval
 Cell = tuple[int, str]  # (study seed, downstream seed)
 
 
-def _variant(arm: ArmConfig) -> str:
-    """The key under which the arm's own synthetic set appears in its run summary."""
-    from saadi_core.study import arm_label
-
-    return arm_label(arm) if arm.filter else ("aligned" if arm.aligner is not None else "base")
+def _variant(arm: ArmConfig, label: str) -> str:
+    """The key under which the arm's own synthetic set appears in its run summary (``label``:
+    the arm's study label)."""
+    return label if arm.filter else ("aligned" if arm.aligner is not None else "base")
 
 
 def _mean(values: list[float]) -> float | None:
@@ -70,16 +69,19 @@ def _comparison(values: dict[Cell, float], reference: dict[Cell, float], name: s
 
 
 def evidence_table(
-    study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str, real_by_cell: dict[Cell, float]
+    study: StudyConfig,
+    per_seed: dict[str, dict[int, dict[str, Any]]],
+    task: str,
+    real_by_cell: dict[Cell, float],
+    labels: dict[str, str],
 ) -> dict[str, Any]:
-    """The table described in the module docstring (first scale of the study)."""
-    from saadi_core.study import arm_label
-
+    """The table described in the module docstring (first scale of the study); ``labels`` are
+    the arms' synthetic-set labels by arm name (:func:`saadi_core.study.arm_label`)."""
     metric = "macro_f1" if task == "classification" else "mean_dice"
     scale = study.scales[0]
     downstream: dict[str, dict[Cell, float]] = {"real only": dict(real_by_cell)}
     for arm in study.arms:
-        key = f"real+{arm_label(arm)}@{scale:g}x"
+        key = f"real+{labels[arm.name]}@{scale:g}x"
         downstream[arm.name] = {
             (seed, ds): v[key][metric] for seed, run in per_seed[arm.name].items() for ds, v in run["by_variant"].items() if key in v
         }
@@ -91,7 +93,7 @@ def evidence_table(
         arm = next((a for a in study.arms if a.name == name), None)
         row: dict[str, Any] = {"arm": name}
         if arm is not None and arm.mix is None:
-            variant = _variant(arm)
+            variant = _variant(arm, labels[name])
             runs = per_seed[name].values()
             rates = [r.get("pass_rates", {}).get(variant, {}) for r in runs]
             row["oracle_pass"] = _mean([x["oracle_rate"] for x in rates if x.get("oracle_rate") is not None])

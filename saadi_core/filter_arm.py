@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from saadi_core.interfaces import Generator, Sample, Selector
 
 if TYPE_CHECKING:  # pragma: no cover
-    from saadi_core.pipeline import RunSession
+    from saadi_core.session import RunSession
     from saadi_core.store import StageResult
 
 #: extra candidate rounds draw with seed ``evaluation seed + FILTER_SEED_OFFSET + round``
@@ -92,13 +92,15 @@ def stage_filter(
 ) -> StageResult:
     """The filtered synthetic set of one run as a cached stage ``sample-<label>``: the candidates
     are the run's base (or aligned) held-out samples ``source``, topped up from the same generator."""
-    threshold = session._threshold()
+    from saadi_core.stages.names import sample_stage
+
+    threshold = session.threshold()
     seed = session.eval_seed
 
     def compute(out: Any) -> dict[str, Any]:
         from saadi_core.samples_io import load_samples, save_samples
 
-        generator = session.load_generator(trained) if aligned is None else session._aligned(trained, aligned)
+        generator = session.load_generator(trained) if aligned is None else session.aligned_generator(trained, aligned)
         kept, report = filter_samples(generator, load_samples(source.path), session.load_selector(selector_stage), threshold, seed)
         save_samples(out, kept)
         session.progress.say(
@@ -109,45 +111,40 @@ def stage_filter(
 
     params = {"threshold": threshold, "seed": seed, "max_factor": MAX_FACTOR}
     deps = [source, trained, selector_stage, *([aligned] if aligned is not None else [])]
-    return session._stage(f"sample-{label}", params, compute, deps)
+    slots = ("generator", "selector") if aligned is None else ("generator", "aligner", "selector")
+    return session.stage(sample_stage(label), params, compute, deps, slots=slots)
 
 
-def run_filter_arm(session: RunSession, label: str, aligned_arm: bool, quiet: bool = False) -> tuple[dict[str, Any], StageResult]:
+def run_filter_arm(session: RunSession, label: str, aligned_arm: bool) -> tuple[dict[str, Any], StageResult]:
     """After the arm's ordinary run (all its stages cached): filter its samples, evaluate them
-    (selector/oracle pass, class presence, label preservation, fidelity) and train the downstream
-    models on real + filtered. Returns the arm's summary and the filtered samples stage."""
-    from saadi_core.pipeline import _aggregate
+    (selector/oracle pass and what the evaluation plugins add, fidelity) and train the downstream
+    models on real + filtered. Writes and returns the arm's summary, and the filtered samples stage."""
+    from saadi_core.locks import lock_run
+    from saadi_core.run_summary import final_entries
+    from saadi_core.stages import align, data, downstream, evaluate, fidelity, pair, pool, sample, score, train
     from saadi_core.store import atomic_write_json
 
-    data = session.stage_data()
-    trained = session.stage_train_generator(data)
-    selector_stage = session.stage_train_selector(data)
-    source = session.stage_sample("base", trained)
-    aligned = None
-    if aligned_arm:
-        pool = session.stage_generate_pool(trained, selector_stage)
-        scored = session.stage_score(pool, selector_stage)
-        paired = session.stage_pair(pool, scored)
-        aligned = session.stage_align(trained, pool, scored, paired, selector_stage)
-        source = session.stage_sample("aligned", trained, aligned)
-    filtered = stage_filter(session, label, source, trained, selector_stage, aligned)
-    evaluated = session.stage_evaluate({label: filtered}, selector_stage).outputs
-    fidelity = session.fidelity({label: filtered}, selector_stage) if session.config.fidelity.metrics != [] else None
-    downstream = session.downstream(data, {label: [filtered]}, selector_stage)
-    stages = session.store.manifest.get("stages", {})
-    summary = {
-        "run": str(session.store.root),
-        "task": session.dataset.task,
-        "filter": filtered.outputs,
-        "pass_rates": {label: evaluated[label]},
-        "class_presence": evaluated.get("class_presence"),
-        "label_preservation": evaluated.get("label_preservation"),
-        "warnings": evaluated.get("warnings", []),
-        "fidelity": None if fidelity is None else {
-            v: {k: m[k] for k in ("fid", "kid_mean") if k in m} for v, m in fidelity["variants"].items()
-        },
-        "downstream": _aggregate(downstream, session.dataset.task),
-        "timings_s": {name: s.get("seconds") for name, s in stages.items()},
-    }
-    atomic_write_json(session.store.root / "summary.json", summary)
+    lock_run(session.store.root)  # the ordinary run gave it back when it finished
+    try:
+        real = data.run(session)
+        trained = train.run_generator(session, real)
+        selector_stage = train.run_selector(session, real)
+        source = sample.run(session, "base", trained)
+        aligned = None
+        if aligned_arm:
+            pooled = pool.run(session, trained, selector_stage)
+            scored = score.run(session, pooled, selector_stage)
+            paired = pair.run(session, pooled, scored)
+            aligned = align.run(session, trained, pooled, scored, paired, selector_stage)
+            source = sample.run(session, "aligned", trained, aligned)
+        filtered = stage_filter(session, label, source, trained, selector_stage, aligned)
+        evaluate.run(session, {label: filtered}, selector_stage)
+        if session.config.fidelity.metrics != []:
+            fidelity.run_all(session, {label: filtered}, selector_stage)
+        trained_downstream = downstream.run_all(session, real, {label: [filtered]}, selector_stage)
+        summary: dict[str, Any] = {"run": str(session.store.root), "task": session.dataset.task, "filter": filtered.outputs}
+        summary |= final_entries(session, [label], summary, trained_downstream)
+        atomic_write_json(session.store.root / "summary.json", summary)
+    finally:
+        session.store.release()
     return summary, filtered

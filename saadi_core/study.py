@@ -21,8 +21,12 @@ from typing import Any
 
 from saadi_core.config import ArmConfig, EvaluationConfig, RunConfig, StudyConfig, YamlDoc
 from saadi_core.evaluation.stats import interval_verdict, paired_interval
-from saadi_core.pipeline import RunResult, RunSession, _aggregate, run_pipeline
+from saadi_core.pipeline import run_pipeline
 from saadi_core.registry import Registry
+from saadi_core.session import RunResult, RunSession
+from saadi_core.stages import data, train
+from saadi_core.stages.downstream import aggregate
+from saadi_core.stages.downstream import run_all as train_downstream
 from saadi_core.store import StageResult, atomic_write_json
 
 STUDY_FILE = "study.json"
@@ -36,16 +40,15 @@ class StudyResult:
     summary: dict[str, Any]
 
 
-def arm_label(arm: ArmConfig) -> str:
-    """The synthetic set an arm contributes: its base or aligned samples, or its mix."""
-    if arm.mix is not None:
-        return arm.name
-    if arm.filter:
-        return "aligned-filter" if arm.aligner is not None else "filter"
-    return "aligned" if arm.aligner is not None else "base"
+def arm_label(arm: ArmConfig, registry: Registry) -> str:
+    """The synthetic set an arm contributes — its base or aligned samples, its mix, or what a
+    plugin's arm kind names (``saadi_study_arm_label``)."""
+    from saadi_core.lifecycle import study_arm_label
+
+    return study_arm_label(registry, arm)
 
 
-def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int) -> RunConfig:
+def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Registry) -> RunConfig:
     """The run config of one generator arm at one seed (a mix arm uses its first member's)."""
     return RunConfig(
         name=f"{arm.name}-seed{seed}",
@@ -65,7 +68,7 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int) -> RunConfig:
             scales=study.scales,
             downstream_seeds=downstream_seeds(study, seed),
             # a filter arm trains its own downstream models after the run (saadi_core.filter_arm)
-            downstream_variants=[arm_label(arm)] if arm.mix is None and not arm.filter else [],
+            downstream_variants=[arm_label(arm, registry)] if arm.mix is None and not arm.filter else [],
         ),
     )
 
@@ -80,20 +83,20 @@ def _mix_run(
 ) -> dict[str, Any]:
     """Downstream models of a mix arm at one seed: equal shares of its members' sets."""
     first = next(a for a in study.arms if a.name == arm.mix[0])
-    config = arm_run_config(study, first, seed).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
+    config = arm_run_config(study, first, seed, registry).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
     session = RunSession(config, registry, quiet, None, stages_dir=_stages_dir(study))
-    data = session.stage_data()
-    selector_stage = session.stage_train_selector(data)
+    real = data.run(session)
+    selector_stage = train.run_selector(session, real)
     sources: list[StageResult] = []
     for name in arm.mix:
         member = next(a for a in study.arms if a.name == name)
-        sources.append(members[name].samples[arm_label(member)])
-    downstream = session.downstream(data, {arm.name: sources}, selector_stage)
+        sources.append(members[name].samples[arm_label(member, registry)])
+    results = train_downstream(session, real, {arm.name: sources}, selector_stage)
     summary = {
         "run": str(session.store.root),
         "task": session.dataset.task,
         "mix": arm.mix,
-        "downstream": _aggregate(downstream, session.dataset.task),
+        "downstream": aggregate(results, session.dataset.task),
         "timings_s": {n: s.get("seconds") for n, s in session.store.manifest.get("stages", {}).items()},
     }
     atomic_write_json(session.store.root / "summary.json", summary)
@@ -104,7 +107,7 @@ def _stages_dir(study: StudyConfig) -> Path:
     return study.runs_dir / study.name / "stages"
 
 
-def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str) -> dict[str, Any]:
+def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str, registry: Registry) -> dict[str, Any]:
     """``study.json``: per arm and scale mean ± std over (study seed × downstream seed) cells,
     paired differences to real-only, and the evidence table (:mod:`saadi_core.evidence`)."""
     import numpy as np
@@ -121,7 +124,7 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
     real_values = [real_by_cell[c] for c in sorted(real_by_cell)]
     arms_out, comparisons = [], []
     for arm in study.arms:
-        label = arm_label(arm)
+        label = arm_label(arm, registry)
         runs = per_seed[arm.name]
         downstream: dict[str, Any] = {}
         for scale in study.scales:
@@ -174,7 +177,7 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
         "real_only": {"mean": float(np.mean(real_values)), "std": float(np.std(real_values)), "values": real_values},
         "arms": arms_out,
         "comparisons": comparisons,
-        "evidence": evidence_table(study, per_seed, task, real_by_cell),
+        "evidence": evidence_table(study, per_seed, task, real_by_cell, {a.name: arm_label(a, registry) for a in study.arms}),
     }
 
 
@@ -195,15 +198,15 @@ def run_study(config: StudyConfig, registry: Registry, quiet: bool = False, doc:
         for arm in generator_arms:
             done += 1
             say(f"[bold]study {config.name}[/]: arm '{arm.name}', seed {seed} ({done}/{total})")
-            result = run_pipeline(arm_run_config(config, arm, seed), registry, quiet=quiet, stages_dir=_stages_dir(config))
+            result = run_pipeline(arm_run_config(config, arm, seed, registry), registry, quiet=quiet, stages_dir=_stages_dir(config))
             members[arm.name] = result
             task = result.summary["task"]
             summary = result.summary
             if arm.filter:
                 from saadi_core.filter_arm import run_filter_arm
 
-                summary, filtered = run_filter_arm(result.session, arm_label(arm), arm.aligner is not None)  # type: ignore[arg-type]
-                result.samples[arm_label(arm)] = filtered
+                summary, filtered = run_filter_arm(result.session, arm_label(arm, registry), arm.aligner is not None)  # type: ignore[arg-type]
+                result.samples[arm_label(arm, registry)] = filtered
             per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(Path(summary["run"]))}
         for arm in mix_arms:
             done += 1
@@ -212,7 +215,7 @@ def run_study(config: StudyConfig, registry: Registry, quiet: bool = False, doc:
             task = summary["task"]
             run_root = Path(summary["run"])
             per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(run_root)}
-    summary = summarise(config, per_seed, task)
+    summary = summarise(config, per_seed, task, registry)
     atomic_write_json(root / STUDY_FILE, summary)
     return StudyResult(root=root, summary=summary)
 

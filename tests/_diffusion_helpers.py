@@ -22,11 +22,12 @@ SIZE = 16
 #: a UNet of a few 10k parameters that trains in seconds (each test module adds its own keys)
 LATENT_SMALL: dict[str, Any] = {
     "seed": 3,
+    "pretrained": None,  # built from config (the embedded weights are for the tiny architecture)
     "unshuffle_factor": 2,
-    "unet_channels": [16, 32],
+    "block_out_channels": [16, 32],
     "unet_attention": [False, True],
-    "unet_norm_groups": 8,
-    "unet_head_dim": 8,
+    "norm_num_groups": 8,
+    "attention_head_dim": 8,
     "text_hidden_size": 16,
     "text_heads": 2,
     "text_layers": 1,

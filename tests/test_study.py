@@ -161,7 +161,10 @@ def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_ev
 
     kept = load_samples(run / manifest["stages"]["sample-filter"]["path"])
     base = load_samples(run / manifest["stages"]["sample-base"]["path"])
-    per_condition = lambda samples: sorted(s.condition.id for s in samples)
+
+    def per_condition(samples):
+        return sorted(s.condition.id for s in samples)
+
     assert per_condition(kept) == per_condition(base)
     run_summary = json.loads((run / "summary.json").read_text())
     rate = run_summary["pass_rates"]["filter"]["selector_rate"]

@@ -42,10 +42,16 @@ def test_kto_loss_matches_an_independent_formula() -> None:
     ref = torch.tensor([[0.2, 0.2], [0.2, 0.2], [0.2, 0.2]])
     desirable = torch.tensor([True, False, True])
     beta, lam_d, lam_u = 20.0, 1.5, 0.5
-    err = lambda row: (row[0] ** 2 + row[1] ** 2) / 2
+
+    def err(row):
+        return (row[0] ** 2 + row[1] ** 2) / 2
+
     g = [err(r) - err(m) for m, r in zip(model.tolist(), ref.tolist())]  # reference error − model error
     z = max(0.0, sum(g) / 3)
-    sigmoid = lambda x: 1 / (1 + math.exp(-x))
+
+    def sigmoid(x):
+        return 1 / (1 + math.exp(-x))
+
     terms = []
     for gi, good in zip(g, desirable.tolist()):
         utility = sigmoid(beta * (gi - z)) if good else sigmoid(-beta * (gi - z))

@@ -19,11 +19,16 @@ here. To give SSD a different default for a shared field, declare that field aga
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from saadi_core.diffusion.latent_options import PAPER_FINE_TUNING, LatentDiffusionOptions, PredictionType
+from saadi_core.diffusion.latent_options import (
+    PAPER_FINE_TUNING,
+    LatentDiffusionOptions,
+    PredictionType,
+)
 
 PAPER_PROMPT = "An image of {class} in laparoscopic gynecological surgery"
 
@@ -33,8 +38,17 @@ class SSDOptions(LatentDiffusionOptions):
 
     prompt_template: str = Field(default=PAPER_PROMPT, description="per-class prompt; '{class}' is replaced by the class name")
 
+    # ---- where the model comes from
+    pretrained: Literal["embedded"] | Path | None = Field(
+        default=None,
+        description="'embedded': start from the weights pretrained on the toy corpus that ship with ssd "
+        "and fine-tune (docs/pretraining.md); a path: a local diffusers Stable Diffusion directory (unet/, vae/, "
+        "text_encoder/, tokenizer/, scheduler/); None (or 'none'): build a small model from the options below and "
+        "train it from scratch (tiny default until the finished embedded weights beat it: docs/pretraining.md)",
+    )
+
     # ---- architecture when built from config
-    unet_channels: list[int] = Field(default_factory=lambda: [32, 64], description="UNet block_out_channels")
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], description="UNet block_out_channels")
     unet_attention: list[bool] = Field(
         default_factory=lambda: [False, False],
         description="cross-attention per UNet level (0 = full latent size); the mid block always attends, and in tiny "
@@ -52,7 +66,12 @@ class SSDOptions(LatentDiffusionOptions):
     )
 
     # ---- training
-    max_steps: int = Field(default=1500, ge=0, description="optimiser steps of base training")
+    max_steps: int | None = Field(
+        default=None,
+        ge=0,
+        description="optimiser steps of base training; None = FINE_TUNE_STEPS (400) from the embedded weights, "
+        "SCRATCH_STEPS (1500) otherwise",
+    )
     random_flip: bool = Field(default=False, description="random horizontal flips of training images")
 
     # ---- sampling
@@ -61,6 +80,18 @@ class SSDOptions(LatentDiffusionOptions):
     )
 
 
+    @model_validator(mode="after")
+    def _default_steps(self) -> SSDOptions:
+        if self.max_steps is None:
+            self.max_steps = FINE_TUNE_STEPS if self.pretrained == "embedded" else SCRATCH_STEPS
+        return self
+
+
+#: base-training steps from scratch (tiny, measured: docs/benchmarks.md) and from the embedded
+#: pretrained weights (docs/benchmarks.md, "Pretrained embedded generators")
+SCRATCH_STEPS = 1500
+FINE_TUNE_STEPS = 400
+
 #: the paper's setting (:data:`~saadi_core.diffusion.latent_options.PAPER_FINE_TUNING`: fine-tune
 #: a local SD directory for 3000 steps, sample with 30) with random flips of the training images.
-PAPER_PROFILE: dict[str, Any] = {**PAPER_FINE_TUNING, "random_flip": True}
+PAPER_PROFILE: dict[str, Any] = {**PAPER_FINE_TUNING, "pretrained": None, "random_flip": True}

@@ -15,9 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from saadi_core.diffusion.latent_options import PAPER_FINE_TUNING, LatentDiffusionOptions, PredictionType
+from saadi_core.diffusion.latent_options import (
+    PAPER_FINE_TUNING,
+    LatentDiffusionOptions,
+    PredictionType,
+)
 
 #: the per-region prompt; class names are written with spaces ("cystic_duct" -> "cystic duct")
 PAPER_PROMPT = "An image of {class} in laparoscopic cholecystectomy"
@@ -33,14 +37,17 @@ class SSIOptions(LatentDiffusionOptions):
     )
 
     # ---- where the model comes from
-    pretrained: Path | None = Field(
+    pretrained: Literal["embedded"] | Path | None = Field(
         default=None,
-        description="local diffusers Stable Diffusion inpainting directory (unet/ with 2C+1 input channels, vae/, "
-        "text_encoder/, tokenizer/, scheduler/); None builds a small model from the options below",
+        description="'embedded': start from the weights pretrained on the toy corpus that ship with ssi and "
+        "fine-tune (docs/pretraining.md); "
+        "a path: a local diffusers Stable Diffusion inpainting directory (unet/ with 2C+1 input channels, vae/, "
+        "text_encoder/, tokenizer/, scheduler/); None (or 'none') builds a small model from the options below "
+        "(tiny default until the finished embedded weights are measured: docs/pretraining.md)",
     )
 
     # ---- architecture when built from config
-    unet_channels: list[int] = Field(
+    block_out_channels: list[int] = Field(
         default_factory=lambda: [32, 64],
         description="UNet block_out_channels (inpainting needs less capacity than SSD's whole-image generation)",
     )
@@ -58,7 +65,12 @@ class SSIOptions(LatentDiffusionOptions):
     )
 
     # ---- training
-    max_steps: int = Field(default=600, ge=0, description="optimiser steps of base training")
+    max_steps: int | None = Field(
+        default=None,
+        ge=0,
+        description="optimiser steps of base training; None = FINE_TUNE_STEPS (300) from the embedded weights, "
+        "SCRATCH_STEPS (600) otherwise",
+    )
     batch_size: int = Field(default=32, ge=1, description="region views per step and process")
     background_view_share: float = Field(
         default=0.1,
@@ -101,7 +113,19 @@ class SSIOptions(LatentDiffusionOptions):
     sampling_steps: int = Field(default=5, ge=1, description="denoising steps of each region pass")
 
 
+    @model_validator(mode="after")
+    def _default_steps(self) -> SSIOptions:
+        if self.max_steps is None:
+            self.max_steps = FINE_TUNE_STEPS if self.pretrained == "embedded" else SCRATCH_STEPS
+        return self
+
+
+#: base-training steps from scratch (tiny, measured: docs/benchmarks.md) and from the embedded
+#: pretrained weights (docs/pretraining.md)
+SCRATCH_STEPS = 600
+FINE_TUNE_STEPS = 300
+
 #: the paper's setting (:data:`~saadi_core.diffusion.latent_options.PAPER_FINE_TUNING`: fine-tune
 #: a local SD inpainting directory for 3000 steps, sample with 30 steps per region) with 48
 #: condition masks (with 64 samples each, a pool of ~3000 ≈ 8 x |train| of Endoscapes).
-PAPER_PROFILE: dict[str, Any] = {**PAPER_FINE_TUNING, "n_conditions": 48}
+PAPER_PROFILE: dict[str, Any] = {**PAPER_FINE_TUNING, "pretrained": None, "n_conditions": 48}

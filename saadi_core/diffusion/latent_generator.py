@@ -13,6 +13,7 @@ target modules.
 
 from __future__ import annotations
 
+import inspect
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from saadi_core.diffusion.builders import encode_prompts, make_accelerator
-from saadi_core.diffusion.latent import LatentDiffusionModel, build_from_config, load_pretrained, load_saved, save_model
+from saadi_core.diffusion.embedded import load_embedded
+from saadi_core.diffusion.latent import (
+    LatentDiffusionModel,
+    build_from_config,
+    load_pretrained,
+    load_saved,
+    save_model,
+)
 from saadi_core.diffusion.latent_options import LatentDiffusionOptions
 from saadi_core.errors import PipelineError
 from saadi_core.interfaces import Generator, RunContext
@@ -72,11 +80,26 @@ class LatentDiffusionGenerator(Generator):
         """Whether a model built from config adds pooled text states to the timestep embedding."""
         return False
 
+    def embedded_weights(self) -> Path:
+        """The file ``pretrained: embedded`` loads: ``weights/{name}-tiny.safetensors`` next to
+        the generator's module (shipped as package data; see :mod:`saadi_core.diffusion.embedded`)."""
+        return Path(inspect.getfile(type(self))).parent / "weights" / f"{self.name}-tiny.safetensors"
+
     def fit(self, dataset: Dataset) -> None:
         self._check_dataset(dataset)
         prompts = [self.prompt(name) for name in dataset.class_names]
         accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision, who=f"generator '{self.name}'")
-        if self.options.pretrained is not None:
+        if self.options.pretrained == "embedded":
+            model = load_embedded(
+                self.embedded_weights(),
+                self.options,
+                prompts,
+                self.options.resolution or dataset.image_size,
+                name=self.name,
+                inpainting=self.inpainting,
+                text_time_embedding=self._text_time_embedding,
+            )
+        elif self.options.pretrained is not None:
             model = load_pretrained(self.options, self.options.resolution, name=self.name, inpainting=self.inpainting)
         else:
             model = build_from_config(

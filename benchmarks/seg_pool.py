@@ -1,0 +1,118 @@
+"""What a segmentation run's pool offers alignment: oracle pass, pairs per mask, selector-oracle κ.
+
+    python benchmarks/seg_pool.py runs/ssi-s0 [runs/casdm-s0 ...] [--threshold 0.9] [--grid out.png]
+
+For each finished run (at least its ``score`` stage) on an embedded toy set with an oracle, prints
+the pool's oracle pass rate, which classes' regions fail and what they look like instead (toy-seg
+version 2), how many mask conditions hold both a selector winner (score ≥ h) and a loser — the
+conditions that give within-condition pairs — and the same with the oracle as the judge, the
+selector-oracle Cohen's κ, and how much samples of one mask differ (mean per-pixel standard
+deviation across a condition's samples, in 0-255 units). ``--grid`` writes the first samples of
+the first conditions of the first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from saadi_core.preferences import load_pool
+from saadi_core.registry import Registry
+from saadi_core.samples_io import to_uint8_nhwc
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Agreement of two boolean vectors beyond chance (0 when either is constant)."""
+    observed = float(np.mean(a == b))
+    chance = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
+    return 0.0 if chance >= 1.0 else (observed - chance) / (1.0 - chance)
+
+
+def _dataset(run: Path):
+    config = json.loads((run / "manifest.json").read_text())["config"]
+    entry = Registry.discover().get("dataset", config["dataset"]["kind"])
+    return entry.load()(
+        entry.build_options(config["dataset"].get("options") or {}, config.get("profile", "tiny"))
+    )
+
+
+def report(run: Path, threshold: float, grid: Path | None) -> dict:
+    import torch
+
+    dataset = _dataset(run)
+    samples, scores = load_pool(run)
+    selected = np.array([s is not None and s >= threshold for s in scores], dtype=bool)
+    images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
+    masks = torch.stack([s.mask for s in samples]).numpy()
+    if dataset.oracle is None:
+        raise SystemExit(f"dataset '{dataset.name}' has no oracle")
+    passed = np.asarray(dataset.oracle.check(images, masks=masks), dtype=bool)
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(s.condition.id, []).append(i)
+    selector_pairs = sum(bool(selected[g].any() and (~selected[g]).any()) for g in groups.values())
+    oracle_pairs = sum(bool(passed[g].any() and (~passed[g]).any()) for g in groups.values())
+    spread = float(
+        np.mean([images[g].astype(np.float32).std(axis=0).mean() for g in groups.values()])
+    )
+    out = {
+        "run": str(run),
+        "samples": len(samples),
+        "oracle_pass": float(passed.mean()),
+        "selector_pass": float(selected.mean()),
+        "kappa": cohen_kappa(selected, passed),
+        "conditions": len(groups),
+        "conditions_with_selector_pairs": selector_pairs,
+        "conditions_with_oracle_pairs": oracle_pairs,
+        "oracle_pass_per_condition": [round(float(passed[g].mean()), 2) for g in groups.values()],
+        "within_condition_pixel_std": round(spread, 1),
+    }
+    verdicts = getattr(dataset.oracle, "region_verdicts", None)
+    if verdicts is not None:
+        judged, failed, looks = Counter(), Counter(), Counter()
+        for image, mask in zip(images, masks):
+            for v in verdicts(image, mask):
+                name = dataset.class_names[v["class"]]
+                judged[name] += 1
+                if not v["pass"]:
+                    failed[name] += 1
+                    looks[
+                        f"{name}->{'none' if v['looks_like'] == v['class'] else dataset.class_names[v['looks_like']]}"
+                    ] += 1
+        out["region_fail_share"] = {k: round(failed[k] / judged[k], 3) for k in judged}
+        out["failures_look_like"] = dict(looks.most_common())
+    if grid is not None:
+        from PIL import Image
+
+        rows = [np.concatenate(list(images[g[:10]]), axis=1) for g in list(groups.values())[:8]]
+        picture = np.concatenate(rows, axis=0)
+        Image.fromarray(picture).resize(
+            (picture.shape[1] * 2, picture.shape[0] * 2), Image.Resampling.NEAREST
+        ).save(grid)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.9,
+        help="selector threshold h (segmentation default 0.9)",
+    )
+    parser.add_argument("--grid", type=Path, default=None)
+    args = parser.parse_args()
+    for k, run in enumerate(args.runs):
+        print(json.dumps(report(run, args.threshold, args.grid if k == 0 else None)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

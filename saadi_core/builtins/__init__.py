@@ -1,0 +1,14 @@
+"""The core's own evaluation, as plugins of the lifecycle hooks (:mod:`saadi_core.hookspecs`).
+
+Like pytest's built-in plugins, each module here implements hooks a third party could implement
+too; the registry registers them in every :class:`~saadi_core.registry.Registry` before any
+other plugin, so their entries come first and a third-party plugin cannot take their keys."""
+
+#: (plugin name, module) of every built-in lifecycle plugin, in registration order
+LIFECYCLE_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("saadi-core.pass-rates", "saadi_core.builtins.pass_rates"),
+    ("saadi-core.label-preservation", "saadi_core.builtins.label_preservation"),
+    ("saadi-core.class-presence", "saadi_core.builtins.class_presence"),
+    ("saadi-core.fidelity", "saadi_core.builtins.fidelity"),
+    ("saadi-core.study-arms", "saadi_core.builtins.study_arms"),
+)
