@@ -216,6 +216,14 @@ class RunStore:
         raises, the temporary directory is removed and the stage is marked failed.
         """
         key = content_key(name, params, [(d.name, d.key) for d in deps])
+        from filelock import FileLock  # TEMP stage lock (issue 17 owns this): one computes, others wait and reuse
+
+        locks = self.stages_dir.parent / ".stage-locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(locks / f"{name}-{key[:12]}.lock"):
+            return self._stage_locked(name, key, params, fn, deps)
+
+    def _stage_locked(self, name: str, key: str, params: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None], deps: Sequence[StageResult]) -> StageResult:
         found = self.find(name, key)
         if found is not None:
             self._set_stage_status(name, key=key, status="done", cached=True, path=self._relative(found.path))
