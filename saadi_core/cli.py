@@ -195,12 +195,24 @@ def run(
 
 
 @app.command()
-def study(file: Annotated[Path, typer.Argument(help="Study YAML with a list of arms.")]) -> None:
+def study(
+    file: Annotated[Path, typer.Argument(help="Study YAML with a list of arms.")],
+    executor: Annotated[str, typer.Option(help="Where the runs execute: local (default), processes, slurm, or a plugin's.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (executor processes).")] = None,
+    executor_option: Annotated[
+        list[str] | None, typer.Option("--executor-option", help="An executor option: --executor-option partition=gpu")
+    ] = None,
+) -> None:
     """Run several arms (generators, aligners, mixes) on one dataset and compare them.
 
     Every (arm, seed) is a run under RUNS_DIR/NAME/runs/, sharing stage results (a generator
     used by two arms is trained once); results go to RUNS_DIR/NAME/study.json. Re-running
     resumes. See examples/studies/ and docs/user-guide.md."""
+    from saadi_core.config import deep_merge, parse_assignment
+
+    executor_options: dict[str, Any] = {"workers": workers} if workers is not None else {}
+    for assignment in executor_option or []:
+        executor_options = deep_merge(executor_options, parse_assignment(assignment))
     from saadi_core.config import StudyConfig, load_config_file, validate_components
 
     config, doc = load_config_file(file)
@@ -211,7 +223,7 @@ def study(file: Annotated[Path, typer.Argument(help="Study YAML with a list of a
     from saadi_core.study import run_study
     from saadi_core.summary import print_study
 
-    print_study(run_study(config, registry, quiet=_state["quiet"], doc=doc), out)
+    print_study(run_study(config, registry, quiet=_state["quiet"], doc=doc, executor=executor, executor_options=executor_options), out)
 
 
 # --------------------------------------------------------------------------- report

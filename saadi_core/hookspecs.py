@@ -25,6 +25,8 @@ What the target must be, per category:
 * generators, selectors, pairings, aligners — a :class:`saadi_core.interfaces.Component`
   subclass built as ``cls(options, context)``;
 * datasets — a callable ``build(options) -> saadi_core.data.Dataset``;
+* executors — a class built as ``cls(options, context)`` implementing
+  :class:`saadi_core.executors.Executor` (where a study's runs execute);
 * metrics — a callable ``metric(options) -> object`` with ``name`` and ``compute(inputs)``
   (:class:`saadi_core.evaluation.fidelity.FidelityInputs` in, a JSON-able dict out).
 """
@@ -71,6 +73,11 @@ def saadi_register_metrics(register: Any) -> None:
     """Register evaluation metrics (FID/KID, MS-SSIM, …)."""
 
 
+@hookspec
+def saadi_register_executors(register: Any) -> None:
+    """Register study executors (local, processes, slurm, …)."""
+
+
 #: hook name -> category name used in config and error messages
 CATEGORIES: dict[str, str] = {
     "saadi_register_generators": "generator",
@@ -79,4 +86,5 @@ CATEGORIES: dict[str, str] = {
     "saadi_register_aligners": "aligner",
     "saadi_register_datasets": "dataset",
     "saadi_register_metrics": "metric",
+    "saadi_register_executors": "executor",
 }

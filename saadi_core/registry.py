@@ -33,7 +33,8 @@ from saadi_core import hookspecs
 from saadi_core.errors import ConfigError, DuplicateKindError, PluginError, UnknownKindError
 
 ENTRY_POINT_GROUP = "saadi"
-BUILTIN_PLUGINS: tuple[str, ...] = ("saadi_core.data.builtin",)
+#: the core's own plugin modules and their plugin names (datasets; study executors)
+BUILTIN_PLUGINS: dict[str, str] = {"saadi_core.data.builtin": "saadi-core", "saadi_core.executors_plugin": "saadi-core-executors"}
 _KIND_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -182,8 +183,8 @@ class Registry:
         """Registry with the built-in plugins and (unless ``entry_points=False``) every plugin of
         the ``saadi`` entry-point group, limited to ``only`` (default: ``SAADI_LOAD_PLUGINS``)."""
         registry = cls(strict=strict)
-        for module_name in BUILTIN_PLUGINS:
-            registry.add_plugin(importlib.import_module(module_name), name="saadi-core", builtin=True)
+        for module_name, plugin_name in BUILTIN_PLUGINS.items():
+            registry.add_plugin(importlib.import_module(module_name), name=plugin_name, builtin=True)
         if entry_points:
             registry.load_entry_points(only=only)
         return registry
