@@ -27,7 +27,7 @@ import yaml
 def run(study: Path, runs_dir: Path, threads: int, executor: list[str]) -> float:
     env = os.environ | {"SAADI_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "saadi_core.cli", "--quiet", "study", str(study), *executor], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "saadi_core.cli", "--quiet", "study", str(study), *executor], check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 

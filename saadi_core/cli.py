@@ -189,9 +189,11 @@ def run(
     from saadi_core.pipeline import run_pipeline
 
     result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc)
+    from saadi_core.distributed import is_main_process
     from saadi_core.summary import print_summary
 
-    print_summary(result, out)
+    if is_main_process():  # the other processes of a multi-process run wrote nothing to show
+        print_summary(result, out)
 
 
 @app.command()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from saadi_core import __version__
+from saadi_core import __version__, distributed
 from saadi_core.config import ComponentSpec, RunConfig, YamlDoc, validate_components
 from saadi_core.errors import PipelineError
 from saadi_core.interfaces import AlignInputs, Generator, PairSet, RunContext, Sample, Selector
@@ -79,7 +79,7 @@ class RunSession:
         from saadi_core.progress import RichProgress
 
         self.registry = registry
-        self.progress = RichProgress(quiet=quiet)
+        self.progress = RichProgress(quiet=quiet or not distributed.is_main_process())
         if config.dataset.kind is None:
             config = config.model_copy(update={"dataset": ComponentSpec(kind=_default_dataset(config, registry), options=config.dataset.options)})
         dataset_entry = registry.get("dataset", config.dataset.kind)
@@ -104,15 +104,14 @@ class RunSession:
         self.options = validate_components(self.config, registry, doc)
         self._seed_options()
         self.sizes = PROFILE_SIZES[self.config.profile]
-        self.store = RunStore.create(
-            self.config.runs_dir,
-            self.config.run_name(),
-            self.config.model_dump(mode="json"),
-            versions=self._versions(),
-            stages_dir=stages_dir,
+        self.store = distributed.create_store(
+            self.config.runs_dir, self.config.run_name(), self.config.model_dump(mode="json"), self._versions(), stages_dir
         )
         self.progress.sink = self.store.log_event
-        self.context = RunContext(device=resolve_device(self.config.device), profile=self.config.profile, progress=self.progress)
+        device = resolve_device(self.config.device)
+        self.context = RunContext(
+            device=device, profile=self.config.profile, progress=self.progress, accelerator=distributed.run_accelerator(device)
+        )
         self.store.update_manifest(
             seeds={"run": self.config.seed, "pool": self.pool_seed, "evaluation": self.eval_seed},
             dataset={"source": self.dataset.source, "task": self.dataset.task, "classes": self.dataset.class_names},
@@ -200,7 +199,7 @@ class RunSession:
             generator = self.load_generator(trained)
             conditions = generator.conditions(self.dataset)
             n = fixed or per_condition(self.sizes["pool_size"], len(conditions))
-            samples = generator.sample(conditions, n, self.pool_seed)
+            samples = distributed.sample(generator, conditions, n, self.pool_seed)
             outputs: dict[str, Any] = {"n_conditions": len(conditions), "n_per_condition": n}
             if pool.min_winners:
                 extra, outputs["adaptive"] = self._top_up(generator, conditions, samples, n, self.load_selector(selector_stage))
@@ -346,7 +345,7 @@ class RunSession:
             generator = self.load_generator(trained) if aligned is None else self._aligned(trained, aligned)
             conditions = generator.conditions(self.dataset)
             n = max(self.config.evaluation.n_per_condition or 0, math.ceil(max(self.config.evaluation.scales) * n_train / len(conditions)))
-            samples = generator.sample(conditions, n, self.eval_seed)
+            samples = distributed.sample(generator, conditions, n, self.eval_seed)
             save_samples(out, samples)
             return {"n_per_condition": n, "n_samples": len(samples), "seed": self.eval_seed}
 
