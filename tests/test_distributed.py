@@ -23,7 +23,7 @@ from saadi_core.config import RunConfig
 from saadi_core.pipeline import RunSession
 from saadi_core.registry import Registry
 from saadi_core.samples_io import load_samples
-from saadi_core.store import StageResult
+from saadi_core.store import RunStore, StageResult
 
 SMALL = [
     "dataset.options.n_train=40", "dataset.options.n_test=20", "dataset.options.image_size=32",
@@ -37,6 +37,17 @@ def _stage(run: Path, manifest: dict, name: str) -> StageResult:
     entry = manifest["stages"][name]
     path = (run / entry["path"]).resolve()
     return StageResult(name=name, key=entry["key"], path=path, meta=json.loads((path / "stage.json").read_text()))
+
+
+def test_without_a_launcher_a_run_is_one_plain_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from saadi_core import distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert distributed.world_size() == 1 and distributed.is_main_process()
+    assert distributed.run_accelerator("cpu") is None  # components make their own, with their own precision
+    store = distributed.create_store(tmp_path, "r", {}, {}, None)
+    assert type(store) is RunStore and store.root == tmp_path / "r"
 
 
 @pytest.mark.slow
