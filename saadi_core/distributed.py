@@ -120,7 +120,8 @@ def create_store(runs_dir: Path, name: str, config: dict[str, Any], versions: di
 def sample(generator: Any, conditions: Sequence[Any], n_per_condition: int, seed: int) -> list[Any]:
     """``generator.sample(conditions, n_per_condition, seed)``, sharded over the processes by
     condition and gathered back in one-process order (condition by condition, index by index)."""
-    if world_size() == 1:
+    ids = [c.id for c in conditions]
+    if world_size() == 1 or len(set(ids)) != len(ids):  # repeated ids could not be put back in order
         return generator.sample(conditions, n_per_condition, seed)
     import torch.distributed as dist
 
