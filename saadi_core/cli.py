@@ -210,12 +210,11 @@ def study(
     Every (arm, seed) is a run under RUNS_DIR/NAME/runs/, sharing stage results (a generator
     used by two arms is trained once); results go to RUNS_DIR/NAME/study.json. Re-running
     resumes. See examples/studies/ and docs/user-guide.md."""
-    from saadi_core.config import deep_merge, parse_assignment
+    from saadi_core.config import StudyConfig, deep_merge, load_config_file, parse_assignment, validate_components
 
     executor_options: dict[str, Any] = {"workers": workers} if workers is not None else {}
     for assignment in executor_option or []:
         executor_options = deep_merge(executor_options, parse_assignment(assignment))
-    from saadi_core.config import StudyConfig, load_config_file, validate_components
 
     config, doc = load_config_file(file)
     if not isinstance(config, StudyConfig):
