@@ -88,3 +88,21 @@ def test_unknown_executor_or_option_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(SaadiError, match="invalid options for executor 'processes'"):
         create_executor(registry, "processes", {"workerz": 2})
     assert isinstance(create_executor(Registry(), "local"), LocalExecutor)  # no built-ins needed
+
+
+def test_cli_passes_executor_and_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from saadi_core import cli, executors_plugin
+
+    JOBS_SEEN.clear()
+    registry = _registry(ExecutorPlugin(), executors_plugin)
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    file = tmp_path / "study.yaml"
+    file.write_text(yaml.safe_dump(study_config(tmp_path, seeds=[0], scales=[1]).model_dump(mode="json")))
+    cli.main(["--quiet", "study", str(file), "--executor", "backwards"])
+    assert len(JOBS_SEEN) == 2 and (tmp_path / "s" / "study.json").is_file()
+    with pytest.raises(SystemExit) as exit_info:  # a bad option: the one-line error, exit code 2
+        cli.main(["--quiet", "study", str(file), "--executor", "processes", "--executor-option", "workerz=2"])
+    assert exit_info.value.code == 2
+    assert "invalid options for executor 'processes'" in capsys.readouterr().err
