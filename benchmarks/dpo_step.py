@@ -188,7 +188,7 @@ def run_naive(gen: Any, pairs: Any, args: argparse.Namespace) -> tuple[list[floa
     scheduler = gen.noise_scheduler
     rng = torch.Generator().manual_seed(0)
     times = []
-    for step in range(args.warmup + args.steps):
+    for _ in range(args.warmup + args.steps):
         start = time.perf_counter()
         batch = [pairs.pairs[int(i)] for i in torch.randint(0, len(pairs), (args.batch,), generator=rng)]
         with torch.no_grad():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saadi_core.pipeline import oracle_pass
+from saadi_core.evaluation.samples import oracle_pass
 from saadi_core.preferences import load_pool, sample_file_name
 from saadi_core.registry import Registry
 

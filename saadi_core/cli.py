@@ -73,7 +73,7 @@ def _registry():
 
 @app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """List installed plugins: version, kinds they register, load status and errors."""
+    """List installed plugins: version, kinds they register, lifecycle hooks, load status and errors."""
     registry = _registry()
     if as_json:
         out.print_json(json.dumps([p.as_dict() for p in registry.plugins]))
@@ -83,6 +83,8 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
         table.add_column(column, overflow="fold")
     for info in registry.plugins:
         kinds = "\n".join(f"{cat}: {', '.join(ks)}" for cat, ks in sorted(info.kinds.items()))
+        lifecycle = [h.removeprefix("saadi_") for h in info.hooks if not h.startswith("saadi_register_")]
+        kinds += ("\n" if kinds else "") + (f"hooks: {', '.join(lifecycle)}" if lifecycle else "")
         status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, f"[yellow]{info.status}[/]")
         name = info.name + (" (built-in)" if info.builtin else "")
         table.add_row(name, info.version, status, kinds, info.error)
@@ -119,11 +121,12 @@ def validate(file: Annotated[Path, typer.Argument(help="A run or study YAML file
 def data_check(
     path: Annotated[Path, typer.Argument(help="Dataset root: class folders, or images/ + masks/ + classes.yaml.")],
     layout: Annotated[str, typer.Option(help="auto, classification or segmentation.")] = "auto",
+    dataset: Annotated[Optional[str], typer.Option(help="Check a native layout with its dataset kind (lapgyn4, endoscapes, autolaparo, cholecseg8k, coco).")] = None,
 ) -> None:
     """Validate a dataset folder before training: unreadable images, mask mismatches, empty classes."""
-    from saadi_core.data.check import check_path
+    from saadi_core.data.check import check_dataset, check_path
 
-    summary = check_path(path, layout=layout)
+    summary = check_path(path, layout=layout) if dataset is None else check_dataset(dataset, path)
     out.print_json(json.dumps(summary))
 
 
@@ -158,7 +161,12 @@ def run(
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are stored (env SAADI_RUNS_DIR).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Base seed of the run.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set generator.options.train_steps=200")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set generator.options.max_steps=200")] = None,
+    force_stage: Annotated[
+        Optional[list[str]],
+        typer.Option("--force-stage", help="Recompute this stage even if cached (repeatable; 'sample' = every sample-* stage)."),
+    ] = None,
+    log_with: Annotated[Optional[list[str]], typer.Option(help="Experiment tracker for the run's curves: tensorboard, mlflow or wandb (repeat for several).")] = None,
 ) -> None:
     """Run the whole SAADi loop: train generator, generate pool, train selector, score, pair,
     align, generate aligned samples, evaluate downstream. Re-running resumes finished stages."""
@@ -182,13 +190,15 @@ def run(
         overrides["dataset"] = {"kind": dataset}
     if data_root is not None:
         overrides = deep_merge(overrides, {"dataset": {"options": {"root": str(data_root)}}})
+    if log_with:
+        overrides["log_with"] = [n.strip().lower() for value in log_with for n in value.split(",") if n.strip()]
     for assignment in set_ or []:
         overrides = deep_merge(overrides, parse_assignment(assignment))
     run_config, doc = build_run_config(config, overrides)
 
     from saadi_core.pipeline import run_pipeline
 
-    result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc)
+    result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc, force_stages=force_stage or ())
     from saadi_core.distributed import is_main_process
     from saadi_core.summary import print_summary
 
@@ -251,7 +261,11 @@ def main(argv: list[str] | None = None) -> None:
     # 20-50x slower steps on a loaded 2-core machine). Set before any command imports torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        app(args=argv, prog_name="saadi", standalone_mode=False)
+        code = app(args=argv, prog_name="saadi", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into a returned 130 when not standalone
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SaadiError as exc:
         if _state["debug"]:
             err.print_exception()
@@ -260,7 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted (finished stages are kept; re-run to resume)", file=sys.stderr)
+        from saadi_core.interrupt import interrupted_message
+
+        print(interrupted_message(argv), file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):

@@ -14,6 +14,7 @@ expects local pretrained weights. A profile is a name that plugins map to option
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +28,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from saadi_core.registry import Registry
 
 PROFILES = ("tiny", "paper")
+#: device names a run accepts (checked when the config is read, so `saadi validate` knows too)
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _check_device(value: str) -> str:
+    if not DEVICE_RE.match(value):
+        raise ValueError(f"unknown device '{value}'; use auto, cpu, cuda, cuda:N or mps")
+    return value
 
 
 class Strict(BaseModel):
@@ -91,7 +100,7 @@ class EvaluationConfig(Strict):
     )
     seed: int = Field(default=2000, description="seed for base-vs-aligned comparison samples (same for both)")
     scales: list[float] = Field(default_factory=lambda: [1.0], description="synthetic amount as multiples of the real train size")
-    downstream_seeds: list[int] = Field(default_factory=lambda: [0])
+    downstream_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="at least one seed")
     downstream_variants: list[Literal["base", "aligned"]] = Field(
         default_factory=lambda: ["base", "aligned"],
         description="synthetic sets that each train a downstream model next to real-only (a study arm trains only its own)",
@@ -146,6 +155,9 @@ class RunConfig(Strict):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
+    log_with: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="experiment trackers that receive the run's curves, timings and summary (saadi_core.tracking)"
+    )
 
     @field_validator("profile")
     @classmethod
@@ -153,6 +165,8 @@ class RunConfig(Strict):
         if value not in PROFILES:
             raise ValueError(f"unknown profile '{value}'; known: {', '.join(PROFILES)}")
         return value
+
+    _known_device = field_validator("device")(_check_device)
 
     def run_name(self) -> str:
         if self.name:
@@ -182,7 +196,7 @@ class ArmConfig(Strict):
     mix: list[str] | None = Field(default=None, description="names of other arms whose synthetic data is mixed")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ArmConfig":
+    def _one_source(self) -> ArmConfig:
         if (self.generator is None) == (self.mix is None):
             raise ValueError(f"arm '{self.name}' needs exactly one of 'generator' or 'mix'")
         return self
@@ -209,8 +223,10 @@ class StudyConfig(Strict):
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     arms: list[ArmConfig] = Field(min_length=1)
 
+    _known_device = field_validator("device")(_check_device)
+
     @model_validator(mode="after")
-    def _arms_consistent(self) -> "StudyConfig":
+    def _arms_consistent(self) -> StudyConfig:
         names = [a.name for a in self.arms]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -242,21 +258,63 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...
             _line_index(item, path + (i,), out)
 
 
+def read_yaml_text(path: Path, what: str, error: type[SaadiError]) -> str:
+    """The text of a YAML file, or a one-line ``error`` for a missing file, a folder or a binary."""
+    if path.is_dir():
+        raise error(f"{what} {path} is a folder; give the path of a YAML file")
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not UTF-8 text (a binary file?); give a YAML file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
+    """The first key node repeated within one mapping (YAML loaders silently keep the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            if key in seen:
+                return key_node
+            seen.add(key)
+            found = _duplicate_key(value_node)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item)
+            if found is not None:
+                return found
+    return None
+
+
+def compose_yaml(text: str, path: Path, error: type[SaadiError]) -> yaml.Node | None:
+    """The YAML node tree of ``text``; a one-line ``error`` with ``file:line`` for a syntax error
+    or a key given twice in one mapping."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise error(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})") from None
+    duplicate = _duplicate_key(node)
+    if duplicate is not None:
+        raise error(f"{path}:{duplicate.start_mark.line + 1}: key '{duplicate.value}' is given twice")
+    return node
+
+
 class YamlDoc:
     """A parsed YAML mapping plus the line of every key, for error messages."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ConfigError(f"config file not found: {self.path}")
-        text = self.path.read_text(encoding="utf-8")
-        try:
-            node = yaml.compose(text)
-            self.data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{self.path}:{mark.line + 1}" if mark else str(self.path)
-            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        text = read_yaml_text(self.path, "config file", ConfigError)
+        node = compose_yaml(text, self.path, ConfigError)
+        self.data = yaml.safe_load(text)
         if self.data is None:
             self.data = {}
         if not isinstance(self.data, dict):
@@ -310,7 +368,11 @@ def parse_assignment(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set expects KEY=VALUE (dotted key), got '{text}'")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"--set {text}: the value is not valid YAML ({problem}); quote it or close its brackets") from None
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value  # type: ignore[return-value]
@@ -344,7 +406,7 @@ def load_config_file(path: Path) -> tuple[RunConfig | StudyConfig, YamlDoc]:
     return _validate(model, doc.data, doc), doc
 
 
-def validate_components(config: RunConfig | StudyConfig, registry: "Registry", doc: YamlDoc | None = None) -> dict[str, BaseModel]:
+def validate_components(config: RunConfig | StudyConfig, registry: Registry, doc: YamlDoc | None = None) -> dict[str, BaseModel]:
     """Check every component's kind exists and its options validate for the config's profile.
 
     Returns the validated options per config path (``"generator"``, ``"arms.0.generator"``, …).
@@ -379,4 +441,25 @@ def validate_components(config: RunConfig | StudyConfig, registry: "Registry", d
             validated[".".join(map(str, loc))] = entry.build_options(spec.options, config.profile)
         except OptionsError as exc:
             raise ConfigError(_format_error(exc.errors[0], doc, loc + ("options",))) from None
+    _check_tasks(specs, registry, doc)
     return validated
+
+
+def _check_tasks(specs: dict[tuple[Any, ...], tuple[str, ComponentSpec]], registry: Registry, doc: YamlDoc | None) -> None:
+    """Components registered for different dataset tasks (``--generator ssi --selector resnet18``,
+    or a classification selector on ``toy-seg``) fail here, not after the generator trained. The
+    task is the dataset kind's, else the first component's that declares one (as a run picks its
+    default dataset)."""
+    tasks = {loc: registry.get(cat, spec.kind).task for loc, (cat, spec) in specs.items() if spec.kind is not None}
+    dataset_task = tasks.get(("dataset",))
+    first = next(((loc, t) for loc, t in tasks.items() if t is not None), None)
+    if first is None:
+        return
+    ref_loc, task = (("dataset",), dataset_task) if dataset_task else first
+    for loc, needs in tasks.items():
+        if needs is not None and needs != task:
+            kind = specs[loc][1].kind
+            verb = "is" if ref_loc == ("dataset",) else "needs"
+            ref = f"{'.'.join(map(str, ref_loc))} '{specs[ref_loc][1].kind}' {verb} {task}"
+            where = f"{doc.where(loc + ('kind',))}: " if doc else ""
+            raise ConfigError(f"{where}{'.'.join(map(str, loc))} '{kind}' needs a {needs} dataset, but {ref}")

@@ -83,12 +83,13 @@ class RankedRunStore(RunStore):
         params: dict[str, Any],
         fn: Callable[[Path], dict[str, Any] | None],
         deps: Sequence[StageResult] = (),
+        force: bool = False,
     ) -> StageResult:
         key = content_key(name, params, [(d.name, d.key) for d in deps])
         _barrier()
-        cached = _broadcast(self.find(name, key) is not None)
-        if is_main_process():
-            result: StageResult | None = super().stage(name, params, fn, deps)
+        cached = _broadcast(not force and self.find(name, key) is not None)  # rank 0's view decides
+        if is_main_process():  # under the stage lock, like any run sharing the stage store
+            result: StageResult | None = super().stage(name, params, fn, deps, force=force)
         elif not cached:
             scratch = Path(tempfile.mkdtemp(prefix=f".rank{rank()}-{name}-", dir=self.root))
             try:

@@ -7,7 +7,7 @@ on where or in which order the jobs ran. Jobs that need the same stage (two arms
 generator, every arm's real-only downstream model) meet in the shared stage store, whose per-stage
 file lock lets one worker compute a stage while the others wait and reuse it.
 
-Built-in kinds (registered by :mod:`saadi_core.executors_plugin` through the same
+Built-in kinds (registered by :mod:`saadi_core.builtins.executors` through the same
 ``saadi_register_executors`` hook a third party uses — a Ray or Dask executor is a plugin):
 
 * ``local`` — one job after another in this process (the default);
@@ -164,10 +164,7 @@ class SlurmExecutor:
 
 
 def create_executor(registry: Any, kind: str, options: dict[str, Any] | None = None, default_folder: Path | None = None) -> Executor:
-    """The executor ``kind`` with ``options`` (checked against its options model). ``local`` needs
-    no plugin: a registry built without the core's built-ins still runs a study as before."""
-    if kind == "local" and not options and "local" not in registry.kinds("executor"):
-        return LocalExecutor()
+    """The executor ``kind`` with ``options`` (checked against its options model)."""
     executor = registry.create("executor", kind, options or {})
     if default_folder is not None and getattr(executor, "folder", "absent") is None:
         executor.folder = default_folder

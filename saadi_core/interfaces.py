@@ -4,7 +4,7 @@ These names are the contract between the core pipeline and every plugin. The pip
 talks to a generator, selector, pairing strategy or aligner through the methods below, so a
 third-party implementation that honours the docstrings runs unchanged in every stage.
 
-Conventions (see ``shared/METHOD.md``):
+Conventions (see ``docs/method.md``):
 
 * images are ``float32`` tensors in ``[-1, 1]``, channels first: one image ``(3, H, W)``,
   a batch ``(N, 3, H, W)``;

@@ -30,6 +30,7 @@ import numpy as np
 
 from saadi_core.errors import DataError
 from saadi_core.interfaces import Sample
+from saadi_core.stages.names import GENERATE_POOL, SCORE
 from saadi_core.store import atomic_write_text
 
 POOL_CSV = "pool.csv"
@@ -59,9 +60,9 @@ def load_pool(run: Path) -> tuple[list[Sample], list[float | None]]:
     if not manifest_file.is_file():
         raise DataError(f"{run} is not a run directory (no manifest.json)")
     manifest = json.loads(manifest_file.read_text())
-    samples = load_samples(_stage_dir(run, manifest, "generate-pool"))
+    samples = load_samples(_stage_dir(run, manifest, GENERATE_POOL))
     try:
-        scores = json.loads((_stage_dir(run, manifest, "score") / "scores.json").read_text())["scores"]
+        scores = json.loads((_stage_dir(run, manifest, SCORE) / "scores.json").read_text())["scores"]
     except (DataError, OSError):  # the selector's scores are a courtesy to the rater, not required
         scores = [None] * len(samples)
     return samples, scores

@@ -21,10 +21,11 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -33,8 +34,7 @@ from saadi_core import hookspecs
 from saadi_core.errors import ConfigError, DuplicateKindError, PluginError, UnknownKindError
 
 ENTRY_POINT_GROUP = "saadi"
-#: the core's own plugin modules and their plugin names (datasets; study executors)
-BUILTIN_PLUGINS: dict[str, str] = {"saadi_core.data.builtin": "saadi-core", "saadi_core.executors_plugin": "saadi-core-executors"}
+BUILTIN_PLUGINS: tuple[str, ...] = ("saadi_core.data.builtin",)
 _KIND_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -106,10 +106,9 @@ class KindEntry:
             return self.target
         try:
             return _import_ref(self.target)
-        except Exception as exc:  # a plugin's import failing is the user's environment problem
+        except (Exception, SystemExit) as exc:  # a plugin's import failing is the user's environment problem
             raise PluginError(
-                f"plugin '{self.plugin}' could not import {self.category} '{self.kind}' "
-                f"({self.target}): {type(exc).__name__}: {exc}"
+                f"plugin '{self.plugin}' could not import {self.category} '{self.kind}' ({self.target}): {_describe(exc)}"
             ) from exc
 
     def create(self, options: dict[str, Any] | BaseModel | None = None, context: Any = None, profile: str = "tiny") -> Any:
@@ -150,6 +149,22 @@ class PluginInfo:
         }
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of a plugin's failure; ``sys.exit()`` is named as such."""
+    if isinstance(exc, SystemExit):
+        return f"the plugin called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Hook implementations of ``plugin`` that match no hook specification (typos)."""
+    return sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or []
+        if caller.spec is None and not any(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
+    )
+
+
 def _installed_version(distribution: str) -> str:
     """Version of an installed distribution ('' if unknown); editable installs may not expose it
     through ``entrypoints``' metadata."""
@@ -175,16 +190,20 @@ class Registry:
         self._entries: dict[str, dict[str, KindEntry]] = {c: {} for c in hookspecs.CATEGORIES.values()}
         self._conflicts: dict[tuple[str, str], list[str]] = {}
         self.plugins: list[PluginInfo] = []
+        from saadi_core.builtins import PLUGINS
+
+        for name, module_name in PLUGINS:  # the core's own evaluation and executors, always present
+            self.add_plugin(importlib.import_module(module_name), name=name, builtin=True)
 
     # ------------------------------------------------------------------ discovery
 
     @classmethod
-    def discover(cls, strict: bool | None = None, only: list[str] | None = None, entry_points: bool = True) -> "Registry":
+    def discover(cls, strict: bool | None = None, only: list[str] | None = None, entry_points: bool = True) -> Registry:
         """Registry with the built-in plugins and (unless ``entry_points=False``) every plugin of
         the ``saadi`` entry-point group, limited to ``only`` (default: ``SAADI_LOAD_PLUGINS``)."""
         registry = cls(strict=strict)
-        for module_name, plugin_name in BUILTIN_PLUGINS.items():
-            registry.add_plugin(importlib.import_module(module_name), name=plugin_name, builtin=True)
+        for module_name in BUILTIN_PLUGINS:
+            registry.add_plugin(importlib.import_module(module_name), name="saadi-core", builtin=True)
         if entry_points:
             registry.load_entry_points(only=only)
         return registry
@@ -195,15 +214,19 @@ class Registry:
         if only is None:
             env = os.environ.get("SAADI_LOAD_PLUGINS", "").strip()
             only = [n.strip() for n in env.split(",") if n.strip()] if env else None
-        seen: set[str] = set()
+        seen: dict[str, tuple[str, str]] = {}
         for ep in sorted(entrypoints.get_group_all(ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
             distro = getattr(ep, "distro", None)
             dist_name = getattr(distro, "name", "") or ""
+            origin = (ep.module_name, dist_name)
+            if seen.get(ep.name) == origin:  # the same distribution visible twice on sys.path
+                continue
+            # another distribution using the same entry-point name is a plugin of its own (its
+            # kinds then conflict visibly), not silently skipped
+            name = ep.name if ep.name not in seen else f"{ep.name} ({dist_name or ep.module_name})"
+            seen.setdefault(ep.name, origin)
             info = PluginInfo(
-                name=ep.name,
+                name=name,
                 module=ep.module_name + (f":{ep.object_name}" if ep.object_name else ""),
                 version=getattr(distro, "version", "") or _installed_version(dist_name),
                 distribution=dist_name,
@@ -215,8 +238,8 @@ class Registry:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
-                self._fail(info, f"import failed: {type(exc).__name__}: {exc}", exc)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 (a plugin calling sys.exit() must not end saadi)
+                self._fail(info, f"import failed: {_describe(exc)}", exc)
                 continue
             self._add(plugin, info)
 
@@ -241,8 +264,14 @@ class Registry:
     def _add(self, plugin: object, info: PluginInfo) -> None:
         try:
             self.pm.register(plugin, name=info.name)
-        except Exception as exc:  # pluggy rejects unknown hooks / bad signatures
+        except Exception as exc:  # noqa: BLE001 (pluggy rejects bad signatures of known hooks)
             self._fail(info, f"invalid hook implementation: {exc}", exc)
+            return
+        unknown = _unknown_hooks(self.pm, plugin)
+        if unknown:  # pluggy accepts hooks without a spec; a misspelt hook would register nothing
+            self.pm.unregister(name=info.name)
+            known = ", ".join(sorted(hookspecs.CATEGORIES))
+            self._fail(info, f"unknown hook(s) {', '.join(unknown)} (known: {known})")
             return
         staged: list[KindEntry] = []
         try:
@@ -252,10 +281,13 @@ class Registry:
                         continue
                     info.hooks.append(hook_name)
                     impl.function(register=self._register_fn(info, category, staged))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 (any failure of a plugin is recorded)
             self.pm.unregister(name=info.name)
-            self._fail(info, f"registration failed: {type(exc).__name__}: {exc}", exc)
+            self._fail(info, f"registration failed: {_describe(exc)}", exc)
             return
+        for hook_name in hookspecs.LIFECYCLE_HOOKS:
+            if any(impl.plugin_name == info.name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()):
+                info.hooks.append(hook_name)
         for entry in staged:  # commit only after the whole plugin registered cleanly
             self._commit(entry, info)
         self.plugins.append(info)
@@ -303,7 +335,8 @@ class Registry:
                 f"{entry.category} kind '{entry.kind}' is registered by both plugin "
                 f"'{existing.plugin}' and plugin '{entry.plugin}'"
             )
-            info.error = "; ".join(filter(None, [info.error, message]))
+            for owner in (info, *(p for p in self.plugins if p.name == existing.plugin)):
+                owner.error = "; ".join(filter(None, [owner.error, message]))
             if self.strict:
                 raise DuplicateKindError(message + " [SAADI_STRICT=1]")
             return

@@ -14,6 +14,12 @@ everything downstream — and only those are recomputed; upstream results are fo
 reused. A stage is computed into ``stages/.tmp-…`` and renamed into place only when it finished,
 so a killed run never leaves a half-written result that looks complete, and re-running resumes at
 the first stage without a result. The manifest is rewritten atomically (temp file + rename).
+
+Integrity and concurrency (``docs/failure-modes.md``): ``stage.json`` lists the size and SHA-256
+of every file the stage wrote, and a cached stage is used only if they still match — a damaged
+one is recomputed with a warning naming the file. A run directory is locked by one process at a
+time, and each stage is computed under its own lock (:mod:`saadi_core.locks`), so workers sharing
+a stage store compute a stage once and the others wait for it and reuse it.
 """
 
 from __future__ import annotations
@@ -21,18 +27,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from saadi_core.errors import SaadiError
+from saadi_core.integrity import checksum_tree, verify_tree
+from saadi_core.locks import lock_run, release_run, stage_lock, try_stage_lock
 
 MANIFEST = "manifest.json"
 STAGE_META = "stage.json"
+#: run-level results of the last finished run; moved to ``previous/`` when the config changes
+RESULT_FILES = ("summary.json", "downstream.json", "fidelity.json")
+PREVIOUS_DIR = "previous"
+#: ``.tmp-<stage>-<key12>-<random>``: a stage being computed (or left by a killed process)
+_TMP_RE = re.compile(r"^\.tmp-(?P<name>.+)-(?P<key>[0-9a-f]{12})-[a-z0-9_]+$")
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -101,6 +121,8 @@ class RunStore:
 
     def __init__(self, root: Path, stages_dir: Path | None = None) -> None:
         self.root = Path(root)
+        #: where warnings go (damaged cached files, waiting for another process); stderr by default
+        self.warn: Callable[[str], None] = _stderr_warning
         self._manifest: dict[str, Any] = {}
         if (self.root / MANIFEST).is_file():
             self._manifest = self._read_manifest()
@@ -118,7 +140,7 @@ class RunStore:
         config: dict[str, Any],
         versions: dict[str, Any] | None = None,
         stages_dir: Path | None = None,
-    ) -> "RunStore":
+    ) -> RunStore:
         """Open ``runs_dir/name``, creating it if needed. An existing run keeps its stage
         history (so it can resume); its config is replaced by ``config``.
 
@@ -127,10 +149,23 @@ class RunStore:
         computed by the first run that needs it and found by the others."""
         if not name or "/" in name or name.startswith("."):
             raise SaadiError(f"invalid run name '{name}': use letters, digits, '-', '_' and '.'")
-        store = cls(Path(runs_dir) / name, stages_dir=stages_dir)
-        store.root.mkdir(parents=True, exist_ok=True)
+        root = Path(runs_dir) / name
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SaadiError(f"cannot create the run directory {root}: {exc.strerror or exc}") from None
+        lock_run(root)
+        try:
+            store = cls(root, stages_dir=stages_dir)
+        except SaadiError as exc:  # a damaged manifest: stages are found by key, so start a new one
+            _stderr_warning(f"{exc}; it is kept as {MANIFEST}.damaged and a new manifest is written")
+            os.replace(root / MANIFEST, root / f"{MANIFEST}.damaged")
+            store = cls(root, stages_dir=stages_dir)
         store.stages_dir.mkdir(parents=True, exist_ok=True)
+        store.clean_temp()
         manifest = store._manifest or {"name": name, "created": _now(), "stages": {}}
+        if store._manifest.get("config") not in (None, _jsonable(config)):
+            store._set_aside_results()
         if stages_dir is not None:
             manifest["stages_dir"] = os.path.relpath(store.stages_dir, store.root)
         manifest["config"] = _jsonable(config)
@@ -140,8 +175,13 @@ class RunStore:
         store.write_manifest()
         return store
 
+    def release(self) -> None:
+        """Give back the run lock taken by :meth:`create` (the run is finished; the OS gives it
+        back anyway when the process ends)."""
+        release_run(self.root)
+
     @classmethod
-    def open(cls, path: Path) -> "RunStore":
+    def open(cls, path: Path) -> RunStore:
         """An existing run directory (for reports); a clear error if it is not one."""
         root = Path(path)
         if not (root / MANIFEST).is_file():
@@ -151,9 +191,23 @@ class RunStore:
     def _read_manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             raise SaadiError(f"cannot read run manifest {path}: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise SaadiError(f"cannot read run manifest {path}: not a JSON object")
+        return manifest
+
+    def _set_aside_results(self) -> None:
+        """A run re-started with another config: move the old run's results to ``previous/`` so
+        that, if this run fails, nothing shows old results beside the new config."""
+        present = [self.root / f for f in RESULT_FILES if (self.root / f).is_file()]
+        if not present:
+            return
+        (self.root / PREVIOUS_DIR).mkdir(exist_ok=True)
+        for path in present:
+            os.replace(path, self.root / PREVIOUS_DIR / path.name)
+        self._manifest["previous_results"] = {"dir": PREVIOUS_DIR, "config": self._manifest.get("config")}
 
     # ------------------------------------------------------------------ manifest
 
@@ -192,15 +246,27 @@ class RunStore:
         return self.stages_dir / f"{name}-{key[:12]}"
 
     def find(self, name: str, key: str) -> StageResult | None:
-        """The finished result of ``name`` with ``key``, if any."""
+        """The finished, intact result of ``name`` with ``key``, if any."""
+        return self._load(name, key)[0]
+
+    def _load(self, name: str, key: str) -> tuple[StageResult | None, str | None]:
+        """``(result, None)``, ``(None, None)`` when absent, ``(None, problem)`` when damaged."""
         path = self.stage_path(name, key)
         meta_file = path / STAGE_META
-        if not meta_file.is_file():
-            return None
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        if meta.get("key") != key:  # a 12-char prefix collision: treat as absent
-            return None
-        return StageResult(name=name, key=key, path=path, meta=meta, cached=True)
+        if not path.is_dir():
+            return None, None
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None, None
+        except (OSError, ValueError) as exc:  # truncated or overwritten stage.json
+            return None, f"{meta_file} cannot be read ({type(exc).__name__})"
+        if not isinstance(meta, dict) or meta.get("key") != key:  # a 12-char prefix collision
+            return None, None
+        problem = verify_tree(path, meta.get("checksums") or {})
+        if problem is not None:
+            return None, problem
+        return StageResult(name=name, key=key, path=path, meta=meta, cached=True), None
 
     def stage(
         self,
@@ -208,30 +274,39 @@ class RunStore:
         params: dict[str, Any],
         fn: Callable[[Path], dict[str, Any] | None],
         deps: Sequence[StageResult] = (),
+        force: bool = False,
     ) -> StageResult:
-        """Return the cached result of this stage or compute it.
+        """Return the cached result of this stage or compute it (``force``: compute it anyway and
+        replace the cached result).
 
         ``fn(tmp_dir)`` writes its files into ``tmp_dir`` and returns a JSON-serialisable summary
         (stored as ``outputs``). Only when it returns is the directory renamed into place; if it
-        raises, the temporary directory is removed and the stage is marked failed.
+        raises, the temporary directory is removed and the stage is marked failed. The check for
+        a cached result is repeated under the stage lock, so of several processes sharing the
+        stage store one computes and the others reuse its result.
         """
         key = content_key(name, params, [(d.name, d.key) for d in deps])
-        from filelock import FileLock  # TEMP stage lock (issue 17 owns this): one computes, others wait and reuse
+        found = None if force else self.find(name, key)
+        if found is None:
+            self.stages_dir.mkdir(parents=True, exist_ok=True)
+            with stage_lock(self.stages_dir, name, key, on_wait=self.warn):
+                found, problem = (None, None) if force else self._load(name, key)
+                if found is None:
+                    if problem is not None:
+                        self.warn(f"cached stage {name} is damaged: {problem}; recomputing it")
+                        self.log_event("stage_damaged", stage=name, key=key, problem=problem)
+                    return self._compute(name, key, params, fn, deps)
+        self._set_stage_status(name, key=key, status="done", cached=True, path=self._relative(found.path))
+        self.log_event("stage_cached", stage=name, key=key)
+        return found
 
-        locks = self.stages_dir.parent / ".stage-locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(locks / f"{name}-{key[:12]}.lock"):
-            return self._stage_locked(name, key, params, fn, deps)
-
-    def _stage_locked(self, name: str, key: str, params: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None], deps: Sequence[StageResult]) -> StageResult:
-        found = self.find(name, key)
-        if found is not None:
-            self._set_stage_status(name, key=key, status="done", cached=True, path=self._relative(found.path))
-            self.log_event("stage_cached", stage=name, key=key)
-            return found
-
-        self.stages_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.stages_dir))
+    def _compute(
+        self, name: str, key: str, params: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None], deps: Sequence[StageResult]
+    ) -> StageResult:
+        """Compute one stage into a temporary directory and rename it into place (stage lock held)."""
+        for leftover in self.stages_dir.glob(f".tmp-{name}-{key[:12]}-*"):  # of a killed process
+            shutil.rmtree(leftover, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-{key[:12]}-", dir=self.stages_dir))
         started = time.perf_counter()
         self._set_stage_status(name, key=key, status="running", cached=False, started=_now())
         self.log_event("stage_started", stage=name, key=key)
@@ -246,11 +321,12 @@ class RunStore:
                 "outputs": _jsonable(outputs),
                 "seconds": round(seconds, 3),
                 "finished": _now(),
+                "checksums": checksum_tree(tmp, exclude=(STAGE_META,)),
             }
             atomic_write_json(tmp / STAGE_META, meta)
             final = self.stage_path(name, key)
-            if final.exists():  # an unfinished leftover under the final name cannot happen via
-                shutil.rmtree(final)  # this code, but a user may have copied files: replace it
+            if final.exists():  # a damaged result (or files a user copied there): replace it
+                shutil.rmtree(final)
             os.replace(tmp, final)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -264,10 +340,20 @@ class RunStore:
         return StageResult(name=name, key=key, path=final, meta=meta, cached=False)
 
     def clean_temp(self) -> int:
-        """Remove leftovers of killed stages; returns how many were removed."""
+        """Remove leftovers of killed stages (those no live process is computing); returns how
+        many were removed."""
         removed = 0
-        if self.stages_dir.is_dir():
-            for leftover in self.stages_dir.glob(".tmp-*"):
+        if not self.stages_dir.is_dir():
+            return 0
+        for leftover in self.stages_dir.glob(".tmp-*"):
+            match = _TMP_RE.match(leftover.name)
+            lock = try_stage_lock(self.stages_dir, match["name"], match["key"]) if match else None
+            if match and lock is None:  # being computed right now by another process
+                continue
+            try:
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed += 1
+            finally:
+                if lock is not None:
+                    lock.release()
         return removed

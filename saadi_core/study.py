@@ -21,8 +21,11 @@ from typing import Any
 
 from saadi_core.config import ArmConfig, EvaluationConfig, RunConfig, StudyConfig, YamlDoc
 from saadi_core.evaluation.stats import interval_verdict, paired_interval
-from saadi_core.pipeline import RunSession, _aggregate
 from saadi_core.registry import Registry
+from saadi_core.session import RunSession
+from saadi_core.stages import data, train
+from saadi_core.stages.downstream import aggregate
+from saadi_core.stages.downstream import run_all as train_downstream
 from saadi_core.store import StageResult, atomic_write_json
 
 STUDY_FILE = "study.json"
@@ -36,14 +39,15 @@ class StudyResult:
     summary: dict[str, Any]
 
 
-def arm_label(arm: ArmConfig) -> str:
-    """The synthetic set an arm contributes: its base or aligned samples, or its mix."""
-    if arm.mix is not None:
-        return arm.name
-    return "aligned" if arm.aligner is not None else "base"
+def arm_label(arm: ArmConfig, registry: Registry) -> str:
+    """The synthetic set an arm contributes — its base or aligned samples, its mix, or what a
+    plugin's arm kind names (``saadi_study_arm_label``)."""
+    from saadi_core.lifecycle import study_arm_label
+
+    return study_arm_label(registry, arm)
 
 
-def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int) -> RunConfig:
+def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Registry) -> RunConfig:
     """The run config of one generator arm at one seed (a mix arm uses its first member's)."""
     return RunConfig(
         name=f"{arm.name}-seed{seed}",
@@ -62,7 +66,7 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int) -> RunConfig:
         evaluation=EvaluationConfig(
             scales=study.scales,
             downstream_seeds=[seed],
-            downstream_variants=[arm_label(arm)] if arm.mix is None else [],
+            downstream_variants=[arm_label(arm, registry)] if arm.mix is None else [],
         ),
     )
 
@@ -73,17 +77,17 @@ def _mix_run(
     """Downstream models of a mix arm at one seed: equal shares of its members' sets
     (``members``: each member arm's held-out sample stage)."""
     first = next(a for a in study.arms if a.name == arm.mix[0])
-    config = arm_run_config(study, first, seed).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
+    config = arm_run_config(study, first, seed, registry).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
     session = RunSession(config, registry, quiet, None, stages_dir=_stages_dir(study))
-    data = session.stage_data()
-    selector_stage = session.stage_train_selector(data)
+    real = data.run(session)
+    selector_stage = train.run_selector(session, real)
     sources = [members[name] for name in arm.mix]
-    downstream = session.downstream(data, {arm.name: sources}, selector_stage)
+    results = train_downstream(session, real, {arm.name: sources}, selector_stage)
     summary = {
         "run": str(session.store.root),
         "task": session.dataset.task,
         "mix": arm.mix,
-        "downstream": _aggregate(downstream, session.dataset.task),
+        "downstream": aggregate(results, session.dataset.task),
         "timings_s": {n: s.get("seconds") for n, s in session.store.manifest.get("stages", {}).items()},
     }
     atomic_write_json(session.store.root / "summary.json", summary)
@@ -94,7 +98,7 @@ def _stages_dir(study: StudyConfig) -> Path:
     return study.runs_dir / study.name / "stages"
 
 
-def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str) -> dict[str, Any]:
+def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str, registry: Registry) -> dict[str, Any]:
     """``study.json``: per arm and scale mean ± std over seeds, paired differences to real-only."""
     import numpy as np
 
@@ -107,7 +111,7 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
     real_values = [real_by_seed[s] for s in sorted(real_by_seed)]
     arms_out, comparisons = [], []
     for arm in study.arms:
-        label = arm_label(arm)
+        label = arm_label(arm, registry)
         runs = per_seed[arm.name]
         downstream: dict[str, Any] = {}
         for scale in study.scales:
@@ -170,11 +174,13 @@ def run_study(
 ) -> StudyResult:
     """Run (or resume) every arm at every seed on ``executor`` (:mod:`saadi_core.executors`),
     then write ``<runs_dir>/<name>/study.json``."""
+    from saadi_core.preflight import refuse_launched_study
     from saadi_core.study_plan import execute_study
 
+    refuse_launched_study()
     root = config.runs_dir / config.name
     per_seed, task = execute_study(config, registry, quiet, executor, executor_options or {})
-    summary = summarise(config, per_seed, task)
+    summary = summarise(config, per_seed, task, registry)
     atomic_write_json(root / STUDY_FILE, summary)
     return StudyResult(root=root, summary=summary)
 

@@ -53,7 +53,7 @@ def run_job(job: ArmJob, registry: Registry | None = None) -> ArmOutcome:
     say = RichProgress(quiet=job.quiet).say
     if arm.mix is None:
         say(f"[bold]study {config.name}[/]: arm '{arm.name}', seed {job.seed} ({job.position})")
-        result = run_pipeline(arm_run_config(config, arm, job.seed), registry, quiet=job.quiet, stages_dir=_stages_dir(config))
+        result = run_pipeline(arm_run_config(config, arm, job.seed, registry), registry, quiet=job.quiet, stages_dir=_stages_dir(config))
         summary = result.summary | {"by_variant": _by_variant(result.store.root, job.seed)}
         return ArmOutcome(arm.name, job.seed, summary, dict(result.samples))
     say(f"[bold]study {config.name}[/]: mix '{arm.name}' = {' + '.join(arm.mix)}, seed {job.seed} ({job.position})")

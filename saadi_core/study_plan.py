@@ -43,7 +43,7 @@ def execute_study(
             members = {}
             for name in arm.mix or []:
                 member = next(a for a in config.arms if a.name == name)
-                members[name] = outcomes[(name, seed)].samples[arm_label(member)]
+                members[name] = outcomes[(name, seed)].samples[arm_label(member, registry)]
             mix_jobs.append(ArmJob(config, arm.name, seed, quiet, f"{i}/{total}", members))
         outcomes |= {(o.arm, o.seed): o for o in runner.map(fn, mix_jobs)}
     per_seed = {arm.name: {seed: outcomes[(arm.name, seed)].summary for seed in config.seeds} for arm in config.arms}

@@ -23,7 +23,8 @@ def _pass_row(name: str, result: dict[str, Any] | None) -> list[str] | None:
 
 
 def print_summary(result: Any, console: Console) -> None:
-    """Print pass rates (McNemar on the same seeds), downstream metrics and timings."""
+    """Print pass rates (McNemar on the same seeds), what the lifecycle plugins add, downstream
+    metrics and timings."""
     summary = result.summary
     table = Table(title="base vs aligned on the same seeds (exact McNemar)")
     for column in ("measure", "base", "aligned", "aligned − base", "fail→pass / pass→fail", "p", "verdict"):
@@ -34,19 +35,22 @@ def print_summary(result: Any, console: Console) -> None:
             table.add_row(*row)
     if summary.get("selector_pass"):
         console.print(table)
+        if (summary.get("alignment") or {}).get("aligned_equals_base"):
+            console.print(
+                "[yellow]aligned = base[/]: validation kept the base model (no alignment step improved the "
+                "held-out validation metric), so 'aligned' above is the base generator again"
+            )
     else:  # a base-only run (aligner: null): its pass rates, nothing to compare
         base = (summary.get("pass_rates") or {}).get("base") or {}
         oracle = f", oracle {base['oracle_rate']:.1%}" if base.get("oracle_rate") is not None else ""
         if base:
             console.print(f"base samples (no alignment): selector pass {base['selector_rate']:.1%}{oracle} of {base['n']}")
 
-    preserved = summary.get("label_preservation")
-    if preserved:
-        console.print(label_preservation_line(preserved))
-    for key, block in ((summary.get("fidelity") or {}).get("comparison") or {}).items():
-        interval = block.get("ci95")
-        bounds = f" [{interval[0]:+.4g}, {interval[1]:+.4g}]" if interval else ""
-        console.print(f"fidelity {key} aligned − base {block['difference']:+.4g}{bounds} (95 % paired bootstrap): {block['verdict']}")
+    # label preservation, fidelity and any plugin's figures (saadi_terminal_summary)
+    if result.session is not None:
+        from saadi_core.lifecycle import terminal_summary
+
+        terminal_summary(result.session.registry, summary, console.print)
 
     downstream = summary.get("downstream") or {}
     if downstream:

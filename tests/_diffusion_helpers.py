@@ -23,10 +23,10 @@ SIZE = 16
 LATENT_SMALL: dict[str, Any] = {
     "seed": 3,
     "unshuffle_factor": 2,
-    "unet_channels": [16, 32],
+    "block_out_channels": [16, 32],
     "unet_attention": [False, True],
-    "unet_norm_groups": 8,
-    "unet_head_dim": 8,
+    "norm_num_groups": 8,
+    "attention_head_dim": 8,
     "text_hidden_size": 16,
     "text_heads": 2,
     "text_layers": 1,

@@ -127,13 +127,13 @@ def test_cli_flags_and_yaml_build_the_same_model(tmp_path):
         """\
         profile: tiny
         seed: 3
-        generator: {kind: ssd, options: {train_steps: 50}}
+        generator: {kind: ssd, options: {max_steps: 50}}
         selector: resnet50
         """,
     )
     from_yaml, _ = build_run_config(path)
     overrides = {}
-    for a in ("seed=3", "generator.kind=ssd", "generator.options.train_steps=50", "selector.kind=resnet50"):
+    for a in ("seed=3", "generator.kind=ssd", "generator.options.max_steps=50", "selector.kind=resnet50"):
         from saadi_core.config import deep_merge
 
         overrides = deep_merge(overrides, parse_assignment(a))
@@ -141,7 +141,7 @@ def test_cli_flags_and_yaml_build_the_same_model(tmp_path):
     assert from_yaml == from_flags
     # flags override the file
     mixed, _ = build_run_config(path, {"seed": 9})
-    assert mixed.seed == 9 and mixed.generator.options == {"train_steps": 50}
+    assert mixed.seed == 9 and mixed.generator.options == {"max_steps": 50}
 
 
 def test_parse_assignment_types_and_errors():

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from saadi_core.config import RunConfig
-from saadi_core.pipeline import RunSession
+from saadi_core.session import RunSession
 from saadi_core.registry import Registry
 from saadi_core.samples_io import load_samples
 from saadi_core.store import RunStore, StageResult
@@ -73,7 +73,7 @@ def test_torchrun_two_processes_complete_the_loop_and_sample_like_one(tmp_path: 
     # the same weights sampled in one process give the same samples, in the same order
     session = RunSession(RunConfig.model_validate(manifest["config"]), Registry.discover(), True, None)
     trained = _stage(run, manifest, "train-generator")
-    generators = {"base": session.load_generator(trained), "aligned": session._aligned(trained, _stage(run, manifest, "align"))}
+    generators = {"base": session.load_generator(trained), "aligned": session.aligned_generator(trained, _stage(run, manifest, "align"))}
     for variant, generator in generators.items():
         stage = _stage(run, manifest, f"sample-{variant}")
         stored = load_samples(stage.path)

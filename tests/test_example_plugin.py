@@ -92,7 +92,10 @@ def test_saadi_plugins_json_lists_example(example_installed: str) -> None:
     assert example["version"] == example_installed == "0.1.0"
     assert example["module"] == "saadi_plugin_example.plugin"
     assert example["kinds"] == EXAMPLE_KINDS
-    assert sorted(example["hooks"]) == ["saadi_register_pairings", "saadi_register_selectors"]
+    assert sorted(example["hooks"]) == [
+        "saadi_evaluate_samples", "saadi_register_pairings", "saadi_register_selectors", "saadi_report_sections",
+        "saadi_summary_entries", "saadi_terminal_summary",
+    ]
 
 
 def test_example_discovery_is_lazy(example_installed: str) -> None:
@@ -356,3 +359,32 @@ def test_failed_registration_commits_no_kind() -> None:
     info = registry.add_plugin(_module("half_plugin", saadi_register_selectors=saadi_register_selectors), name="half")
     assert info.status == "failed" and "'Not A Kind' must be lower-case" in info.error
     assert "fine-kind" not in registry.kinds("selector")
+
+
+# --------------------------------------------------------------------------- a third-party metric
+
+
+@pytest.mark.slow
+def test_example_metric_in_summary_cli_and_report(example_installed: str, tmp_path: Path) -> None:
+    """The example's contrast metric, installed and nothing else changed, reaches summary.json, the
+    end-of-run output and the HTML report of a cut-down `saadi run` (sizes as test_end_to_end)."""
+    small = [
+        "dataset.options.n_train=100", "dataset.options.n_test=50", "generator.options.max_steps=20",
+        "selector.options.epochs=1", "aligner.options.steps=4", "aligner.options.validate_every=2",
+        "pool.n_per_condition=8", "evaluation.n_per_condition=8", "downstream.options.epochs=1", "fidelity.metrics=[]",
+    ]
+    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(tmp_path), "--name", "m",
+           "--generator", "ssd", "--selector", "resnet18", "--pairing", "best-worst"]
+    for assignment in small:
+        cmd += ["--set", assignment]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=_clean_python())
+    assert done.returncode == 0, done.stderr[-3000:]
+    contrast = json.loads((tmp_path / "m" / "summary.json").read_text())["example_contrast"]
+    assert 0.0 < contrast["base"]["mean"] < 0.5 and contrast["base"]["n"] == contrast["aligned"]["n"] > 0
+    assert contrast["change"]["difference"] == pytest.approx(contrast["aligned"]["mean"] - contrast["base"]["mean"])
+    assert f"example contrast (RMS grey level): base {contrast['base']['mean']:.4f}" in " ".join(done.stdout.split())
+    report = subprocess.run([sys.executable, "-m", "saadi_core.cli", "report", str(tmp_path / "m")],
+                            capture_output=True, text=True, timeout=600, env=_clean_python())
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "m" / "report.html").read_text()
+    assert 'id="example-contrast"' in html and f"{contrast['base']['mean']:.4f}" in html

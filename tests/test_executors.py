@@ -56,7 +56,7 @@ def _study_json(root: Path) -> str:
 def test_built_in_kinds_are_registered_through_the_hook() -> None:
     registry = Registry.discover(entry_points=False)
     assert registry.kinds("executor") == ["local", "processes", "slurm"]
-    assert {e.plugin for e in registry.entries("executor")} == {"saadi-core-executors"}
+    assert {e.plugin for e in registry.entries("executor")} == {"saadi-core.executors"}
     for kind in registry.kinds("executor"):
         assert isinstance(registry.create("executor", kind), Executor)
 
@@ -87,16 +87,16 @@ def test_unknown_executor_or_option_is_a_one_line_error(tmp_path: Path) -> None:
         create_executor(registry, "ray")
     with pytest.raises(SaadiError, match="invalid options for executor 'processes'"):
         create_executor(registry, "processes", {"workerz": 2})
-    assert isinstance(create_executor(Registry(), "local"), LocalExecutor)  # no built-ins needed
+    assert isinstance(create_executor(Registry(), "local"), LocalExecutor)  # every registry has the built-ins
 
 
 def test_cli_passes_executor_and_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
-    from saadi_core import cli, executors_plugin
+    from saadi_core import cli
 
     JOBS_SEEN.clear()
-    registry = _registry(ExecutorPlugin(), executors_plugin)
+    registry = _registry(ExecutorPlugin())
     monkeypatch.setattr(cli, "_registry", lambda: registry)
     file = tmp_path / "study.yaml"
     file.write_text(yaml.safe_dump(study_config(tmp_path, seeds=[0], scales=[1]).model_dump(mode="json")))

@@ -36,7 +36,7 @@ class DemoOptions(LatentDiffusionOptions):
     """A generator of the core's own: defaults for the fields each generator must set."""
 
     prompt_template: str = "a {class}"
-    unet_channels: list[int] = [16, 32]
+    block_out_channels: list[int] = [16, 32]
     unet_attention: list[bool] = [False, True]
     prediction_type: PredictionType | None = "epsilon"
     max_steps: int = 3
@@ -45,7 +45,7 @@ class DemoOptions(LatentDiffusionOptions):
 
 
 def _demo_options(**overrides: Any) -> DemoOptions:
-    small = {"unshuffle_factor": 2, "unet_norm_groups": 8, "unet_head_dim": 8, "text_hidden_size": 16, "text_heads": 2}
+    small = {"unshuffle_factor": 2, "norm_num_groups": 8, "attention_head_dim": 8, "text_hidden_size": 16, "text_heads": 2}
     return DemoOptions(**{**small, "text_layers": 1, **overrides})
 
 
@@ -64,9 +64,9 @@ def test_each_generator_sets_its_own_defaults_and_shares_the_validators() -> Non
     with pytest.raises(ValidationError) as info:
         Bare()
     missing = {error["loc"][0] for error in info.value.errors()}
-    assert missing == {"prompt_template", "unet_channels", "unet_attention", "prediction_type", "max_steps", "random_flip", "sampling_steps"}
+    assert missing == {"prompt_template", "block_out_channels", "unet_attention", "prediction_type", "max_steps", "random_flip", "sampling_steps"}
     with pytest.raises(ValidationError, match="same length"):
-        _demo_options(unet_channels=[16, 32, 64])
+        _demo_options(block_out_channels=[16, 32, 64])
     with pytest.raises(ValidationError, match="class"):
         _demo_options(prompt_template="no placeholder")
     with pytest.raises(ValidationError, match="extra"):
@@ -149,8 +149,8 @@ def test_option_and_load_errors_are_clear(registry: Registry, kind: str) -> None
         registry.create("generator", kind, {**small, "resolution": 18}).fit(dataset)
     with pytest.raises(OptionsError, match="prompt_template"):
         registry.get("generator", kind).build_options({"prompt_template": "no placeholder"})
-    with pytest.raises(OptionsError, match="unet_norm_groups"):
-        registry.get("generator", kind).build_options({"unet_channels": [48, 64], "unet_norm_groups": 32})
+    with pytest.raises(OptionsError, match="norm_num_groups"):
+        registry.get("generator", kind).build_options({"block_out_channels": [48, 64], "norm_num_groups": 32})
     with pytest.raises(DataError, match=f"{kind}.json"):
         fresh.load(Path(f"/nonexistent/{kind}"))
 

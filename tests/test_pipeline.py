@@ -266,7 +266,7 @@ def test_downstream_differences_carry_a_paired_interval(tmp_path, registry):
 def test_profile_pool_size_is_spread_over_the_conditions(tmp_path, registry):
     """Without ``pool.n_per_condition`` the tiny profile's pool budget (640) is shared by the
     generator's conditions: 2 conditions → 320 each, and the pool holds exactly that."""
-    from saadi_core.pipeline import PROFILE_SIZES, per_condition
+    from saadi_core.session import PROFILE_SIZES, per_condition
 
     assert per_condition(640, 5) == 128 and per_condition(640, 16) == 40 and per_condition(10, 3) == 4
     run_pipeline(config(tmp_path, pool={"seed": 1000}), registry, quiet=True)
@@ -289,9 +289,9 @@ def test_downstream_real_is_trained_when_it_differs_from_the_selector(tmp_path, 
 def test_options_without_kind_apply_to_the_task_default(tmp_path, registry, monkeypatch):
     """``--set generator.options.x=…`` without ``--generator``: the options go to the task's
     default generator (and the downstream model inherits the selector's kind)."""
-    from saadi_core import pipeline
+    from saadi_core import session
 
-    monkeypatch.setitem(pipeline.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {})})
+    monkeypatch.setitem(session.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {})})
     cfg = config(tmp_path, generator={"options": {"strength": 0.5}}, selector={"options": {"threshold": 0.4}})
     assert cfg.generator.kind is None and cfg.selector.kind is None
     result = run_pipeline(cfg, registry, quiet=True)
@@ -334,21 +334,21 @@ def test_adaptive_pool_tops_up_conditions_short_of_winners(tmp_path, registry, m
 
 def test_dataset_follows_the_task_the_generator_registered(tmp_path):
     """``saadi run --generator ssi`` without ``--dataset`` means the segmentation toy set."""
-    from saadi_core.pipeline import _default_dataset
+    from saadi_core.session import default_dataset
 
     reg = Registry.discover(only=["ssd", "ssi", "selectors"])
     cfg = build_run_config(None, {"generator": "ssi"})[0]
-    assert cfg.dataset.kind is None and _default_dataset(cfg, reg) == "toy-seg"
-    assert _default_dataset(build_run_config(None, {"selector": "segformer"})[0], reg) == "toy-seg"
-    assert _default_dataset(build_run_config(None, {"generator": "ssd"})[0], reg) == "toy-cls"
-    assert _default_dataset(build_run_config(None, {})[0], reg) == "toy-cls"
+    assert cfg.dataset.kind is None and default_dataset(cfg, reg) == "toy-seg"
+    assert default_dataset(build_run_config(None, {"selector": "segformer"})[0], reg) == "toy-seg"
+    assert default_dataset(build_run_config(None, {"generator": "ssd"})[0], reg) == "toy-cls"
+    assert default_dataset(build_run_config(None, {})[0], reg) == "toy-cls"
 
 
 def test_pairing_defaults_follow_the_task(tmp_path, registry, monkeypatch):
     """Without a pairing kind the task's default applies, with the user's options on top."""
-    from saadi_core import pipeline
+    from saadi_core import session
 
-    monkeypatch.setitem(pipeline.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {"threshold": 0.3})})
+    monkeypatch.setitem(session.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {"threshold": 0.3})})
     result = run_pipeline(config(tmp_path, pairing={"options": {"strength": 0.7}}), registry, quiet=True)
     assert result.summary["components"]["pairing"] == "simple"
     stage = json.loads(next((tmp_path / "r" / "stages").glob("pair-*/stage.json")).read_text())
@@ -466,11 +466,7 @@ class _MaskSegmenter(Selector):
 def test_label_preservation_per_variant_and_paired_over_conditions():
     """The evaluate stage's label preservation: the aligned variant paints its masks faithfully,
     the base one misses a column of every mask — the change is positive with an interval above 0."""
-    from types import SimpleNamespace
-
-    from saadi_core.pipeline import RunSession, paired_groups
-
-    session = SimpleNamespace(dataset=SimpleNamespace(num_classes=2, class_names=["background", "organ"]), eval_seed=0)
+    from saadi_core.evaluation.samples import label_counts, label_preservation, paired_groups
 
     def samples(faithful: bool) -> list[Sample]:
         out = []
@@ -486,11 +482,11 @@ def test_label_preservation_per_variant_and_paired_over_conditions():
         return out
 
     loaded = {v: samples(v == "aligned") for v in ("base", "aligned")}
-    counts = {v: RunSession._label_counts(session, _MaskSegmenter(None), loaded[v], batch_size=4) for v in loaded}
+    counts = {v: label_counts(_MaskSegmenter(None), loaded[v], num_classes=2, batch_size=4) for v in loaded}
     groups = paired_groups(loaded["base"], loaded["aligned"])
     assert counts["base"].shape == (18, 3, 2) and list(groups[:4]) == [0, 0, 0, 1]
     assert paired_groups(loaded["base"], loaded["aligned"][::-1]) is None
-    preserved = RunSession._label_preservation(session, counts, groups)
+    preserved = label_preservation(counts, ["background", "organ"], groups, seed=0)
     assert preserved["aligned"]["miou"] == 1.0 and preserved["aligned"]["per_class_iou"] == {"background": 1.0, "organ": 1.0}
     assert preserved["base"]["miou_foreground"] < preserved["base"]["miou"] < 1.0
     change = preserved["change"]

@@ -29,7 +29,7 @@ from saadi_core.registry import Registry
 SMALL = {
     "seed": 3,
     "unshuffle_factor": 2,
-    "unet_channels": [16, 32],
+    "block_out_channels": [16, 32],
     "norm_num_groups": 8,
     "attention_head_dim": 8,
     "max_steps": 40,
@@ -362,7 +362,7 @@ def test_wrong_dataset_and_options_are_clear_errors(registry: Registry, dataset:
     with pytest.raises(ConfigError, match="'resolution' \\(10\\) must be a multiple of 4"):
         registry.create("generator", "simgen", {**SMALL, "resolution": 10}).fit(dataset)
     with pytest.raises(ConfigError, match="norm_num_groups"):
-        registry.create("generator", "simgen", {**SMALL, "unet_channels": [12, 32]})
+        registry.create("generator", "simgen", {**SMALL, "block_out_channels": [12, 32]})
     with pytest.raises(PipelineError, match="fit\\(\\) or load\\(\\)"):
         registry.create("generator", "simgen", SMALL).sample([Condition(id="uncond")], 1, seed=0)
 
@@ -453,7 +453,7 @@ def test_paper_profile_is_the_papers_resunet() -> None:
         "entry = Registry.discover(only=['simgen']).get('generator', 'simgen')\n"
         "assert entry.plugin == 'simgen' and entry.task == 'segmentation'\n"
         "o = entry.build_options({}, 'paper')\n"
-        "assert (o.resolution, o.unet_channels, o.num_train_timesteps) == (256, [64, 128, 256, 512], 250)\n"
+        "assert (o.resolution, o.block_out_channels, o.num_train_timesteps) == (256, [64, 128, 256, 512], 250)\n"
         "assert (o.unshuffle_factor, o.prediction_type, o.batch_size, o.learning_rate) == (1, 'epsilon', 16, 1e-4)\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print('ok')\n"

@@ -3,7 +3,7 @@
 Round 1 aligns on the pairs the pipeline formed. Round k > 1 samples the round-(k−1) aligned
 generator for the dataset's conditions, trains a NEW selector on real + those samples, re-scores
 the ORIGINAL pool with it, re-pairs with the run's pairing strategy and aligns again — from the
-base generator (METHOD default) or, with ``continue_from_previous``, from the round-(k−1) one.
+base generator (the paper's default, docs/method.md) or, with ``continue_from_previous``, from the round-(k−1) one.
 
 The inner aligner is built through the registry, so a third-party aligner works as the inner one.
 Starting each round from the base needs the base intact while earlier rounds' aligned generators

@@ -79,7 +79,7 @@ class IterativeOptions(BaseModel):
     )
     continue_from_previous: bool = Field(
         default=False,
-        description="round k aligns the round-(k-1) generator instead of the base (METHOD: from base)",
+        description="round k aligns the round-(k-1) generator instead of the base (paper: from base; docs/method.md)",
     )
     n_per_condition: int = Field(
         default=16, ge=1, description="aligned samples per condition used to retrain the selector each round"

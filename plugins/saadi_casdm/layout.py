@@ -147,7 +147,7 @@ class LayoutModelOptions(LatentDiffusionOptions):
     """The shared latent-diffusion settings of the layout model, filled from ``layout_*`` options."""
 
     prompt_template: str = "{class}"
-    unet_channels: list[int] = Field(default_factory=lambda: [32, 64])
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64])
     unet_attention: list[bool] = Field(default_factory=lambda: [False, False])
     prediction_type: PredictionType | None = "sample"
     max_steps: int = 600
@@ -160,7 +160,7 @@ def layout_options(options: CASDMOptions) -> LayoutModelOptions:
     return LayoutModelOptions(
         seed=options.seed + 1,
         unshuffle_factor=options.layout_unshuffle_factor,
-        unet_channels=options.layout_channels,
+        block_out_channels=options.layout_block_out_channels,
         unet_attention=options.layout_attention,
         text_hidden_size=options.layout_text_hidden_size,
         num_train_timesteps=options.num_train_timesteps,

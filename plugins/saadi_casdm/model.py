@@ -13,7 +13,6 @@ space) and the training ``DDPMScheduler``. Saved as::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,13 @@ import torch
 
 from saadi_casdm.network import SemanticUNet
 from saadi_casdm.options import CASDMOptions
-from saadi_core.diffusion.builders import PixelUnshuffleAutoencoder, build_noise_scheduler, load_autoencoder, quiet_hf_progress
+from saadi_core.diffusion.builders import (
+    PixelUnshuffleAutoencoder,
+    build_noise_scheduler,
+    load_autoencoder,
+    quiet_hf_progress,
+)
+from saadi_core.diffusion.saved import load_parts, read_record, write_record
 from saadi_core.errors import ConfigError, DataError
 
 FORMAT = 1
@@ -67,7 +72,7 @@ def check_resolution(resolution: int, factor: int, levels: int) -> None:
 
 def build_model(options: CASDMOptions, num_classes: int, resolution: int) -> CASDMModel:
     """A random-initialised model (seeded by ``options.seed``, global RNG untouched)."""
-    check_resolution(resolution, options.unshuffle_factor, len(options.channels))
+    check_resolution(resolution, options.unshuffle_factor, len(options.block_out_channels))
     autoencoder = PixelUnshuffleAutoencoder(options.unshuffle_factor)
     channels = autoencoder.latent_channels
     with torch.random.fork_rng(devices=[]):
@@ -76,9 +81,9 @@ def build_model(options: CASDMOptions, num_classes: int, resolution: int) -> CAS
             in_channels=channels,
             out_channels=channels,
             num_classes=num_classes,
-            block_out_channels=tuple(options.channels),
+            block_out_channels=tuple(options.block_out_channels),
             layers_per_block=options.layers_per_block,
-            norm_num_groups=options.norm_groups,
+            norm_num_groups=options.norm_num_groups,
             mask_hidden_channels=options.mask_hidden_channels,
             mask_factor=options.unshuffle_factor,
             mask_detail=options.mask_detail,
@@ -105,8 +110,7 @@ def save_model(model: CASDMModel, path: Path, meta: dict[str, Any]) -> None:
         model.network.save_pretrained(path / "network")
         model.noise_scheduler.save_pretrained(path / "scheduler")
         model.autoencoder.save_pretrained(path / "autoencoder")
-    record = {"format": FORMAT, "resolution": model.resolution, **meta}
-    (path / META_FILE).write_text(json.dumps(record, indent=2))
+    write_record(path, META_FILE, {"format": FORMAT, "resolution": model.resolution, **meta})
 
 
 def load_model(path: Path) -> tuple[CASDMModel, dict[str, Any]]:
@@ -114,18 +118,9 @@ def load_model(path: Path) -> tuple[CASDMModel, dict[str, Any]]:
     from diffusers import DDPMScheduler
 
     path = Path(path)
-    record_file = path / META_FILE
-    if not record_file.is_file():
-        raise DataError(f"not a saved casdm generator (missing {META_FILE}): {path}")
-    record = json.loads(record_file.read_text())
-    if record.get("format") != FORMAT:
-        raise DataError(f"unsupported casdm save format {record.get('format')!r} in {record_file}")
-    for part in ("network", "scheduler", "autoencoder"):
-        if not (path / part).is_dir():
-            raise DataError(f"saved casdm generator {path} lacks its '{part}/' directory")
-    with quiet_hf_progress():
-        network = SemanticUNet.from_pretrained(path / "network")
-        scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+    record = read_record(path, META_FILE, FORMAT, "casdm", parts=("network", "scheduler", "autoencoder"))
+    parts = load_parts(path, {"network": SemanticUNet, "scheduler": DDPMScheduler})
+    network, scheduler = parts["network"], parts["scheduler"]
     autoencoder = load_autoencoder(path / "autoencoder")
     if not isinstance(autoencoder, PixelUnshuffleAutoencoder):
         raise DataError(f"saved casdm generator {path}: autoencoder/ is not a pixel-unshuffle config")

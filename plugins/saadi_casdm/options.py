@@ -17,12 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from saadi_core.options import GeneratorOptions
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 
 
-class CASDMOptions(BaseModel):
+class CASDMOptions(GeneratorOptions):
     """Mask-conditioned diffusion with SPADE decoder, class-aware MSE and self-perceptual loss."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,9 +44,9 @@ class CASDMOptions(BaseModel):
     )
 
     # ---- image network (SemanticUNet)
-    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="width per UNet level")
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="width per UNet level")
     layers_per_block: int = Field(default=1, ge=1, description="ResNet blocks per level on each side")
-    norm_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
+    norm_num_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
     attention: bool = Field(default=True, description="self-attention at the bottleneck")
     attention_head_dim: int = Field(default=32, ge=1)
     mask_hidden_channels: int = Field(default=32, ge=1, description="width of each level's SPADE mask features")
@@ -59,7 +61,7 @@ class CASDMOptions(BaseModel):
     prediction_type: PredictionType = Field(
         default="sample",
         description="network target (paper: epsilon). tiny: 'sample' (x0) - minutes of CPU training leave "
-        "epsilon/v predictions noisy (shared/METHOD.md)",
+        "epsilon/v predictions noisy (docs/method.md)",
     )
 
     # ---- losses
@@ -105,7 +107,7 @@ class CASDMOptions(BaseModel):
 
     # ---- layout generator (text-prompted segmentation maps)
     layout_unshuffle_factor: int = Field(default=4, ge=1, description="pixel-unshuffle factor of the colour maps")
-    layout_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="layout UNet widths")
+    layout_block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="layout UNet widths")
     layout_attention: list[bool] = Field(
         default_factory=lambda: [False, False],
         description="cross-attention to the class prompts per layout UNet level; the mid block always attends "
@@ -130,12 +132,12 @@ class CASDMOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CASDMOptions:
-        if any(c % self.norm_groups for c in self.channels):
-            raise ValueError("every 'channels' entry must be divisible by 'norm_groups'")
-        if len(self.layout_channels) != len(self.layout_attention):
-            raise ValueError("layout_channels and layout_attention must have the same length")
-        if any(c % 32 for c in self.layout_channels):
-            raise ValueError("every 'layout_channels' entry must be divisible by 32 (its GroupNorm groups)")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError("every 'block_out_channels' entry must be divisible by 'norm_num_groups'")
+        if len(self.layout_block_out_channels) != len(self.layout_attention):
+            raise ValueError("layout_block_out_channels and layout_attention must have the same length")
+        if any(c % 32 for c in self.layout_block_out_channels):
+            raise ValueError("every 'layout_block_out_channels' entry must be divisible by 32 (its GroupNorm groups)")
         return self
 
 
@@ -148,7 +150,7 @@ class CASDMOptions(BaseModel):
 PAPER_PROFILE: dict[str, Any] = {
     "resolution": 256,
     "unshuffle_factor": 1,
-    "channels": [128, 256, 256, 512],
+    "block_out_channels": [128, 256, 256, 512],
     "layers_per_block": 2,
     "attention_head_dim": 64,
     "mask_hidden_channels": 128,
@@ -165,7 +167,7 @@ PAPER_PROFILE: dict[str, Any] = {
     "sampling_steps": 30,
     "sample_batch_size": 8,
     "layout_unshuffle_factor": 1,
-    "layout_channels": [128, 256, 256, 512],
+    "layout_block_out_channels": [128, 256, 256, 512],
     "layout_attention": [False, True, True, True],
     "layout_text_hidden_size": 512,
     "layout_max_steps": 69000,

@@ -37,7 +37,7 @@ class ThresholdOptions(CapOptions):
     )
 
     @model_validator(mode="after")
-    def _per_condition_needs_condition_scope(self) -> "ThresholdOptions":
+    def _per_condition_needs_condition_scope(self) -> ThresholdOptions:
         if self.scope == "global" and self.max_pairs_per_condition is not None:
             raise ValueError("max_pairs_per_condition applies to scope 'condition' only; use max_pairs with scope 'global'")
         return self
@@ -67,8 +67,10 @@ class PreferenceOptions(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _fingerprint(self) -> "PreferenceOptions":
+    def _fingerprint(self) -> PreferenceOptions:
         path = self.file.expanduser()
+        if path.is_dir():
+            raise ValueError(f"preferences file '{path}' is a folder; give the CSV file")
         if not path.is_file():
             raise ValueError(f"preferences file '{path}' not found")
         self.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]

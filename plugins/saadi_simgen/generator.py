@@ -30,7 +30,6 @@ Saved layout (``save``)::
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from saadi_core.diffusion.sampling import (
     initial_noise,
     map_fixed_batches,
 )
+from saadi_core.diffusion.saved import load_parts, read_record, write_record
 from saadi_core.errors import DataError, PipelineError
 from saadi_core.interfaces import Condition, Generator, RunContext, Sample
 from saadi_simgen.colour_coding import CLEAN_SIMILARITY
@@ -335,23 +335,17 @@ class SimGenGenerator(Generator):
             "patterns": None if model.patterns is None else [list(p) for p in model.patterns],
             "fit_report": model.report,
         }
-        (path / META_FILE).write_text(json.dumps(record, indent=2))
+        write_record(path, META_FILE, record)
 
     def load(self, path: Path) -> None:
         from diffusers import DDPMScheduler, UNet2DModel
 
         path = Path(path)
-        meta_file = path / META_FILE
-        if not meta_file.is_file():
-            raise DataError(f"{path} holds no simgen generator: {META_FILE} is missing")
-        record = json.loads(meta_file.read_text())
-        if record.get("format") != FORMAT:
-            raise DataError(f"{meta_file}: save format {record.get('format')!r}, this simgen reads format {FORMAT}")
+        record = read_record(path, META_FILE, FORMAT, "simgen", parts=("unet", "scheduler"))
         patterns = None if record["patterns"] is None else [tuple(p) for p in record["patterns"]]
         space = JointSpace(len(record["class_names"]), int(record["resolution"]), int(record["unshuffle_factor"]))
-        with quiet_hf_progress():
-            unet = UNet2DModel.from_pretrained(path / "unet")
-            scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+        parts = load_parts(path, {"unet": UNet2DModel, "scheduler": DDPMScheduler})
+        unet, scheduler = parts["unet"], parts["scheduler"]
         check_unet(unet, space, None if patterns is None else len(patterns) + 1, f"saved generator {path}")
         unet.requires_grad_(False).eval().to(self.context.device)
         self.model = SimGenModel(unet, scheduler, space, patterns, dict(record.get("fit_report") or {}))

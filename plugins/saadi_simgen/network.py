@@ -77,7 +77,7 @@ def build_unet(options: SimGenOptions, space: JointSpace, num_labels: int | None
     touching the global RNG); ``num_labels`` rows of label embedding, or none (unconditional)."""
     from diffusers import UNet2DModel
 
-    levels = len(options.unet_channels)
+    levels = len(options.block_out_channels)
     check_resolution(space.resolution, space.factor, levels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
@@ -85,10 +85,10 @@ def build_unet(options: SimGenOptions, space: JointSpace, num_labels: int | None
             sample_size=space.shape[1],
             in_channels=space.channels,
             out_channels=space.channels,
-            block_out_channels=tuple(options.unet_channels),
+            block_out_channels=tuple(options.block_out_channels),
             down_block_types=("DownBlock2D",) * levels,
             up_block_types=("UpBlock2D",) * levels,
-            layers_per_block=options.unet_layers_per_block,
+            layers_per_block=options.layers_per_block,
             add_attention=options.mid_attention,
             attention_head_dim=options.attention_head_dim,
             norm_num_groups=options.norm_num_groups,

@@ -14,10 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from saadi_core.options import GeneratorOptions
 
 
-class SimGenOptions(BaseModel):
+class SimGenOptions(GeneratorOptions):
     """Joint image + mask diffusion: a ResUNet (``UNet2DModel``) on image ‖ CFL-coded mask."""
 
     model_config = ConfigDict(extra="forbid")
@@ -41,12 +43,12 @@ class SimGenOptions(BaseModel):
     )
 
     # ---- network (diffusers UNet2DModel)
-    unet_channels: list[int] = Field(
+    block_out_channels: list[int] = Field(
         default_factory=lambda: [32, 64],
         min_length=1,
         description="block_out_channels per level (tiny: 32/64 - 64/128 cost ~2.4x per step on this CPU)",
     )
-    unet_layers_per_block: int = Field(default=1, ge=1, description="ResNet blocks per level (paper: 2 ConvBlocks)")
+    layers_per_block: int = Field(default=1, ge=1, description="ResNet blocks per level (paper: 2 ConvBlocks)")
     mid_attention: bool = Field(
         default=True, description="self-attention in the mid block (where LoRA's to_q/to_k/to_v/to_out.0 live)"
     )
@@ -102,10 +104,10 @@ class SimGenOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SimGenOptions:
-        if any(c % self.norm_num_groups for c in self.unet_channels):
-            raise ValueError("every unet_channels entry must be divisible by norm_num_groups")
-        if self.mid_attention and self.unet_channels[-1] % self.attention_head_dim:
-            raise ValueError("the last unet_channels entry must be divisible by attention_head_dim")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError("every block_out_channels entry must be divisible by norm_num_groups")
+        if self.mid_attention and self.block_out_channels[-1] % self.attention_head_dim:
+            raise ValueError("the last block_out_channels entry must be divisible by attention_head_dim")
         return self
 
 
@@ -117,8 +119,8 @@ class SimGenOptions(BaseModel):
 PAPER_PROFILE: dict[str, Any] = {
     "resolution": 256,
     "unshuffle_factor": 1,
-    "unet_channels": [64, 128, 256, 512],
-    "unet_layers_per_block": 2,
+    "block_out_channels": [64, 128, 256, 512],
+    "layers_per_block": 2,
     "mid_attention": False,
     "act_fn": "gelu",
     "prediction_type": "epsilon",

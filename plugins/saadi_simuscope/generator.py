@@ -1,6 +1,7 @@
 """SimuScope — simulator frames made realistic by Stable Diffusion + style LoRA + ControlNet.
 
-After the SimuScope abstract (``shared/papers/simuscope-abstract.md``): a simulator frame, whose
+After the SimuScope abstract (*Realistic Endoscopic Synthetic Dataset Generation Through Surgical
+Simulation and Diffusion Models*; ``docs/method.md``): a simulator frame, whose
 label is exact, is turned into a realistic frame by text-guided img2img with a Stable Diffusion
 UNet that carries a style LoRA learnt from a few real frames and is steered by a ControlNet that
 sees the simulator frame (or its edges or label map). The output keeps the simulator's label.

@@ -34,7 +34,7 @@ class SSDOptions(LatentDiffusionOptions):
     prompt_template: str = Field(default=PAPER_PROMPT, description="per-class prompt; '{class}' is replaced by the class name")
 
     # ---- architecture when built from config
-    unet_channels: list[int] = Field(default_factory=lambda: [32, 64], description="UNet block_out_channels")
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], description="UNet block_out_channels")
     unet_attention: list[bool] = Field(
         default_factory=lambda: [False, False],
         description="cross-attention per UNet level (0 = full latent size); the mid block always attends, and in tiny "

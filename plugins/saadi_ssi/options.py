@@ -40,7 +40,7 @@ class SSIOptions(LatentDiffusionOptions):
     )
 
     # ---- architecture when built from config
-    unet_channels: list[int] = Field(
+    block_out_channels: list[int] = Field(
         default_factory=lambda: [32, 64],
         description="UNet block_out_channels (inpainting needs less capacity than SSD's whole-image generation)",
     )

@@ -21,22 +21,26 @@ def saadi_register_datasets(register: Any) -> None:
         "saadi_core.data.toy_cls:build",
         options=f"{_OPTIONS}:ToyClsOptions",
         description="Embedded LapGyn-like organ classification: 5 imbalanced classes told apart by shape, 64 px, with an oracle.",
+        task="classification",
     )
     register(
         "toy-seg",
         "saadi_core.data.toy_seg:build",
         options=f"{_OPTIONS}:ToySegOptions",
         description="Embedded Endoscapes-like segmentation: tissue, gallbladder, cystic duct/artery, tool masks, with an oracle.",
+        task="segmentation",
     )
     register(
         "folder-cls",
-        "saadi_core.data.folders:load_folder_cls",
+        "saadi_core.data.cached_folders:load_folder_cls",
         options=f"{_OPTIONS}:FolderClsOptions",
         description="Your images, one folder per class (root/<class>/*.png|jpg); optional split.csv/split.json.",
+        task="classification",
     )
     register(
         "folder-seg",
-        "saadi_core.data.folders:load_folder_seg",
+        "saadi_core.data.cached_folders:load_folder_seg",
         options=f"{_OPTIONS}:FolderSegOptions",
         description="Your images and masks: root/images + root/masks (index or palette PNG) + classes.yaml; optional split file.",
+        task="segmentation",
     )

@@ -87,3 +87,26 @@ def check_path(path: str | Path, layout: Layout = "auto", **options: Any) -> dic
         "test": _split_summary(dataset, "test"),
         **({"mask_format": dataset.meta["mask_format"]} if dataset.task == "segmentation" else {}),
     }
+
+
+def check_dataset(kind: str, path: str | Path, **options: Any) -> dict[str, Any]:
+    """Validate ``path`` with the loader of dataset ``kind`` (a native layout such as
+    ``endoscapes``, or any registered kind taking a ``root``) and summarise it per class and split."""
+    from saadi_core.registry import get_registry
+
+    entry = get_registry().get("dataset", kind)
+    root = Path(path).expanduser()
+    dataset = entry.load()(entry.build_options({"root": str(root), **options}))
+    return {
+        "path": str(root),
+        "dataset": kind,
+        "layout": dataset.meta.get("layout", kind),
+        "task": dataset.task,
+        "classes": list(dataset.class_names),
+        "images": len(dataset.train) + len(dataset.test),
+        "original_sizes": dataset.meta.get("original_sizes"),
+        "split": dataset.meta.get("split"),
+        "train": _split_summary(dataset, "train"),
+        "test": _split_summary(dataset, "test"),
+        **{k: dataset.meta[k] for k in ("frames_without_labels", "frames_per_official_split", "cache") if k in dataset.meta},
+    }

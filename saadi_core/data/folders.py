@@ -21,7 +21,8 @@ extension.
 Everything is validated while loading, before any training: every problem is a
 :class:`~saadi_core.errors.DataError` whose one-line message names the offending file.
 Images are converted to RGB and resized to ``image_size`` (masks with nearest neighbour, so class
-ids survive).
+ids survive); 16-bit greyscale is scaled by its bit depth and float images from ``[0, 1]``, other
+ranges are refused (see ``docs/datasets.md``).
 """
 
 from __future__ import annotations
@@ -83,10 +84,40 @@ def _square(image: Image.Image, fit: str) -> Image.Image:
     return image.crop((left, top, left + side, top + side))
 
 
+#: Pillow modes of one channel wider than 8 bits: ``convert("RGB")`` clips them (a 16-bit PNG
+#: became all 255, a float TIFF all 0), so they are scaled here instead
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image as 8-bit ``L``: integers by their bit
+    depth (``value × 255 / 65535``), floats from ``[0, 1]``; anything else is refused, since no
+    scale can be guessed without distorting the data."""
+    values = np.asarray(image)
+    if image.mode == "F":
+        finite = np.isfinite(values)
+        low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+        if not finite.all() or low < 0.0 or high > 1.0:
+            raise DataError(
+                f"cannot read image {path}: float pixels must lie in [0, 1], found {low:.4g}..{high:.4g}"
+                + ("" if finite.all() else " and NaN/inf")
+                + "; save it as 8- or 16-bit"
+            )
+        scaled = values * 255.0
+    else:
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            raise DataError(f"cannot read image {path}: {image.mode} pixels {low}..{high} are not 16-bit; save it as 8- or 16-bit")
+        scaled = values.astype(np.float64) * (255.0 / 65535.0)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
 def read_image(path: Path, image_size: int, fit: str) -> tuple[np.ndarray, tuple[int, int]]:
     """``uint8 (S, S, 3)`` RGB image and the original ``(width, height)``."""
     image = _open(path, "image")
     original = image.size
+    if image.mode in _WIDE_MODES:
+        image = _to_8bit(image, path)
     if image.mode != "RGB":
         image = image.convert("RGBA").convert("RGB") if "transparency" in image.info else image.convert("RGB")
     image = _square(image, fit).resize((image_size, image_size), Image.Resampling.BICUBIC)
@@ -121,36 +152,65 @@ def _is_colour(value: Any) -> bool:
     )
 
 
+#: the layouts ``classes.yaml`` may take (said in every error about it)
+CLASS_MAP_FORMS = (
+    "{0: background, 1: tool} (mask values), {background: [0, 0, 0], tool: [255, 0, 0]} (mask colours) "
+    "or [background, tool] (values 0, 1, ...), optionally under a top-level 'classes:' key; see docs/datasets.md"
+)
+
+
+def _entry_lines(node: yaml.Node | None) -> dict[Any, int]:
+    """Line of each key of a YAML mapping (or item of a list), for errors about one class."""
+    if isinstance(node, yaml.MappingNode):
+        return {yaml.safe_load(k.value) if isinstance(k, yaml.ScalarNode) else None: k.start_mark.line + 1 for k, _ in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return {i: item.start_mark.line + 1 for i, item in enumerate(node.value)}
+    return {}
+
+
 def read_class_map(path: Path) -> ClassMap:
-    """Parse ``classes.yaml`` (index form, colour form, or a plain list of names = values 0…K-1)."""
-    if not path.is_file():
-        raise DataError(f"class map not found: {path} (write {{0: background, 1: tool}} or {{background: [0, 0, 0], tool: [255, 0, 0]}})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DataError(f"class map {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    """Parse ``classes.yaml`` (index form, colour form, or a plain list of names = values 0…K-1),
+    optionally nested under a top-level ``classes:`` key. Errors name the file, the line where
+    one is known, and the accepted forms."""
+    from saadi_core.config import compose_yaml, read_yaml_text
+
+    if not path.exists():
+        raise DataError(f"class map not found: {path} (write {CLASS_MAP_FORMS})")
+    text = read_yaml_text(path, "class map", DataError)
+    node = compose_yaml(text, path, DataError)
+    raw = yaml.safe_load(text)
+    if isinstance(raw, dict) and list(raw) == ["classes"]:  # {classes: {...}} or {classes: [...]}
+        raw = raw["classes"]
+        node = node.value[0][1] if isinstance(node, yaml.MappingNode) else node
+    lines = _entry_lines(node)
+
+    def at(key: Any) -> str:
+        return f"{path}:{lines[key]}" if key in lines else str(path)
+
     if isinstance(raw, list) and raw and all(isinstance(n, str) for n in raw):
         raw = dict(enumerate(raw))
     if not isinstance(raw, dict) or len(raw) < 2:
-        raise DataError(
-            f"class map {path} must map at least two classes: {{0: background, 1: tool}} or {{background: [0, 0, 0], tool: [255, 0, 0]}}"
-        )
+        raise DataError(f"class map {path} must map at least two classes: {CLASS_MAP_FORMS}")
     if all(isinstance(k, int) and not isinstance(k, bool) for k in raw):
-        if not all(isinstance(v, str) and v for v in raw.values()):
-            raise DataError(f"class map {path}: in the index form every value must be a class name")
-        if any(k < 0 for k in raw):
-            raise DataError(f"class map {path}: mask values must be non-negative")
+        bad = next((k for k, v in raw.items() if not (isinstance(v, str) and v)), None)
+        if bad is not None:
+            raise DataError(f"class map {at(bad)}: value {bad} has no class name; in the index form every value maps to a name")
+        negative = next((k for k in raw if k < 0), None)
+        if negative is not None:
+            raise DataError(f"class map {at(negative)}: mask value {negative} is negative")
         values = sorted(raw)
         names, form = [str(raw[k]) for k in values], "index"
     elif all(isinstance(k, str) for k in raw) and all(_is_colour(v) for v in raw.values()):
         names, values, form = list(raw), [tuple(v) for v in raw.values()], "colour"
         if len(set(values)) != len(values):
-            raise DataError(f"class map {path}: two classes share one colour")
+            shared = next(n for n, v in zip(names, values) if values.count(v) > 1)
+            raise DataError(f"class map {at(shared)}: two classes share the colour of '{shared}'")
     else:
-        raise DataError(
-            f"class map {path}: use either {{value: name}} (e.g. {{0: background, 1: tool}}) "
-            "or {name: [r, g, b]} (e.g. {background: [0, 0, 0], tool: [255, 0, 0]})"
+        odd = next(
+            (k for k, v in raw.items() if not (isinstance(k, int) and isinstance(v, str)) and not (isinstance(k, str) and _is_colour(v))),
+            next(iter(raw)),
         )
+        raise DataError(f"class map {at(odd)}: entry '{odd}' does not fit a layout; use {CLASS_MAP_FORMS}")
     if len(set(names)) != len(names):
         raise DataError(f"class map {path}: duplicate class names")
     return ClassMap(path=path, names=names, form=form, values=values)
@@ -214,6 +274,8 @@ class _Item:
 def _find_split_file(root: Path, option: Path | None) -> Path | None:
     if option is not None:
         path = option if option.is_absolute() else root / option
+        if path.is_dir():
+            raise DataError(f"split file {path} is a folder; give a .csv or .json file")
         if not path.is_file():
             raise DataError(f"split file not found: {path}")
         return path
@@ -325,6 +387,10 @@ def load_folder_cls(options: FolderClsOptions, context: object | None = None) ->
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"no class folders in {root} (expected {root}/<class>/<image files>)")
+    if len(class_dirs) < 2:
+        raise DataError(
+            f"only one class folder in {root} ({class_dirs[0].name}): a selector needs at least two classes to tell apart"
+        )
     items: list[_Item] = []
     for label, folder in enumerate(class_dirs):
         files = list_images(folder)

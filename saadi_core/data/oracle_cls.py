@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from saadi_core.data.oracle_features import as_batch, smoothed_log_rgb
+
 COLON, LIVER, OVARY, OVIDUCT, UTERUS = range(5)
 UNKNOWN = -1
 
@@ -60,10 +62,8 @@ class ClsOracleConfig:
 
 
 def _log_features(images: np.ndarray, sigma: float, brightness_weight: float) -> np.ndarray:
-    x = images.astype(np.float32)
-    if sigma > 0:
-        x = ndimage.gaussian_filter(x, sigma=(0, sigma, sigma, 0))
-    x = np.log(x + 8.0)
+    """Chromatic part of log-RGB (brightness removed) plus a down-weighted brightness."""
+    x = smoothed_log_rgb(images, sigma)
     brightness = x.mean(axis=-1, keepdims=True)
     return np.concatenate([x - brightness, brightness_weight * brightness], axis=-1)
 
@@ -106,7 +106,7 @@ class ToyClsOracle:
         """Foreground masks ``bool (N, H, W)`` and each image's background spread (the spread of
         background pixels around the fitted background model; large for noise)."""
         cfg = self.config
-        images = _as_batch(images)
+        images = as_batch(images)
         feats = _log_features(images, cfg.smooth_sigma, cfg.brightness_weight)
         n, h, w, c = feats.shape
         design = _quadratic_design(h, w)
@@ -205,11 +205,3 @@ class ToyClsOracle:
             raise ValueError(f"{len(predicted)} images but {len(labels)} labels")
         return predicted == labels
 
-
-def _as_batch(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"oracle expects uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images

@@ -27,6 +27,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from saadi_core.data.oracle_features import as_batch, smoothed_log_rgb
 from saadi_core.data.toy_seg import CLASS_NAMES, draw_scenes
 
 _OPPONENT = np.array(
@@ -52,10 +53,7 @@ class SegOracleConfig:
 
 def pixel_features(images: np.ndarray, sigma: float, brightness_weight: float) -> np.ndarray:
     """``float32 (N, H, W, 3)``: two log-chromaticity coordinates and weighted log-brightness."""
-    x = images.astype(np.float32)
-    if sigma > 0:
-        x = ndimage.gaussian_filter(x, sigma=(0, sigma, sigma, 0))
-    f = np.log(x + 8.0) @ _OPPONENT
+    f = smoothed_log_rgb(images, sigma) @ _OPPONENT
     f[..., 2] *= brightness_weight
     return f
 
@@ -89,7 +87,7 @@ class ToySegOracle:
         """Smoothed class posteriors ``float32 (N, H, W, K)`` (equal class priors: a rare class
         is not penalised for being rare)."""
         cfg = self.config
-        feats = pixel_features(_as_batch(images), cfg.smooth_sigma, cfg.brightness_weight)
+        feats = pixel_features(as_batch(images), cfg.smooth_sigma, cfg.brightness_weight)
         diff = feats[..., None, :] - self._means  # (N, H, W, K, 3)
         maha = np.einsum("nhwki,kij,nhwkj->nhwk", diff, self._precisions, diff)
         loglik = -0.5 * (maha + self._log_dets)
@@ -132,11 +130,3 @@ class ToySegOracle:
             raise ValueError("ToySegOracle.check needs the intended masks")
         return self.dice(images, masks) >= self.config.threshold
 
-
-def _as_batch(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"oracle expects uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images

@@ -37,7 +37,7 @@ class DPOLossOutput:
     ``model_error_w``/``model_error_l``/``ref_error_w``/``ref_error_l``: mean per-sample squared
     errors of the adapted model and of the reference on winners and losers — watch
     ``model_error_w − ref_error_w``: a rising winner error means the model drifts away from the
-    data rather than towards the winners (see METHOD.md, "DPO drifted").
+    data rather than towards the winners (see docs/method.md, "DPO drifted").
     ``dpo_loss`` is Eq. 4 alone; ``sft`` the mean Δ^w used by the optional regulariser;
     ``loss`` = ``dpo_loss`` + ``sft_weight · β · sft`` (differentiable).
     """

@@ -32,7 +32,6 @@ UNet is always written. A generator may add files of its own next to these.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from saadi_core.diffusion.builders import (
     quiet_hf_progress,
 )
 from saadi_core.diffusion.latent_options import LatentDiffusionOptions
+from saadi_core.diffusion.saved import load_parts, read_record, write_record
 from saadi_core.errors import ConfigError, DataError
 
 FORMAT = 1
@@ -158,7 +158,7 @@ def build_from_config(
         if options.autoencoder == "pixel-unshuffle"
         else _load_kl(options.autoencoder_path, name)  # type: ignore[arg-type]
     )
-    _check_resolution(resolution, autoencoder.factor, len(options.unet_channels), name)
+    _check_resolution(resolution, autoencoder.factor, len(options.block_out_channels), name)
     tokenizer = build_word_tokenizer([*prompts, ""])
     in_channels, out_channels = unet_channels(autoencoder.latent_channels, inpainting)
     with torch.random.fork_rng(devices=[]):
@@ -168,12 +168,12 @@ def build_from_config(
             sample_size=resolution // autoencoder.factor,
             in_channels=in_channels,
             out_channels=out_channels,
-            block_out_channels=options.unet_channels,
+            block_out_channels=options.block_out_channels,
             attention_levels=options.unet_attention,
-            layers_per_block=options.unet_layers_per_block,
+            layers_per_block=options.layers_per_block,
             cross_attention_dim=options.text_hidden_size,
-            attention_head_dim=options.unet_head_dim,
-            norm_num_groups=options.unet_norm_groups,
+            attention_head_dim=options.attention_head_dim,
+            norm_num_groups=options.norm_num_groups,
             text_time_embedding=text_time_embedding,
             text_time_heads=options.text_heads,
         )
@@ -246,8 +246,7 @@ def save_model(model: LatentDiffusionModel, path: Path, meta: dict[str, Any], *,
             model.text_encoder.save_pretrained(path / "text_encoder")
         if "autoencoder" not in model.references:
             model.autoencoder.save_pretrained(path / "autoencoder")
-    record = {"format": FORMAT, "resolution": model.resolution, "references": model.references, **meta}
-    (path / _meta_file(name)).write_text(json.dumps(record, indent=2))
+    write_record(path, _meta_file(name), {"format": FORMAT, "resolution": model.resolution, "references": model.references, **meta})
 
 
 def load_saved(path: Path, *, name: str) -> tuple[LatentDiffusionModel, dict[str, Any]]:
@@ -255,26 +254,23 @@ def load_saved(path: Path, *, name: str) -> tuple[LatentDiffusionModel, dict[str
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    record_file = Path(path) / _meta_file(name)
-    if not record_file.is_file():
-        raise DataError(f"not a saved {name} generator (missing {record_file.name}): {path}")
-    record = json.loads(record_file.read_text())
-    if record.get("format") != FORMAT:
-        raise DataError(f"unsupported {name} save format {record.get('format')!r} in {record_file}")
+    record = read_record(path, _meta_file(name), FORMAT, name, parts=("unet", "tokenizer", "scheduler"))
     references: dict[str, str] = record.pop("references")
     text_dir = Path(references.get("text_encoder", path / "text_encoder"))
     ae_dir = Path(references.get("autoencoder", path / "autoencoder"))
     for where in (text_dir, ae_dir):
         _require_dir(where, f"component of the saved {name} generator {path}")
+    parts = load_parts(path, {"unet": UNet2DConditionModel, "tokenizer": AutoTokenizer, "scheduler": DDPMScheduler})
     with quiet_hf_progress():
-        model = LatentDiffusionModel(
-            unet=UNet2DConditionModel.from_pretrained(path / "unet"),
-            text_encoder=CLIPTextModel.from_pretrained(text_dir),
-            tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
-            autoencoder=load_autoencoder(ae_dir),
-            noise_scheduler=DDPMScheduler.from_pretrained(path / "scheduler"),
-            resolution=int(record.pop("resolution")),
-            references=references,
-        )
+        text_encoder = CLIPTextModel.from_pretrained(text_dir)
+    model = LatentDiffusionModel(
+        unet=parts["unet"],
+        text_encoder=text_encoder,
+        tokenizer=parts["tokenizer"],
+        autoencoder=load_autoencoder(ae_dir),
+        noise_scheduler=parts["scheduler"],
+        resolution=int(record.pop("resolution")),
+        references=references,
+    )
     record.pop("format")
     return model, record

@@ -15,15 +15,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from saadi_core.options import GeneratorOptions
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 
 
-class LatentDiffusionOptions(BaseModel):
+class LatentDiffusionOptions(GeneratorOptions):
     """Settings of a text-conditioned latent diffusion model, its training and its sampling.
 
-    A field declared here with a type only (``prompt_template``, ``unet_channels``,
+    A field declared here with a type only (``prompt_template``, ``block_out_channels``,
     ``unet_attention``, ``prediction_type``, ``max_steps``, ``random_flip``, ``sampling_steps``)
     has no shared default: each generator declares it again with its own default, description
     and constraints. Any other field can be declared again the same way by a generator whose
@@ -56,11 +58,11 @@ class LatentDiffusionOptions(BaseModel):
     )
 
     # ---- architecture when built from config
-    unet_channels: list[int]
+    block_out_channels: list[int]
     unet_attention: list[bool]
-    unet_layers_per_block: int = Field(default=1, ge=1)
-    unet_head_dim: int = Field(default=32, ge=1, description="attention head dimension")
-    unet_norm_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
+    layers_per_block: int = Field(default=1, ge=1)
+    attention_head_dim: int = Field(default=32, ge=1, description="attention head dimension")
+    norm_num_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
     text_hidden_size: int = Field(default=64, ge=8, description="CLIP text encoder width (= UNet cross_attention_dim)")
     text_layers: int = Field(default=2, ge=1)
     text_heads: int = Field(default=4, ge=1)
@@ -113,10 +115,10 @@ class LatentDiffusionOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "LatentDiffusionOptions":
-        if len(self.unet_channels) != len(self.unet_attention):
-            raise ValueError("unet_channels and unet_attention must have the same length")
-        if any(c % self.unet_norm_groups for c in self.unet_channels):
-            raise ValueError("every unet_channels entry must be divisible by unet_norm_groups")
+        if len(self.block_out_channels) != len(self.unet_attention):
+            raise ValueError("block_out_channels and unet_attention must have the same length")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError("every block_out_channels entry must be divisible by norm_num_groups")
         if self.text_hidden_size % self.text_heads:
             raise ValueError("text_hidden_size must be divisible by text_heads")
         return self

@@ -235,6 +235,8 @@ def inception_features(weights_path: str | Path, device: str = "cpu", batch_size
     from torchvision.models import inception_v3
 
     path = Path(weights_path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"Inception weights '{path}' is a folder; give the weights file inside it")
     if not path.is_file():
         raise ConfigError(f"Inception weights file '{path}' not found (give a local inception_v3 state dict; nothing is downloaded)")
     try:

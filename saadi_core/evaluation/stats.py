@@ -3,7 +3,7 @@
 Base and aligned samples are generated from the same seeds, so each evaluation item is a
 *paired* pass/fail outcome. The right test is McNemar's on the discordant pairs (fail→pass vs
 pass→fail), exact (binomial) because counts are small. A bare difference of pass rates is never
-reported without it; METHOD.md measured that ±3–4 points is noise at 320 samples.
+reported without it; docs/method.md (lessons): ±3–4 points is noise at 320 samples.
 """
 
 from __future__ import annotations

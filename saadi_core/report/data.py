@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from saadi_core.errors import SaadiError
+from saadi_core.stages.names import ALIGNMENT_STAGES, EVALUATE
 from saadi_core.store import MANIFEST
 
 STUDY_FILE = "study.json"
 #: stages only a run with an aligner has
-ALIGNMENT_STAGES = ("generate-pool", "score", "pair", "align")
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ class RunData:
     def variant(self, name: str) -> Variant:
         return Variant(
             name=name,
-            samples=self.samples("evaluate", name),
-            scores=self.stage_json("evaluate", f"{name}/scores.json"),
+            samples=self.samples(EVALUATE, name),
+            scores=self.stage_json(EVALUATE, f"{name}/scores.json"),
         )
 
     @property

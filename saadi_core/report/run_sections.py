@@ -30,6 +30,7 @@ from saadi_core.report.markup import (
     warning,
 )
 from saadi_core.report.wording import ci_reading, mcnemar_reading
+from saadi_core.stages.names import ALIGN, EVALUATE, PAIR, SCORE, TRAIN_SELECTOR
 
 #: how many conditions (rows) and base/aligned pairs per condition the sample grid shows
 MAX_GROUPS = 8
@@ -84,7 +85,20 @@ def run_sections(run: RunData, prefix: str = "", compact: bool = False) -> list[
                 f"could not render this section from the run's files ({type(exc).__name__}: {exc})"
             )
         out.append(Section(prefix + anchor, title, body))
-    return out
+    plugin_sections = [Section(prefix + anchor, title, body) for anchor, title, body in _plugin_sections(run)]
+    return out[:-1] + plugin_sections + out[-1:]  # before "Config and versions"
+
+
+def _plugin_sections(run: RunData) -> list[tuple[str, str, str]]:
+    """What plugins add to a run page (``saadi_report_sections``)."""
+    from saadi_core.lifecycle import report_sections
+
+    registry = run.registry
+    if registry is None:
+        from saadi_core.registry import get_registry
+
+        registry = get_registry()
+    return report_sections(registry, run)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -102,7 +116,7 @@ def _threshold(run: RunData, *variants: Variant) -> float | None:
     for v in variants:
         if isinstance(v.scores, dict) and v.scores.get("threshold") is not None:
             return float(v.scores["threshold"])
-    pair = _outputs(run, "pair")
+    pair = _outputs(run, PAIR)
     if isinstance(pair, dict) and pair.get("threshold") is not None:
         return float(pair["threshold"])
     options = ((run.manifest.get("config") or {}).get("pairing") or {}).get("options") or {}
@@ -341,7 +355,7 @@ def histograms(run: RunData) -> str:
             )
     if not variants:
         parts.append(not_available("evaluation score histogram: the run has no evaluation samples"))
-    pool = run.stage_json("score", "scores.json")
+    pool = run.stage_json(SCORE, "scores.json")
     if isinstance(pool, Missing):
         parts.append(not_available(f"pool score histogram: {pool.reason}"))
     else:
@@ -359,7 +373,7 @@ def histograms(run: RunData) -> str:
 
 
 def pass_rates(run: RunData) -> str:
-    outputs = _outputs(run, "evaluate")
+    outputs = _outputs(run, EVALUATE)
     if isinstance(outputs, Missing):
         return not_available(outputs.reason)
     parts = []
@@ -497,7 +511,7 @@ def pct(value: Any) -> str:
 
 def diagnostics(run: RunData) -> str:
     parts, blocks = [], []
-    diag = _outputs(run, "score")
+    diag = _outputs(run, SCORE)
     if isinstance(diag, Missing):
         parts.append(not_available(f"score diagnostics: {diag.reason}"))
     else:
@@ -511,12 +525,12 @@ def diagnostics(run: RunData) -> str:
             "<h3>Pool scores</h3>"
             + _kv_table({k: v for k, v in diag.items() if k != "warnings"}, ("statistic", "value"))
         )
-    pairs = _outputs(run, "pair")
+    pairs = _outputs(run, PAIR)
     if isinstance(pairs, Missing):
         parts.append(not_available(f"pair statistics: {pairs.reason}"))
     else:
         blocks.append("<h3>Preference pairs</h3>" + _kv_table(pairs, ("statistic", "value")))
-    selector = _outputs(run, "train-selector")
+    selector = _outputs(run, TRAIN_SELECTOR)
     if isinstance(selector, dict) and isinstance(selector.get("test"), dict):
         test = selector["test"]
         per_class = next(
@@ -571,7 +585,7 @@ def _history_series(
 
 
 def dpo(run: RunData) -> str:
-    data = run.stage_json("align", "history.json")
+    data = run.stage_json(ALIGN, "history.json")
     if isinstance(data, Missing):
         return not_available(data.reason)
     history, meta = data.get("history") or [], data.get("meta") or {}
@@ -804,7 +818,7 @@ def memorisation(run: RunData) -> str:
         closest = (m.get("closest_pairs") or [])[:MAX_MEMORISATION_PAIRS]
         if not closest:
             continue
-        synthetic = run.samples("evaluate", name)
+        synthetic = run.samples(EVALUATE, name)
         if isinstance(synthetic, Missing):
             parts.append(
                 f"<h3>{text(name)}</h3>" + not_available(f"synthetic images: {synthetic.reason}")

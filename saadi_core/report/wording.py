@@ -1,6 +1,6 @@
 """How results are worded: only a significant difference is called a change.
 
-METHOD.md measured that a few points of pass rate are noise at a few hundred samples, so the
+docs/method.md records that a few points of pass rate are noise at a few hundred samples, so the
 report never lets a bare difference read as an improvement: paired pass rates are worded from the
 exact McNemar test, study comparisons from their 95 % confidence interval.
 """

@@ -1,6 +1,6 @@
 """Built-in plugin of the core: registers the study executors (see :mod:`saadi_core.executors`).
 
-Loaded by the registry like any plugin, so ``local``, ``processes`` and ``slurm`` go through the
+Registered in every registry like the other built-ins, so ``local``, ``processes`` and ``slurm`` go through the
 ``saadi_register_executors`` hook a third party uses for its own (Ray, Dask, …). Import paths
 only: nothing here imports the implementations.
 """

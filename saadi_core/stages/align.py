@@ -1,0 +1,87 @@
+"""``align``: Diffusion-DPO (or another aligner) on the pairs, validated on held-out seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from saadi_core.errors import PipelineError
+from saadi_core.evaluation.samples import oracle_pass
+from saadi_core.interfaces import AlignInputs, Generator, PairSet, Selector
+from saadi_core.session import RunSession, per_condition
+from saadi_core.stages.names import ALIGN, PAIR, TRAIN_GENERATOR, TRAIN_SELECTOR
+from saadi_core.stages.score import NEAR_CONSTANT_STD
+from saadi_core.store import StageResult, atomic_write_json
+
+NAME = ALIGN
+INPUTS = (TRAIN_GENERATOR, PAIR, TRAIN_SELECTOR)
+OUTPUTS = ("aligner/", "history.json")
+#: DPO runs the generator's and the selector's code; iterative rounds re-pair
+SLOTS = ("aligner", "generator", "selector", "pairing")
+
+
+def run(
+    session: RunSession, trained: StageResult, pool: StageResult, scored: StageResult, paired: StageResult, selector_stage: StageResult
+) -> StageResult:
+    def compute(out: Path) -> dict[str, Any]:
+        pair_set = session.pair_set(pool, scored, paired)
+        if not pair_set.pairs:
+            raise _no_pairs(pair_set, scored)
+        from saadi_core.samples_io import load_samples
+
+        generator = session.load_generator(trained)
+        selector = session.load_selector(selector_stage)
+        aligner = session.create("aligner")
+        inputs = AlignInputs(
+            pairs=pair_set,
+            dataset=session.dataset,
+            pool=load_samples(pool.path),
+            scores=session.scores(scored),
+            selector=selector,
+            pairing=session.create("pairing"),
+            new_selector=lambda: session.create("selector"),
+            validate=validator(session, selector),
+            seed=session.config.seed,
+        )
+        work = out / "work"
+        work.mkdir()
+        result = aligner.align(generator, inputs, work)
+        aligner.save(result, out / "aligner")
+        atomic_write_json(out / "history.json", {"history": result.history, "meta": result.meta})
+        last = next((h for h in reversed(result.history) if "implicit_accuracy" in h), {})
+        return {"steps": len(result.history), "implicit_accuracy": last.get("implicit_accuracy"), "meta": result.meta}
+
+    return session.stage(NAME, session.params("aligner"), compute, [trained, paired, selector_stage], slots=SLOTS)
+
+
+def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
+    stats = pair_set.stats
+    constant = scored.outputs.get("std") is not None and scored.outputs["std"] < NEAR_CONSTANT_STD
+    return PipelineError(
+        (f"the selector gave near-constant scores (std {scored.outputs['std']:.3f}), so " if constant else "")
+        + "no preference pairs were found "
+        f"({len(stats.get('conditions_without_winner', []))} condition(s) without a winner, "
+        f"{len(stats.get('conditions_without_loser', []))} without a loser); "
+        "change the threshold h (--set pairing.options.threshold=…), enlarge the pool "
+        "(--set pool.n_per_condition=…) or train the generator longer"
+    )
+
+
+def validator(session: RunSession, selector: Selector) -> Callable[[Generator], dict[str, float]]:
+    """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation),
+    selector pass rate and, on toy data, oracle pass rate."""
+    seed = session.eval_seed + 10_000
+    threshold = session.threshold()
+
+    def validate(generator: Generator) -> dict[str, float]:
+        conditions = generator.conditions(session.dataset)
+        samples = generator.sample(conditions, per_condition(session.sizes["validation_size"], len(conditions)), seed)
+        scores = selector.score(samples)
+        metrics = {"selector_pass": sum(s >= threshold for s in scores) / len(scores), "mean_score": sum(scores) / len(scores)}
+        oracle = oracle_pass(session.dataset, samples)
+        if oracle is not None:
+            metrics["oracle_pass"] = sum(oracle) / len(oracle)
+        return metrics
+
+    return validate
