@@ -21,9 +21,8 @@ from typing import Any
 
 from saadi_core.config import ArmConfig, EvaluationConfig, RunConfig, StudyConfig, YamlDoc
 from saadi_core.evaluation.stats import interval_verdict, paired_interval
-from saadi_core.pipeline import run_pipeline
 from saadi_core.registry import Registry
-from saadi_core.session import RunResult, RunSession
+from saadi_core.session import RunSession
 from saadi_core.stages import data, train
 from saadi_core.stages.downstream import aggregate
 from saadi_core.stages.downstream import run_all as train_downstream
@@ -73,18 +72,16 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Regi
 
 
 def _mix_run(
-    study: StudyConfig, arm: ArmConfig, seed: int, members: dict[str, RunResult], registry: Registry, quiet: bool
+    study: StudyConfig, arm: ArmConfig, seed: int, members: dict[str, StageResult], registry: Registry, quiet: bool
 ) -> dict[str, Any]:
-    """Downstream models of a mix arm at one seed: equal shares of its members' sets."""
+    """Downstream models of a mix arm at one seed: equal shares of its members' sets
+    (``members``: each member arm's held-out sample stage)."""
     first = next(a for a in study.arms if a.name == arm.mix[0])
     config = arm_run_config(study, first, seed, registry).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
     session = RunSession(config, registry, quiet, None, stages_dir=_stages_dir(study))
     real = data.run(session)
     selector_stage = train.run_selector(session, real)
-    sources: list[StageResult] = []
-    for name in arm.mix:
-        member = next(a for a in study.arms if a.name == name)
-        sources.append(members[name].samples[arm_label(member, registry)])
+    sources = [members[name] for name in arm.mix]
     results = train_downstream(session, real, {arm.name: sources}, selector_stage)
     summary = {
         "run": str(session.store.root),
@@ -167,34 +164,22 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
     }
 
 
-def run_study(config: StudyConfig, registry: Registry, quiet: bool = False, doc: YamlDoc | None = None) -> StudyResult:
-    """Run (or resume) every arm at every seed, then write ``<runs_dir>/<name>/study.json``."""
-    from saadi_core.progress import RichProgress
+def run_study(
+    config: StudyConfig,
+    registry: Registry,
+    quiet: bool = False,
+    doc: YamlDoc | None = None,
+    executor: str = "local",
+    executor_options: dict[str, Any] | None = None,
+) -> StudyResult:
+    """Run (or resume) every arm at every seed on ``executor`` (:mod:`saadi_core.executors`),
+    then write ``<runs_dir>/<name>/study.json``."""
+    from saadi_core.preflight import refuse_launched_study
+    from saadi_core.study_plan import execute_study
 
-    say = RichProgress(quiet=quiet).say
+    refuse_launched_study()
     root = config.runs_dir / config.name
-    generator_arms = [a for a in config.arms if a.mix is None]
-    mix_arms = [a for a in config.arms if a.mix is not None]
-    per_seed: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in config.arms}
-    task = ""
-    total = len(config.arms) * len(config.seeds)
-    done = 0
-    for seed in config.seeds:
-        members: dict[str, RunResult] = {}
-        for arm in generator_arms:
-            done += 1
-            say(f"[bold]study {config.name}[/]: arm '{arm.name}', seed {seed} ({done}/{total})")
-            result = run_pipeline(arm_run_config(config, arm, seed, registry), registry, quiet=quiet, stages_dir=_stages_dir(config))
-            members[arm.name] = result
-            task = result.summary["task"]
-            per_seed[arm.name][seed] = result.summary | {"by_variant": _by_variant(result.store.root, seed)}
-        for arm in mix_arms:
-            done += 1
-            say(f"[bold]study {config.name}[/]: mix '{arm.name}' = {' + '.join(arm.mix)}, seed {seed} ({done}/{total})")
-            summary = _mix_run(config, arm, seed, members, registry, quiet)
-            task = summary["task"]
-            run_root = Path(summary["run"])
-            per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(run_root, seed)}
+    per_seed, task = execute_study(config, registry, quiet, executor, executor_options or {})
     summary = summarise(config, per_seed, task, registry)
     atomic_write_json(root / STUDY_FILE, summary)
     return StudyResult(root=root, summary=summary)
