@@ -199,19 +199,32 @@ def run(
     from saadi_core.pipeline import run_pipeline
 
     result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc, force_stages=force_stage or ())
+    from saadi_core.distributed import is_main_process
     from saadi_core.summary import print_summary
 
-    print_summary(result, out)
+    if is_main_process():  # the other processes of a multi-process run wrote nothing to show
+        print_summary(result, out)
 
 
 @app.command()
-def study(file: Annotated[Path, typer.Argument(help="Study YAML with a list of arms.")]) -> None:
+def study(
+    file: Annotated[Path, typer.Argument(help="Study YAML with a list of arms.")],
+    executor: Annotated[str, typer.Option(help="Where the runs execute: local (default), processes, slurm, or a plugin's.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (executor processes).")] = None,
+    executor_option: Annotated[
+        list[str] | None, typer.Option("--executor-option", help="An executor option: --executor-option partition=gpu")
+    ] = None,
+) -> None:
     """Run several arms (generators, aligners, mixes) on one dataset and compare them.
 
     Every (arm, seed) is a run under RUNS_DIR/NAME/runs/, sharing stage results (a generator
     used by two arms is trained once); results go to RUNS_DIR/NAME/study.json. Re-running
     resumes. See examples/studies/ and docs/user-guide.md."""
-    from saadi_core.config import StudyConfig, load_config_file, validate_components
+    from saadi_core.config import StudyConfig, deep_merge, load_config_file, parse_assignment, validate_components
+
+    executor_options: dict[str, Any] = {"workers": workers} if workers is not None else {}
+    for assignment in executor_option or []:
+        executor_options = deep_merge(executor_options, parse_assignment(assignment))
 
     config, doc = load_config_file(file)
     if not isinstance(config, StudyConfig):
@@ -221,7 +234,7 @@ def study(file: Annotated[Path, typer.Argument(help="Study YAML with a list of a
     from saadi_core.study import run_study
     from saadi_core.summary import print_study
 
-    print_study(run_study(config, registry, quiet=_state["quiet"], doc=doc), out)
+    print_study(run_study(config, registry, quiet=_state["quiet"], doc=doc, executor=executor, executor_options=executor_options), out)
 
 
 # --------------------------------------------------------------------------- report

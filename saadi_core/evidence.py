@@ -3,8 +3,9 @@
 One row per arm (and real-only): the arm's synthetic samples' oracle and selector pass rates,
 label preservation (segmentation), FID in the run's feature space, the downstream metric as mean ±
 std over (study seed × downstream seed) cells, and the paired difference of every cell to the
-``base`` arm and to the ``filter`` arm with a t-based 95 % confidence interval, plus the stage time
-the arm needs. The reference arms are found by shape: ``base`` = the first generator arm without
+``base`` arm and to the ``filter`` arm with a t-based 95 % confidence interval. The stage time an
+arm needs is added when the table is printed (:func:`evidence_lines`, read from the run stores):
+wall time depends on the machine and its load, and ``study.json`` is the same on every executor. The reference arms are found by shape: ``base`` = the first generator arm without
 aligner or filter, ``filter`` = the first filter arm without aligner.
 
 Cells that share a study seed share the generator, so they are not independent; the table also
@@ -104,8 +105,6 @@ def evidence_table(
             row["fid"] = _mean(
                 [(r.get("fidelity") or {}).get(variant, {}).get("fid") for r in runs if (r.get("fidelity") or {}).get(variant, {}).get("fid") is not None]
             )
-            seconds = [s for s in (_stage_seconds(r["run"]) for r in runs) if s is not None]
-            row["stage_seconds_per_seed"] = _mean(seconds)
         scores = [values[c] for c in sorted(values)]
         if scores:
             mean = sum(scores) / len(scores)
@@ -117,9 +116,16 @@ def evidence_table(
     return {"metric": metric, "scale": scale, "base_arm": base, "filter_arm": filt, "rows": rows}
 
 
-def evidence_lines(evidence: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Column names and text rows of the evidence table (CLI and docs)."""
+def stage_seconds_per_seed(runs: list[str]) -> float | None:
+    """Mean over an arm's runs (one per seed) of the seconds of every stage the run used."""
+    return _mean([s for s in (_stage_seconds(run) for run in runs) if s is not None])
+
+
+def evidence_lines(evidence: dict[str, Any], runs: dict[str, list[str]] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Column names and text rows of the evidence table (CLI and docs); ``runs`` (run directories
+    by arm name, as in ``study.json`` → ``arms``) adds the stage time per seed."""
     metric = evidence["metric"]
+    seconds = {name: stage_seconds_per_seed(dirs) for name, dirs in (runs or {}).items()}
 
     def pct(value: float | None) -> str:
         return "—" if value is None else f"{100 * value:.1f} %"
@@ -144,6 +150,6 @@ def evidence_lines(evidence: dict[str, Any]) -> tuple[list[str], list[list[str]]
             "—" if m is None else f"{m['mean']:.3f} ± {m['std']:.3f} ({m['n_cells']})",
             diff(r.get("vs_base")),
             diff(r.get("vs_filter")),
-            "—" if r.get("stage_seconds_per_seed") is None else f"{r['stage_seconds_per_seed']:.0f}",
+            "—" if seconds.get(r["arm"]) is None else f"{seconds[r['arm']]:.0f}",
         ])
     return columns, rows

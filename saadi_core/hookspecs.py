@@ -27,6 +27,8 @@ What the target must be, per category:
 * generators, selectors, pairings, aligners — a :class:`saadi_core.interfaces.Component`
   subclass built as ``cls(options, context)``;
 * datasets — a callable ``build(options) -> saadi_core.data.Dataset``;
+* executors — a class built as ``cls(options, context)`` implementing
+  :class:`saadi_core.executors.Executor` (where a study's runs execute);
 * metrics — a callable ``metric(options) -> object`` with ``name`` and ``compute(inputs)``
   (:class:`saadi_core.evaluation.fidelity.FidelityInputs` in, a JSON-able dict out).
 """
@@ -71,6 +73,19 @@ def saadi_register_datasets(register: Any) -> None:
 @hookspec
 def saadi_register_metrics(register: Any) -> None:
     """Register evaluation metrics (FID/KID, MS-SSIM, …)."""
+
+
+@hookspec
+def saadi_register_executors(register: Any) -> None:
+    """Register study executors (local, processes, slurm, …): where a study's runs execute.
+
+    Called once when the registry discovers plugins, like the other ``saadi_register_*`` hooks;
+    ``saadi study --executor NAME`` builds the registered class with its ``--executor-option``
+    values as options.
+
+    :param register: ``register(name, target, options=..., description=...)`` bound to the
+        ``executor`` category.
+    """
 
 
 # --------------------------------------------------------------------------- lifecycle hooks
@@ -185,6 +200,7 @@ CATEGORIES: dict[str, str] = {
     "saadi_register_aligners": "aligner",
     "saadi_register_datasets": "dataset",
     "saadi_register_metrics": "metric",
+    "saadi_register_executors": "executor",
 }
 
 #: the lifecycle hooks, in the order a run calls them

@@ -2,8 +2,11 @@
 
 Each check raises a one-line :class:`~saadi_core.errors.SaadiError` naming what to change:
 
-* :func:`refuse_multiprocess` — several processes (``torchrun``, ``accelerate launch``) would all
-  write the same run store and print different results; until runs are distributed, one process;
+* :func:`check_launch` — a run on several processes (``torchrun``, ``accelerate launch
+  --multi_gpu``; :mod:`saadi_core.distributed`) needs the launcher's full set of variables, and a
+  rank without a world size is a half-configured launch, not a run;
+* :func:`refuse_launched_study` — ``saadi study`` spreads its runs with ``--executor``, not a
+  launcher (every process would write ``study.json``);
 * :func:`require_writable` — a runs directory that cannot be written fails before data loads;
 * :func:`check_tasks` — a generator or selector registered for another dataset task;
 * :func:`check_classes` — a dataset with fewer than two classes gives a selector nothing to tell
@@ -26,22 +29,47 @@ from saadi_core.errors import ConfigError, DataError, SaadiError
 if TYPE_CHECKING:  # pragma: no cover
     from saadi_core.registry import Registry
 
-#: environment variables torchrun / accelerate / SLURM launchers set for every process
-_WORLD_VARS = ("WORLD_SIZE", "LOCAL_WORLD_SIZE")
-_RANK_VARS = ("RANK", "LOCAL_RANK")
+#: what torchrun / accelerate launch set for every process of a multi-process run (the process
+#: group is initialised from them: ``env://``)
+_LAUNCH_VARS = ("RANK", "MASTER_ADDR", "MASTER_PORT")
+_RANK_VARS = ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
 
-def refuse_multiprocess(environ: Mapping[str, str] | None = None) -> None:
-    """Raise if this process is one of several launched for one run."""
+def _number(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def check_launch(environ: Mapping[str, str] | None = None) -> None:
+    """Raise if this process looks launched for several processes but cannot join them."""
     env = os.environ if environ is None else environ
-    for name in (*_WORLD_VARS, *_RANK_VARS):
-        value = env.get(name, "").strip()
-        limit = 1 if name in _WORLD_VARS else 0
-        if value.isdigit() and int(value) > limit:
+    world = _number(env, "WORLD_SIZE") or 1
+    if world > 1:
+        missing = [name for name in _LAUNCH_VARS if not env.get(name, "").strip()]
+        if missing:
             raise SaadiError(
-                f"saadi runs in one process for now, but {name}={value} says this is one of several "
-                "(torchrun / accelerate launch): every process would write the same run; start saadi directly"
+                f"WORLD_SIZE={world} but {', '.join(missing)} not set: start the processes with torchrun or "
+                "accelerate launch --multi_gpu, or unset WORLD_SIZE for one process"
             )
+        return
+    for name in _RANK_VARS:
+        value = _number(env, name)
+        if value is not None and value > (1 if name == "LOCAL_WORLD_SIZE" else 0):
+            raise SaadiError(
+                f"{name}={value} but WORLD_SIZE is {env.get('WORLD_SIZE', 'not set')}: a half-configured launch; "
+                "start the processes with torchrun or accelerate launch --multi_gpu, or unset it for one process"
+            )
+
+
+def refuse_launched_study(environ: Mapping[str, str] | None = None) -> None:
+    """Raise if ``saadi study`` was started under a multi-process launcher."""
+    env = os.environ if environ is None else environ
+    world = _number(env, "WORLD_SIZE") or 1
+    if world > 1:
+        raise SaadiError(
+            f"saadi study does not run under a launcher (WORLD_SIZE={world}): spread its runs with "
+            "--executor processes or slurm, or launch single runs with torchrun"
+        )
 
 
 def require_writable(directory: Path) -> None:
@@ -93,7 +121,7 @@ def check_classes(dataset: Any) -> None:
 
 def before_data(config: Any) -> None:
     """What a run checks before loading its data."""
-    refuse_multiprocess()
+    check_launch()
     require_writable(Path(config.runs_dir))
 
 

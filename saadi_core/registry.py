@@ -190,9 +190,9 @@ class Registry:
         self._entries: dict[str, dict[str, KindEntry]] = {c: {} for c in hookspecs.CATEGORIES.values()}
         self._conflicts: dict[tuple[str, str], list[str]] = {}
         self.plugins: list[PluginInfo] = []
-        from saadi_core.builtins import LIFECYCLE_PLUGINS
+        from saadi_core.builtins import PLUGINS
 
-        for name, module_name in LIFECYCLE_PLUGINS:  # the core's own evaluation, always present
+        for name, module_name in PLUGINS:  # the core's own evaluation and executors, always present
             self.add_plugin(importlib.import_module(module_name), name=name, builtin=True)
 
     # ------------------------------------------------------------------ discovery

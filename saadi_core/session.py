@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from saadi_core import __version__
+from saadi_core import __version__, distributed
 from saadi_core.config import ComponentSpec, RunConfig, YamlDoc, validate_components
 from saadi_core.interfaces import Generator, PairSet, RunContext, Selector
 from saadi_core.registry import Registry
@@ -92,7 +92,7 @@ class RunSession:
         #: stage names (or families such as ``sample``) to recompute even when cached
         self.force_stages = tuple(force_stages)
         self.forced_seen: set[str] = set()
-        self.progress = RichProgress(quiet=quiet)
+        self.progress = RichProgress(quiet=quiet or not distributed.is_main_process())
         if config.dataset.kind is None:
             config = config.model_copy(update={"dataset": ComponentSpec(kind=default_dataset(config, registry), options=config.dataset.options)})
         dataset_entry = registry.get("dataset", config.dataset.kind)
@@ -103,18 +103,18 @@ class RunSession:
         preflight.after_data(registry, self.config, self.dataset)
         self._seed_options()
         self.sizes = PROFILE_SIZES[self.config.profile]
-        self.store = RunStore.create(
-            self.config.runs_dir,
-            self.config.run_name(),
-            self.config.model_dump(mode="json"),
-            versions=self._versions(),
-            stages_dir=stages_dir,
+        self.store = distributed.create_store(
+            self.config.runs_dir, self.config.run_name(), self.config.model_dump(mode="json"), self._versions(), stages_dir
         )
         from saadi_core.tracking import attach
 
-        self.tracker = attach(self.config.log_with, self.store, self.config.run_name(), self.config.model_dump(mode="json"))
+        trackers = self.config.log_with if distributed.is_main_process() else []  # rank 0 reports the run
+        self.tracker = attach(trackers, self.store, self.config.run_name(), self.config.model_dump(mode="json"))
         self.progress.sink = self.store.log_event
-        self.context = RunContext(device=resolve_device(self.config.device), profile=self.config.profile, progress=self.progress)
+        device = resolve_device(self.config.device)
+        self.context = RunContext(
+            device=device, profile=self.config.profile, progress=self.progress, accelerator=distributed.run_accelerator(device)
+        )
         self.store.update_manifest(
             seeds={"run": self.config.seed, "pool": self.pool_seed, "evaluation": self.eval_seed},
             dataset={"source": self.dataset.source, "task": self.dataset.task, "classes": self.dataset.class_names},

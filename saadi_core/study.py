@@ -7,10 +7,15 @@ the same generator train it once and share its base samples, pool and scores; th
 downstream model of a seed is trained once for all arms. A mix arm trains only its downstream
 models, on equal shares of its members' synthetic sets.
 
-The study seed is the run seed *and* the downstream seed: one replicate of the whole loop per
-seed. Results (``study.json``) give per arm and scale the mean ± std over seeds of the downstream
-metric, and the paired difference to real-only per seed with a t-based 95 % confidence interval —
-a difference whose interval contains 0 is reported as "no significant difference".
+A *filter* arm (``filter: true``) is a generator arm whose samples are then filtered by the
+selector (:mod:`saadi_core.filter_arm`), in the same job as its run.
+
+The study seed is the run seed *and* the first downstream seed: one replicate of the whole loop
+per seed, with ``downstream_seeds`` downstream models each (seeds s, s+100, …). Results
+(``study.json``) give per arm and scale the mean ± std over (seed, downstream seed) cells of the
+downstream metric, and the paired difference to real-only per cell with a t-based 95 % confidence
+interval — a difference whose interval contains 0 is reported as "no significant difference" —
+and the evidence table (:mod:`saadi_core.evidence`).
 """
 
 from __future__ import annotations
@@ -21,9 +26,8 @@ from typing import Any
 
 from saadi_core.config import ArmConfig, EvaluationConfig, RunConfig, StudyConfig, YamlDoc
 from saadi_core.evaluation.stats import interval_verdict, paired_interval
-from saadi_core.pipeline import run_pipeline
 from saadi_core.registry import Registry
-from saadi_core.session import RunResult, RunSession
+from saadi_core.session import RunSession
 from saadi_core.stages import data, train
 from saadi_core.stages.downstream import aggregate
 from saadi_core.stages.downstream import run_all as train_downstream
@@ -79,18 +83,16 @@ def downstream_seeds(study: StudyConfig, seed: int) -> list[int]:
 
 
 def _mix_run(
-    study: StudyConfig, arm: ArmConfig, seed: int, members: dict[str, RunResult], registry: Registry, quiet: bool
+    study: StudyConfig, arm: ArmConfig, seed: int, members: dict[str, StageResult], registry: Registry, quiet: bool
 ) -> dict[str, Any]:
-    """Downstream models of a mix arm at one seed: equal shares of its members' sets."""
+    """Downstream models of a mix arm at one seed: equal shares of its members' sets
+    (``members``: each member arm's held-out sample stage)."""
     first = next(a for a in study.arms if a.name == arm.mix[0])
     config = arm_run_config(study, first, seed, registry).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
     session = RunSession(config, registry, quiet, None, stages_dir=_stages_dir(study))
     real = data.run(session)
     selector_stage = train.run_selector(session, real)
-    sources: list[StageResult] = []
-    for name in arm.mix:
-        member = next(a for a in study.arms if a.name == name)
-        sources.append(members[name].samples[arm_label(member, registry)])
+    sources = [members[name] for name in arm.mix]
     results = train_downstream(session, real, {arm.name: sources}, selector_stage)
     summary = {
         "run": str(session.store.root),
@@ -181,40 +183,22 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
     }
 
 
-def run_study(config: StudyConfig, registry: Registry, quiet: bool = False, doc: YamlDoc | None = None) -> StudyResult:
-    """Run (or resume) every arm at every seed, then write ``<runs_dir>/<name>/study.json``."""
-    from saadi_core.progress import RichProgress
+def run_study(
+    config: StudyConfig,
+    registry: Registry,
+    quiet: bool = False,
+    doc: YamlDoc | None = None,
+    executor: str = "local",
+    executor_options: dict[str, Any] | None = None,
+) -> StudyResult:
+    """Run (or resume) every arm at every seed on ``executor`` (:mod:`saadi_core.executors`),
+    then write ``<runs_dir>/<name>/study.json``."""
+    from saadi_core.preflight import refuse_launched_study
+    from saadi_core.study_plan import execute_study
 
-    say = RichProgress(quiet=quiet).say
+    refuse_launched_study()
     root = config.runs_dir / config.name
-    generator_arms = [a for a in config.arms if a.mix is None]
-    mix_arms = [a for a in config.arms if a.mix is not None]
-    per_seed: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in config.arms}
-    task = ""
-    total = len(config.arms) * len(config.seeds)
-    done = 0
-    for seed in config.seeds:
-        members: dict[str, RunResult] = {}
-        for arm in generator_arms:
-            done += 1
-            say(f"[bold]study {config.name}[/]: arm '{arm.name}', seed {seed} ({done}/{total})")
-            result = run_pipeline(arm_run_config(config, arm, seed, registry), registry, quiet=quiet, stages_dir=_stages_dir(config))
-            members[arm.name] = result
-            task = result.summary["task"]
-            summary = result.summary
-            if arm.filter:
-                from saadi_core.filter_arm import run_filter_arm
-
-                summary, filtered = run_filter_arm(result.session, arm_label(arm, registry), arm.aligner is not None)  # type: ignore[arg-type]
-                result.samples[arm_label(arm, registry)] = filtered
-            per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(Path(summary["run"]))}
-        for arm in mix_arms:
-            done += 1
-            say(f"[bold]study {config.name}[/]: mix '{arm.name}' = {' + '.join(arm.mix)}, seed {seed} ({done}/{total})")
-            summary = _mix_run(config, arm, seed, members, registry, quiet)
-            task = summary["task"]
-            run_root = Path(summary["run"])
-            per_seed[arm.name][seed] = summary | {"by_variant": _by_variant(run_root)}
+    per_seed, task = execute_study(config, registry, quiet, executor, executor_options or {})
     summary = summarise(config, per_seed, task, registry)
     atomic_write_json(root / STUDY_FILE, summary)
     return StudyResult(root=root, summary=summary)

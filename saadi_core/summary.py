@@ -120,7 +120,8 @@ def print_study(result: Any, console: Console) -> None:
     if summary.get("evidence"):
         from saadi_core.evidence import evidence_lines
 
-        columns, rows = evidence_lines(summary["evidence"])
+        runs = {arm["name"]: list(arm["runs"].values()) for arm in summary["arms"] if arm.get("mix") is None}
+        columns, rows = evidence_lines(summary["evidence"], runs)
         etable = Table(title="evidence: arms vs base and vs filter, paired by (seed, downstream seed)")
         for column in columns:
             etable.add_column(column)

@@ -11,7 +11,10 @@ test suite of an environment where saadi is installed — nothing to import or c
 * ``saadi_context`` — a :class:`~saadi_core.interfaces.RunContext` on CPU, ``tiny`` profile, with
   a temporary ``work_dir``;
 * ``saadi_conformance`` — the :mod:`saadi_core.conformance` module (``check_selector``,
-  ``check_pairing``, ``check_generator``, ``check_aligner``).
+  ``check_pairing``, ``check_generator``, ``check_aligner``);
+* ``saadi_pretrained_dirs`` — miniature Stable Diffusion, SD inpainting and ControlNet directories
+  (random weights, real diffusers/transformers classes, :mod:`saadi_core.diffusion.miniature`) for
+  the ``paper`` profile's ``pretrained``/``controlnet`` options, written once per session.
 
 pytest imports this module in *every* session of such an environment, including test suites
 that have nothing to do with saadi, so it imports nothing heavy at module level: each fixture
@@ -90,3 +93,18 @@ def saadi_conformance() -> ModuleType:
     from saadi_core import conformance
 
     return conformance
+
+
+@pytest.fixture(scope="session")
+def saadi_pretrained_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{"sd": ..., "inpainting": ..., "controlnet": ...}``: miniature pretrained directories
+    (32 px native size) written with ``save_pretrained`` — no download."""
+    from saadi_core.diffusion.miniature import save_controlnet, save_stable_diffusion
+
+    root = tmp_path_factory.mktemp("pretrained")
+    sd = save_stable_diffusion(root / "sd")
+    return {
+        "sd": sd,
+        "inpainting": save_stable_diffusion(root / "sd-inpainting", inpainting=True),
+        "controlnet": save_controlnet(root / "controlnet", sd),
+    }

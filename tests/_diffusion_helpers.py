@@ -7,7 +7,6 @@ download), and the probes the tests of both generators use.
 from __future__ import annotations
 
 import contextlib
-import string
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from saadi_core.data.dataset import Dataset, Split
+from saadi_core.diffusion.miniature import SDShape, save_stable_diffusion
 
 SIZE = 16
 
@@ -92,34 +92,15 @@ def perturbed_predictions(target: Any, x_t: torch.Tensor, t: torch.Tensor, cond:
     return before, after
 
 
+#: the widths of :func:`save_tiny_stable_diffusion`: 16 px images, a 2x VAE (latents 4x8x8)
+TINY_SD = SDShape(
+    unet_channels=(16, 32), unet_attention=(False, True), unet_layers=1, unet_head_dim=8, unet_norm_groups=8,
+    vae_channels=(8, 16), vae_layers=1, vae_norm_groups=8, text_width=16, text_layers=1, text_heads=2,
+    image_size=SIZE, controlnet_embedding=(8, 16),
+)
+
+
 def save_tiny_stable_diffusion(root: Path, *, inpainting: bool = False) -> None:
     """A miniature Stable Diffusion (``inpainting``: SD inpainting, a 9-input-channel UNet)
     directory written with ``save_pretrained`` (no download)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for ch in string.ascii_lowercase:  # character-level BPE without merges
-        vocab[ch] = len(vocab)
-        vocab[ch + "</w>"] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=32, projection_dim=16,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8, sample_size=16,
-    )
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=9 if inpainting else 4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=8, norm_num_groups=8,
-    )
-    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
-    for name, part in [("tokenizer", tokenizer), ("text_encoder", text_encoder), ("vae", vae), ("unet", unet), ("scheduler", scheduler)]:
-        part.save_pretrained(root / name)
+    save_stable_diffusion(root, TINY_SD, inpainting=inpainting)

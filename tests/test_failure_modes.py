@@ -149,15 +149,34 @@ def test_ctrl_c_exits_130_and_says_where_to_resume(tmp_path, monkeypatch, capsys
 # --------------------------------------------------------------------------- 6. several processes
 
 
-def test_more_than_one_process_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
-    with pytest.raises(SaadiError, match="WORLD_SIZE=2 says this is one of several"):
-        preflight.refuse_multiprocess({"WORLD_SIZE": "2", "RANK": "1"})
-    preflight.refuse_multiprocess({"WORLD_SIZE": "1", "RANK": "0"})
+LAUNCHED = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+
+def test_a_half_configured_launch_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    preflight.check_launch(LAUNCHED)  # torchrun / accelerate launch --multi_gpu: a multi-process run
+    preflight.check_launch({"WORLD_SIZE": "1", "RANK": "0"})
+    with pytest.raises(SaadiError, match="WORLD_SIZE=2 but MASTER_ADDR, MASTER_PORT not set"):
+        preflight.check_launch({"WORLD_SIZE": "2", "RANK": "1"})
+    with pytest.raises(SaadiError, match="RANK=1 but WORLD_SIZE is not set"):
+        preflight.check_launch({"RANK": "1"})
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert _exit_code(["--quiet", "run", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: saadi runs in one process") and err.count("\n") == 1
+    assert err.startswith("error: WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT not set") and err.count("\n") == 1
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_study_under_a_launcher_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    study = Path(__file__).resolve().parents[1] / "examples" / "studies" / "quick.yaml"
+    monkeypatch.chdir(tmp_path)
+    for name, value in LAUNCHED.items():
+        monkeypatch.setenv(name, value)
+    assert _exit_code(["--quiet", "study", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: saadi study does not run under a launcher (WORLD_SIZE=2)") and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())
 
 
 # --------------------------------------------------------------------------- 7. errors found late

@@ -18,7 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _diffusion_helpers import LATENT_SMALL, SIZE, guidance_scale, save_tiny_stable_diffusion, stack_images, toy_segmentation
+from _diffusion_helpers import (
+    LATENT_SMALL,
+    SIZE,
+    TINY_SD,
+    guidance_scale,
+    save_tiny_stable_diffusion,
+    stack_images,
+    toy_segmentation,
+)
 from PIL import Image
 
 from saadi_core.data.dataset import Dataset
@@ -410,16 +418,11 @@ def test_conformance_generator_and_dpo_aligner(registry: Registry, trained, data
 
 
 def _tiny_sd_with_controlnet(tmp_path: Path) -> tuple[Path, Path]:
-    from diffusers import ControlNetModel, UNet2DConditionModel
+    from saadi_core.diffusion.miniature import save_controlnet
 
     sd, cn = tmp_path / "sd", tmp_path / "controlnet"
     save_tiny_stable_diffusion(sd)
-    torch.manual_seed(1)
-    controlnet = ControlNetModel.from_unet(UNet2DConditionModel.from_pretrained(sd / "unet"), conditioning_embedding_out_channels=(8, 16))
-    with torch.no_grad():  # a "pretrained" ControlNet: non-zero output convolutions
-        for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
-            conv.weight.normal_(0, 0.05)
-    controlnet.save_pretrained(cn)
+    save_controlnet(cn, sd, TINY_SD)  # a "pretrained" ControlNet: non-zero output convolutions
     return sd, cn
 
 

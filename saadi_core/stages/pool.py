@@ -31,12 +31,13 @@ def run(session: RunSession, trained: StageResult, selector_stage: StageResult) 
     pool = session.config.pool
 
     def compute(out: Path) -> dict[str, Any]:
+        from saadi_core import distributed
         from saadi_core.samples_io import save_samples
 
         generator = session.load_generator(trained)
         conditions = generator.conditions(session.dataset)
         n = pool.n_per_condition or per_condition(session.sizes["pool_size"], len(conditions))
-        samples = generator.sample(conditions, n, session.pool_seed)
+        samples = distributed.sample(generator, conditions, n, session.pool_seed)
         outputs: dict[str, Any] = {"n_conditions": len(conditions), "n_per_condition": n}
         if pool.min_winners:
             extra, outputs["adaptive"] = top_up(session, generator, conditions, samples, n, session.load_selector(selector_stage))

@@ -27,12 +27,13 @@ def run(session: RunSession, variant: str, trained: StageResult, aligned: StageR
     evaluation = session.config.evaluation
 
     def compute(out: Path) -> dict[str, Any]:
+        from saadi_core import distributed
         from saadi_core.samples_io import save_samples
 
         generator = session.load_generator(trained) if aligned is None else session.aligned_generator(trained, aligned)
         conditions = generator.conditions(session.dataset)
         n = max(evaluation.n_per_condition or 0, math.ceil(max(evaluation.scales) * n_train / len(conditions)))
-        samples = generator.sample(conditions, n, session.eval_seed)
+        samples = distributed.sample(generator, conditions, n, session.eval_seed)
         save_samples(out, samples)
         return {"n_per_condition": n, "n_samples": len(samples), "seed": session.eval_seed}
 
