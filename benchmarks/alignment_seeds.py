@@ -31,12 +31,18 @@ def _rate(block: dict) -> str:
 def _downstream(summary: dict) -> str:
     down = summary.get("downstream", {})
     metric = down.get("metric", "?")
-    parts = [f"{k} {v['mean']:.3f}" for k, v in sorted(down.items()) if isinstance(v, dict) and "mean" in v]
+    parts = [
+        f"{k} {v['mean']:.3f}"
+        for k, v in sorted(down.items())
+        if isinstance(v, dict) and "mean" in v
+    ]
     return f"{metric}: " + ", ".join(parts)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/benchmark-seeds"))
     parser.add_argument("run_args", nargs="*", help="extra arguments for `saadi run` (after --)")
@@ -45,12 +51,26 @@ def main() -> int:
     rows = []
     for seed in args.seeds:
         name = f"seed{seed}"
-        command = ["saadi", "--quiet", "run", "--seed", str(seed), "--runs-dir", str(args.runs_dir), "--name", name, *args.run_args]
+        command = [
+            "saadi",
+            "--quiet",
+            "run",
+            "--seed",
+            str(seed),
+            "--runs-dir",
+            str(args.runs_dir),
+            "--name",
+            name,
+            *args.run_args,
+        ]
         started = time.perf_counter()
         done = subprocess.run(command, check=False)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
-            print(f"seed {seed}: `{' '.join(command)}` failed with exit code {done.returncode}", file=sys.stderr)
+            print(
+                f"seed {seed}: `{' '.join(command)}` failed with exit code {done.returncode}",
+                file=sys.stderr,
+            )
             return done.returncode
         summary = json.loads((args.runs_dir / name / "summary.json").read_text())
         stage_seconds = sum(summary.get("timings_s", {}).values())
@@ -69,19 +89,27 @@ def main() -> int:
             print(f"  oracle pass    {_rate(summary['oracle_pass'])}")
         print(f"  downstream     {_downstream(summary)}", flush=True)
 
-    selector_up = sum(r["selector_pass"]["aligned_rate"] > r["selector_pass"]["base_rate"] for r in rows)
+    selector_up = sum(
+        r["selector_pass"]["aligned_rate"] > r["selector_pass"]["base_rate"] for r in rows
+    )
     print(f"\naligned selector pass rate > base on {selector_up}/{len(rows)} seeds")
     oracle_rows = [r for r in rows if r["oracle_pass"]]
     if oracle_rows:
-        at_least = sum(r["oracle_pass"]["aligned_rate"] >= r["oracle_pass"]["base_rate"] for r in oracle_rows)
+        at_least = sum(
+            r["oracle_pass"]["aligned_rate"] >= r["oracle_pass"]["base_rate"] for r in oracle_rows
+        )
         significant_up = sum(
-            r["oracle_pass"]["difference_points"] >= 5 and r["oracle_pass"]["p_value"] < 0.05 for r in oracle_rows
+            r["oracle_pass"]["difference_points"] >= 5 and r["oracle_pass"]["p_value"] < 0.05
+            for r in oracle_rows
         )
         significant_down = sum(
-            r["oracle_pass"]["difference_points"] < 0 and r["oracle_pass"]["p_value"] < 0.05 for r in oracle_rows
+            r["oracle_pass"]["difference_points"] < 0 and r["oracle_pass"]["p_value"] < 0.05
+            for r in oracle_rows
         )
         print(f"aligned oracle pass rate ≥ base on {at_least}/{len(oracle_rows)} seeds")
-        print(f"oracle +≥5 pts with McNemar p < 0.05 on {significant_up}/{len(oracle_rows)} seeds; significantly worse on {significant_down}")
+        print(
+            f"oracle +≥5 pts with McNemar p < 0.05 on {significant_up}/{len(oracle_rows)} seeds; significantly worse on {significant_down}"
+        )
     (args.runs_dir / "alignment_seeds.json").write_text(json.dumps(rows, indent=2))
     return 0
 

@@ -38,7 +38,11 @@ def main() -> None:
             subprocess.run(base + argv, check=True, capture_output=True)
             times.append(time.perf_counter() - start)
         target = TARGETS.get(label)
-        verdict = "" if target is None else f"≤ {target:.0f} s: {'met' if statistics.median(times) <= target else 'MISSED'}"
+        verdict = (
+            ""
+            if target is None
+            else f"≤ {target:.0f} s: {'met' if statistics.median(times) <= target else 'MISSED'}"
+        )
         print(f"{label:24} {statistics.median(times):9.3f} {max(times):7.3f}  {verdict}")
 
 

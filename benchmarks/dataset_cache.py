@@ -41,12 +41,18 @@ def make_folder(folder: Path, frames: int) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
-    (folder / "classes.yaml").write_text("".join(f"{k}: {name}\n" for k, name in enumerate(CLASS_NAMES)))
+    (folder / "classes.yaml").write_text(
+        "".join(f"{k}: {name}\n" for k, name in enumerate(CLASS_NAMES))
+    )
     scenes = make_toy_seg(seed=0, n_train=50, n_test=1, image_size=64)
     for i in range(frames):
         k = i % len(scenes.train)
-        image = Image.fromarray(scenes.train.images[k]).resize((WIDTH + 16, HEIGHT + 16), Image.Resampling.BILINEAR)
-        mask = Image.fromarray(scenes.train.masks[k].astype(np.uint8)).resize((WIDTH + 16, HEIGHT + 16), Image.Resampling.NEAREST)
+        image = Image.fromarray(scenes.train.images[k]).resize(
+            (WIDTH + 16, HEIGHT + 16), Image.Resampling.BILINEAR
+        )
+        mask = Image.fromarray(scenes.train.masks[k].astype(np.uint8)).resize(
+            (WIDTH + 16, HEIGHT + 16), Image.Resampling.NEAREST
+        )
         dx, dy = (i // len(scenes.train)) % 16, (i // (16 * len(scenes.train))) % 16
         box = (dx, dy, dx + WIDTH, dy + HEIGHT)
         image.crop(box).save(folder / "images" / f"frame{i:05d}.png", compress_level=1)
@@ -55,16 +61,22 @@ def make_folder(folder: Path, frames: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=64, help="the profile's image size the split is resized to")
+    parser.add_argument(
+        "--size", type=int, default=64, help="the profile's image size the split is resized to"
+    )
     parser.add_argument("--folder", type=Path, default=Path("/tmp/saadi-bench-cache/data"))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     started = time.perf_counter()
     make_folder(args.folder, args.frames)
-    print(f"folder: {args.folder} ({args.frames} frames at {WIDTH}x{HEIGHT}, made/checked in {time.perf_counter() - started:.0f} s)")
+    print(
+        f"folder: {args.folder} ({args.frames} frames at {WIDTH}x{HEIGHT}, made/checked in {time.perf_counter() - started:.0f} s)"
+    )
 
     from saadi_core.data.cache import cache_key
     from saadi_core.registry import get_registry
@@ -87,17 +99,27 @@ def main() -> None:
         again = load(options)
         cached.append(time.perf_counter() - t)
         assert again.meta["cache"] == "hit"
-        assert np.array_equal(again.train.images, dataset.train.images) and np.array_equal(again.test.masks, dataset.test.masks)
+        assert np.array_equal(again.train.images, dataset.train.images) and np.array_equal(
+            again.test.masks, dataset.test.masks
+        )
     for _ in range(args.repeats):
         t = time.perf_counter()
         cache_key("folder-seg", options.model_dump(mode="json"), args.folder)
         keys.append(time.perf_counter() - t)
     size_mb = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 1e6
     first_s, cached_s = statistics.median(first), statistics.median(cached)
-    print(f"first load (decode + resize to {args.size} px + store), median of {args.repeats}: {first_s:.1f} s  ({[round(v, 1) for v in first]})")
-    print(f"cached load, median of {args.repeats}: {cached_s:.2f} s  ({[round(v, 2) for v in cached]})")
-    print(f"  of which the key (stat walk of {2 * args.frames + 1} files): {statistics.median(keys):.3f} s")
-    print(f"speed-up: {first_s / cached_s:.0f}x; cache entry: {size_mb:.0f} MB; train/test: {len(dataset.train)}/{len(dataset.test)}")
+    print(
+        f"first load (decode + resize to {args.size} px + store), median of {args.repeats}: {first_s:.1f} s  ({[round(v, 1) for v in first]})"
+    )
+    print(
+        f"cached load, median of {args.repeats}: {cached_s:.2f} s  ({[round(v, 2) for v in cached]})"
+    )
+    print(
+        f"  of which the key (stat walk of {2 * args.frames + 1} files): {statistics.median(keys):.3f} s"
+    )
+    print(
+        f"speed-up: {first_s / cached_s:.0f}x; cache entry: {size_mb:.0f} MB; train/test: {len(dataset.train)}/{len(dataset.test)}"
+    )
 
 
 if __name__ == "__main__":

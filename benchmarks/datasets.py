@@ -27,7 +27,9 @@ from saadi_core.data.toy_draw import degrade
 from saadi_core.data.toy_seg import make_toy_seg
 from saadi_core.data.toy_seg_v2 import draw_scenes, make_toy_seg_v2
 
-MASK_COLOURS = np.array([[40, 40, 40], [120, 200, 60], [250, 240, 150], [230, 30, 40], [80, 140, 255]], dtype=np.uint8)
+MASK_COLOURS = np.array(
+    [[40, 40, 40], [120, 200, 60], [250, 240, 150], [230, 30, 40], [80, 140, 255]], dtype=np.uint8
+)
 
 
 def _timed(fn, *args, **kwargs):
@@ -37,7 +39,10 @@ def _timed(fn, *args, **kwargs):
 
 
 def _cls_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 8) -> np.ndarray:
-    rows = [np.concatenate(list(images[labels == k][:per_class]), axis=1) for k in range(len(CLASS_NAMES))]
+    rows = [
+        np.concatenate(list(images[labels == k][:per_class]), axis=1)
+        for k in range(len(CLASS_NAMES))
+    ]
     return np.concatenate(rows, axis=0)
 
 
@@ -58,12 +63,16 @@ def _save(grid: np.ndarray, path: Path, scale: int = 2) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--grids", type=Path, default=None, help="write example grids into this folder")
+    parser.add_argument(
+        "--grids", type=Path, default=None, help="write example grids into this folder"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed + 99)
     noise = rng.integers(0, 256, (200, 64, 64, 3)).astype(np.uint8)
 
-    print(f"{'dataset':8s} {'gen s':>6s} {'oracle s/img':>12s} {'true clean':>10s} {'true degr.':>10s} {'wrong cond':>10s} {'noise':>6s}")
+    print(
+        f"{'dataset':8s} {'gen s':>6s} {'oracle s/img':>12s} {'true clean':>10s} {'true degr.':>10s} {'wrong cond':>10s} {'noise':>6s}"
+    )
 
     ds, gen = _timed(make_toy_cls, seed=args.seed)
     oracle, test = ds.oracle, ds.test
@@ -76,8 +85,13 @@ def main() -> None:
         f"{'toy-cls':8s} {gen:6.2f} {t / len(test):12.4f} {clean.mean():10.3f} {degraded.mean():10.3f} {wrong.mean():10.3f} {garbage.mean():6.3f}"
         f"   ({len(ds.train)} train + {len(test)} test)"
     )
-    per_class = {name: round(float(np.mean(oracle.predict(test.images[test.labels == k]) == k)), 3) for k, name in enumerate(ds.class_names)}
-    print(f"         per-class oracle accuracy (clean): {per_class}; train counts {ds.class_counts('train')}")
+    per_class = {
+        name: round(float(np.mean(oracle.predict(test.images[test.labels == k]) == k)), 3)
+        for k, name in enumerate(ds.class_names)
+    }
+    print(
+        f"         per-class oracle accuracy (clean): {per_class}; train counts {ds.class_counts('train')}"
+    )
     if args.grids:
         _save(_cls_grid(test.images, test.labels), args.grids / "toy_cls_grid.png")
 
@@ -99,7 +113,9 @@ def main() -> None:
         f"         mean Dice true (degraded) min/median {dice_true.min():.3f}/{np.median(dice_true):.3f}; "
         f"wrong max/median {dice_wrong.max():.3f}/{np.median(dice_wrong):.3f}; threshold {oracle.config.threshold}"
     )
-    shares = {k: round(v / sum(ds.class_counts().values()), 4) for k, v in ds.class_counts().items()}
+    shares = {
+        k: round(v / sum(ds.class_counts().values()), 4) for k, v in ds.class_counts().items()
+    }
     print(f"         pixel shares (train): {shares}")
     if args.grids:
         _save(_seg_grid(test.images, test.masks), args.grids / "toy_seg_grid.png")
@@ -119,10 +135,17 @@ def _flatten(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
 def _toy_seg_v2(args: argparse.Namespace, rng: np.random.Generator) -> None:
     ds, gen = _timed(make_toy_seg_v2, seed=args.seed)
     oracle, test = ds.oracle, ds.test
-    oracle.check(test.images[:1], masks=test.masks[:1])  # calibration (once per image size) is not oracle time
+    oracle.check(
+        test.images[:1], masks=test.masks[:1]
+    )  # calibration (once per image size) is not oracle time
     clean, t = _timed(oracle.check, test.images, masks=test.masks)
     noisy = oracle.check(degrade(test.images, rng, blur_sigma=0.0, noise_std=6.0), masks=test.masks)
-    blurred = {s: oracle.check(degrade(test.images, rng, blur_sigma=s, noise_std=0.0), masks=test.masks).mean() for s in (0.5, 1.0, 1.5)}
+    blurred = {
+        s: oracle.check(
+            degrade(test.images, rng, blur_sigma=s, noise_std=0.0), masks=test.masks
+        ).mean()
+        for s in (0.5, 1.0, 1.5)
+    }
     flat = oracle.check(_flatten(test.images, test.masks), masks=test.masks)
     wrong = oracle.check(test.images, masks=test.masks[np.roll(np.arange(len(test)), 1)])
     print(
@@ -137,11 +160,17 @@ def _toy_seg_v2(args: argparse.Namespace, rng: np.random.Generator) -> None:
         for look in range(1, len(names)):
             if look == cls:
                 continue
-            images, masks = draw_scenes(60, 64, np.random.default_rng(args.seed + 7), looks={cls: look})
+            images, masks = draw_scenes(
+                60, 64, np.random.default_rng(args.seed + 7), looks={cls: look}
+            )
             has = (masks == cls).any(axis=(1, 2))
-            looks.append(f"{names[cls]}->{names[look]} {oracle.check(images[has], masks=masks[has]).mean():.2f}")
+            looks.append(
+                f"{names[cls]}->{names[look]} {oracle.check(images[has], masks=masks[has]).mean():.2f}"
+            )
     print("           another class's look (pass rate): " + ", ".join(looks))
-    shares = {k: round(v / sum(ds.class_counts().values()), 4) for k, v in ds.class_counts().items()}
+    shares = {
+        k: round(v / sum(ds.class_counts().values()), 4) for k, v in ds.class_counts().items()
+    }
     print(f"           pixel shares (train): {shares}")
     if args.grids:
         _save(_seg_grid(test.images, test.masks), args.grids / "toy_seg_v2_grid.png")

@@ -33,8 +33,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
-
+from collections.abc import Sequence
+from typing import Any
 
 VARIANTS = ("design", "naive", "design+ckpt")
 
@@ -44,22 +44,46 @@ VARIANTS = ("design", "naive", "design+ckpt")
 #: activations, dominate memory — the regime of the paper profile on a GPU
 MODELS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "image": 64, "pairs_per_step": 8,
-        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
+        "image": 64,
+        "pairs_per_step": 8,
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
         "vae": {"latent_channels": 12, "block_out_channels": (32, 64), "layers_per_block": 1},
         "unshuffle": 2,
-        "unet": {"block_out_channels": (64, 128), "layers_per_block": 1, "attention_head_dim": 4,
-                 "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-                 "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D")},
+        "unet": {
+            "block_out_channels": (64, 128),
+            "layers_per_block": 1,
+            "attention_head_dim": 4,
+            "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+            "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        },
     },
     "sd-like": {
-        "image": 128, "pairs_per_step": 2,
-        "text": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 2, "num_attention_heads": 12},
-        "vae": {"latent_channels": 4, "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2},
+        "image": 128,
+        "pairs_per_step": 2,
+        "text": {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 12,
+        },
+        "vae": {
+            "latent_channels": 4,
+            "block_out_channels": (128, 256, 512, 512),
+            "layers_per_block": 2,
+        },
         "unshuffle": None,
-        "unet": {"block_out_channels": (320, 640, 1280, 1280), "layers_per_block": 2, "attention_head_dim": 8,
-                 "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                 "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3},
+        "unet": {
+            "block_out_channels": (320, 640, 1280, 1280),
+            "layers_per_block": 2,
+            "attention_head_dim": 8,
+            "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        },
     },
 }
 
@@ -81,12 +105,20 @@ def build_generator(model: str, autoencoder: str, seed: int = 0) -> Any:
         def __init__(self) -> None:
             super().__init__(NoOptions())
             torch.manual_seed(seed)
-            self.text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=64, max_position_embeddings=16, **cfg["text"])).eval()
+            self.text_encoder = CLIPTextModel(
+                CLIPTextConfig(vocab_size=64, max_position_embeddings=16, **cfg["text"])
+            ).eval()
             vae = cfg["vae"]
             levels = len(vae["block_out_channels"])
             self.vae = (
-                AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
-                              up_block_types=("UpDecoderBlock2D",) * levels, norm_num_groups=32, **vae).eval()
+                AutoencoderKL(
+                    in_channels=3,
+                    out_channels=3,
+                    down_block_types=("DownEncoderBlock2D",) * levels,
+                    up_block_types=("UpDecoderBlock2D",) * levels,
+                    norm_num_groups=32,
+                    **vae,
+                ).eval()
                 if autoencoder == "kl"
                 else None
             )
@@ -94,13 +126,19 @@ def build_generator(model: str, autoencoder: str, seed: int = 0) -> Any:
             channels = vae["latent_channels"] if autoencoder == "kl" else 3 * factor**2
             self.factor = factor
             self.unet = UNet2DConditionModel(
-                sample_size=cfg["image"] // factor, in_channels=channels, out_channels=channels,
-                cross_attention_dim=cfg["text"]["hidden_size"], norm_num_groups=32, **cfg["unet"],
+                sample_size=cfg["image"] // factor,
+                in_channels=channels,
+                out_channels=channels,
+                cross_attention_dim=cfg["text"]["hidden_size"],
+                norm_num_groups=32,
+                **cfg["unet"],
             )
             self.latent_shape = (channels, cfg["image"] // factor, cfg["image"] // factor)
-            self.noise_scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type="v_prediction")
+            self.noise_scheduler = DDPMScheduler(
+                num_train_timesteps=1000, prediction_type="v_prediction"
+            )
 
-        def diffusion_target(self) -> "BenchGenerator":
+        def diffusion_target(self) -> BenchGenerator:
             return self
 
         def encode(self, samples: Sequence[Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -109,10 +147,14 @@ def build_generator(model: str, autoencoder: str, seed: int = 0) -> Any:
                 x0 = torch.nn.functional.pixel_unshuffle(images, self.factor)
             else:
                 x0 = self.vae.encode(images).latent_dist.mode()
-            ids = torch.tensor([[1 + (s.condition.class_id or 0), 2, 3, 4, 5, 6, 7, 0] for s in samples])
+            ids = torch.tensor(
+                [[1 + (s.condition.class_id or 0), 2, 3, 4, 5, 6, 7, 0] for s in samples]
+            )
             return x0, {"encoder_hidden_states": self.text_encoder(ids).last_hidden_state}
 
-        def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        def predict(
+            self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+        ) -> torch.Tensor:
             return self.unet(x_t, t, cond["encoder_hidden_states"]).sample
 
         def trainable_module(self) -> torch.nn.Module:
@@ -140,7 +182,11 @@ def make_pairs(n_pairs: int, size: int, seed: int = 0) -> Any:
     for i in range(n_pairs):
         cond = Condition(id=f"class:{i % 5}", class_id=i % 5)
         w, l = (torch.rand(2, 3, size, size, generator=g) * 2 - 1).unbind(0)
-        pairs.append(Pair(Sample(w, cond, "bench", 0, 2 * i), Sample(l, cond, "bench", 0, 2 * i + 1), 0.9, 0.1))
+        pairs.append(
+            Pair(
+                Sample(w, cond, "bench", 0, 2 * i), Sample(l, cond, "bench", 0, 2 * i + 1), 0.9, 0.1
+            )
+        )
     return PairSet(pairs=pairs)
 
 
@@ -162,14 +208,20 @@ class StepClock:
 def run_design(gen: Any, pairs: Any, args: argparse.Namespace) -> tuple[list[float], float]:
     from saadi_align.dpo import DiffusionDPO
     from saadi_align.options import DiffusionDPOOptions
+
     from saadi_core.interfaces import AlignInputs, RunContext
 
     clock = StepClock()
     options = DiffusionDPOOptions(
-        steps=args.warmup + args.steps, batch_size=args.batch, rank=8, seed=0,
+        steps=args.warmup + args.steps,
+        batch_size=args.batch,
+        rank=8,
+        seed=0,
         gradient_checkpointing=args.variant == "design+ckpt",
     )
-    result = DiffusionDPO(options, RunContext(progress=clock)).align(gen, AlignInputs(pairs=pairs, dataset=None), None)
+    result = DiffusionDPO(options, RunContext(progress=clock)).align(
+        gen, AlignInputs(pairs=pairs, dataset=None), None
+    )
     marks = [clock.start, *clock.times]
     return [b - a for a, b in zip(marks, marks[1:])][args.warmup :], result.meta["encode_seconds"]
 
@@ -190,7 +242,9 @@ def run_naive(gen: Any, pairs: Any, args: argparse.Namespace) -> tuple[list[floa
     times = []
     for _ in range(args.warmup + args.steps):
         start = time.perf_counter()
-        batch = [pairs.pairs[int(i)] for i in torch.randint(0, len(pairs), (args.batch,), generator=rng)]
+        batch = [
+            pairs.pairs[int(i)] for i in torch.randint(0, len(pairs), (args.batch,), generator=rng)
+        ]
         with torch.no_grad():
             x0_w, cond_w = gen.encode([p.winner for p in batch])
             x0_l, cond_l = gen.encode([p.loser for p in batch])
@@ -202,8 +256,12 @@ def run_naive(gen: Any, pairs: Any, args: argparse.Namespace) -> tuple[list[floa
         with torch.no_grad():
             ref_w = reference(xt_w, t, cond_w["encoder_hidden_states"]).sample
             ref_l = reference(xt_l, t, cond_l["encoder_hidden_states"]).sample
-        target = torch.cat([training_target(scheduler, x0_w, noise, t), training_target(scheduler, x0_l, noise, t)])
-        out = diffusion_dpo_loss(torch.cat([pred_w, pred_l]), torch.cat([ref_w, ref_l]), target, beta=2000.0)
+        target = torch.cat(
+            [training_target(scheduler, x0_w, noise, t), training_target(scheduler, x0_l, noise, t)]
+        )
+        out = diffusion_dpo_loss(
+            torch.cat([pred_w, pred_l]), torch.cat([ref_w, ref_l]), target, beta=2000.0
+        )
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -222,23 +280,44 @@ def child(args: argparse.Namespace) -> None:
     times, encode_s = (run_naive if args.variant == "naive" else run_design)(gen, pairs, args)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     unet_params = sum(p.numel() for n, p in gen.unet.named_parameters() if "lora_" not in n)
-    print(json.dumps({"step_s": statistics.median(times), "peak_mib": peak_kib / 1024,
-                      "loop_mib": (peak_kib - base_kib) / 1024, "encode_once_s": encode_s,
-                      "unet_params": unet_params,
-                      "latent": list(gen.latent_shape)}))
+    print(
+        json.dumps(
+            {
+                "step_s": statistics.median(times),
+                "peak_mib": peak_kib / 1024,
+                "loop_mib": (peak_kib - base_kib) / 1024,
+                "encode_once_s": encode_s,
+                "unet_params": unet_params,
+                "latent": list(gen.latent_shape),
+            }
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(MODELS), default="tiny")
-    parser.add_argument("--autoencoder", choices=["unshuffle", "kl", "both"], default="both",
-                        help="tiny model only; sd-like always uses its KL autoencoder")
-    parser.add_argument("--batch", type=int, default=None, help="pairs per step (default: 8 tiny, 2 sd-like)")
+    parser.add_argument(
+        "--autoencoder",
+        choices=["unshuffle", "kl", "both"],
+        default="both",
+        help="tiny model only; sd-like always uses its KL autoencoder",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="pairs per step (default: 8 tiny, 2 sd-like)"
+    )
     parser.add_argument("--pairs", type=int, default=64, help="preference pairs in the set")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="subprocess runs per variant (alternating)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 = steadier on a shared machine)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="subprocess runs per variant (alternating)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1 = steadier on a shared machine)",
+    )
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.batch = args.batch or MODELS[args.model]["pairs_per_step"]
@@ -250,25 +329,41 @@ def main() -> None:
         autoencoders = ["kl"]
     else:
         autoencoders = ["unshuffle", "kl"] if args.autoencoder == "both" else [args.autoencoder]
-    print(f"model {args.model}, batch {args.batch} pairs, {args.pairs} pairs in the set, {args.threads} thread(s), "
-          f"median of {args.steps} steps, {args.repeats} run(s) per variant")
+    print(
+        f"model {args.model}, batch {args.batch} pairs, {args.pairs} pairs in the set, {args.threads} thread(s), "
+        f"median of {args.steps} steps, {args.repeats} run(s) per variant"
+    )
     print(f"{'autoencoder':12} {'variant':12} {'s/step':>8} {'loop MiB':>9} {'peak MiB':>9}")
     for ae in autoencoders:
         results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
         for _ in range(args.repeats):
             for variant in VARIANTS:
-                argv = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--autoencoder", ae]
+                argv = [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    variant,
+                    "--model",
+                    args.model,
+                    "--autoencoder",
+                    ae,
+                ]
                 for flag in ("batch", "pairs", "steps", "warmup", "threads"):
                     argv += [f"--{flag}", str(getattr(args, flag))]
                 out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
                 results[variant].append(json.loads(out.strip().splitlines()[-1]))
         med = {
-            v: {k: statistics.median(r[k] for r in rs) for k in ("step_s", "loop_mib", "peak_mib", "encode_once_s")}
+            v: {
+                k: statistics.median(r[k] for r in rs)
+                for k in ("step_s", "loop_mib", "peak_mib", "encode_once_s")
+            }
             for v, rs in results.items()
         }
         for variant in VARIANTS:
             m = med[variant]
-            print(f"{ae:12} {variant:12} {m['step_s']:8.3f} {m['loop_mib']:9.1f} {m['peak_mib']:9.1f}")
+            print(
+                f"{ae:12} {variant:12} {m['step_s']:8.3f} {m['loop_mib']:9.1f} {m['peak_mib']:9.1f}"
+            )
         naive = med["naive"]
         for variant in ("design", "design+ckpt"):
             m = med[variant]
@@ -278,8 +373,11 @@ def main() -> None:
                 "(target <= 0.7x)"
             )
         first = results["naive"][0]
-        print(f"{ae:12} UNet {first['unet_params'] / 1e6:.1f} M params, latents {'x'.join(map(str, first['latent']))}; "
-              f"the design encodes {2 * args.pairs} samples once in {med['design']['encode_once_s']:.2f} s")
+        print(
+            f"{ae:12} UNet {first['unet_params'] / 1e6:.1f} M params, latents {'x'.join(map(str, first['latent']))}; "
+            f"the design encodes {2 * args.pairs} samples once in {med['design']['encode_once_s']:.2f} s"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -19,10 +19,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 200, 400])
     parser.add_argument("--pretrained", choices=["embedded", "none"], default="embedded")
-    parser.add_argument("--weights", type=Path, default=None, help="embedded weights file (default: the shipped one)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="embedded weights file (default: the shipped one)",
+    )
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=32)
-    parser.add_argument("--set", nargs="*", default=[], help="extra ssd options key=value (numbers parsed)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="extra ssd options key=value (numbers parsed)"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -46,11 +53,23 @@ def main() -> None:
         start = time.time()
         generator.fit(dataset)
         trained = time.time() - start
-        samples = generator.sample(generator.conditions(dataset), args.per_class, seed=1000 + args.seed)
-        images = np.stack([((s.image.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8) for s in samples])
+        samples = generator.sample(
+            generator.conditions(dataset), args.per_class, seed=1000 + args.seed
+        )
+        images = np.stack(
+            [
+                ((s.image.permute(1, 2, 0).numpy() + 1) * 127.5)
+                .round()
+                .clip(0, 255)
+                .astype(np.uint8)
+                for s in samples
+            ]
+        )
         labels = np.array([s.condition.class_id for s in samples])
         passed = dataset.oracle.check(images, labels=labels)
-        per_class = " / ".join(f"{passed[labels == k].mean():.2f}" for k in range(len(dataset.class_names)))
+        per_class = " / ".join(
+            f"{passed[labels == k].mean():.2f}" for k in range(len(dataset.class_names))
+        )
         print(
             f"pretrained={args.pretrained} steps={steps} train={trained:.0f}s oracle pass={passed.mean():.3f} "
             f"(n={len(passed)}; {'/'.join(dataset.class_names)}: {per_class}) {extra}",

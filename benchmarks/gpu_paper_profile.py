@@ -102,16 +102,26 @@ def build_generator(args: argparse.Namespace, device: str, scratch: Path) -> Any
         pretrained = save_stable_diffusion(scratch / "sd")
         source = "random weights at miniature widths (toy)"
     options = {
-        "pretrained": str(pretrained) if pretrained else None, "resolution": args.resolution, "mixed_precision": "bf16",
-        "sampling_steps": args.sampling_steps, "sample_batch_size": args.sample_batch,
+        "pretrained": str(pretrained) if pretrained else None,
+        "resolution": args.resolution,
+        "mixed_precision": "bf16",
+        "sampling_steps": args.sampling_steps,
+        "sample_batch_size": args.sample_batch,
     }
-    generator = Registry.discover().create("generator", "ssd", options, context=RunContext(device=device), profile="paper")
+    generator = Registry.discover().create(
+        "generator", "ssd", options, context=RunContext(device=device), profile="paper"
+    )
     if pretrained is not None:
         model = load_pretrained(generator.options, args.resolution, name="ssd")
     else:
         parts = build_parts(shape)
         model = LatentDiffusionModel(
-            parts["unet"], parts["text_encoder"], parts["tokenizer"], KLAutoencoder(parts["vae"]), parts["scheduler"], args.resolution
+            parts["unet"],
+            parts["text_encoder"],
+            parts["tokenizer"],
+            KLAutoencoder(parts["vae"]),
+            parts["scheduler"],
+            args.resolution,
         )
         source = "random weights at SD 1.5 widths"
     for module in model.modules():
@@ -133,7 +143,11 @@ def make_pairs(n: int, size: int) -> Any:
         name = CLASSES[i % len(CLASSES)]
         cond = Condition(id=f"class:{name}", class_id=i % len(CLASSES), class_name=name)
         w, l = (torch.rand(2, 3, size, size, generator=g) * 2 - 1).unbind(0)
-        pairs.append(Pair(Sample(w, cond, "bench", 0, 2 * i), Sample(l, cond, "bench", 0, 2 * i + 1), 0.9, 0.1))
+        pairs.append(
+            Pair(
+                Sample(w, cond, "bench", 0, 2 * i), Sample(l, cond, "bench", 0, 2 * i + 1), 0.9, 0.1
+            )
+        )
     return PairSet(pairs=pairs)
 
 
@@ -143,15 +157,31 @@ def dpo_lora(generator: Any, pairs: Any, args: argparse.Namespace, device: str) 
     from saadi_core.registry import Registry
 
     clock = StepClock()
-    options = {"steps": args.warmup + args.steps, "batch_size": args.batch, "rank": 8, "seed": 0, "mixed_precision": "bf16"}
-    aligner = Registry.discover().create("aligner", "diffusion-dpo", options, context=RunContext(device=device, progress=clock), profile="paper")
+    options = {
+        "steps": args.warmup + args.steps,
+        "batch_size": args.batch,
+        "rank": 8,
+        "seed": 0,
+        "mixed_precision": "bf16",
+    }
+    aligner = Registry.discover().create(
+        "aligner",
+        "diffusion-dpo",
+        options,
+        context=RunContext(device=device, progress=clock),
+        profile="paper",
+    )
     _reset_peak(device)
     result = aligner.align(generator, AlignInputs(pairs=pairs, dataset=None), None)
     _sync(device)
     marks = [clock.start, *clock.times]
     steps = [b - a for a, b in itertools.pairwise(marks)][args.warmup :]
     trainable = result.meta.get("lora", {}).get("trainable_parameters")
-    return {"step_s": statistics.median(steps), "peak_mib": _peak_mib(device), "trainable_parameters": trainable}
+    return {
+        "step_s": statistics.median(steps),
+        "peak_mib": _peak_mib(device),
+        "trainable_parameters": trainable,
+    }
 
 
 def dpo_full(generator: Any, pairs: Any, args: argparse.Namespace, device: str) -> dict[str, Any]:
@@ -184,13 +214,21 @@ def dpo_full(generator: Any, pairs: Any, args: argparse.Namespace, device: str) 
             x0 = x0_all[index]
             cond = {k: v[index] for k, v in cond_all.items()}
             noise = torch.randn(x0[: args.batch].shape, generator=rng).to(x0).repeat(2, 1, 1, 1)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=rng).to(x0.device).repeat(2)
+            t = (
+                torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=rng)
+                .to(x0.device)
+                .repeat(2)
+            )
             x_t = scheduler.add_noise(x0, noise, t)
             with autocast:
                 pred = target.predict(x_t, t, cond)
                 with torch.no_grad():
-                    ref = reference(x_t, t, encoder_hidden_states=cond["encoder_hidden_states"]).sample
-            out = diffusion_dpo_loss(pred, ref, training_target(scheduler, x0, noise, t), beta=2500.0)
+                    ref = reference(
+                        x_t, t, encoder_hidden_states=cond["encoder_hidden_states"]
+                    ).sample
+            out = diffusion_dpo_loss(
+                pred, ref, training_target(scheduler, x0, noise, t), beta=2500.0
+            )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -202,13 +240,20 @@ def dpo_full(generator: Any, pairs: Any, args: argparse.Namespace, device: str) 
         for p in params:
             p.grad = None
         del optimizer, reference
-    return {"step_s": statistics.median(times[args.warmup :]), "peak_mib": _peak_mib(device), "trainable_parameters": sum(p.numel() for p in params)}
+    return {
+        "step_s": statistics.median(times[args.warmup :]),
+        "peak_mib": _peak_mib(device),
+        "trainable_parameters": sum(p.numel() for p in params),
+    }
 
 
 def sampling(generator: Any, args: argparse.Namespace, device: str) -> dict[str, Any]:
     from saadi_core.interfaces import Condition
 
-    conditions = [Condition(id=f"class:{c}", class_id=i, class_name=c, prompt=generator.prompt(c)) for i, c in enumerate(CLASSES)]
+    conditions = [
+        Condition(id=f"class:{c}", class_id=i, class_name=c, prompt=generator.prompt(c))
+        for i, c in enumerate(CLASSES)
+    ]
     per_condition = max(1, args.samples // len(conditions))
     generator.sample(conditions[:1], 1, seed=0)  # warm-up (kernels, allocator)
     _reset_peak(device)
@@ -217,8 +262,14 @@ def sampling(generator: Any, args: argparse.Namespace, device: str) -> dict[str,
     images = generator.sample(conditions, per_condition, seed=1)
     _sync(device)
     seconds = time.perf_counter() - start
-    return {"images": len(images), "seconds": seconds, "images_per_s": len(images) / seconds, "peak_mib": _peak_mib(device),
-            "steps": args.sampling_steps, "guidance_scale": generator.options.guidance_scale}
+    return {
+        "images": len(images),
+        "seconds": seconds,
+        "images_per_s": len(images) / seconds,
+        "peak_mib": _peak_mib(device),
+        "steps": args.sampling_steps,
+        "guidance_scale": generator.options.guidance_scale,
+    }
 
 
 def guarded(fn: Any, *a: Any) -> Any:
@@ -234,20 +285,36 @@ def guarded(fn: Any, *a: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pretrained", type=Path, default=None, help="local diffusers SD-1.5-shaped directory")
-    parser.add_argument("--size", choices=["sd15", "toy"], default="sd15", help="widths without --pretrained")
+    parser.add_argument(
+        "--pretrained", type=Path, default=None, help="local diffusers SD-1.5-shaped directory"
+    )
+    parser.add_argument(
+        "--size", choices=["sd15", "toy"], default="sd15", help="widths without --pretrained"
+    )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--resolution", type=int, default=None, help="default: 512 (sd15), 32 (toy)")
-    parser.add_argument("--batch", type=int, default=4, help="preference pairs per DPO step (paper: 4)")
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="default: 512 (sd15), 32 (toy)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=4, help="preference pairs per DPO step (paper: 4)"
+    )
     parser.add_argument("--pairs", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10, help="timed DPO steps per variant (median reported)")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="timed DPO steps per variant (median reported)"
+    )
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=16, help="images for the sampling throughput")
+    parser.add_argument(
+        "--samples", type=int, default=16, help="images for the sampling throughput"
+    )
     parser.add_argument("--sampling-steps", type=int, default=30)
     parser.add_argument("--sample-batch", type=int, default=8)
-    parser.add_argument("--time-limit", type=int, default=1800, help="seconds before the script stops itself")
+    parser.add_argument(
+        "--time-limit", type=int, default=1800, help="seconds before the script stops itself"
+    )
     args = parser.parse_args(argv)
-    args.resolution = args.resolution or (32 if args.size == "toy" and args.pretrained is None else 512)
+    args.resolution = args.resolution or (
+        32 if args.size == "toy" and args.pretrained is None else 512
+    )
 
     import torch
 
@@ -255,8 +322,12 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     result: dict[str, Any] = {
-        "device": device, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-        "resolution": args.resolution, "precision": "bf16", "batch_pairs": args.batch, "timed_out": False,
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "resolution": args.resolution,
+        "precision": "bf16",
+        "batch_pairs": args.batch,
+        "timed_out": False,
     }
 
     def stop(signum: int, frame: Any) -> None:
@@ -279,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(lora, dict) and isinstance(full, dict):
                 result["dpo"]["full_over_lora_step_time"] = full["step_s"] / lora["step_s"]
                 if lora["peak_mib"] and full["peak_mib"]:
-                    result["dpo"]["full_over_lora_peak_memory"] = full["peak_mib"] / lora["peak_mib"]
+                    result["dpo"]["full_over_lora_peak_memory"] = (
+                        full["peak_mib"] / lora["peak_mib"]
+                    )
             result["sampling"] = guarded(sampling, generator, args, device)
     except TimeLimit:
         result["timed_out"] = True

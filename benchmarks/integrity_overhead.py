@@ -30,15 +30,37 @@ from saadi_core.registry import Registry
 from saadi_core.store import STAGE_META
 
 CUT_DOWN = [
-    "dataset.options.n_train=100", "dataset.options.n_test=50", "generator.options.max_steps=20",
-    "selector.options.epochs=1", "aligner.options.steps=4", "aligner.options.validate_every=2",
-    "pool.n_per_condition=8", "evaluation.n_per_condition=8", "downstream.kind=resnet18", "downstream.options.epochs=1",
+    "dataset.options.n_train=100",
+    "dataset.options.n_test=50",
+    "generator.options.max_steps=20",
+    "selector.options.epochs=1",
+    "aligner.options.steps=4",
+    "aligner.options.validate_every=2",
+    "pool.n_per_condition=8",
+    "evaluation.n_per_condition=8",
+    "downstream.kind=resnet18",
+    "downstream.options.epochs=1",
 ]
 
 
 def make_cut_down_run(runs_dir: Path) -> tuple[Path, float]:
-    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(runs_dir), "--name", "cut",
-           "--generator", "ssd", "--selector", "resnet18", "--pairing", "best-worst"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saadi_core.cli",
+        "--quiet",
+        "run",
+        "--runs-dir",
+        str(runs_dir),
+        "--name",
+        "cut",
+        "--generator",
+        "ssd",
+        "--selector",
+        "resnet18",
+        "--pairing",
+        "best-worst",
+    ]
     for assignment in CUT_DOWN:
         cmd += ["--set", assignment]
     started = time.perf_counter()
@@ -70,12 +92,16 @@ def main() -> None:
             wall = sum(s.get("seconds") or 0.0 for s in manifest["stages"].values())
             how = "sum of stage times in the manifest"
         manifest = json.loads((run_dir / "manifest.json").read_text())
-        stage_dirs = [(run_dir / s["path"]).resolve() for s in manifest["stages"].values() if s.get("path")]
+        stage_dirs = [
+            (run_dir / s["path"]).resolve() for s in manifest["stages"].values() if s.get("path")
+        ]
         sums = {d: checksum_tree(d, exclude=(STAGE_META,)) for d in stage_dirs}
         n_bytes = sum(f["size"] for s in sums.values() for f in s.values())
         n_files = sum(len(s) for s in sums.values())
 
-        hash_s = median_time(lambda: [checksum_tree(d, exclude=(STAGE_META,)) for d in stage_dirs], args.repeats)
+        hash_s = median_time(
+            lambda: [checksum_tree(d, exclude=(STAGE_META,)) for d in stage_dirs], args.repeats
+        )
         verify_s = median_time(lambda: [verify_tree(d, sums[d]) for d in stage_dirs], args.repeats)
         lock_dir = Path(tmp) / "locks"
 
@@ -88,11 +114,15 @@ def main() -> None:
 
         lock_s = median_time(lock_all, args.repeats)
         spec = manifest["config"]["dataset"]
-        dataset = Registry.discover(entry_points=False).create("dataset", spec["kind"], spec.get("options") or {})
+        dataset = Registry.discover(entry_points=False).create(
+            "dataset", spec["kind"], spec.get("options") or {}
+        )
         fingerprint_s = median_time(lambda: dataset_fingerprint(dataset), args.repeats)
 
     overhead = hash_s + verify_s + lock_s + fingerprint_s
-    print(f"run: {run_dir} — {len(stage_dirs)} stages, {n_files} files, {n_bytes / 1e6:.1f} MB of stage outputs")
+    print(
+        f"run: {run_dir} — {len(stage_dirs)} stages, {n_files} files, {n_bytes / 1e6:.1f} MB of stage outputs"
+    )
     print(f"run wall time: {wall:.1f} s ({how})")
     print(f"hash all outputs (written once per stage): {hash_s * 1000:.1f} ms")
     print(f"verify all outputs (each cached load):      {verify_s * 1000:.1f} ms")

@@ -31,7 +31,9 @@ from saadi_core.registry import Registry
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-per-condition", type=int, default=400)
@@ -40,7 +42,9 @@ def main() -> int:
 
     config = json.loads((args.run / "manifest.json").read_text())["config"]
     entry = Registry.discover().get("dataset", config["dataset"]["kind"])
-    dataset = entry.load()(entry.build_options(config["dataset"].get("options") or {}, config.get("profile", "tiny")))
+    dataset = entry.load()(
+        entry.build_options(config["dataset"].get("options") or {}, config.get("profile", "tiny"))
+    )
     samples, scores = load_pool(args.run)
     passed = oracle_pass(dataset, samples)
     if passed is None:
@@ -57,8 +61,13 @@ def main() -> int:
         losers = [i for i in members if not passed[i]]
         pairs = [(w, l) for w in winners for l in losers]
         if len(pairs) > args.max_per_condition:
-            pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), args.max_per_condition, replace=False))]
-        rows += [(sample_file_name(w, samples[w]), sample_file_name(l, samples[l])) for w, l in pairs]
+            pairs = [
+                pairs[k]
+                for k in sorted(rng.choice(len(pairs), args.max_per_condition, replace=False))
+            ]
+        rows += [
+            (sample_file_name(w, samples[w]), sample_file_name(l, samples[l])) for w, l in pairs
+        ]
         agree += sum(scores[w] > scores[l] for w, l in pairs)
         print(f"{condition:<36} {len(members):>5} {len(winners):>11} {len(pairs):>6}")
     with args.out.open("w", newline="") as fh:
@@ -66,7 +75,9 @@ def main() -> int:
         writer.writerow(["winner", "loser"])
         writer.writerows(rows)
     share = f"{agree / len(rows):.2f}" if rows else "—"
-    print(f"{len(rows)} pairs written to {args.out}; the selector scored the oracle's winner higher in {share} of them")
+    print(
+        f"{len(rows)} pairs written to {args.out}; the selector scored the oracle's winner higher in {share} of them"
+    )
     return 0
 
 

@@ -29,8 +29,18 @@ from typing import Any
 
 #: per generator: corpus view, corpus size, default steps, training-option overrides
 RECIPES: dict[str, dict[str, Any]] = {
-    "ssd": {"view": "cls", "n": 6000, "steps": 4000, "options": {"learning_rate": 1e-3, "lr_warmup_steps": 100}},
-    "ssi": {"view": "seg", "n": 4000, "steps": 3000, "options": {"learning_rate": 1e-3, "lr_warmup_steps": 100}},
+    "ssd": {
+        "view": "cls",
+        "n": 6000,
+        "steps": 4000,
+        "options": {"learning_rate": 1e-3, "lr_warmup_steps": 100},
+    },
+    "ssi": {
+        "view": "seg",
+        "n": 4000,
+        "steps": 3000,
+        "options": {"learning_rate": 1e-3, "lr_warmup_steps": 100},
+    },
 }
 
 
@@ -44,7 +54,9 @@ class LogProgress:
         return iterable
 
     def log(self, event: str, **fields: Any) -> None:
-        values = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+        values = " ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+        )
         print(f"[{time.time() - self.start:7.1f}s] {event} {values}", flush=True)
 
 
@@ -81,7 +93,14 @@ def checkpointing(model: Any, out: Path, every: int, write: Any) -> Any:
     return lambda: setattr(LatentTrainingLoop, "update", original)
 
 
-def pretrain(kind: str, steps: int, out: Path, seed: int = 0, n: int | None = None, checkpoint_every: int = 250) -> Path:
+def pretrain(
+    kind: str,
+    steps: int,
+    out: Path,
+    seed: int = 0,
+    n: int | None = None,
+    checkpoint_every: int = 250,
+) -> Path:
     import torch
 
     from saadi_core.data.corpus import (
@@ -104,7 +123,9 @@ def pretrain(kind: str, steps: int, out: Path, seed: int = 0, n: int | None = No
     size = n or recipe["n"]
     progress = LogProgress()
     corpus = (make_corpus_cls if recipe["view"] == "cls" else make_corpus_seg)(seed=seed, n=size)
-    progress.log("corpus", name=corpus.name, images=len(corpus.train), classes=len(corpus.class_names))
+    progress.log(
+        "corpus", name=corpus.name, images=len(corpus.train), classes=len(corpus.class_names)
+    )
     options = {
         **recipe["options"],
         "pretrained": "none",
@@ -128,7 +149,9 @@ def pretrain(kind: str, steps: int, out: Path, seed: int = 0, n: int | None = No
     model.tokenizer = build_word_tokenizer([*prompts, ""], max_length=TEXT_MAX_LENGTH)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(opts.seed + 7)
-        model.text_encoder = build_clip_text_encoder(model.tokenizer, opts.text_hidden_size, opts.text_layers, opts.text_heads)
+        model.text_encoder = build_clip_text_encoder(
+            model.tokenizer, opts.text_hidden_size, opts.text_layers, opts.text_heads
+        )
     accelerator = make_accelerator(None, "cpu", opts.mixed_precision, who=f"generator '{kind}'")
     start = time.time()
 
@@ -148,8 +171,12 @@ def pretrain(kind: str, steps: int, out: Path, seed: int = 0, n: int | None = No
         }
 
     def write(path: Path, step: int, history: list[dict[str, float]] | None = None) -> None:
-        export_weights(model, path, name=generator.name, options=opts, info=info_at(step, history or []))
-        progress.log("checkpoint" if path != out else "saved", path=str(path), step=step, sha256=sha256(path))
+        export_weights(
+            model, path, name=generator.name, options=opts, info=info_at(step, history or [])
+        )
+        progress.log(
+            "checkpoint" if path != out else "saved", path=str(path), step=step, sha256=sha256(path)
+        )
 
     undo = checkpointing(model, out, checkpoint_every, write)
     try:
@@ -165,12 +192,26 @@ def pretrain(kind: str, steps: int, out: Path, seed: int = 0, n: int | None = No
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("generator", choices=sorted(RECIPES))
-    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
-    parser.add_argument("--out", type=Path, default=None, help="safetensors file (default: the plugin's weights/)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="optimiser steps (default: the recipe's)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="safetensors file (default: the plugin's weights/)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=None, help="corpus images (default: the recipe's)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = reproducible on the reference box)")
-    parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between <name>.latest.safetensors checkpoints (0 = none)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1 = reproducible on the reference box)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=250,
+        help="steps between <name>.latest.safetensors checkpoints (0 = none)",
+    )
     args = parser.parse_args(argv)
     import torch
 

@@ -56,26 +56,43 @@ def row(seed: int, pretrained: str, wall: float, summary: dict[str, Any]) -> str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pretrained", choices=["embedded", "none"], default="embedded")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/benchmark-pretrained"))
     parser.add_argument("run_args", nargs="*", help="extra arguments for `saadi run` (after --)")
     args = parser.parse_args()
 
-    print("| seed | pretrained | wall | train generator | base oracle pass (eval) | pool oracle pass | κ selector–oracle (pool) | oracle base → aligned |")
+    print(
+        "| seed | pretrained | wall | train generator | base oracle pass (eval) | pool oracle pass | κ selector–oracle (pool) | oracle base → aligned |"
+    )
     print("|---|---|---|---|---|---|---|---|", flush=True)
     for seed in args.seeds:
         name = f"seed{seed}-{args.pretrained}"
         command = [
-            "saadi", "--quiet", "run", "--seed", str(seed), "--runs-dir", str(args.runs_dir), "--name", name,
-            "--set", f"generator.options.pretrained={args.pretrained}", *args.run_args,
+            "saadi",
+            "--quiet",
+            "run",
+            "--seed",
+            str(seed),
+            "--runs-dir",
+            str(args.runs_dir),
+            "--name",
+            name,
+            "--set",
+            f"generator.options.pretrained={args.pretrained}",
+            *args.run_args,
         ]
         started = time.perf_counter()
         done = subprocess.run(command, check=False, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            print(f"seed {seed}: `{' '.join(command)}` failed ({done.returncode}): {done.stderr[-500:]}", file=sys.stderr)
+            print(
+                f"seed {seed}: `{' '.join(command)}` failed ({done.returncode}): {done.stderr[-500:]}",
+                file=sys.stderr,
+            )
             return done.returncode
         summary = json.loads((args.runs_dir / name / "summary.json").read_text())
         print(row(seed, args.pretrained, wall, summary), flush=True)

@@ -25,15 +25,21 @@ def stage_seconds(study_root: Path) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for meta_file in (study_root / "stages").glob("*/stage.json"):
         meta = json.loads(meta_file.read_text())
-        kind = re.sub(r"-(s\d+|\d+(\.\d+)?x.*)$", "", meta["name"])  # downstream-aligned-1x-s0 -> downstream-aligned
+        kind = re.sub(
+            r"-(s\d+|\d+(\.\d+)?x.*)$", "", meta["name"]
+        )  # downstream-aligned-1x-s0 -> downstream-aligned
         totals[kind] += meta.get("seconds", 0.0)
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("study", type=Path)
-    parser.add_argument("--runs-dir", type=Path, default=None, help="default: a new temporary directory")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=None, help="default: a new temporary directory"
+    )
     args = parser.parse_args()
 
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="saadi-study-bench-"))
@@ -46,7 +52,9 @@ def main() -> int:
         return done.returncode
     summary_file = next(runs_dir.glob("*/study.json"))
     summary = json.loads(summary_file.read_text())
-    print(f"{args.study}: {seconds:.0f} s wall ({seconds / 60:.1f} min) on {os.cpu_count()} CPU(s); results {summary_file}")
+    print(
+        f"{args.study}: {seconds:.0f} s wall ({seconds / 60:.1f} min) on {os.cpu_count()} CPU(s); results {summary_file}"
+    )
     for kind, value in stage_seconds(summary_file.parent).items():
         print(f"  {kind:<28} {value:7.1f} s")
     real = summary["real_only"]
@@ -56,7 +64,9 @@ def main() -> int:
             print(f"  {arm['name']:<20} {scale}x  {cell['mean']:.3f} ± {cell['std']:.3f}")
     for c in summary["comparisons"]:
         ci = f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]" if c["ci95"] else "—"
-        print(f"  {c['arm']:<20} {c['scale']:g}x − real: {c['difference']:+.3f} {ci} {c['verdict']}")
+        print(
+            f"  {c['arm']:<20} {c['scale']:g}x − real: {c['difference']:+.3f} {ci} {c['verdict']}"
+        )
     return 0
 
 

@@ -27,16 +27,27 @@ import yaml
 def run(study: Path, runs_dir: Path, threads: int, executor: list[str]) -> float:
     env = os.environ | {"SAADI_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "saadi_core.cli", "--quiet", "study", str(study), *executor], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "saadi_core.cli", "--quiet", "study", str(study), *executor],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("study", type=Path)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (both runs)")
-    parser.add_argument("--seeds", type=str, default=None, help="override the study's seeds, e.g. 0,1")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per process (both runs)"
+    )
+    parser.add_argument(
+        "--seeds", type=str, default=None, help="override the study's seeds, e.g. 0,1"
+    )
     args = parser.parse_args()
 
     config = yaml.safe_load(args.study.read_text())
@@ -47,16 +58,32 @@ def main() -> int:
     study.write_text(yaml.safe_dump(config))
     load_before = os.getloadavg()[0]
     sequential = run(study, scratch / "sequential", args.threads, [])
-    parallel = run(study, scratch / "workers", args.threads, ["--executor", "processes", "--workers", str(args.workers)])
+    parallel = run(
+        study,
+        scratch / "workers",
+        args.threads,
+        ["--executor", "processes", "--workers", str(args.workers)],
+    )
     load_after = os.getloadavg()[0]
     texts = [
-        (scratch / d / config["name"] / "study.json").read_text().replace(str(scratch / d), "<runs>") for d in ("sequential", "workers")
+        (scratch / d / config["name"] / "study.json")
+        .read_text()
+        .replace(str(scratch / d), "<runs>")
+        for d in ("sequential", "workers")
     ]
     result = {
-        "study": str(args.study), "seeds": config.get("seeds"), "workers": args.workers, "threads_per_process": args.threads,
-        "sequential_s": round(sequential, 1), "workers_s": round(parallel, 1), "speed_up": round(sequential / parallel, 2),
-        "study_json_identical": texts[0] == texts[1], "load_1min_before": load_before, "load_1min_after": load_after,
-        "cpus": os.cpu_count(), "runs_dir": str(scratch),
+        "study": str(args.study),
+        "seeds": config.get("seeds"),
+        "workers": args.workers,
+        "threads_per_process": args.threads,
+        "sequential_s": round(sequential, 1),
+        "workers_s": round(parallel, 1),
+        "speed_up": round(sequential / parallel, 2),
+        "study_json_identical": texts[0] == texts[1],
+        "load_1min_before": load_before,
+        "load_1min_after": load_after,
+        "cpus": os.cpu_count(),
+        "runs_dir": str(scratch),
     }
     print(json.dumps(result))
     return 0 if result["study_json_identical"] else 1

@@ -13,12 +13,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from typing_extensions import Annotated
 
 from saadi_core import __version__
 from saadi_core.errors import SaadiError
@@ -38,10 +37,16 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate datasets on disk.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-pool_app = typer.Typer(help="A run's generated pool: export it to rate your own preference pairs.", no_args_is_help=True)
+pool_app = typer.Typer(
+    help="A run's generated pool: export it to rate your own preference pairs.",
+    no_args_is_help=True,
+)
 app.add_typer(pool_app, name="pool")
 
-_state: dict[str, Any] = {"debug": os.environ.get("SAADI_DEBUG", "") not in ("", "0"), "quiet": False}
+_state: dict[str, Any] = {
+    "debug": os.environ.get("SAADI_DEBUG", "") not in ("", "0"),
+    "quiet": False,
+}
 out = Console()
 err = Console(stderr=True)
 
@@ -54,9 +59,21 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or status lines (results and errors still print).")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress bars or status lines (results and errors still print).",
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = _state["debug"] or debug
     _state["quiet"] = quiet
@@ -72,7 +89,9 @@ def _registry():
 
 
 @app.command()
-def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """List installed plugins: version, kinds they register, lifecycle hooks, load status and errors."""
     registry = _registry()
     if as_json:
@@ -83,9 +102,13 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
         table.add_column(column, overflow="fold")
     for info in registry.plugins:
         kinds = "\n".join(f"{cat}: {', '.join(ks)}" for cat, ks in sorted(info.kinds.items()))
-        lifecycle = [h.removeprefix("saadi_") for h in info.hooks if not h.startswith("saadi_register_")]
+        lifecycle = [
+            h.removeprefix("saadi_") for h in info.hooks if not h.startswith("saadi_register_")
+        ]
         kinds += ("\n" if kinds else "") + (f"hooks: {', '.join(lifecycle)}" if lifecycle else "")
-        status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(info.status, f"[yellow]{info.status}[/]")
+        status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(
+            info.status, f"[yellow]{info.status}[/]"
+        )
         name = info.name + (" (built-in)" if info.builtin else "")
         table.add_row(name, info.version, status, kinds, info.error)
     out.print(table)
@@ -119,9 +142,17 @@ def validate(file: Annotated[Path, typer.Argument(help="A run or study YAML file
 
 @data_app.command("check")
 def data_check(
-    path: Annotated[Path, typer.Argument(help="Dataset root: class folders, or images/ + masks/ + classes.yaml.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="Dataset root: class folders, or images/ + masks/ + classes.yaml."),
+    ],
     layout: Annotated[str, typer.Option(help="auto, classification or segmentation.")] = "auto",
-    dataset: Annotated[Optional[str], typer.Option(help="Check a native layout with its dataset kind (lapgyn4, endoscapes, autolaparo, cholecseg8k, coco).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Check a native layout with its dataset kind (lapgyn4, endoscapes, autolaparo, cholecseg8k, coco)."
+        ),
+    ] = None,
 ) -> None:
     """Validate a dataset folder before training: unreadable images, mask mismatches, empty classes."""
     from saadi_core.data.check import check_dataset, check_path
@@ -132,8 +163,12 @@ def data_check(
 
 @pool_app.command("export")
 def pool_export(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (has manifest.json) whose pool was generated.")],
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write (default: RUN/pool-export).")] = None,
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (has manifest.json) whose pool was generated.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder to write (default: RUN/pool-export).")
+    ] = None,
 ) -> None:
     """Write every pool sample as PNG (masks in colour beside them) and pool.csv (file, condition,
     seed, index, selector score). Rate them into a CSV with columns winner,loser and align on it:
@@ -149,24 +184,54 @@ def pool_export(
 
 @app.command()
 def run(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run YAML; flags below override it.")] = None,
-    generator: Annotated[Optional[str], typer.Option(help="Generator kind, e.g. ssd, ssi (default: by dataset task).")] = None,
-    selector: Annotated[Optional[str], typer.Option(help="Selector kind, e.g. resnet50, segformer (default: by task).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset kind: toy-cls (default), toy-seg, folder-cls, folder-seg.")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="Root folder for folder-cls / folder-seg datasets.")] = None,
-    aligner: Annotated[Optional[str], typer.Option(help="Aligner kind (default diffusion-dpo).")] = None,
-    pairing: Annotated[Optional[str], typer.Option(help="Pairing kind (default threshold).")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="tiny (CPU default) or paper (local pretrained weights).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name (directory under --runs-dir).")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are stored (env SAADI_RUNS_DIR).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Base seed of the run.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set generator.options.max_steps=200")] = None,
-    force_stage: Annotated[
-        Optional[list[str]],
-        typer.Option("--force-stage", help="Recompute this stage even if cached (repeatable; 'sample' = every sample-* stage)."),
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Run YAML; flags below override it.")
     ] = None,
-    log_with: Annotated[Optional[list[str]], typer.Option(help="Experiment tracker for the run's curves: tensorboard, mlflow or wandb (repeat for several).")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="Generator kind, e.g. ssd, ssi (default: by dataset task).")
+    ] = None,
+    selector: Annotated[
+        str | None, typer.Option(help="Selector kind, e.g. resnet50, segformer (default: by task).")
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset kind: toy-cls (default), toy-seg, folder-cls, folder-seg."),
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Root folder for folder-cls / folder-seg datasets.")
+    ] = None,
+    aligner: Annotated[
+        str | None, typer.Option(help="Aligner kind (default diffusion-dpo).")
+    ] = None,
+    pairing: Annotated[str | None, typer.Option(help="Pairing kind (default threshold).")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="tiny (CPU default) or paper (local pretrained weights).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (directory under --runs-dir).")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="Where runs are stored (env SAADI_RUNS_DIR).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Base seed of the run.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override any config key: --set generator.options.max_steps=200"
+        ),
+    ] = None,
+    force_stage: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force-stage",
+            help="Recompute this stage even if cached (repeatable; 'sample' = every sample-* stage).",
+        ),
+    ] = None,
+    log_with: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Experiment tracker for the run's curves: tensorboard, mlflow or wandb (repeat for several)."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole SAADi loop: train generator, generate pool, train selector, score, pair,
     align, generate aligned samples, evaluate downstream. Re-running resumes finished stages."""
@@ -185,20 +250,26 @@ def run(
         ("device", device),
     ):
         if value is not None:
-            overrides[key] = {"kind": value} if key in ("generator", "selector", "aligner", "pairing") else value
+            overrides[key] = (
+                {"kind": value} if key in ("generator", "selector", "aligner", "pairing") else value
+            )
     if dataset is not None:
         overrides["dataset"] = {"kind": dataset}
     if data_root is not None:
         overrides = deep_merge(overrides, {"dataset": {"options": {"root": str(data_root)}}})
     if log_with:
-        overrides["log_with"] = [n.strip().lower() for value in log_with for n in value.split(",") if n.strip()]
+        overrides["log_with"] = [
+            n.strip().lower() for value in log_with for n in value.split(",") if n.strip()
+        ]
     for assignment in set_ or []:
         overrides = deep_merge(overrides, parse_assignment(assignment))
     run_config, doc = build_run_config(config, overrides)
 
     from saadi_core.pipeline import run_pipeline
 
-    result = run_pipeline(run_config, _registry(), quiet=_state["quiet"], doc=doc, force_stages=force_stage or ())
+    result = run_pipeline(
+        run_config, _registry(), quiet=_state["quiet"], doc=doc, force_stages=force_stage or ()
+    )
     from saadi_core.distributed import is_main_process
     from saadi_core.summary import print_summary
 
@@ -209,10 +280,20 @@ def run(
 @app.command()
 def study(
     file: Annotated[Path, typer.Argument(help="Study YAML with a list of arms.")],
-    executor: Annotated[str, typer.Option(help="Where the runs execute: local (default), processes, slurm, or a plugin's.")] = "local",
-    workers: Annotated[int | None, typer.Option(help="Worker processes (executor processes).")] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where the runs execute: local (default), processes, slurm, or a plugin's."
+        ),
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (executor processes).")
+    ] = None,
     executor_option: Annotated[
-        list[str] | None, typer.Option("--executor-option", help="An executor option: --executor-option partition=gpu")
+        list[str] | None,
+        typer.Option(
+            "--executor-option", help="An executor option: --executor-option partition=gpu"
+        ),
     ] = None,
 ) -> None:
     """Run several arms (generators, aligners, mixes) on one dataset and compare them.
@@ -220,7 +301,13 @@ def study(
     Every (arm, seed) is a run under RUNS_DIR/NAME/runs/, sharing stage results (a generator
     used by two arms is trained once); results go to RUNS_DIR/NAME/study.json. Re-running
     resumes. See examples/studies/ and docs/user-guide.md."""
-    from saadi_core.config import StudyConfig, deep_merge, load_config_file, parse_assignment, validate_components
+    from saadi_core.config import (
+        StudyConfig,
+        deep_merge,
+        load_config_file,
+        parse_assignment,
+        validate_components,
+    )
 
     executor_options: dict[str, Any] = {"workers": workers} if workers is not None else {}
     for assignment in executor_option or []:
@@ -228,13 +315,25 @@ def study(
 
     config, doc = load_config_file(file)
     if not isinstance(config, StudyConfig):
-        raise SaadiError(f"{file}: not a study config (a study has a list of 'arms'); use `saadi run --config {file}`")
+        raise SaadiError(
+            f"{file}: not a study config (a study has a list of 'arms'); use `saadi run --config {file}`"
+        )
     registry = _registry()
     validate_components(config, registry, doc)
     from saadi_core.study import run_study
     from saadi_core.summary import print_study
 
-    print_study(run_study(config, registry, quiet=_state["quiet"], doc=doc, executor=executor, executor_options=executor_options), out)
+    print_study(
+        run_study(
+            config,
+            registry,
+            quiet=_state["quiet"],
+            doc=doc,
+            executor=executor,
+            executor_options=executor_options,
+        ),
+        out,
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -242,8 +341,16 @@ def study(
 
 @app.command()
 def report(
-    path: Annotated[Path, typer.Argument(help="A run directory (has manifest.json) or a study directory (has study.json).")],
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write (default: PATH/report.html).")] = None,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory (has manifest.json) or a study directory (has study.json)."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="HTML file to write (default: PATH/report.html)."),
+    ] = None,
 ) -> None:
     """Write a self-contained HTML report (images embedded) of a run or a study and print its path."""
     from saadi_core.report import build_report
@@ -285,7 +392,10 @@ def main(argv: list[str] | None = None) -> None:
         # anything else is a bug, not a user error: say so, traceback on request
         if _state["debug"]:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

@@ -87,20 +87,34 @@ class PoolConfig(Strict):
         "many < h (rare or hard conditions otherwise give no pairs); 0 = off",
     )
     max_per_condition: int | None = Field(
-        default=None, ge=1, description="adaptive pool: cap on a condition's samples; None = 4x the initial count"
+        default=None,
+        ge=1,
+        description="adaptive pool: cap on a condition's samples; None = 4x the initial count",
     )
 
 
 class EvaluationConfig(Strict):
     """How base and aligned generators are compared and the downstream model trained."""
 
-    n_per_condition: int | None = Field(default=None, ge=1, description="held-out samples per condition for pass rates")
-    threshold: float | None = Field(
-        default=None, ge=0, le=1, description="h of the selector pass rate; None = the pairing's threshold (0.5 if it has none)"
+    n_per_condition: int | None = Field(
+        default=None, ge=1, description="held-out samples per condition for pass rates"
     )
-    seed: int = Field(default=2000, description="seed for base-vs-aligned comparison samples (same for both)")
-    scales: list[float] = Field(default_factory=lambda: [1.0], description="synthetic amount as multiples of the real train size")
-    downstream_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="at least one seed")
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="h of the selector pass rate; None = the pairing's threshold (0.5 if it has none)",
+    )
+    seed: int = Field(
+        default=2000, description="seed for base-vs-aligned comparison samples (same for both)"
+    )
+    scales: list[float] = Field(
+        default_factory=lambda: [1.0],
+        description="synthetic amount as multiples of the real train size",
+    )
+    downstream_seeds: list[int] = Field(
+        default_factory=lambda: [0], min_length=1, description="at least one seed"
+    )
     downstream_variants: list[Literal["base", "aligned"]] = Field(
         default_factory=lambda: ["base", "aligned"],
         description="synthetic sets that each train a downstream model next to real-only (a study arm trains only its own)",
@@ -118,9 +132,12 @@ class FidelityConfig(Strict):
     """Fidelity metrics of the base and aligned samples against the real training images."""
 
     metrics: list[str] | None = Field(
-        default=None, description="metric kinds to compute (saadi plugins lists them); null = all registered, [] = off"
+        default=None,
+        description="metric kinds to compute (saadi plugins lists them); null = all registered, [] = off",
     )
-    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options per metric kind")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="options per metric kind"
+    )
     inception_weights: Path | None = Field(
         default=None,
         description="local Inception-v3 weights for FID/KID features; null = the trained selector's backbone "
@@ -132,11 +149,15 @@ class RunConfig(Strict):
     """Everything ``saadi run`` needs. ``None`` components are filled from the dataset's task
     (classification: ssd + resnet18; segmentation: ssi + segformer) when the run starts."""
 
-    name: str | None = Field(default=None, description="run directory name; default built from the components")
+    name: str | None = Field(
+        default=None, description="run directory name; default built from the components"
+    )
     profile: str = Field(default_factory=lambda: Settings().profile)
     seed: int = 0
     runs_dir: Path = Field(default_factory=lambda: Settings().runs_dir)
-    device: str = Field(default_factory=lambda: Settings().device, description="auto | cpu | cuda | cuda:N")
+    device: str = Field(
+        default_factory=lambda: Settings().device, description="auto | cpu | cuda | cuda:N"
+    )
     dataset: ComponentSpec = Field(
         default_factory=ComponentSpec,
         description="no kind = the embedded toy set of the task the generator/selector need (toy-seg for ssi or a "
@@ -145,18 +166,22 @@ class RunConfig(Strict):
     generator: ComponentSpec | None = None
     selector: ComponentSpec | None = None
     pairing: ComponentSpec = Field(
-        default_factory=ComponentSpec, description="no kind = the task default (threshold; h 0.5 cls, 0.9 seg)"
+        default_factory=ComponentSpec,
+        description="no kind = the task default (threshold; h 0.5 cls, 0.9 seg)",
     )
     aligner: ComponentSpec | None = Field(
         default_factory=lambda: ComponentSpec(kind="diffusion-dpo"),
         description="null = no alignment: the base generator's samples only (a study's base arm)",
     )
-    downstream: ComponentSpec | None = Field(default=None, description="downstream task model; default: the selector's kind")
+    downstream: ComponentSpec | None = Field(
+        default=None, description="downstream task model; default: the selector's kind"
+    )
     pool: PoolConfig = Field(default_factory=PoolConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     log_with: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
-        default_factory=list, description="experiment trackers that receive the run's curves, timings and summary (saadi_core.tracking)"
+        default_factory=list,
+        description="experiment trackers that receive the run's curves, timings and summary (saadi_core.tracking)",
     )
 
     @field_validator("profile")
@@ -171,7 +196,12 @@ class RunConfig(Strict):
     def run_name(self) -> str:
         if self.name:
             return self.name
-        parts = [self.dataset.kind, getattr(self.generator, "kind", None), getattr(self.selector, "kind", None), self.profile]
+        parts = [
+            self.dataset.kind,
+            getattr(self.generator, "kind", None),
+            getattr(self.selector, "kind", None),
+            self.profile,
+        ]
         return "-".join(p for p in parts if p)
 
     def components(self) -> dict[str, ComponentSpec]:
@@ -193,7 +223,9 @@ class ArmConfig(Strict):
     name: str
     generator: ComponentSpec | None = None
     aligner: ComponentSpec | None = None
-    mix: list[str] | None = Field(default=None, description="names of other arms whose synthetic data is mixed")
+    mix: list[str] | None = Field(
+        default=None, description="names of other arms whose synthetic data is mixed"
+    )
     filter: bool = Field(
         default=False,
         description="keep only the generator's (or, with an aligner, the aligned generator's) samples the selector "
@@ -220,16 +252,22 @@ class StudyConfig(Strict):
     profile: str = "tiny"
     runs_dir: Path = Field(default_factory=lambda: Settings().runs_dir)
     device: str = "auto"
-    dataset: ComponentSpec = Field(default_factory=ComponentSpec, description="no kind = the toy set of the arms' task")
+    dataset: ComponentSpec = Field(
+        default_factory=ComponentSpec, description="no kind = the toy set of the arms' task"
+    )
     selector: ComponentSpec | None = None
-    pairing: ComponentSpec = Field(default_factory=ComponentSpec, description="no kind = the task default")
+    pairing: ComponentSpec = Field(
+        default_factory=ComponentSpec, description="no kind = the task default"
+    )
     downstream: ComponentSpec | None = None
     pool: PoolConfig = Field(default_factory=PoolConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     downstream_seeds: int = Field(
-        default=1, ge=1, description="downstream models per study seed (seeds s, s+100, s+200, ...): a generator seed's "
-        "samples are judged over several downstream trainings"
+        default=1,
+        ge=1,
+        description="downstream models per study seed (seeds s, s+100, s+200, ...): a generator seed's "
+        "samples are judged over several downstream trainings",
     )
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     arms: list[ArmConfig] = Field(min_length=1)
@@ -246,9 +284,15 @@ class StudyConfig(Strict):
             unknown = [m for m in arm.mix or [] if m not in names or m == arm.name]
             if unknown:
                 raise ValueError(f"arm '{arm.name}' mixes unknown arms: {', '.join(unknown)}")
-            mixes = [m for m in arm.mix or [] if next(a for a in self.arms if a.name == m).mix is not None]
+            mixes = [
+                m
+                for m in arm.mix or []
+                if next(a for a in self.arms if a.name == m).mix is not None
+            ]
             if mixes:
-                raise ValueError(f"arm '{arm.name}' mixes other mixes ({', '.join(mixes)}); list their generator arms instead")
+                raise ValueError(
+                    f"arm '{arm.name}' mixes other mixes ({', '.join(mixes)}); list their generator arms instead"
+                )
         if any(s <= 0 for s in self.scales):
             raise ValueError("scales must be positive multiples of the real train size")
         return self
@@ -311,10 +355,14 @@ def compose_yaml(text: str, path: Path, error: type[SaadiError]) -> yaml.Node | 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise error(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})") from None
+        raise error(
+            f"{where}: not valid YAML ({getattr(exc, 'problem', None) or str(exc).splitlines()[0]})"
+        ) from None
     duplicate = _duplicate_key(node)
     if duplicate is not None:
-        raise error(f"{path}:{duplicate.start_mark.line + 1}: key '{duplicate.value}' is given twice")
+        raise error(
+            f"{path}:{duplicate.start_mark.line + 1}: key '{duplicate.value}' is given twice"
+        )
     return node
 
 
@@ -344,7 +392,9 @@ class YamlDoc:
 
 
 def _format_error(err: dict[str, Any], doc: YamlDoc | None, prefix: tuple[Any, ...] = ()) -> str:
-    loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = prefix + tuple(
+        p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+    )
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -383,7 +433,9 @@ def parse_assignment(text: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"--set {text}: the value is not valid YAML ({problem}); quote it or close its brackets") from None
+        raise ConfigError(
+            f"--set {text}: the value is not valid YAML ({problem}); quote it or close its brackets"
+        ) from None
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value  # type: ignore[return-value]
@@ -398,15 +450,23 @@ _DEFAULT_KINDS = {"aligner": "diffusion-dpo"}
 def _expand_components(data: dict[str, Any]) -> dict[str, Any]:
     """Write bare-kind components (``generator: ssd``) as ``{kind: ssd}`` so that a later
     ``--set generator.options.x=…`` merges into them instead of replacing them."""
-    return {k: ({"kind": v} if k in _COMPONENT_FIELDS and isinstance(v, str) else v) for k, v in data.items()}
+    return {
+        k: ({"kind": v} if k in _COMPONENT_FIELDS and isinstance(v, str) else v)
+        for k, v in data.items()
+    }
 
 
-def build_run_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> tuple[RunConfig, YamlDoc | None]:
+def build_run_config(
+    file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[RunConfig, YamlDoc | None]:
     """The run config from an optional YAML file with CLI overrides on top. Options given for a
     component whose kind is left at its default apply to that default kind."""
     doc = YamlDoc(file) if file is not None else None
     defaults = {k: {"kind": v} for k, v in _DEFAULT_KINDS.items()}
-    data = deep_merge(deep_merge(defaults, _expand_components(doc.data if doc else {})), _expand_components(overrides or {}))
+    data = deep_merge(
+        deep_merge(defaults, _expand_components(doc.data if doc else {})),
+        _expand_components(overrides or {}),
+    )
     return _validate(RunConfig, data, doc), doc
 
 
@@ -417,7 +477,9 @@ def load_config_file(path: Path) -> tuple[RunConfig | StudyConfig, YamlDoc]:
     return _validate(model, doc.data, doc), doc
 
 
-def validate_components(config: RunConfig | StudyConfig, registry: Registry, doc: YamlDoc | None = None) -> dict[str, BaseModel]:
+def validate_components(
+    config: RunConfig | StudyConfig, registry: Registry, doc: YamlDoc | None = None
+) -> dict[str, BaseModel]:
     """Check every component's kind exists and its options validate for the config's profile.
 
     Returns the validated options per config path (``"generator"``, ``"arms.0.generator"``, …).
@@ -456,12 +518,18 @@ def validate_components(config: RunConfig | StudyConfig, registry: Registry, doc
     return validated
 
 
-def _check_tasks(specs: dict[tuple[Any, ...], tuple[str, ComponentSpec]], registry: Registry, doc: YamlDoc | None) -> None:
+def _check_tasks(
+    specs: dict[tuple[Any, ...], tuple[str, ComponentSpec]], registry: Registry, doc: YamlDoc | None
+) -> None:
     """Components registered for different dataset tasks (``--generator ssi --selector resnet18``,
     or a classification selector on ``toy-seg``) fail here, not after the generator trained. The
     task is the dataset kind's, else the first component's that declares one (as a run picks its
     default dataset)."""
-    tasks = {loc: registry.get(cat, spec.kind).task for loc, (cat, spec) in specs.items() if spec.kind is not None}
+    tasks = {
+        loc: registry.get(cat, spec.kind).task
+        for loc, (cat, spec) in specs.items()
+        if spec.kind is not None
+    }
     dataset_task = tasks.get(("dataset",))
     first = next(((loc, t) for loc, t in tasks.items() if t is not None), None)
     if first is None:
@@ -473,4 +541,6 @@ def _check_tasks(specs: dict[tuple[Any, ...], tuple[str, ComponentSpec]], regist
             verb = "is" if ref_loc == ("dataset",) else "needs"
             ref = f"{'.'.join(map(str, ref_loc))} '{specs[ref_loc][1].kind}' {verb} {task}"
             where = f"{doc.where(loc + ('kind',))}: " if doc else ""
-            raise ConfigError(f"{where}{'.'.join(map(str, loc))} '{kind}' needs a {needs} dataset, but {ref}")
+            raise ConfigError(
+                f"{where}{'.'.join(map(str, loc))} '{kind}' needs a {needs} dataset, but {ref}"
+            )

@@ -15,5 +15,7 @@ def resolve_device(name: str = "auto") -> str:
             return "cuda"
         return "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available on this machine (use --device cpu)")
+        raise ConfigError(
+            f"device '{name}' requested but CUDA is not available on this machine (use --device cpu)"
+        )
     return name

@@ -100,12 +100,20 @@ class RankedRunStore(RunStore):
         if not is_main_process():
             result = self.find(name, key)
             if result is None:
-                raise PipelineError(f"rank {rank()}: stage '{name}' was not written by rank 0 ({self.stage_path(name, key)})")
+                raise PipelineError(
+                    f"rank {rank()}: stage '{name}' was not written by rank 0 ({self.stage_path(name, key)})"
+                )
         assert result is not None
         return result
 
 
-def create_store(runs_dir: Path, name: str, config: dict[str, Any], versions: dict[str, Any], stages_dir: Path | None) -> RunStore:
+def create_store(
+    runs_dir: Path,
+    name: str,
+    config: dict[str, Any],
+    versions: dict[str, Any],
+    stages_dir: Path | None,
+) -> RunStore:
     """The run's store: the ordinary one for one process; with several, rank 0 owns
     ``runs_dir/name`` and the other ranks get a temporary run directory over the same stages."""
     if world_size() == 1:
@@ -122,7 +130,9 @@ def sample(generator: Any, conditions: Sequence[Any], n_per_condition: int, seed
     """``generator.sample(conditions, n_per_condition, seed)``, sharded over the processes by
     condition and gathered back in one-process order (condition by condition, index by index)."""
     ids = [c.id for c in conditions]
-    if world_size() == 1 or len(set(ids)) != len(ids):  # repeated ids could not be put back in order
+    if world_size() == 1 or len(set(ids)) != len(
+        ids
+    ):  # repeated ids could not be put back in order
         return generator.sample(conditions, n_per_condition, seed)
     import torch.distributed as dist
 

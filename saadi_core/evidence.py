@@ -50,7 +50,9 @@ def _stage_seconds(run_dir: str) -> float | None:
     return total
 
 
-def _comparison(values: dict[Cell, float], reference: dict[Cell, float], name: str) -> dict[str, Any] | None:
+def _comparison(
+    values: dict[Cell, float], reference: dict[Cell, float], name: str
+) -> dict[str, Any] | None:
     cells = sorted(set(values) & set(reference))
     if not cells or values is reference:
         return None
@@ -84,9 +86,14 @@ def evidence_table(
     for arm in study.arms:
         key = f"real+{labels[arm.name]}@{scale:g}x"
         downstream[arm.name] = {
-            (seed, ds): v[key][metric] for seed, run in per_seed[arm.name].items() for ds, v in run["by_variant"].items() if key in v
+            (seed, ds): v[key][metric]
+            for seed, run in per_seed[arm.name].items()
+            for ds, v in run["by_variant"].items()
+            if key in v
         }
-    base = next((a.name for a in study.arms if a.mix is None and a.aligner is None and not a.filter), None)
+    base = next(
+        (a.name for a in study.arms if a.mix is None and a.aligner is None and not a.filter), None
+    )
     filt = next((a.name for a in study.arms if a.filter and a.aligner is None), None)
 
     rows = []
@@ -97,18 +104,34 @@ def evidence_table(
             variant = _variant(arm, labels[name])
             runs = per_seed[name].values()
             rates = [r.get("pass_rates", {}).get(variant, {}) for r in runs]
-            row["oracle_pass"] = _mean([x["oracle_rate"] for x in rates if x.get("oracle_rate") is not None])
-            row["selector_pass"] = _mean([x["selector_rate"] for x in rates if x.get("selector_rate") is not None])
+            row["oracle_pass"] = _mean(
+                [x["oracle_rate"] for x in rates if x.get("oracle_rate") is not None]
+            )
+            row["selector_pass"] = _mean(
+                [x["selector_rate"] for x in rates if x.get("selector_rate") is not None]
+            )
             row["label_preservation"] = _mean(
-                [(r.get("label_preservation") or {}).get(variant, {}).get("miou") for r in runs if (r.get("label_preservation") or {}).get(variant)]
+                [
+                    (r.get("label_preservation") or {}).get(variant, {}).get("miou")
+                    for r in runs
+                    if (r.get("label_preservation") or {}).get(variant)
+                ]
             )
             row["fid"] = _mean(
-                [(r.get("fidelity") or {}).get(variant, {}).get("fid") for r in runs if (r.get("fidelity") or {}).get(variant, {}).get("fid") is not None]
+                [
+                    (r.get("fidelity") or {}).get(variant, {}).get("fid")
+                    for r in runs
+                    if (r.get("fidelity") or {}).get(variant, {}).get("fid") is not None
+                ]
             )
         scores = [values[c] for c in sorted(values)]
         if scores:
             mean = sum(scores) / len(scores)
-            row[metric] = {"mean": mean, "std": (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5, "n_cells": len(scores)}
+            row[metric] = {
+                "mean": mean,
+                "std": (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5,
+                "n_cells": len(scores),
+            }
         for ref_name, label in ((base, "vs_base"), (filt, "vs_filter")):
             if ref_name is not None and name != ref_name and name != "real only":
                 row[label] = _comparison(values, downstream[ref_name], ref_name)
@@ -121,7 +144,9 @@ def stage_seconds_per_seed(runs: list[str]) -> float | None:
     return _mean([s for s in (_stage_seconds(run) for run in runs) if s is not None])
 
 
-def evidence_lines(evidence: dict[str, Any], runs: dict[str, list[str]] | None = None) -> tuple[list[str], list[list[str]]]:
+def evidence_lines(
+    evidence: dict[str, Any], runs: dict[str, list[str]] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Column names and text rows of the evidence table (CLI and docs); ``runs`` (run directories
     by arm name, as in ``study.json`` → ``arms``) adds the stage time per seed."""
     metric = evidence["metric"]
@@ -134,22 +159,37 @@ def evidence_lines(evidence: dict[str, Any], runs: dict[str, list[str]] | None =
         if not block:
             return "—"
         ci = block.get("ci95")
-        return f"{block['difference']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else f"{block['difference']:+.3f}"
+        return (
+            f"{block['difference']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+            if ci
+            else f"{block['difference']:+.3f}"
+        )
 
-    columns = ["arm", "oracle pass", "selector pass", "label pres. (mIoU)", "FID", f"{metric} mean ± std (cells)",
-               f"− {evidence.get('base_arm') or 'base'} [95 % CI]", f"− {evidence.get('filter_arm') or 'filter'} [95 % CI]", "stage s / seed"]
+    columns = [
+        "arm",
+        "oracle pass",
+        "selector pass",
+        "label pres. (mIoU)",
+        "FID",
+        f"{metric} mean ± std (cells)",
+        f"− {evidence.get('base_arm') or 'base'} [95 % CI]",
+        f"− {evidence.get('filter_arm') or 'filter'} [95 % CI]",
+        "stage s / seed",
+    ]
     rows = []
     for r in evidence["rows"]:
         m = r.get(metric)
-        rows.append([
-            r["arm"],
-            pct(r.get("oracle_pass")),
-            pct(r.get("selector_pass")),
-            pct(r.get("label_preservation")),
-            "—" if r.get("fid") is None else f"{r['fid']:.1f}",
-            "—" if m is None else f"{m['mean']:.3f} ± {m['std']:.3f} ({m['n_cells']})",
-            diff(r.get("vs_base")),
-            diff(r.get("vs_filter")),
-            "—" if seconds.get(r["arm"]) is None else f"{seconds[r['arm']]:.0f}",
-        ])
+        rows.append(
+            [
+                r["arm"],
+                pct(r.get("oracle_pass")),
+                pct(r.get("selector_pass")),
+                pct(r.get("label_preservation")),
+                "—" if r.get("fid") is None else f"{r['fid']:.1f}",
+                "—" if m is None else f"{m['mean']:.3f} ± {m['std']:.3f} ({m['n_cells']})",
+                diff(r.get("vs_base")),
+                diff(r.get("vs_filter")),
+                "—" if seconds.get(r["arm"]) is None else f"{seconds[r['arm']]:.0f}",
+            ]
+        )
     return columns, rows

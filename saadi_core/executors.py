@@ -56,7 +56,9 @@ class ProcessesOptions(BaseModel):
 
     workers: int = Field(default=2, ge=1, description="worker processes")
     threads_per_worker: int | None = Field(
-        default=None, ge=1, description="torch threads in each worker; None = the environment's (OMP_NUM_THREADS)"
+        default=None,
+        ge=1,
+        description="torch threads in each worker; None = the environment's (OMP_NUM_THREADS)",
     )
 
 
@@ -68,14 +70,20 @@ class SlurmOptions(BaseModel):
         description="submitit cluster: None = Slurm when available, else local; 'local' = subprocesses on this machine, "
         "'debug' = in this process (both for trying a set-up without a cluster)",
     )
-    folder: Path | None = Field(default=None, description="submitit log/pickle folder; None = <study>/submitit")
+    folder: Path | None = Field(
+        default=None, description="submitit log/pickle folder; None = <study>/submitit"
+    )
     partition: str | None = Field(default=None, description="Slurm partition")
     timeout_min: int = Field(default=24 * 60, ge=1, description="time limit per job in minutes")
     cpus_per_task: int = Field(default=2, ge=1)
     gpus_per_node: int = Field(default=0, ge=0)
     mem_gb: int | None = Field(default=None, ge=1)
-    array_parallelism: int = Field(default=64, ge=1, description="jobs of the array running at once")
-    additional: dict[str, Any] = Field(default_factory=dict, description="further submitit parameters (slurm_* keys)")
+    array_parallelism: int = Field(
+        default=64, ge=1, description="jobs of the array running at once"
+    )
+    additional: dict[str, Any] = Field(
+        default_factory=dict, description="further submitit parameters (slurm_* keys)"
+    )
 
 
 class LocalExecutor:
@@ -118,7 +126,12 @@ class ProcessesExecutor:
             return []
         workers = min(self.options.workers, len(jobs))
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads, initargs=(self.options.threads_per_worker,)) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=_limit_threads,
+            initargs=(self.options.threads_per_worker,),
+        ) as pool:
             return list(pool.map(fn, jobs))
 
 
@@ -139,7 +152,9 @@ class SlurmExecutor:
         try:
             import submitit
         except ImportError:
-            raise ConfigError("executor 'slurm' needs submitit: pip install 'saadi[cluster]'") from None
+            raise ConfigError(
+                "executor 'slurm' needs submitit: pip install 'saadi[cluster]'"
+            ) from None
         if not jobs:
             return []
         opts = self.options
@@ -163,7 +178,12 @@ class SlurmExecutor:
         return [job.result() for job in submitted]
 
 
-def create_executor(registry: Any, kind: str, options: dict[str, Any] | None = None, default_folder: Path | None = None) -> Executor:
+def create_executor(
+    registry: Any,
+    kind: str,
+    options: dict[str, Any] | None = None,
+    default_folder: Path | None = None,
+) -> Executor:
     """The executor ``kind`` with ``options`` (checked against its options model)."""
     executor = registry.create("executor", kind, options or {})
     if default_folder is not None and getattr(executor, "folder", "absent") is None:
@@ -171,4 +191,3 @@ def create_executor(registry: Any, kind: str, options: dict[str, Any] | None = N
     if not isinstance(executor, Executor):
         raise ConfigError(f"executor '{kind}' does not implement map(fn, jobs) and in_process")
     return executor
-

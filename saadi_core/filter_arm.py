@@ -55,8 +55,14 @@ def filter_samples(
         if not short:
             break
         # one call per round for all short conditions at the largest count they need
-        extra = generator.sample([conditions[c] for c in short], max(n[c] for c in short), seed + FILTER_SEED_OFFSET + round_)
-        extra = [s for s in extra if len(by_condition[s.condition.id]) < max_factor * n[s.condition.id]]
+        extra = generator.sample(
+            [conditions[c] for c in short],
+            max(n[c] for c in short),
+            seed + FILTER_SEED_OFFSET + round_,
+        )
+        extra = [
+            s for s in extra if len(by_condition[s.condition.id]) < max_factor * n[s.condition.id]
+        ]
         for sample, score in zip(extra, selector.score(extra)):
             by_condition[sample.condition.id].append((sample, float(score)))
 
@@ -65,7 +71,9 @@ def filter_samples(
     for cid, group in by_condition.items():
         good = [s for s, score in group if score >= threshold][: n[cid]]
         if len(good) < n[cid]:
-            worse = sorted((pair for pair in group if pair[1] < threshold), key=lambda pair: -pair[1])
+            worse = sorted(
+                (pair for pair in group if pair[1] < threshold), key=lambda pair: -pair[1]
+            )
             topped_up[cid] = n[cid] - len(good)
             good += [s for s, _ in worse[: topped_up[cid]]]
         kept.extend(good)
@@ -74,7 +82,8 @@ def filter_samples(
         "n_samples": len(kept),
         "n_candidates": sum(len(g) for g in by_condition.values()),
         "threshold": threshold,
-        "candidate_pass_rate": sum(passing(c) for c in by_condition) / max(1, sum(len(g) for g in by_condition.values())),
+        "candidate_pass_rate": sum(passing(c) for c in by_condition)
+        / max(1, sum(len(g) for g in by_condition.values())),
         "topped_up": sum(topped_up.values()),
         "topped_up_share": sum(topped_up.values()) / max(1, total),
         "conditions_topped_up": sorted(topped_up),
@@ -100,8 +109,18 @@ def stage_filter(
     def compute(out: Any) -> dict[str, Any]:
         from saadi_core.samples_io import load_samples, save_samples
 
-        generator = session.load_generator(trained) if aligned is None else session.aligned_generator(trained, aligned)
-        kept, report = filter_samples(generator, load_samples(source.path), session.load_selector(selector_stage), threshold, seed)
+        generator = (
+            session.load_generator(trained)
+            if aligned is None
+            else session.aligned_generator(trained, aligned)
+        )
+        kept, report = filter_samples(
+            generator,
+            load_samples(source.path),
+            session.load_selector(selector_stage),
+            threshold,
+            seed,
+        )
         save_samples(out, kept)
         session.progress.say(
             f"[bold]filter[/]: kept {report['n_samples']} of {report['n_candidates']} candidates "
@@ -115,13 +134,26 @@ def stage_filter(
     return session.stage(sample_stage(label), params, compute, deps, slots=slots)
 
 
-def run_filter_arm(session: RunSession, label: str, aligned_arm: bool) -> tuple[dict[str, Any], StageResult]:
+def run_filter_arm(
+    session: RunSession, label: str, aligned_arm: bool
+) -> tuple[dict[str, Any], StageResult]:
     """After the arm's ordinary run (all its stages cached): filter its samples, evaluate them
     (selector/oracle pass and what the evaluation plugins add, fidelity) and train the downstream
     models on real + filtered. Writes and returns the arm's summary, and the filtered samples stage."""
     from saadi_core.locks import lock_run
     from saadi_core.run_summary import final_entries
-    from saadi_core.stages import align, data, downstream, evaluate, fidelity, pair, pool, sample, score, train
+    from saadi_core.stages import (
+        align,
+        data,
+        downstream,
+        evaluate,
+        fidelity,
+        pair,
+        pool,
+        sample,
+        score,
+        train,
+    )
     from saadi_core.store import atomic_write_json
 
     lock_run(session.store.root)  # the ordinary run gave it back when it finished
@@ -142,7 +174,11 @@ def run_filter_arm(session: RunSession, label: str, aligned_arm: bool) -> tuple[
         if session.config.fidelity.metrics != []:
             fidelity.run_all(session, {label: filtered}, selector_stage)
         trained_downstream = downstream.run_all(session, real, {label: [filtered]}, selector_stage)
-        summary: dict[str, Any] = {"run": str(session.store.root), "task": session.dataset.task, "filter": filtered.outputs}
+        summary: dict[str, Any] = {
+            "run": str(session.store.root),
+            "task": session.dataset.task,
+            "filter": filtered.outputs,
+        }
         summary |= final_entries(session, [label], summary, trained_downstream)
         atomic_write_json(session.store.root / "summary.json", summary)
     finally:

@@ -41,7 +41,8 @@ def _files(root: Path, exclude: tuple[str, ...]) -> list[Path]:
 def checksum_tree(root: Path, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, int | str]]:
     """``{relative path: {"size": bytes, "sha256": hex}}`` of every file under ``root``."""
     return {
-        p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in _files(root, exclude)
+        p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in _files(root, exclude)
     }
 
 

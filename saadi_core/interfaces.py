@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -130,7 +131,9 @@ class ProgressReporter(Protocol):
     log see everything.
     """
 
-    def track(self, iterable: Iterable[Any], description: str, total: int | None = None) -> Iterable[Any]: ...
+    def track(
+        self, iterable: Iterable[Any], description: str, total: int | None = None
+    ) -> Iterable[Any]: ...
 
     def log(self, event: str, **fields: Any) -> None: ...
 
@@ -138,7 +141,9 @@ class ProgressReporter(Protocol):
 class _SilentProgress:
     """Progress reporter that reports nothing (tests, library use)."""
 
-    def track(self, iterable: Iterable[Any], description: str, total: int | None = None) -> Iterable[Any]:
+    def track(
+        self, iterable: Iterable[Any], description: str, total: int | None = None
+    ) -> Iterable[Any]:
         return iterable
 
     def log(self, event: str, **fields: Any) -> None:
@@ -196,7 +201,9 @@ class DiffusionTarget(Protocol):
 
     def encode(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor: ...
+    def predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor: ...
 
     def trainable_module(self) -> torch.nn.Module: ...
 
@@ -225,7 +232,9 @@ class Generator(Component, ABC):
         frames, or one unconditional condition. Deterministic for a dataset."""
 
     @abstractmethod
-    def sample(self, conditions: Sequence[Condition], n_per_condition: int, seed: int) -> list[Sample]:
+    def sample(
+        self, conditions: Sequence[Condition], n_per_condition: int, seed: int
+    ) -> list[Sample]:
         """Generate ``n_per_condition`` samples for each condition, deterministically from
         ``seed``. Sample ``i`` of condition ``c`` must depend only on ``(seed, c, i)``, not on
         batch composition, so subsets can be regenerated and base/aligned compared per seed."""

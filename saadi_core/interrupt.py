@@ -17,5 +17,7 @@ def interrupted_message(argv: list[str] | None = None) -> str:
     runs = held_runs()
     if not runs:
         return f"interrupted: nothing was lost; run `{again}` again to start over"
-    where = str(runs[-1]) + (f" (and {len(runs) - 1} earlier run(s) of this command)" if len(runs) > 1 else "")
+    where = str(runs[-1]) + (
+        f" (and {len(runs) - 1} earlier run(s) of this command)" if len(runs) > 1 else ""
+    )
     return f"interrupted: finished stages are kept in {where}; resume with: {again}"

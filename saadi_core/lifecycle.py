@@ -75,7 +75,9 @@ def hook_plugins(registry: Any, hook: str) -> list[Any]:
     return [info for info in registry.plugins if info.name in names]
 
 
-def merge(results: Iterable[tuple[str, dict[str, Any] | None]], what: str, taken: Iterable[str] = ()) -> dict[str, Any]:
+def merge(
+    results: Iterable[tuple[str, dict[str, Any] | None]], what: str, taken: Iterable[str] = ()
+) -> dict[str, Any]:
     """Merge ``(plugin, entries)`` pairs: every key owned by one plugin, ``warnings`` extended;
     a key in ``taken`` (the core's own entries) or given twice is a :class:`PluginError`."""
     merged: dict[str, Any] = {}
@@ -84,12 +86,16 @@ def merge(results: Iterable[tuple[str, dict[str, Any] | None]], what: str, taken
         if entries is None:
             continue
         if not isinstance(entries, dict):
-            raise PluginError(f"plugin '{plugin}' returned {type(entries).__name__} from {what}; expected a dict or None")
+            raise PluginError(
+                f"plugin '{plugin}' returned {type(entries).__name__} from {what}; expected a dict or None"
+            )
         for key, value in entries.items():
             if key in SHARED_LISTS:
                 merged.setdefault(key, []).extend(value)
             elif key in owner:
-                raise PluginError(f"{what}: entry '{key}' is given by both plugin '{owner[key]}' and plugin '{plugin}'")
+                raise PluginError(
+                    f"{what}: entry '{key}' is given by both plugin '{owner[key]}' and plugin '{plugin}'"
+                )
             else:
                 owner[key] = plugin
                 merged[key] = value
@@ -99,14 +105,19 @@ def merge(results: Iterable[tuple[str, dict[str, Any] | None]], what: str, taken
 def evaluate_samples(registry: Any, evaluation: Evaluation) -> dict[str, Any]:
     """Every plugin's ``saadi_evaluate_samples``, merged."""
     impls = implementations(registry, "saadi_evaluate_samples")
-    return merge(((i.plugin_name, i.function(evaluation=evaluation)) for i in impls), "saadi_evaluate_samples")
+    return merge(
+        ((i.plugin_name, i.function(evaluation=evaluation)) for i in impls),
+        "saadi_evaluate_samples",
+    )
 
 
 def summary_entries(registry: Any, run: RunOutputs) -> dict[str, Any]:
     """Every plugin's ``saadi_summary_entries``, merged (core entries cannot be replaced)."""
     impls = implementations(registry, "saadi_summary_entries")
     taken = [k for k in run.summary if k not in SHARED_LISTS]
-    return merge(((i.plugin_name, i.function(run=run)) for i in impls), "saadi_summary_entries", taken)
+    return merge(
+        ((i.plugin_name, i.function(run=run)) for i in impls), "saadi_summary_entries", taken
+    )
 
 
 def terminal_summary(registry: Any, summary: dict[str, Any], write: Callable[[str], None]) -> None:
@@ -122,7 +133,9 @@ def report_sections(registry: Any, run: Any) -> list[tuple[str, str, str]]:
             sections.extend(impl.function(run=run) or [])
         except Exception as exc:  # noqa: BLE001 - a plugin's bug must cost its section, not the report
             note = escape(f"not available: {type(exc).__name__}: {exc}")
-            sections.append((f"plugin-{impl.plugin_name}", f"Plugin {impl.plugin_name}", f"<p>{note}</p>"))
+            sections.append(
+                (f"plugin-{impl.plugin_name}", f"Plugin {impl.plugin_name}", f"<p>{note}</p>")
+            )
     return sections
 
 

@@ -55,11 +55,17 @@ def lock_run(root: Path) -> None:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        owner = (root / RUN_OWNER).read_text(encoding="utf-8").strip() if (root / RUN_OWNER).is_file() else "another process"
+        owner = (
+            (root / RUN_OWNER).read_text(encoding="utf-8").strip()
+            if (root / RUN_OWNER).is_file()
+            else "another process"
+        )
         raise RunLockedError(
             f"run directory {root} is in use by {owner}; wait for it to finish or choose another --name"
         ) from None
-    (root / RUN_OWNER).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n", encoding="utf-8")
+    (root / RUN_OWNER).write_text(
+        f"pid {os.getpid()} on {socket.gethostname()}\n", encoding="utf-8"
+    )
     _run_locks[root] = lock
 
 
@@ -75,7 +81,9 @@ def stage_lock_path(stages_dir: Path, name: str, key: str) -> Path:
 
 
 @contextmanager
-def stage_lock(stages_dir: Path, name: str, key: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def stage_lock(
+    stages_dir: Path, name: str, key: str, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Hold the lock of one stage result; waits (saying so once through ``on_wait``) while another
     process computes the same stage."""
     path = stage_lock_path(stages_dir, name, key)
@@ -85,7 +93,9 @@ def stage_lock(stages_dir: Path, name: str, key: str, on_wait: Callable[[str], N
         lock.acquire(timeout=0)
     except Timeout:
         if on_wait is not None:
-            on_wait(f"stage {name} is being computed by another process; waiting to reuse its result")
+            on_wait(
+                f"stage {name} is being computed by another process; waiting to reuse its result"
+            )
         while True:
             try:
                 lock.acquire(timeout=WAIT_POLL_S)

@@ -41,7 +41,9 @@ class GeneratorOptions(BaseModel):
         for old, new in cls.renamed.items():
             if old in data and old not in fields and new in fields:
                 if new in data:
-                    raise ValueError(f"'{old}' is the deprecated name of '{new}'; give only '{new}'")
+                    raise ValueError(
+                        f"'{old}' is the deprecated name of '{new}'; give only '{new}'"
+                    )
                 warnings.warn(
                     f"generator option '{old}' is deprecated and will be removed in the next release; use '{new}'",
                     FutureWarning,

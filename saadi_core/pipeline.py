@@ -55,7 +55,9 @@ def run_pipeline(
     other runs (see :meth:`RunStore.create`). ``force_stages`` are recomputed even when cached
     (``saadi run --force-stage NAME``; a family name such as ``sample`` forces every ``sample-*``)."""
     run = RunSession(config, registry, quiet, doc, stages_dir=stages_dir, force_stages=force_stages)
-    run.progress.say(f"[bold]run[/] {run.store.root} (profile {run.config.profile}, device {run.context.device})")
+    run.progress.say(
+        f"[bold]run[/] {run.store.root} (profile {run.config.profile}, device {run.context.device})"
+    )
     real = data.run(run)
     trained = train.run_generator(run, real)
     selector = train.run_selector(run, real)
@@ -78,15 +80,21 @@ def run_pipeline(
     if run.config.fidelity.metrics != []:
         fidelity.run_all(run, samples, selector)
     variants = [v for v in run.config.evaluation.downstream_variants if v in samples]
-    trained_downstream = downstream.run_all(run, real, {v: [samples[v]] for v in variants}, selector)
+    trained_downstream = downstream.run_all(
+        run, real, {v: [samples[v]] for v in variants}, selector
+    )
 
     summary |= final_entries(run, list(samples), summary, trained_downstream)
     for name in sorted(set(force_stages) - run.forced_seen):
-        run.warn(f"--force-stage {name}: this run has no such stage (see the stage names in manifest.json)")
+        run.warn(
+            f"--force-stage {name}: this run has no such stage (see the stage names in manifest.json)"
+        )
     atomic_write_json(run.store.root / "summary.json", summary)
     run.store.update_manifest(summary_file="summary.json")
     if run.tracker is not None:
         run.tracker.log_summary(summary)
         run.tracker.finish()
     run.store.release()
-    return RunResult(store=run.store, config=run.config, summary=summary, samples=samples, session=run)
+    return RunResult(
+        store=run.store, config=run.config, summary=summary, samples=samples, session=run
+    )

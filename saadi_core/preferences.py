@@ -23,8 +23,9 @@ import csv
 import io
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,9 @@ def sample_file_name(position: int, sample: Sample) -> str:
 def _stage_dir(run: Path, manifest: dict[str, Any], name: str) -> Path:
     stage = (manifest.get("stages") or {}).get(name)
     if not stage or stage.get("status") != "done":
-        raise DataError(f"run {run} has no finished '{name}' stage; run it with an aligner first (saadi run)")
+        raise DataError(
+            f"run {run} has no finished '{name}' stage; run it with an aligner first (saadi run)"
+        )
     return (run / stage["path"]).resolve()
 
 
@@ -62,7 +65,9 @@ def load_pool(run: Path) -> tuple[list[Sample], list[float | None]]:
     manifest = json.loads(manifest_file.read_text())
     samples = load_samples(_stage_dir(run, manifest, GENERATE_POOL))
     try:
-        scores = json.loads((_stage_dir(run, manifest, SCORE) / "scores.json").read_text())["scores"]
+        scores = json.loads((_stage_dir(run, manifest, SCORE) / "scores.json").read_text())[
+            "scores"
+        ]
     except (DataError, OSError):  # the selector's scores are a courtesy to the rater, not required
         scores = [None] * len(samples)
     return samples, scores
@@ -88,8 +93,18 @@ def export_pool(run: Path, out: Path) -> Path:
         Image.fromarray(to_uint8(sample.image)).save(out / f"{name}.png")
         mask = sample.mask if sample.mask is not None else sample.condition.mask
         if mask is not None:
-            Image.fromarray(mask_colours(np.asarray(mask)).astype(np.uint8)).save(out / f"{name}_mask.png")
-        writer.writerow([f"{name}.png", sample.condition.id, sample.seed, sample.index, "" if score is None else f"{score:.6g}"])
+            Image.fromarray(mask_colours(np.asarray(mask)).astype(np.uint8)).save(
+                out / f"{name}_mask.png"
+            )
+        writer.writerow(
+            [
+                f"{name}.png",
+                sample.condition.id,
+                sample.seed,
+                sample.index,
+                "" if score is None else f"{score:.6g}",
+            ]
+        )
     atomic_write_text(out / POOL_CSV, table.getvalue())
     return out / POOL_CSV
 
@@ -106,7 +121,9 @@ def read_preferences(path: Path, samples: Sequence[Sample]) -> list[tuple[int, i
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"preferences file {path}: cannot be read ({exc})") from None
     if not rows or not {"winner", "loser"} <= set(rows[0]):
-        raise DataError(f"preferences file {path}: needs a header with the columns 'winner' and 'loser' and at least one row")
+        raise DataError(
+            f"preferences file {path}: needs a header with the columns 'winner' and 'loser' and at least one row"
+        )
     pairs: dict[tuple[int, int], None] = {}
     for line, row in enumerate(rows, start=2):
         chosen = []
@@ -120,7 +137,9 @@ def read_preferences(path: Path, samples: Sequence[Sample]) -> list[tuple[int, i
             chosen.append(by_name[name])
         winner, loser = chosen
         if winner == loser:
-            raise DataError(f"{path}:{line}: a sample cannot be preferred to itself ({row['winner']})")
+            raise DataError(
+                f"{path}:{line}: a sample cannot be preferred to itself ({row['winner']})"
+            )
         if samples[winner].condition.id != samples[loser].condition.id:
             raise DataError(
                 f"{path}:{line}: winner and loser have different conditions ('{samples[winner].condition.id}' vs "

@@ -8,7 +8,8 @@ run's ``events.jsonl``.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (

@@ -82,9 +82,13 @@ class KindEntry:
     @cached_property
     def options_model(self) -> type[BaseModel]:
         """The kind's pydantic options model (imported on first use)."""
-        model = _import_ref(self.options_ref) if isinstance(self.options_ref, str) else self.options_ref
+        model = (
+            _import_ref(self.options_ref) if isinstance(self.options_ref, str) else self.options_ref
+        )
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise PluginError(f"plugin '{self.plugin}': options of {self.category} '{self.kind}' is not a pydantic model")
+            raise PluginError(
+                f"plugin '{self.plugin}': options of {self.category} '{self.kind}' is not a pydantic model"
+            )
         if model.model_config.get("extra") != "forbid":
             raise PluginError(
                 f"plugin '{self.plugin}': options model {model.__name__} of {self.category} '{self.kind}' "
@@ -106,12 +110,20 @@ class KindEntry:
             return self.target
         try:
             return _import_ref(self.target)
-        except (Exception, SystemExit) as exc:  # a plugin's import failing is the user's environment problem
+        except (
+            Exception,
+            SystemExit,
+        ) as exc:  # a plugin's import failing is the user's environment problem
             raise PluginError(
                 f"plugin '{self.plugin}' could not import {self.category} '{self.kind}' ({self.target}): {_describe(exc)}"
             ) from exc
 
-    def create(self, options: dict[str, Any] | BaseModel | None = None, context: Any = None, profile: str = "tiny") -> Any:
+    def create(
+        self,
+        options: dict[str, Any] | BaseModel | None = None,
+        context: Any = None,
+        profile: str = "tiny",
+    ) -> Any:
         """Build a component instance (``cls(options, context)``)."""
         opts = options if isinstance(options, BaseModel) else self.build_options(options, profile)
         impl = self.load()
@@ -161,7 +173,8 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return sorted(
         caller.name
         for caller in pm.get_hookcallers(plugin) or []
-        if caller.spec is None and not any(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
+        if caller.spec is None
+        and not any(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)
     )
 
 
@@ -187,7 +200,9 @@ class Registry:
         self.strict = _env_flag("SAADI_STRICT") if strict is None else strict
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self._entries: dict[str, dict[str, KindEntry]] = {c: {} for c in hookspecs.CATEGORIES.values()}
+        self._entries: dict[str, dict[str, KindEntry]] = {
+            c: {} for c in hookspecs.CATEGORIES.values()
+        }
         self._conflicts: dict[tuple[str, str], list[str]] = {}
         self.plugins: list[PluginInfo] = []
         from saadi_core.builtins import PLUGINS
@@ -198,12 +213,16 @@ class Registry:
     # ------------------------------------------------------------------ discovery
 
     @classmethod
-    def discover(cls, strict: bool | None = None, only: list[str] | None = None, entry_points: bool = True) -> Registry:
+    def discover(
+        cls, strict: bool | None = None, only: list[str] | None = None, entry_points: bool = True
+    ) -> Registry:
         """Registry with the built-in plugins and (unless ``entry_points=False``) every plugin of
         the ``saadi`` entry-point group, limited to ``only`` (default: ``SAADI_LOAD_PLUGINS``)."""
         registry = cls(strict=strict)
         for module_name in BUILTIN_PLUGINS:
-            registry.add_plugin(importlib.import_module(module_name), name="saadi-core", builtin=True)
+            registry.add_plugin(
+                importlib.import_module(module_name), name="saadi-core", builtin=True
+            )
         if entry_points:
             registry.load_entry_points(only=only)
         return registry
@@ -243,7 +262,9 @@ class Registry:
                 continue
             self._add(plugin, info)
 
-    def add_plugin(self, plugin: ModuleType | object, name: str, version: str = "", builtin: bool = False) -> PluginInfo:
+    def add_plugin(
+        self, plugin: ModuleType | object, name: str, version: str = "", builtin: bool = False
+    ) -> PluginInfo:
         """Register an already-imported plugin object (built-ins, tests, programmatic use)."""
         module = getattr(plugin, "__name__", type(plugin).__name__)
         info = PluginInfo(name=name, module=module, version=version, builtin=builtin)
@@ -259,7 +280,9 @@ class Registry:
         info.error = message
         self.plugins.append(info)
         if self.strict:
-            raise PluginError(f"plugin '{info.name}' ({info.module}): {message} [SAADI_STRICT=1]") from exc
+            raise PluginError(
+                f"plugin '{info.name}' ({info.module}): {message} [SAADI_STRICT=1]"
+            ) from exc
 
     def _add(self, plugin: object, info: PluginInfo) -> None:
         try:
@@ -286,13 +309,18 @@ class Registry:
             self._fail(info, f"registration failed: {_describe(exc)}", exc)
             return
         for hook_name in hookspecs.LIFECYCLE_HOOKS:
-            if any(impl.plugin_name == info.name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()):
+            if any(
+                impl.plugin_name == info.name
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+            ):
                 info.hooks.append(hook_name)
         for entry in staged:  # commit only after the whole plugin registered cleanly
             self._commit(entry, info)
         self.plugins.append(info)
 
-    def _register_fn(self, info: PluginInfo, category: str, staged: list[KindEntry]) -> Callable[..., None]:
+    def _register_fn(
+        self, info: PluginInfo, category: str, staged: list[KindEntry]
+    ) -> Callable[..., None]:
         def register(
             kind: str,
             target: str | Any,
@@ -303,13 +331,21 @@ class Registry:
             task: str | None = None,
         ) -> None:
             if not isinstance(kind, str) or not _KIND_RE.match(kind):
-                raise PluginError(f"{category} kind {kind!r} must be lower-case letters, digits, '-', '_' or '.'")
+                raise PluginError(
+                    f"{category} kind {kind!r} must be lower-case letters, digits, '-', '_' or '.'"
+                )
             if isinstance(target, str) and ":" not in target:
-                raise PluginError(f"{category} '{kind}': target must be 'module:attribute', got {target!r}")
-            if options is not None and not isinstance(options, str) and not (
-                isinstance(options, type) and issubclass(options, BaseModel)
+                raise PluginError(
+                    f"{category} '{kind}': target must be 'module:attribute', got {target!r}"
+                )
+            if (
+                options is not None
+                and not isinstance(options, str)
+                and not (isinstance(options, type) and issubclass(options, BaseModel))
             ):
-                raise PluginError(f"{category} '{kind}': options must be a pydantic model or 'module:Model'")
+                raise PluginError(
+                    f"{category} '{kind}': options must be a pydantic model or 'module:Model'"
+                )
             staged.append(
                 KindEntry(
                     category=category,
@@ -371,9 +407,18 @@ class Registry:
             failed = [p.name for p in self.plugins if p.status == "failed"]
             if failed:
                 hint = f"; plugins that failed to load: {', '.join(failed)} (see `saadi plugins`)"
-            raise UnknownKindError(f"unknown {category} kind '{kind}'; known: {known}{hint}") from None
+            raise UnknownKindError(
+                f"unknown {category} kind '{kind}'; known: {known}{hint}"
+            ) from None
 
-    def create(self, category: str, kind: str, options: dict[str, Any] | None = None, context: Any = None, profile: str = "tiny") -> Any:
+    def create(
+        self,
+        category: str,
+        kind: str,
+        options: dict[str, Any] | None = None,
+        context: Any = None,
+        profile: str = "tiny",
+    ) -> Any:
         return self.get(category, kind).create(options, context=context, profile=profile)
 
 

@@ -13,7 +13,9 @@ from saadi_core.stages.names import EVALUATE, SCORE
 from saadi_core.store import StageResult
 
 
-def alignment_entries(scored: StageResult, paired: StageResult, aligned: StageResult) -> dict[str, Any]:
+def alignment_entries(
+    scored: StageResult, paired: StageResult, aligned: StageResult
+) -> dict[str, Any]:
     """What the alignment stages report: score diagnostics, pair statistics, DPO's last accuracy."""
     return {
         "score_diagnostics": scored.outputs,
@@ -23,16 +25,29 @@ def alignment_entries(scored: StageResult, paired: StageResult, aligned: StageRe
     }
 
 
-def final_entries(session: RunSession, variants: list[str], summary: dict[str, Any], downstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def final_entries(
+    session: RunSession,
+    variants: list[str],
+    summary: dict[str, Any],
+    downstream: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     """Warnings, downstream and stage times, then every plugin's summary entries."""
     results = session.results
     warnings = [*results[SCORE].outputs.get("warnings", [])] if SCORE in results else []
     core = {
         "warnings": [*warnings, *results[EVALUATE].outputs.get("warnings", [])],
         "downstream": aggregate(downstream, session.dataset.task),
-        "timings_s": {name: s.get("seconds") for name, s in session.store.manifest.get("stages", {}).items()},
+        "timings_s": {
+            name: s.get("seconds") for name, s in session.store.manifest.get("stages", {}).items()
+        },
     }
-    run = RunOutputs(root=session.store.root, task=session.dataset.task, variants=variants, stages=results, summary=summary | core)
+    run = RunOutputs(
+        root=session.store.root,
+        task=session.dataset.task,
+        variants=variants,
+        stages=results,
+        summary=summary | core,
+    )
     contributed = summary_entries(session.registry, run)
     core["warnings"].extend(contributed.pop("warnings", []))
     return contributed | core

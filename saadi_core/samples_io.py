@@ -7,8 +7,9 @@ exact pixels the generator produced, and hashes stay stable across save/load.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -36,7 +37,9 @@ def save_samples(directory: Path, samples: Sequence[Sample]) -> Path:
         conditions.setdefault(s.condition.id, s.condition)
     payload = {
         "conditions": [_condition_record(c) for c in conditions.values()],
-        "images": torch.stack([s.image.detach().cpu().float() for s in samples]) if samples else torch.empty(0),
+        "images": torch.stack([s.image.detach().cpu().float() for s in samples])
+        if samples
+        else torch.empty(0),
         "masks": [s.mask.detach().cpu() if s.mask is not None else None for s in samples],
         "condition_ids": [s.condition.id for s in samples],
         "generators": [s.generator for s in samples],
@@ -67,6 +70,12 @@ def load_samples(directory: Path) -> list[Sample]:
     ]
 
 
-def to_uint8_nhwc(images: torch.Tensor) -> "Any":
+def to_uint8_nhwc(images: torch.Tensor) -> Any:
     """``float [-1, 1] (N, 3, H, W)`` -> ``uint8 (N, H, W, 3)`` NumPy, for oracles and files."""
-    return ((images.detach().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return (
+        ((images.detach().cpu().clamp(-1, 1) + 1.0) * 127.5)
+        .round()
+        .to(torch.uint8)
+        .permute(0, 2, 3, 1)
+        .numpy()
+    )

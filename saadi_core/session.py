@@ -30,7 +30,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # leaves no losers; h 0.9 splits the pool (set pairing.options.threshold to change it).
     # Pairs stay within one mask-class set: a Dice score is easier to earn without small classes,
     # so pairs across class sets teach a mask-drawing generator to drop them (reward hacking)
-    "segmentation": {"generator": "ssi", "selector": "segformer", "pairing": ("threshold", {"threshold": 0.9, "group_by": "mask-classes"})},
+    "segmentation": {
+        "generator": "ssi",
+        "selector": "segformer",
+        "pairing": ("threshold", {"threshold": 0.9, "group_by": "mask-classes"}),
+    },
 }
 
 #: profile defaults of the run-level sizes, as totals over all conditions (plugins hold their own
@@ -52,7 +56,11 @@ def default_dataset(config: RunConfig, registry: Registry) -> str:
     ``task`` they registered with): ``saadi run --generator ssi`` means segmentation data."""
     for slot in ("generator", "selector"):
         spec = getattr(config, slot)
-        if spec is not None and spec.kind is not None and registry.get(slot, spec.kind).task == "segmentation":
+        if (
+            spec is not None
+            and spec.kind is not None
+            and registry.get(slot, spec.kind).task == "segmentation"
+        ):
             return "toy-seg"
     return "toy-cls"
 
@@ -94,30 +102,53 @@ class RunSession:
         self.forced_seen: set[str] = set()
         self.progress = RichProgress(quiet=quiet or not distributed.is_main_process())
         if config.dataset.kind is None:
-            config = config.model_copy(update={"dataset": ComponentSpec(kind=default_dataset(config, registry), options=config.dataset.options)})
+            config = config.model_copy(
+                update={
+                    "dataset": ComponentSpec(
+                        kind=default_dataset(config, registry), options=config.dataset.options
+                    )
+                }
+            )
         dataset_entry = registry.get("dataset", config.dataset.kind)
         self.progress.say(f"[bold]data[/]: building '{config.dataset.kind}' and checking it")
-        self.dataset = dataset_entry.load()(dataset_entry.build_options(config.dataset.options, config.profile))
+        self.dataset = dataset_entry.load()(
+            dataset_entry.build_options(config.dataset.options, config.profile)
+        )
         self.config = config.model_copy(update=self._task_defaults(config))
         self.options = validate_components(self.config, registry, doc)
         preflight.after_data(registry, self.config, self.dataset)
         self._seed_options()
         self.sizes = PROFILE_SIZES[self.config.profile]
         self.store = distributed.create_store(
-            self.config.runs_dir, self.config.run_name(), self.config.model_dump(mode="json"), self._versions(), stages_dir
+            self.config.runs_dir,
+            self.config.run_name(),
+            self.config.model_dump(mode="json"),
+            self._versions(),
+            stages_dir,
         )
         from saadi_core.tracking import attach
 
-        trackers = self.config.log_with if distributed.is_main_process() else []  # rank 0 reports the run
-        self.tracker = attach(trackers, self.store, self.config.run_name(), self.config.model_dump(mode="json"))
+        trackers = (
+            self.config.log_with if distributed.is_main_process() else []
+        )  # rank 0 reports the run
+        self.tracker = attach(
+            trackers, self.store, self.config.run_name(), self.config.model_dump(mode="json")
+        )
         self.progress.sink = self.store.log_event
         device = resolve_device(self.config.device)
         self.context = RunContext(
-            device=device, profile=self.config.profile, progress=self.progress, accelerator=distributed.run_accelerator(device)
+            device=device,
+            profile=self.config.profile,
+            progress=self.progress,
+            accelerator=distributed.run_accelerator(device),
         )
         self.store.update_manifest(
             seeds={"run": self.config.seed, "pool": self.pool_seed, "evaluation": self.eval_seed},
-            dataset={"source": self.dataset.source, "task": self.dataset.task, "classes": self.dataset.class_names},
+            dataset={
+                "source": self.dataset.source,
+                "task": self.dataset.task,
+                "classes": self.dataset.class_names,
+            },
         )
 
     # ------------------------------------------------------------------ set-up
@@ -129,10 +160,14 @@ class RunSession:
         for slot in ("generator", "selector"):
             spec = getattr(config, slot)
             if spec is None or spec.kind is None:
-                updates[slot] = ComponentSpec(kind=defaults[slot], options=spec.options if spec else {})
+                updates[slot] = ComponentSpec(
+                    kind=defaults[slot], options=spec.options if spec else {}
+                )
         if config.pairing.kind is None:
             kind, options = defaults["pairing"]
-            updates["pairing"] = ComponentSpec(kind=kind, options={**options, **config.pairing.options})
+            updates["pairing"] = ComponentSpec(
+                kind=kind, options={**options, **config.pairing.options}
+            )
         selector = updates.get("selector") or config.selector
         if config.downstream is None:
             updates["downstream"] = selector.model_copy(deep=True)
@@ -148,14 +183,25 @@ class RunSession:
             if path == "dataset":  # the real data stays the same across run seeds
                 continue
             spec = getattr(self.config, path, None)
-            if "seed" in type(opts).model_fields and spec is not None and "seed" not in spec.options:
+            if (
+                "seed" in type(opts).model_fields
+                and spec is not None
+                and "seed" not in spec.options
+            ):
                 self.options[path] = opts.model_copy(update={"seed": self.config.seed})
 
     def _versions(self) -> dict[str, Any]:
         import torch
 
-        plugins = {p.name: {"version": p.version, "status": p.status} for p in self.registry.plugins}
-        return {"saadi": __version__, "python": platform.python_version(), "torch": torch.__version__, "plugins": plugins}
+        plugins = {
+            p.name: {"version": p.version, "status": p.status} for p in self.registry.plugins
+        }
+        return {
+            "saadi": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "plugins": plugins,
+        }
 
     # ------------------------------------------------------------------ what stages share
 
@@ -171,12 +217,18 @@ class RunSession:
         """A fresh component for a config slot (``downstream`` is built from the selectors)."""
         category = "selector" if slot == "downstream" else slot
         spec: ComponentSpec = getattr(self.config, slot)
-        return self.registry.get(category, spec.kind).create(self.options[slot], context=self.context)
+        return self.registry.get(category, spec.kind).create(
+            self.options[slot], context=self.context
+        )
 
     def params(self, slot: str) -> dict[str, Any]:
         """The cache-key part of a component: kind, validated options and profile."""
         spec: ComponentSpec = getattr(self.config, slot)
-        return {"kind": spec.kind, "options": self.options[slot].model_dump(mode="json"), "profile": self.config.profile}
+        return {
+            "kind": spec.kind,
+            "options": self.options[slot].model_dump(mode="json"),
+            "profile": self.config.profile,
+        }
 
     def stage(
         self,
@@ -261,7 +313,9 @@ class RunSession:
         preds = []
         with torch.no_grad():
             for start in range(0, len(test), 64):
-                preds.append(model.predict(test.image_tensor(slice(start, start + 64))).cpu().numpy())
+                preds.append(
+                    model.predict(test.image_tensor(slice(start, start + 64))).cpu().numpy()
+                )
         pred = np.concatenate(preds)
         if self.dataset.task == "classification":
             return f1_scores(pred, test.labels, self.dataset.class_names)

@@ -153,12 +153,16 @@ class RunStore:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SaadiError(f"cannot create the run directory {root}: {exc.strerror or exc}") from None
+            raise SaadiError(
+                f"cannot create the run directory {root}: {exc.strerror or exc}"
+            ) from None
         lock_run(root)
         try:
             store = cls(root, stages_dir=stages_dir)
         except SaadiError as exc:  # a damaged manifest: stages are found by key, so start a new one
-            _stderr_warning(f"{exc}; it is kept as {MANIFEST}.damaged and a new manifest is written")
+            _stderr_warning(
+                f"{exc}; it is kept as {MANIFEST}.damaged and a new manifest is written"
+            )
             os.replace(root / MANIFEST, root / f"{MANIFEST}.damaged")
             store = cls(root, stages_dir=stages_dir)
         store.stages_dir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +211,10 @@ class RunStore:
         (self.root / PREVIOUS_DIR).mkdir(exist_ok=True)
         for path in present:
             os.replace(path, self.root / PREVIOUS_DIR / path.name)
-        self._manifest["previous_results"] = {"dir": PREVIOUS_DIR, "config": self._manifest.get("config")}
+        self._manifest["previous_results"] = {
+            "dir": PREVIOUS_DIR,
+            "config": self._manifest.get("config"),
+        }
 
     # ------------------------------------------------------------------ manifest
 
@@ -296,12 +303,19 @@ class RunStore:
                         self.warn(f"cached stage {name} is damaged: {problem}; recomputing it")
                         self.log_event("stage_damaged", stage=name, key=key, problem=problem)
                     return self._compute(name, key, params, fn, deps)
-        self._set_stage_status(name, key=key, status="done", cached=True, path=self._relative(found.path))
+        self._set_stage_status(
+            name, key=key, status="done", cached=True, path=self._relative(found.path)
+        )
         self.log_event("stage_cached", stage=name, key=key)
         return found
 
     def _compute(
-        self, name: str, key: str, params: dict[str, Any], fn: Callable[[Path], dict[str, Any] | None], deps: Sequence[StageResult]
+        self,
+        name: str,
+        key: str,
+        params: dict[str, Any],
+        fn: Callable[[Path], dict[str, Any] | None],
+        deps: Sequence[StageResult],
     ) -> StageResult:
         """Compute one stage into a temporary directory and rename it into place (stage lock held)."""
         for leftover in self.stages_dir.glob(f".tmp-{name}-{key[:12]}-*"):  # of a killed process
@@ -330,11 +344,20 @@ class RunStore:
             os.replace(tmp, final)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            self._set_stage_status(name, status="failed", error=f"{type(exc).__name__}: {exc}", finished=_now())
-            self.log_event("stage_failed", stage=name, key=key, error=f"{type(exc).__name__}: {exc}")
+            self._set_stage_status(
+                name, status="failed", error=f"{type(exc).__name__}: {exc}", finished=_now()
+            )
+            self.log_event(
+                "stage_failed", stage=name, key=key, error=f"{type(exc).__name__}: {exc}"
+            )
             raise
         self._set_stage_status(
-            name, status="done", seconds=round(seconds, 3), finished=_now(), path=self._relative(final), error=None
+            name,
+            status="done",
+            seconds=round(seconds, 3),
+            finished=_now(),
+            path=self._relative(final),
+            error=None,
         )
         self.log_event("stage_finished", stage=name, key=key, seconds=round(seconds, 3))
         return StageResult(name=name, key=key, path=final, meta=meta, cached=False)

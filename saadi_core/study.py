@@ -72,7 +72,9 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Regi
             scales=study.scales,
             downstream_seeds=downstream_seeds(study, seed),
             # a filter arm trains its own downstream models after the run (saadi_core.filter_arm)
-            downstream_variants=[arm_label(arm, registry)] if arm.mix is None and not arm.filter else [],
+            downstream_variants=[arm_label(arm, registry)]
+            if arm.mix is None and not arm.filter
+            else [],
         ),
     )
 
@@ -83,12 +85,19 @@ def downstream_seeds(study: StudyConfig, seed: int) -> list[int]:
 
 
 def _mix_run(
-    study: StudyConfig, arm: ArmConfig, seed: int, members: dict[str, StageResult], registry: Registry, quiet: bool
+    study: StudyConfig,
+    arm: ArmConfig,
+    seed: int,
+    members: dict[str, StageResult],
+    registry: Registry,
+    quiet: bool,
 ) -> dict[str, Any]:
     """Downstream models of a mix arm at one seed: equal shares of its members' sets
     (``members``: each member arm's held-out sample stage)."""
     first = next(a for a in study.arms if a.name == arm.mix[0])
-    config = arm_run_config(study, first, seed, registry).model_copy(update={"name": f"{arm.name}-seed{seed}", "aligner": None})
+    config = arm_run_config(study, first, seed, registry).model_copy(
+        update={"name": f"{arm.name}-seed{seed}", "aligner": None}
+    )
     session = RunSession(config, registry, quiet, None, stages_dir=_stages_dir(study))
     real = data.run(session)
     selector_stage = train.run_selector(session, real)
@@ -99,7 +108,9 @@ def _mix_run(
         "task": session.dataset.task,
         "mix": arm.mix,
         "downstream": aggregate(results, session.dataset.task),
-        "timings_s": {n: s.get("seconds") for n, s in session.store.manifest.get("stages", {}).items()},
+        "timings_s": {
+            n: s.get("seconds") for n, s in session.store.manifest.get("stages", {}).items()
+        },
     }
     atomic_write_json(session.store.root / "summary.json", summary)
     return summary
@@ -109,7 +120,12 @@ def _stages_dir(study: StudyConfig) -> Path:
     return study.runs_dir / study.name / "stages"
 
 
-def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]], task: str, registry: Registry) -> dict[str, Any]:
+def summarise(
+    study: StudyConfig,
+    per_seed: dict[str, dict[int, dict[str, Any]]],
+    task: str,
+    registry: Registry,
+) -> dict[str, Any]:
     """``study.json``: per arm and scale mean ± std over (study seed × downstream seed) cells,
     paired differences to real-only, and the evidence table (:mod:`saadi_core.evidence`)."""
     import numpy as np
@@ -131,7 +147,12 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
         downstream: dict[str, Any] = {}
         for scale in study.scales:
             key = f"real+{label}@{scale:g}x"
-            values = {(s, ds): v[key] for s, r in runs.items() for ds, v in r["by_variant"].items() if key in v}
+            values = {
+                (s, ds): v[key]
+                for s, r in runs.items()
+                for ds, v in r["by_variant"].items()
+                if key in v
+            }
             scores = [values[c][metric] for c in sorted(values)]
             classes = sorted({c for v in values.values() for c in v.get(per_class_key, {})})
             downstream[f"{scale:g}"] = {
@@ -139,7 +160,10 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
                 "std": float(np.std(scores)),
                 "values": scores,
                 "cells": [f"{s}/{ds}" for s, ds in sorted(values)],
-                "per_class": {c: float(np.mean([v[per_class_key][c] for v in values.values()])) for c in classes},
+                "per_class": {
+                    c: float(np.mean([v[per_class_key][c] for v in values.values()]))
+                    for c in classes
+                },
             }
             differences = [values[c][metric] - real_by_cell[c] for c in sorted(values)]
             interval = paired_interval(differences)
@@ -164,7 +188,16 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
                 "runs": {str(s): r["run"] for s, r in runs.items()},
                 "downstream": downstream,
                 "pass_rates": {
-                    str(s): {k: r[k] for k in ("selector_pass", "oracle_pass", "pass_rates", "label_preservation") if r.get(k) is not None}
+                    str(s): {
+                        k: r[k]
+                        for k in (
+                            "selector_pass",
+                            "oracle_pass",
+                            "pass_rates",
+                            "label_preservation",
+                        )
+                        if r.get(k) is not None
+                    }
                     for s, r in runs.items()
                 },
             }
@@ -176,10 +209,20 @@ def summarise(study: StudyConfig, per_seed: dict[str, dict[int, dict[str, Any]]]
         "seeds": study.seeds,
         "downstream_seeds": study.downstream_seeds,
         "scales": study.scales,
-        "real_only": {"mean": float(np.mean(real_values)), "std": float(np.std(real_values)), "values": real_values},
+        "real_only": {
+            "mean": float(np.mean(real_values)),
+            "std": float(np.std(real_values)),
+            "values": real_values,
+        },
         "arms": arms_out,
         "comparisons": comparisons,
-        "evidence": evidence_table(study, per_seed, task, real_by_cell, {a.name: arm_label(a, registry) for a in study.arms}),
+        "evidence": evidence_table(
+            study,
+            per_seed,
+            task,
+            real_by_cell,
+            {a.name: arm_label(a, registry) for a in study.arms},
+        ),
     }
 
 

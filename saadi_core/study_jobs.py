@@ -54,14 +54,25 @@ def run_job(job: ArmJob, registry: Registry | None = None) -> ArmOutcome:
     say = RichProgress(quiet=job.quiet).say
     if arm.mix is None:
         say(f"[bold]study {config.name}[/]: arm '{arm.name}', seed {job.seed} ({job.position})")
-        result = run_pipeline(arm_run_config(config, arm, job.seed, registry), registry, quiet=job.quiet, stages_dir=_stages_dir(config))
+        result = run_pipeline(
+            arm_run_config(config, arm, job.seed, registry),
+            registry,
+            quiet=job.quiet,
+            stages_dir=_stages_dir(config),
+        )
         summary, samples = result.summary, dict(result.samples)
         if arm.filter:  # in the same job: its stages are the run's, cached a moment ago
             from saadi_core.filter_arm import run_filter_arm
 
             label = arm_label(arm, registry)
             summary, samples[label] = run_filter_arm(result.session, label, arm.aligner is not None)  # type: ignore[arg-type]
-        return ArmOutcome(arm.name, job.seed, summary | {"by_variant": _by_variant(Path(summary["run"]))}, samples)
-    say(f"[bold]study {config.name}[/]: mix '{arm.name}' = {' + '.join(arm.mix)}, seed {job.seed} ({job.position})")
+        return ArmOutcome(
+            arm.name, job.seed, summary | {"by_variant": _by_variant(Path(summary["run"]))}, samples
+        )
+    say(
+        f"[bold]study {config.name}[/]: mix '{arm.name}' = {' + '.join(arm.mix)}, seed {job.seed} ({job.position})"
+    )
     mixed = _mix_run(config, arm, job.seed, job.members, registry, job.quiet)
-    return ArmOutcome(arm.name, job.seed, mixed | {"by_variant": _by_variant(Path(mixed["run"]))}, {})
+    return ArmOutcome(
+        arm.name, job.seed, mixed | {"by_variant": _by_variant(Path(mixed["run"]))}, {}
+    )

@@ -27,7 +27,15 @@ def print_summary(result: Any, console: Console) -> None:
     metrics and timings."""
     summary = result.summary
     table = Table(title="base vs aligned on the same seeds (exact McNemar)")
-    for column in ("measure", "base", "aligned", "aligned − base", "fail→pass / pass→fail", "p", "verdict"):
+    for column in (
+        "measure",
+        "base",
+        "aligned",
+        "aligned − base",
+        "fail→pass / pass→fail",
+        "p",
+        "verdict",
+    ):
         table.add_column(column)
     for name, key in (("selector pass rate", "selector_pass"), ("oracle pass rate", "oracle_pass")):
         row = _pass_row(name, summary.get(key))
@@ -42,9 +50,13 @@ def print_summary(result: Any, console: Console) -> None:
             )
     else:  # a base-only run (aligner: null): its pass rates, nothing to compare
         base = (summary.get("pass_rates") or {}).get("base") or {}
-        oracle = f", oracle {base['oracle_rate']:.1%}" if base.get("oracle_rate") is not None else ""
+        oracle = (
+            f", oracle {base['oracle_rate']:.1%}" if base.get("oracle_rate") is not None else ""
+        )
         if base:
-            console.print(f"base samples (no alignment): selector pass {base['selector_rate']:.1%}{oracle} of {base['n']}")
+            console.print(
+                f"base samples (no alignment): selector pass {base['selector_rate']:.1%}{oracle} of {base['n']}"
+            )
 
     # label preservation, fidelity and any plugin's figures (saadi_terminal_summary)
     if result.session is not None:
@@ -68,25 +80,38 @@ def print_summary(result: Any, console: Console) -> None:
                     text = f"{versus['difference']:+.3f} [{low:+.3f}, {high:+.3f}]: {versus['verdict']}"
                 else:
                     text = "—"
-                dtable.add_row(variant, f"{value['mean']:.3f} ± {value['std']:.3f}", str(value["n_seeds"]), text)
+                dtable.add_row(
+                    variant,
+                    f"{value['mean']:.3f} ± {value['std']:.3f}",
+                    str(value["n_seeds"]),
+                    text,
+                )
         console.print(dtable)
         n_seeds = max((v["n_seeds"] for v in downstream.values() if isinstance(v, dict)), default=0)
         if n_seeds < 3:
-            console.print(f"[dim]downstream differences over {n_seeds} seed(s) are not tested for significance; use ≥ 3 seeds (evaluation.downstream_seeds).[/]")
+            console.print(
+                f"[dim]downstream differences over {n_seeds} seed(s) are not tested for significance; use ≥ 3 seeds (evaluation.downstream_seeds).[/]"
+            )
 
     if summary.get("dpo_implicit_accuracy") is not None:
-        console.print(f"DPO implicit accuracy (last step): {summary['dpo_implicit_accuracy']:.2f} — not evidence of improvement by itself")
+        console.print(
+            f"DPO implicit accuracy (last step): {summary['dpo_implicit_accuracy']:.2f} — not evidence of improvement by itself"
+        )
     for warning in summary.get("warnings") or []:
         console.print(f"[yellow]warning[/]: {warning}")
     timings = summary.get("timings_s") or {}
-    console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items() if v is not None))
+    console.print(
+        "stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items() if v is not None)
+    )
     console.print(f"results: {summary['run']}/summary.json")
 
 
 def label_preservation_line(preserved: dict[str, Any]) -> str:
     """One line: the selector's mIoU against the masks the samples carry, per variant, and the
     aligned − base change with its bootstrap interval when there is one."""
-    variants = ", ".join(f"{v} {preserved[v]['miou']:.1%}" for v in ("base", "aligned") if v in preserved)
+    variants = ", ".join(
+        f"{v} {preserved[v]['miou']:.1%}" for v in ("base", "aligned") if v in preserved
+    )
     line = f"label preservation (selector mIoU vs the samples' masks): {variants}"
     change = preserved.get("change")
     if change:
@@ -100,12 +125,16 @@ def print_study(result: Any, console: Console) -> None:
     """Print the study's downstream table (mean ± std over seeds) and its comparisons."""
     summary = result.summary
     metric = summary["metric"]
-    table = Table(title=f"{summary['name']}: {metric}, real test split (mean ± std, {len(summary['seeds'])} seeds)")
+    table = Table(
+        title=f"{summary['name']}: {metric}, real test split (mean ± std, {len(summary['seeds'])} seeds)"
+    )
     table.add_column("arm")
     for scale in summary["scales"]:
         table.add_column(f"{scale:g}× synthetic")
     real = summary["real_only"]
-    table.add_row("real only", *[f"{real['mean']:.3f} ± {real['std']:.3f}"] * len(summary["scales"]))
+    table.add_row(
+        "real only", *[f"{real['mean']:.3f} ± {real['std']:.3f}"] * len(summary["scales"])
+    )
     for arm in summary["arms"]:
         cells = [arm["downstream"][f"{scale:g}"] for scale in summary["scales"]]
         table.add_row(arm["name"], *[f"{c['mean']:.3f} ± {c['std']:.3f}" for c in cells])
@@ -115,14 +144,22 @@ def print_study(result: Any, console: Console) -> None:
         ctable.add_column(column)
     for c in summary["comparisons"]:
         interval = f"[{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]" if c["ci95"] else "—"
-        ctable.add_row(c["arm"], f"{c['scale']:g}×", f"{c['difference']:+.3f}", interval, c["verdict"])
+        ctable.add_row(
+            c["arm"], f"{c['scale']:g}×", f"{c['difference']:+.3f}", interval, c["verdict"]
+        )
     console.print(ctable)
     if summary.get("evidence"):
         from saadi_core.evidence import evidence_lines
 
-        runs = {arm["name"]: list(arm["runs"].values()) for arm in summary["arms"] if arm.get("mix") is None}
+        runs = {
+            arm["name"]: list(arm["runs"].values())
+            for arm in summary["arms"]
+            if arm.get("mix") is None
+        }
         columns, rows = evidence_lines(summary["evidence"], runs)
-        etable = Table(title="evidence: arms vs base and vs filter, paired by (seed, downstream seed)")
+        etable = Table(
+            title="evidence: arms vs base and vs filter, paired by (seed, downstream seed)"
+        )
         for column in columns:
             etable.add_column(column)
         for row in rows:

@@ -41,7 +41,7 @@ TINY_CLS_OPTIONS: dict[str, Any] = {"n_train": 40, "n_test": 20, "image_size": 3
 TINY_SEG_OPTIONS: dict[str, Any] = {"n_train": 16, "n_test": 8, "image_size": 32}
 
 
-def _builtin_dataset(kind: str, options: dict[str, Any]) -> "Dataset":
+def _builtin_dataset(kind: str, options: dict[str, Any]) -> Dataset:
     # Built-ins only: the toy datasets come from the core, so a broken third-party plugin in the
     # environment cannot break the fixtures that test another plugin.
     from saadi_core.registry import Registry
@@ -50,7 +50,7 @@ def _builtin_dataset(kind: str, options: dict[str, Any]) -> "Dataset":
 
 
 @pytest.fixture
-def saadi_registry() -> "Registry":
+def saadi_registry() -> Registry:
     """A freshly discovered registry (built-ins + the ``saadi`` entry-point group)."""
     from saadi_core.registry import Registry
 
@@ -58,19 +58,19 @@ def saadi_registry() -> "Registry":
 
 
 @pytest.fixture
-def saadi_tiny_dataset() -> "Dataset":
+def saadi_tiny_dataset() -> Dataset:
     """``toy-cls`` with 40 train / 20 test images at 32 px (five imbalanced classes)."""
     return _builtin_dataset("toy-cls", TINY_CLS_OPTIONS)
 
 
 @pytest.fixture
-def saadi_tiny_seg_dataset() -> "Dataset":
+def saadi_tiny_seg_dataset() -> Dataset:
     """``toy-seg`` with 16 train / 8 test images and masks at 32 px."""
     return _builtin_dataset("toy-seg", TINY_SEG_OPTIONS)
 
 
 @pytest.fixture
-def saadi_run_store(tmp_path: Path) -> "RunStore":
+def saadi_run_store(tmp_path: Path) -> RunStore:
     """A new run store ``<tmp>/runs/test-run`` with a minimal config."""
     from saadi_core.store import RunStore
 
@@ -78,7 +78,7 @@ def saadi_run_store(tmp_path: Path) -> "RunStore":
 
 
 @pytest.fixture
-def saadi_context(tmp_path: Path) -> "RunContext":
+def saadi_context(tmp_path: Path) -> RunContext:
     """A CPU run context with the ``tiny`` profile and a scratch ``work_dir``."""
     from saadi_core.interfaces import RunContext
 

@@ -43,16 +43,26 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :/]")
 #: fields that index an event rather than measure something
 _INDEX_FIELDS = ("step", "epoch")
 #: bookkeeping events whose numbers are not curves (progress bars, cache keys)
-_SKIP_EVENTS = {"progress_started", "progress_finished", "stage_started", "stage_cached", "stage_failed"}
+_SKIP_EVENTS = {
+    "progress_started",
+    "progress_finished",
+    "stage_started",
+    "stage_cached",
+    "stage_failed",
+}
 
 
 def check_trackers(names: list[str]) -> list[str]:
     """The requested tracker names, de-duplicated; a one-line error for an unknown name or a
     tracker whose library is not installed (before any stage runs)."""
-    chosen = list(dict.fromkeys(n.strip().lower() for name in names for n in name.split(",") if n.strip()))
+    chosen = list(
+        dict.fromkeys(n.strip().lower() for name in names for n in name.split(",") if n.strip())
+    )
     for name in chosen:
         if name not in TRACKERS:
-            raise ConfigError(f"unknown tracker '{name}' for --log-with; known: {', '.join(TRACKERS)}")
+            raise ConfigError(
+                f"unknown tracker '{name}' for --log-with; known: {', '.join(TRACKERS)}"
+            )
         module, hint = TRACKERS[name]
         if importlib.util.find_spec(module) is None:
             raise ConfigError(f"--log-with {name} needs the '{module}' package: {hint}")
@@ -98,7 +108,9 @@ def _params(config: dict[str, Any]) -> dict[str, Any]:
 class RunTracker:
     """Sends a run's events, timings and summary to accelerate trackers under one run name."""
 
-    def __init__(self, names: list[str], run_name: str, directory: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, names: list[str], run_name: str, directory: Path, config: dict[str, Any]
+    ) -> None:
         self.names = check_trackers(names)
         self.run_name = run_name
         self.directory = Path(directory)
@@ -113,7 +125,9 @@ class RunTracker:
             tracker.start()
             tracker.store_init_configuration(_params(config))
         if self._own_mlflow_store:  # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI,
-            os.environ.pop("MLFLOW_TRACKING_URI", None)  # which would send later runs and subprocesses here
+            os.environ.pop(
+                "MLFLOW_TRACKING_URI", None
+            )  # which would send later runs and subprocesses here
         atexit.register(self.finish)
 
     def _make(self, name: str) -> Any:
@@ -150,16 +164,24 @@ class RunTracker:
         if event == "stage_finished":
             seconds = _number(fields.get("seconds"))
             if seconds is not None:
-                self._log({f"timing/{fields.get('stage', self.stage)}_seconds": seconds}, self._timings)
+                self._log(
+                    {f"timing/{fields.get('stage', self.stage)}_seconds": seconds}, self._timings
+                )
                 self._timings += 1
             return
         if event in _SKIP_EVENTS:
             return
-        values = {f"{self.stage}/{event}/{k}": v for k, v in fields.items() if k not in _INDEX_FIELDS and _number(v) is not None}
+        values = {
+            f"{self.stage}/{event}/{k}": v
+            for k, v in fields.items()
+            if k not in _INDEX_FIELDS and _number(v) is not None
+        }
         if not values:
             return
         key = f"{self.stage}/{event}"
-        step = next((int(fields[k]) for k in _INDEX_FIELDS if _number(fields.get(k)) is not None), None)
+        step = next(
+            (int(fields[k]) for k in _INDEX_FIELDS if _number(fields.get(k)) is not None), None
+        )
         if step is None:
             step = self._counters[key]
             self._counters[key] += 1
@@ -167,7 +189,11 @@ class RunTracker:
 
     def log_summary(self, summary: dict[str, Any]) -> None:
         """The numeric figures of ``summary.json`` as ``summary/<key path>`` (step 0)."""
-        values = {f"summary/{k}": _number(v) for k, v in _flatten(summary).items() if _number(v) is not None}
+        values = {
+            f"summary/{k}": _number(v)
+            for k, v in _flatten(summary).items()
+            if _number(v) is not None
+        }
         self._log(values, 0)
 
     def _log(self, values: dict[str, float], step: int) -> None:
@@ -180,7 +206,9 @@ class RunTracker:
             except Exception as exc:  # noqa: BLE001 - a tracker's failure must not stop the run
                 self.trackers.remove(tracker)
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                print(f"warning: --log-with {tracker.name} stopped logging: {reason}", file=sys.stderr)
+                print(
+                    f"warning: --log-with {tracker.name} stopped logging: {reason}", file=sys.stderr
+                )
 
     def finish(self) -> None:
         """Close every tracker (idempotent; also runs at interpreter exit after a failure)."""
@@ -192,7 +220,9 @@ class RunTracker:
         atexit.unregister(self.finish)
 
 
-def attach(names: list[str], store: Any, run_name: str, config: dict[str, Any]) -> RunTracker | None:
+def attach(
+    names: list[str], store: Any, run_name: str, config: dict[str, Any]
+) -> RunTracker | None:
     """A :class:`RunTracker` wrapping ``store.log_event`` (so stage events and every progress
     event reach the trackers), or ``None`` when no tracker was asked for."""
     if not names:

@@ -55,7 +55,9 @@ def toy_classification(n: int = 24, task: str = "classification") -> Dataset:
         else:
             images[i, y + 3 : y + 6, 1:-1] = colour
     split = Split(images=images, ids=[f"t/{i}" for i in range(n)], labels=labels.astype(np.int64))
-    return Dataset(name="inline", task=task, class_names=["block", "frame", "bar"], train=split, test=split)
+    return Dataset(
+        name="inline", task=task, class_names=["block", "frame", "bar"], train=split, test=split
+    )
 
 
 def toy_segmentation() -> Dataset:
@@ -79,7 +81,9 @@ def guidance_scale(generator: Any, scale: float) -> Iterator[None]:
         generator.options.guidance_scale = previous
 
 
-def perturbed_predictions(target: Any, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def perturbed_predictions(
+    target: Any, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``target.predict`` before and after shifting the trainable module's output convolution
     (restored afterwards): the prediction must go through that module."""
     with torch.no_grad():
@@ -94,9 +98,19 @@ def perturbed_predictions(target: Any, x_t: torch.Tensor, t: torch.Tensor, cond:
 
 #: the widths of :func:`save_tiny_stable_diffusion`: 16 px images, a 2x VAE (latents 4x8x8)
 TINY_SD = SDShape(
-    unet_channels=(16, 32), unet_attention=(False, True), unet_layers=1, unet_head_dim=8, unet_norm_groups=8,
-    vae_channels=(8, 16), vae_layers=1, vae_norm_groups=8, text_width=16, text_layers=1, text_heads=2,
-    image_size=SIZE, controlnet_embedding=(8, 16),
+    unet_channels=(16, 32),
+    unet_attention=(False, True),
+    unet_layers=1,
+    unet_head_dim=8,
+    unet_norm_groups=8,
+    vae_channels=(8, 16),
+    vae_layers=1,
+    vae_norm_groups=8,
+    text_width=16,
+    text_layers=1,
+    text_heads=2,
+    image_size=SIZE,
+    controlnet_embedding=(8, 16),
 )
 
 

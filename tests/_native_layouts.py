@@ -15,7 +15,14 @@ import numpy as np
 from PIL import Image
 
 #: Endoscapes2023 categories as the release lists them
-ENDOSCAPES_CATEGORIES = ["cystic_plate", "calot_triangle", "cystic_artery", "cystic_duct", "gallbladder", "tool"]
+ENDOSCAPES_CATEGORIES = [
+    "cystic_plate",
+    "calot_triangle",
+    "cystic_artery",
+    "cystic_duct",
+    "gallbladder",
+    "tool",
+]
 #: toy-seg class id -> Endoscapes category id
 _TOY_TO_ENDOSCAPES = {1: 5, 2: 4, 3: 3, 4: 6}
 
@@ -26,8 +33,18 @@ def toy_scenes(n: int, size: tuple[int, int], seed: int = 3) -> tuple[np.ndarray
     from saadi_core.data.toy_seg import make_toy_seg
 
     data = make_toy_seg(seed=seed, n_train=n, n_test=1, image_size=64)
-    images = np.stack([np.asarray(Image.fromarray(im).resize(size, Image.Resampling.BILINEAR)) for im in data.train.images])
-    masks = np.stack([np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.Resampling.NEAREST)) for m in data.train.masks])
+    images = np.stack(
+        [
+            np.asarray(Image.fromarray(im).resize(size, Image.Resampling.BILINEAR))
+            for im in data.train.images
+        ]
+    )
+    masks = np.stack(
+        [
+            np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.Resampling.NEAREST))
+            for m in data.train.masks
+        ]
+    )
     return images, masks
 
 
@@ -47,7 +64,13 @@ def _rle(binary: np.ndarray, compressed: bool) -> dict:
     return {"size": list(binary.shape), "counts": counts}
 
 
-def coco_document(masks: np.ndarray, names: list[str], categories: list[str], toy_to_category: dict[int, int], unlabelled: set[int]) -> tuple[dict, np.ndarray]:
+def coco_document(
+    masks: np.ndarray,
+    names: list[str],
+    categories: list[str],
+    toy_to_category: dict[int, int],
+    unlabelled: set[int],
+) -> tuple[dict, np.ndarray]:
     """A COCO dict for frames ``names`` with the toy label maps as instances, and the label maps
     the loader must reproduce (class id = position in ``categories`` + 1).
 
@@ -55,7 +78,13 @@ def coco_document(masks: np.ndarray, names: list[str], categories: list[str], to
     compressed and uncompressed RLE (iscrowd 0, as Endoscapes stores them); every third frame
     gets a rectangle polygon of the first category on top of its scene."""
     h, w = masks.shape[1:]
-    doc = {"images": [], "annotations": [], "categories": [{"id": k + 1, "name": n, "supercategory": "x"} for k, n in enumerate(categories)]}
+    doc = {
+        "images": [],
+        "annotations": [],
+        "categories": [
+            {"id": k + 1, "name": n, "supercategory": "x"} for k, n in enumerate(categories)
+        ],
+    }
     expected = np.zeros_like(masks)
     ann_id = 1
     for i, (name, mask) in enumerate(zip(names, masks)):
@@ -66,27 +95,49 @@ def coco_document(masks: np.ndarray, names: list[str], categories: list[str], to
             binary = mask == toy
             if not binary.any():
                 continue
-            doc["annotations"].append({
-                "id": ann_id, "image_id": i + 1, "category_id": cat, "iscrowd": 0, "area": int(binary.sum()),
-                "bbox": [0, 0, w, h], "segmentation": _rle(binary, compressed=ann_id % 2 == 0),
-            })
+            doc["annotations"].append(
+                {
+                    "id": ann_id,
+                    "image_id": i + 1,
+                    "category_id": cat,
+                    "iscrowd": 0,
+                    "area": int(binary.sum()),
+                    "bbox": [0, 0, w, h],
+                    "segmentation": _rle(binary, compressed=ann_id % 2 == 0),
+                }
+            )
             ann_id += 1
-        expected[i] = np.where(mask > 0, np.vectorize(lambda t: toy_to_category.get(int(t), 0))(mask), 0)
+        expected[i] = np.where(
+            mask > 0, np.vectorize(lambda t: toy_to_category.get(int(t), 0))(mask), 0
+        )
         if i % 3 == 0:  # a small polygon region painted last (smallest) over whatever lies there
             x0, y0, x1, y1 = 1, 1, max(3, w // 6), max(3, h // 6)
-            doc["annotations"].append({
-                "id": ann_id, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "area": (x1 - x0) * (y1 - y0),
-                "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-            })
+            doc["annotations"].append(
+                {
+                    "id": ann_id,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": (x1 - x0) * (y1 - y0),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                }
+            )
             ann_id += 1
             from pycocotools import mask as mask_utils
 
-            poly = mask_utils.decode(mask_utils.frPyObjects([[x0, y0, x1, y0, x1, y1, x0, y1]], h, w)).squeeze(-1).astype(bool)
+            poly = (
+                mask_utils.decode(mask_utils.frPyObjects([[x0, y0, x1, y0, x1, y1, x0, y1]], h, w))
+                .squeeze(-1)
+                .astype(bool)
+            )
             expected[i][poly] = 1
     return doc, expected
 
 
-def make_endoscapes(root: Path, n: dict[str, int] | None = None, size: tuple[int, int] = (96, 54), seed: int = 3) -> dict[str, np.ndarray]:
+def make_endoscapes(
+    root: Path, n: dict[str, int] | None = None, size: tuple[int, int] = (96, 54), seed: int = 3
+) -> dict[str, np.ndarray]:
     """``root/{train,val,test}_seg/`` with ``<video>_<frame>.jpg`` and ``annotation_coco.json``;
     returns the expected native-size label maps per split (class id = category id)."""
     n = n or {"train": 6, "val": 2, "test": 3}
@@ -98,10 +149,16 @@ def make_endoscapes(root: Path, n: dict[str, int] | None = None, size: tuple[int
         folder.mkdir(parents=True)
         video = 10 * (k + 1)
         names = [f"{video + i // 3}_{(i % 3 + 1) * 25}.jpg" for i in range(count)]
-        for name, image in zip(names, images[start:start + count]):
+        for name, image in zip(names, images[start : start + count]):
             Image.fromarray(image).save(folder / name, quality=95)
         Image.fromarray(images[start]).save(folder / f"{video}_9999.jpg")  # on disk, not annotated
-        doc, expected[split] = coco_document(masks[start:start + count], names, ENDOSCAPES_CATEGORIES, _TOY_TO_ENDOSCAPES, unlabelled={1} if split == "train" else set())
+        doc, expected[split] = coco_document(
+            masks[start : start + count],
+            names,
+            ENDOSCAPES_CATEGORIES,
+            _TOY_TO_ENDOSCAPES,
+            unlabelled={1} if split == "train" else set(),
+        )
         (folder / "annotation_coco.json").write_text(json.dumps(doc))
         start += count
     return expected
@@ -124,7 +181,9 @@ def make_coco(root: Path, n: int = 8, size: tuple[int, int] = (40, 30)) -> np.nd
 AUTOLAPARO_VALUES = {0: 0, 1: 180, 2: 80, 3: 40, 4: 60}
 
 
-def make_autolaparo(root: Path, clips: dict[int, int] | None = None, size: tuple[int, int] = (96, 54)) -> None:
+def make_autolaparo(
+    root: Path, clips: dict[int, int] | None = None, size: tuple[int, int] = (96, 54)
+) -> None:
     """``root/imgs/<clip><frame>.jpg`` + ``root/masks/<clip><frame>.png`` (grey values as RGB)."""
     clips = clips or {1: 3, 2: 3, 171: 2, 228: 2, 300: 2}
     images, masks = toy_scenes(sum(clips.values()), size, seed=7)
@@ -144,7 +203,9 @@ def make_autolaparo(root: Path, clips: dict[int, int] | None = None, size: tuple
 CHOLEC_IDS = {0: 4, 1: 10, 2: 8, 3: 7, 4: 5}
 
 
-def make_cholecseg8k(root: Path, videos: dict[str, int] | None = None, size: tuple[int, int] = (85, 48)) -> np.ndarray:
+def make_cholecseg8k(
+    root: Path, videos: dict[str, int] | None = None, size: tuple[int, int] = (85, 48)
+) -> np.ndarray:
     """``root/videoNN/videoNN_<start>/frame_<n>_endo*.png`` (watershed, colour and annotation
     masks); returns the expected native-size class ids in frame order."""
     from saadi_datasets.cholecseg8k import CLASSES
@@ -162,11 +223,15 @@ def make_cholecseg8k(root: Path, videos: dict[str, int] | None = None, size: tup
             Image.fromarray(images[i]).save(clip / f"frame_{frame}_endo.png")
             grey = np.array([c[1] for c in CLASSES], dtype=np.uint8)[expected[i]]
             grey[-1, :] = 255  # a watershed line: background
-            Image.fromarray(np.stack([grey] * 3, axis=-1)).save(clip / f"frame_{frame}_endo_watershed_mask.png")
+            Image.fromarray(np.stack([grey] * 3, axis=-1)).save(
+                clip / f"frame_{frame}_endo_watershed_mask.png"
+            )
             colour = np.array([c[2] for c in CLASSES], dtype=np.uint8)[expected[i]]
             colour[-1, :] = 255
             Image.fromarray(colour).save(clip / f"frame_{frame}_endo_color_mask.png")
-            Image.fromarray(np.zeros(grey.shape, np.uint8)).save(clip / f"frame_{frame}_endo_mask.png")
+            Image.fromarray(np.zeros(grey.shape, np.uint8)).save(
+                clip / f"frame_{frame}_endo_mask.png"
+            )
             i += 1
     expected[:, -1, :] = 0
     return expected
@@ -187,9 +252,13 @@ def make_lapgyn4(root: Path, per_class: int = 4, size: tuple[int, int] = (64, 48
         folder.mkdir(parents=True)
         picks = np.flatnonzero(data.train.labels == k)[:per_class]
         for j, idx in enumerate(picks):
-            Image.fromarray(data.train.images[idx]).resize(size).save(folder / f"c_{k}_v_{j}_f_{j * 25}.jpg", quality=95)
+            Image.fromarray(data.train.images[idx]).resize(size).save(
+                folder / f"c_{k}_v_{j}_f_{j * 25}.jpg", quality=95
+            )
     for count in ("0", "1"):
         (base / "Instrument_Count" / count).mkdir(parents=True)
         for j in range(2):
-            Image.fromarray(data.train.images[j]).save(base / "Instrument_Count" / count / f"{j}.jpg")
+            Image.fromarray(data.train.images[j]).save(
+                base / "Instrument_Count" / count / f"{j}.jpg"
+            )
     return base

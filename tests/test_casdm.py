@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _diffusion_helpers import SIZE, perturbed_predictions, save_tiny_stable_diffusion, stack_images, toy_segmentation
+from _diffusion_helpers import (
+    SIZE,
+    perturbed_predictions,
+    save_tiny_stable_diffusion,
+    stack_images,
+    toy_segmentation,
+)
 
 from saadi_core.data.dataset import Dataset
 from saadi_core.errors import ConfigError, DataError, PipelineError
@@ -73,7 +79,9 @@ def test_class_weights_match_eq7_by_hand() -> None:
     from saadi_casdm.losses import class_weight_map
 
     # 2x2, three background pixels and one of class 1: HW/n = 4/3 and 4, sum 16/3
-    weights = class_weight_map(torch.tensor([[[0, 0], [0, 1]]]), num_classes=5)  # absent classes 2..4 ignored
+    weights = class_weight_map(
+        torch.tensor([[[0, 0], [0, 1]]]), num_classes=5
+    )  # absent classes 2..4 ignored
     assert torch.allclose(weights, torch.tensor([[[0.25, 0.25], [0.25, 0.75]]]))
     # 4x4 with n = (8, 6, 2): HW/n = 2, 8/3, 8 -> sum 38/3 -> w = 3/19, 4/19, 12/19
     mask = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 2], [1, 1, 1, 2]])[None]
@@ -84,8 +92,12 @@ def test_class_weights_match_eq7_by_hand() -> None:
     totals = [float(weights[0][mask[0] == k].sum()) for k in range(3)]
     assert totals == pytest.approx([24 / 19] * 3)
     # a one-class mask: weight 1 everywhere; batches are independent
-    both = class_weight_map(torch.stack([torch.zeros(2, 2, dtype=torch.long), torch.tensor([[0, 0], [0, 1]])]), 2)
-    assert torch.allclose(both[0], torch.ones(2, 2)) and torch.allclose(both[1], torch.tensor([[0.25, 0.25], [0.25, 0.75]]))
+    both = class_weight_map(
+        torch.stack([torch.zeros(2, 2, dtype=torch.long), torch.tensor([[0, 0], [0, 1]])]), 2
+    )
+    assert torch.allclose(both[0], torch.ones(2, 2)) and torch.allclose(
+        both[1], torch.tensor([[0.25, 0.25], [0.25, 0.75]])
+    )
 
 
 def test_class_aware_mse_by_hand() -> None:
@@ -96,7 +108,9 @@ def test_class_aware_mse_by_hand() -> None:
     prediction = torch.tensor([[[[1.0, 0.0], [0.0, 2.0]]]])  # squared errors 1, 0, 0, 4
     # (0.25*1 + 0.75*4) / (0.25*3 + 0.75) = 3.25 / 1.5 = mean of the class means (1/3 and 4)
     assert float(class_aware_mse(prediction, target, weights)) == pytest.approx(13 / 6)
-    assert float(class_aware_mse(prediction, target, torch.ones(1, 2, 2))) == pytest.approx(5 / 4)  # plain MSE
+    assert float(class_aware_mse(prediction, target, torch.ones(1, 2, 2))) == pytest.approx(
+        5 / 4
+    )  # plain MSE
     # an unshuffled grid (4 channels of one 1x1 cell): the cell's error is the channel mean, weight pooled
     coarse = torch.nn.functional.pixel_unshuffle(prediction, 2)
     assert float(class_aware_mse(coarse, torch.zeros_like(coarse), weights)) == pytest.approx(5 / 4)
@@ -117,7 +131,9 @@ def test_predicted_x0_inverts_the_training_target(kind: str) -> None:
     noise = torch.randn_like(x0)
     t = torch.tensor([0, 10, 500, 990])
     x_t = scheduler.add_noise(x0, noise, t)
-    assert torch.allclose(predicted_x0(scheduler, x_t, training_target(scheduler, x0, noise, t), t), x0, atol=2e-3)
+    assert torch.allclose(
+        predicted_x0(scheduler, x_t, training_target(scheduler, x0, noise, t), t), x0, atol=2e-3
+    )
 
 
 def test_class_aware_perceptual_loss_by_hand() -> None:
@@ -126,20 +142,35 @@ def test_class_aware_perceptual_loss_by_hand() -> None:
     weights = class_weight_map(torch.tensor([[[0, 0], [0, 1]]]), 2)  # 0.25 x3, 0.75
     reference = [torch.zeros(1, 1, 2, 2), torch.zeros(1, 2, 1, 1)]
 
-    def features(x: torch.Tensor) -> list[torch.Tensor]:  # level 0 = the input, level 1 = 2 channels of its mean
-        return [x, x.mean(dim=(2, 3), keepdim=True).expand(1, 2, 1, 1) * torch.tensor([1.0, 3.0]).view(1, 2, 1, 1)]
+    def features(
+        x: torch.Tensor,
+    ) -> list[torch.Tensor]:  # level 0 = the input, level 1 = 2 channels of its mean
+        return [
+            x,
+            x.mean(dim=(2, 3), keepdim=True).expand(1, 2, 1, 1)
+            * torch.tensor([1.0, 3.0]).view(1, 2, 1, 1),
+        ]
 
     x = torch.tensor([[[[1.0, 0.0], [0.0, 2.0]]]])
     # level 0: weighted mean of (1, 0, 0, 4) = 13/6; level 1: pooled weight 0.375, channels (0.75², 2.25²) -> mean 2.8125
     expected = (13 / 6 + (0.75**2 + 2.25**2) / 2) / 2
-    assert float(class_aware_perceptual_loss(features, reference, x, weights)) == pytest.approx(expected)
+    assert float(class_aware_perceptual_loss(features, reference, x, weights)) == pytest.approx(
+        expected
+    )
 
 
 def test_perceptual_features_pass_gradients_to_the_input_only() -> None:
     from saadi_casdm.losses import perceptual_features
     from saadi_casdm.network import SemanticUNet
 
-    net = SemanticUNet(in_channels=3, out_channels=3, num_classes=2, block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=8)
+    net = SemanticUNet(
+        in_channels=3,
+        out_channels=3,
+        num_classes=2,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        attention_head_dim=8,
+    )
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     t = torch.tensor([3, 700])
     features = perceptual_features(net, x, t)
@@ -177,7 +208,9 @@ def test_spade_starts_as_plain_normalisation_and_then_reads_the_mask() -> None:
     masks = torch.zeros(2, 2, 5, 5)
     masks[0, 0], masks[1, 1] = 1.0, 1.0
     features = encoder(masks)
-    assert torch.allclose(norm(x, features), torch.nn.functional.group_norm(x, 2, eps=1e-6), atol=1e-6)
+    assert torch.allclose(
+        norm(x, features), torch.nn.functional.group_norm(x, 2, eps=1e-6), atol=1e-6
+    )
     torch.nn.init.normal_(norm.gamma.weight)
     torch.nn.init.normal_(norm.beta.weight)
     out = norm(torch.cat([x[:1], x[:1]]), features)
@@ -188,8 +221,16 @@ def test_network_decoder_reads_the_mask_and_lora_names_exist() -> None:
     from saadi_casdm.network import SemanticUNet
 
     torch.manual_seed(0)
-    net = SemanticUNet(in_channels=12, out_channels=12, num_classes=3, block_out_channels=(8, 16), norm_num_groups=4,
-                       mask_hidden_channels=4, mask_factor=2, attention_head_dim=8)
+    net = SemanticUNet(
+        in_channels=12,
+        out_channels=12,
+        num_classes=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        mask_hidden_channels=4,
+        mask_factor=2,
+        attention_head_dim=8,
+    )
     for module in net.modules():  # move SPADE off its zero init
         if hasattr(module, "gamma"):
             torch.nn.init.normal_(module.gamma.weight, std=0.1)
@@ -212,12 +253,16 @@ def test_palette_and_nearest_colour_decoding() -> None:
     from saadi_casdm.layout import class_palette, decode_colours, encode_colours
 
     palette = class_palette(5)
-    assert torch.equal(palette[0], torch.zeros(3)) and torch.equal(palette[1:].abs(), torch.ones(4, 3))  # centre + corners
+    assert torch.equal(palette[0], torch.zeros(3)) and torch.equal(
+        palette[1:].abs(), torch.ones(4, 3)
+    )  # centre + corners
     assert torch.equal(palette[1], -palette[2])  # the second class opposite the first
     # a blend across any object's border with the background decodes to one of the two classes
     blend = torch.linspace(0, 1, 21)[:, None]
     for k in range(1, 5):
-        segment = (blend * palette[k] + (1 - blend) * palette[0]).T[None, :, :, None]  # (1, 3, 21, 1)
+        segment = (blend * palette[k] + (1 - blend) * palette[0]).T[
+            None, :, :, None
+        ]  # (1, 3, 21, 1)
         assert set(decode_colours(segment, palette).unique().tolist()) == {0, k}
     big = class_palette(13)  # 3 levels per axis
     assert len({tuple(c) for c in big.tolist()}) == 13 and float(big.abs().max()) <= 1.0
@@ -225,7 +270,10 @@ def test_palette_and_nearest_colour_decoding() -> None:
     colours = encode_colours(labels, palette)
     assert colours.shape == (2, 3, 6, 6)
     assert torch.equal(decode_colours(colours, palette), labels)
-    assert torch.equal(decode_colours(colours * 0.6 + 0.1 * torch.randn_like(colours).clamp(-1, 1), palette), labels)
+    assert torch.equal(
+        decode_colours(colours * 0.6 + 0.1 * torch.randn_like(colours).clamp(-1, 1), palette),
+        labels,
+    )
 
 
 def test_describe_mask_names_count_size_and_place() -> None:
@@ -255,7 +303,14 @@ def _fixed_loss(generator, dataset: Dataset) -> float:
     target = generator.diffusion_target()
     images = dataset.train.image_tensor()
     samples = [
-        Sample(image=img, condition=Condition(id=f"r{i}", mask=torch.from_numpy(m)), generator="real", seed=0, index=i, mask=torch.from_numpy(m))
+        Sample(
+            image=img,
+            condition=Condition(id=f"r{i}", mask=torch.from_numpy(m)),
+            generator="real",
+            seed=0,
+            index=i,
+            mask=torch.from_numpy(m),
+        )
         for i, (img, m) in enumerate(zip(images, dataset.train.masks))
     ]
     x0, cond = target.encode(samples)
@@ -266,10 +321,17 @@ def _fixed_loss(generator, dataset: Dataset) -> float:
     return float((prediction - training_target(target.noise_scheduler, x0, noise, t)).pow(2).mean())
 
 
-def test_fit_lowers_the_loss_and_trains_both_models(registry: Registry, trained, dataset: Dataset) -> None:
-    assert len(trained.history) == SMALL["max_steps"] and len(trained.layout_history) == SMALL["layout_max_steps"]
+def test_fit_lowers_the_loss_and_trains_both_models(
+    registry: Registry, trained, dataset: Dataset
+) -> None:
+    assert (
+        len(trained.history) == SMALL["max_steps"]
+        and len(trained.layout_history) == SMALL["layout_max_steps"]
+    )
     assert {"loss", "mse", "perceptual", "lr"} <= set(trained.history[0])
-    untrained = registry.create("generator", "casdm", {**SMALL, "max_steps": 0, "conditions": "training-masks"})
+    untrained = registry.create(
+        "generator", "casdm", {**SMALL, "max_steps": 0, "conditions": "training-masks"}
+    )
     untrained.fit(dataset)  # same seed: the trained model's initial weights
     assert untrained.layout is None
     assert _fixed_loss(trained, dataset) < 0.8 * _fixed_loss(untrained, dataset)
@@ -284,23 +346,35 @@ def test_conditions_are_training_masks_then_generated_layouts(trained, dataset: 
     assert [c.id for c in conditions] == [c.id for c in trained.conditions(dataset)]
     masks, layouts = conditions[:3], conditions[3:]
     assert len(layouts) == 3
-    longest = max(len(p.split()) for m in dataset.train.masks for p in describe_mask(m, dataset.class_names))
-    assert trained.layout.model.tokenizer.model_max_length <= longest + 2  # the vocabulary does not pad the prompts
+    longest = max(
+        len(p.split()) for m in dataset.train.masks for p in describe_mask(m, dataset.class_names)
+    )
+    assert (
+        trained.layout.model.tokenizer.model_max_length <= longest + 2
+    )  # the vocabulary does not pad the prompts
     for m, lay in zip(masks, layouts):
         source = m.meta["source"]
         index = dataset.train.ids.index(source)
-        assert m.id == f"mask:{source}" and torch.equal(m.mask, torch.from_numpy(dataset.train.masks[index]))
+        assert m.id == f"mask:{source}" and torch.equal(
+            m.mask, torch.from_numpy(dataset.train.masks[index])
+        )
         assert lay.id == f"layout:{source}" and lay.meta["source"] == source
         assert lay.mask.dtype == torch.int64 and lay.mask.shape == (SIZE, SIZE)
         assert int(lay.mask.min()) >= 0 and int(lay.mask.max()) < dataset.num_classes
         assert lay.meta["prompts"] == describe_mask(dataset.train.masks[index], dataset.class_names)
-    assert torch.equal(torch.stack([c.mask for c in layouts]), torch.stack([c.mask for c in trained.conditions(dataset)[3:]]))
+    assert torch.equal(
+        torch.stack([c.mask for c in layouts]),
+        torch.stack([c.mask for c in trained.conditions(dataset)[3:]]),
+    )
 
 
 def test_samples_carry_their_mask_and_are_deterministic(trained, dataset: Dataset) -> None:
     conditions = trained.conditions(dataset)[:3]
     samples = trained.sample(conditions, 2, seed=5)
-    assert [(s.condition.id, s.index) for s in samples[:2]] == [(conditions[0].id, 0), (conditions[0].id, 1)]
+    assert [(s.condition.id, s.index) for s in samples[:2]] == [
+        (conditions[0].id, 0),
+        (conditions[0].id, 1),
+    ]
     for s in samples:
         assert s.image.shape == (3, SIZE, SIZE) and s.image.dtype == torch.float32
         assert float(s.image.min()) >= -1.0 and float(s.image.max()) <= 1.0
@@ -309,13 +383,17 @@ def test_samples_carry_their_mask_and_are_deterministic(trained, dataset: Datase
     alone = trained.sample([conditions[2]], 2, seed=5)
     assert torch.equal(alone[1].image, samples[5].image)  # batch-independent
     bare = Condition(id="mask:user/0", mask=torch.from_numpy(dataset.test.masks[0]))
-    assert trained.sample([bare], 1, seed=0)[0].image.equal(trained.sample([bare], 1, seed=0)[0].image)
+    assert trained.sample([bare], 1, seed=0)[0].image.equal(
+        trained.sample([bare], 1, seed=0)[0].image
+    )
     with pytest.raises(PipelineError, match="no mask"):
         trained.sample([Condition(id="x")], 1, seed=0)
 
 
 def test_layout_conditions_need_a_layout_model(registry: Registry, dataset: Dataset) -> None:
-    plain = registry.create("generator", "casdm", {**SMALL, "max_steps": 1, "conditions": "training-masks"})
+    plain = registry.create(
+        "generator", "casdm", {**SMALL, "max_steps": 1, "conditions": "training-masks"}
+    )
     plain.fit(dataset)
     assert [c.id.split(":")[0] for c in plain.conditions(dataset)] == ["mask"] * 3
     plain.options = plain.options.model_copy(update={"conditions": "generated-layouts"})
@@ -323,59 +401,111 @@ def test_layout_conditions_need_a_layout_model(registry: Registry, dataset: Data
         plain.conditions(dataset)
 
 
-def test_layout_model_with_a_frozen_local_clip_text_encoder(registry: Registry, dataset: Dataset, tmp_path: Path) -> None:
+def test_layout_model_with_a_frozen_local_clip_text_encoder(
+    registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
     from transformers import CLIPTextModel
 
     save_tiny_stable_diffusion(tmp_path / "sd")  # a locally written CLIP text encoder + tokenizer
-    options = {**SMALL, "max_steps": 1, "conditions": "generated-layouts", "layout_max_steps": 2, "layout_text_encoder": str(tmp_path / "sd")}
+    options = {
+        **SMALL,
+        "max_steps": 1,
+        "conditions": "generated-layouts",
+        "layout_max_steps": 2,
+        "layout_text_encoder": str(tmp_path / "sd"),
+    }
     generator = registry.create("generator", "casdm", options)
     generator.fit(dataset)
     encoder_dir = (tmp_path / "sd" / "text_encoder").resolve()
     text_encoder = generator.layout.model.text_encoder
     assert generator.layout.model.references["text_encoder"] == str(encoder_dir)
     reference = CLIPTextModel.from_pretrained(encoder_dir)
-    assert all(torch.equal(a, b) for a, b in zip(text_encoder.state_dict().values(), reference.state_dict().values()))  # frozen
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(text_encoder.state_dict().values(), reference.state_dict().values())
+    )  # frozen
     assert generator.layout.model.unet.config.cross_attention_dim == reference.config.hidden_size
     layouts = generator.conditions(dataset)
     generator.save(tmp_path / "gen")
     assert not (tmp_path / "gen" / "layout" / "text_encoder").exists()  # referenced, not copied
     loaded = registry.create("generator", "casdm", options)
     loaded.load(tmp_path / "gen")
-    assert torch.equal(torch.stack([c.mask for c in layouts]), torch.stack([c.mask for c in loaded.conditions(dataset)]))
+    assert torch.equal(
+        torch.stack([c.mask for c in layouts]),
+        torch.stack([c.mask for c in loaded.conditions(dataset)]),
+    )
     with pytest.raises(DataError, match="tokenizer"):
         (tmp_path / "sd" / "tokenizer").rename(tmp_path / "sd" / "tok")
         registry.create("generator", "casdm", options).fit(dataset)
 
 
 def test_losses_can_be_switched_off_for_ablation(registry: Registry, dataset: Dataset) -> None:
-    sdm = registry.create("generator", "casdm", {**SMALL, "max_steps": 2, "conditions": "training-masks", "class_aware_mse": False, "perceptual_weight": 0.0})
+    sdm = registry.create(
+        "generator",
+        "casdm",
+        {
+            **SMALL,
+            "max_steps": 2,
+            "conditions": "training-masks",
+            "class_aware_mse": False,
+            "perceptual_weight": 0.0,
+        },
+    )
     sdm.fit(dataset)
     assert all("perceptual" not in h and h["loss"] == h["mse"] for h in sdm.history)
 
 
-def test_save_load_and_pretrained_round_trip(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
+def test_save_load_and_pretrained_round_trip(
+    registry: Registry, trained, dataset: Dataset, tmp_path: Path
+) -> None:
     trained.save(tmp_path / "gen")
-    assert {p.name for p in (tmp_path / "gen").iterdir()} == {"casdm.json", "network", "scheduler", "autoencoder", "layout"}
+    assert {p.name for p in (tmp_path / "gen").iterdir()} == {
+        "casdm.json",
+        "network",
+        "scheduler",
+        "autoencoder",
+        "layout",
+    }
     loaded = registry.create("generator", "casdm", SMALL)
     loaded.load(tmp_path / "gen")
     conditions = trained.conditions(dataset)
     assert [c.id for c in loaded.conditions(dataset)] == [c.id for c in conditions]
-    assert torch.equal(stack_images(trained.sample(conditions, 1, seed=4)), stack_images(loaded.sample(conditions, 1, seed=4)))
+    assert torch.equal(
+        stack_images(trained.sample(conditions, 1, seed=4)),
+        stack_images(loaded.sample(conditions, 1, seed=4)),
+    )
 
     # pretrained: start from the saved generator; with no further steps it samples the same images
-    resumed = registry.create("generator", "casdm", {**SMALL, "pretrained": str(tmp_path / "gen"), "max_steps": 0, "layout_max_steps": 0})
+    resumed = registry.create(
+        "generator",
+        "casdm",
+        {**SMALL, "pretrained": str(tmp_path / "gen"), "max_steps": 0, "layout_max_steps": 0},
+    )
     resumed.fit(dataset)
-    assert torch.equal(stack_images(trained.sample(conditions, 1, seed=4)), stack_images(resumed.sample(conditions, 1, seed=4)))
+    assert torch.equal(
+        stack_images(trained.sample(conditions, 1, seed=4)),
+        stack_images(resumed.sample(conditions, 1, seed=4)),
+    )
     from saadi_core.data.dataset import Split
 
-    clipped = Split(images=dataset.train.images, ids=dataset.train.ids, masks=np.minimum(dataset.train.masks, 2))
-    other = Dataset(name="three", task="segmentation", class_names=["a", "b", "c"], train=clipped, test=clipped)
+    clipped = Split(
+        images=dataset.train.images, ids=dataset.train.ids, masks=np.minimum(dataset.train.masks, 2)
+    )
+    other = Dataset(
+        name="three", task="segmentation", class_names=["a", "b", "c"], train=clipped, test=clipped
+    )
     with pytest.raises(ConfigError, match="5 classes"):
-        registry.create("generator", "casdm", {**SMALL, "pretrained": str(tmp_path / "gen")}).fit(other)
+        registry.create("generator", "casdm", {**SMALL, "pretrained": str(tmp_path / "gen")}).fit(
+            other
+        )
 
 
-def test_wrong_dataset_and_resolution_are_clear_errors(registry: Registry, dataset: Dataset) -> None:
-    classification = Dataset(name="cls", task="classification", class_names=["a"], train=dataset.train, test=dataset.test)
+def test_wrong_dataset_and_resolution_are_clear_errors(
+    registry: Registry, dataset: Dataset
+) -> None:
+    classification = Dataset(
+        name="cls", task="classification", class_names=["a"], train=dataset.train, test=dataset.test
+    )
     with pytest.raises(ConfigError, match="segmentation"):
         registry.create("generator", "casdm", SMALL).fit(classification)
     with pytest.raises(ConfigError, match="resolution"):
@@ -398,7 +528,9 @@ def test_diffusion_target_routes_through_the_trainable_module(trained, dataset: 
     assert target.trainable_module() is trained.model.network
 
 
-def test_dpo_aligner_with_the_default_targets(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
+def test_dpo_aligner_with_the_default_targets(
+    registry: Registry, trained, dataset: Dataset, tmp_path: Path
+) -> None:
     from saadi_align.dpo import dpo_forward
 
     from saadi_core.conformance import check_aligner
@@ -413,13 +545,25 @@ def test_dpo_aligner_with_the_default_targets(registry: Registry, trained, datas
         fresh = registry.create("generator", "casdm", SMALL)
         fresh.load(tmp_path / "base")
         view = fresh.diffusion_target()
-        attach_lora(view.trainable_module(), lora_config(modules or ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"], 4), "saadi_dpo")
+        attach_lora(
+            view.trainable_module(),
+            lora_config(modules or ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"], 4),
+            "saadi_dpo",
+        )
         x0, cond = view.encode(trained.sample(trained.conditions(dataset)[:1], 2, seed=0))
         noise = torch.randn_like(x0[:1]).expand_as(x0)
         out = dpo_forward(view, x0, cond, noise, torch.tensor([500, 500]), beta=5000.0)
         assert float(out.loss) == pytest.approx(math.log(2), abs=1e-6), name
     aligner = registry.create("aligner", "diffusion-dpo", {"steps": 2, "batch_size": 2, "rank": 2})
-    check_aligner(aligner, generator, dataset, n_per_condition=2, max_conditions=1, fit_generator=False, work_dir=tmp_path / "align")
+    check_aligner(
+        aligner,
+        generator,
+        dataset,
+        n_per_condition=2,
+        max_conditions=1,
+        fit_generator=False,
+        work_dir=tmp_path / "align",
+    )
 
 
 def test_conformance(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
@@ -435,5 +579,7 @@ def test_registration_is_lazy() -> None:
         "assert e.task == 'segmentation' and e.profiles['paper']['sampling_steps'] == 30; "
         "e.build_options({}, 'paper'); assert 'torch' not in sys.modules, 'torch imported'"
     )
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -15,11 +15,18 @@ def saadi(*args: str, env: dict | None = None, cwd=None) -> subprocess.Completed
 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "saadi_core.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300
+        [sys.executable, "-m", "saadi_core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=300,
     )
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["plugins", "--json"], ["datasets"], ["run", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["plugins"], ["plugins", "--json"], ["datasets"], ["run", "--help"]]
+)
 def test_discovery_and_help_do_not_import_torch(argv):
     code = textwrap.dedent(
         f"""
@@ -92,12 +99,27 @@ def test_missing_config_file_and_usage_errors(tmp_path):
 
 def test_pool_export_and_preference_pairing_errors_are_one_line(tmp_path):
     proc = saadi("pool", "export", str(tmp_path))
-    assert proc.returncode == 2 and f"{tmp_path} is not a run directory (no manifest.json)" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and f"{tmp_path} is not a run directory (no manifest.json)" in proc.stderr
+    )
     (tmp_path / "manifest.json").write_text(json.dumps({"stages": {}}))
     proc = saadi("pool", "export", str(tmp_path))
     assert proc.returncode == 2 and "has no finished 'generate-pool' stage" in proc.stderr
-    proc = saadi("run", "--runs-dir", str(tmp_path), "--pairing", "preferences", "--set", f"pairing.options.file={tmp_path}/none.csv")
-    assert proc.returncode == 2 and "none.csv' not found" in proc.stderr and "Traceback" not in proc.stderr
+    proc = saadi(
+        "run",
+        "--runs-dir",
+        str(tmp_path),
+        "--pairing",
+        "preferences",
+        "--set",
+        f"pairing.options.file={tmp_path}/none.csv",
+    )
+    assert (
+        proc.returncode == 2
+        and "none.csv' not found" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
 
 
 def test_unknown_kind_lists_known_kinds(tmp_path):

@@ -29,7 +29,9 @@ class GenOptions(BaseModel):
 class _Plugin:
     @hookimpl
     def saadi_register_generators(self, register):
-        register("fake-gen", "builtins:object", options=GenOptions, profiles={"paper": {"steps": 3000}})
+        register(
+            "fake-gen", "builtins:object", options=GenOptions, profiles={"paper": {"steps": 3000}}
+        )
 
     @hookimpl
     def saadi_register_datasets(self, register):
@@ -114,7 +116,14 @@ def test_unknown_kind_lists_known_and_line(tmp_path, registry):
 
 
 def test_profile_defaults_and_user_options(registry):
-    config, _ = build_run_config(None, {"profile": "paper", "dataset": "fake-data", "generator": {"kind": "fake-gen", "options": {"lr": 0.5}}})
+    config, _ = build_run_config(
+        None,
+        {
+            "profile": "paper",
+            "dataset": "fake-data",
+            "generator": {"kind": "fake-gen", "options": {"lr": 0.5}},
+        },
+    )
     options = validate_components(config, registry)
     assert options["generator"].steps == 3000 and options["generator"].lr == 0.5
     config, _ = build_run_config(None, {"dataset": "fake-data", "generator": "fake-gen"})
@@ -133,7 +142,12 @@ def test_cli_flags_and_yaml_build_the_same_model(tmp_path):
     )
     from_yaml, _ = build_run_config(path)
     overrides = {}
-    for a in ("seed=3", "generator.kind=ssd", "generator.options.max_steps=50", "selector.kind=resnet50"):
+    for a in (
+        "seed=3",
+        "generator.kind=ssd",
+        "generator.options.max_steps=50",
+        "selector.kind=resnet50",
+    ):
         from saadi_core.config import deep_merge
 
         overrides = deep_merge(overrides, parse_assignment(a))
@@ -171,7 +185,9 @@ def test_study_config_checks_arms(tmp_path):
     )
     with pytest.raises(ConfigError, match="mixes unknown arms: ghost"):
         load_config_file(path)
-    path = write(tmp_path, "name: s\narms:\n  - {name: a, generator: ssd}\n  - {name: b, mix: [a]}\n")
+    path = write(
+        tmp_path, "name: s\narms:\n  - {name: a, generator: ssd}\n  - {name: b, mix: [a]}\n"
+    )
     config, _ = load_config_file(path)
     assert isinstance(config, StudyConfig) and [a.name for a in config.arms] == ["a", "b"]
     with pytest.raises(ConfigError, match="exactly one of 'generator' or 'mix'"):

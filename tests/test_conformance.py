@@ -14,8 +14,8 @@ import random
 import subprocess
 import sys
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 import torch
@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict
 from saadi_core.conformance import check_aligner, check_generator, check_pairing, check_selector
 from saadi_core.data.dataset import Dataset
 from saadi_core.interfaces import (
+    Aligner,
     AlignInputs,
     AlignResult,
-    Aligner,
     Condition,
     Generator,
     Pair,
@@ -69,7 +69,9 @@ class ColourSelector(Selector):
         self.colours = class_colours(dataset)
 
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        return -10 * ((images[:, None] - self.colours[None, :, :, None, None]) ** 2).sum(2)  # (N, K, H, W)
+        return -10 * ((images[:, None] - self.colours[None, :, :, None, None]) ** 2).sum(
+            2
+        )  # (N, K, H, W)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         logits = self._logits(images)
@@ -85,13 +87,18 @@ class ColourSelector(Selector):
         pred = self.predict(images)
         scores = []
         for p, s in zip(pred, samples):
-            dice = [2 * ((p == c) & (s.mask == c)).sum() / ((p == c).sum() + (s.mask == c).sum()) for c in s.mask.unique()]
+            dice = [
+                2 * ((p == c) & (s.mask == c)).sum() / ((p == c).sum() + (s.mask == c).sum())
+                for c in s.mask.unique()
+            ]
             scores.append(float(torch.stack(dice).mean()))
         return scores
 
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        (path / "colours.json").write_text(json.dumps({"task": self.task, "colours": self.colours.tolist()}))
+        (path / "colours.json").write_text(
+            json.dumps({"task": self.task, "colours": self.colours.tolist()})
+        )
 
     def load(self, path: Path) -> None:
         data = json.loads((path / "colours.json").read_text())
@@ -138,7 +145,9 @@ def make(cls: type) -> object:
     return cls(NoOpts(), RunContext())
 
 
-def test_check_selector_passes_correct_classifier(saadi_tiny_dataset: Dataset, tmp_path: Path) -> None:
+def test_check_selector_passes_correct_classifier(
+    saadi_tiny_dataset: Dataset, tmp_path: Path
+) -> None:
     check_selector(make(ColourSelector), saadi_tiny_dataset, work_dir=tmp_path)
     assert (tmp_path / "selector" / "colours.json").is_file()
 
@@ -152,9 +161,15 @@ def test_check_selector_passes_correct_segmenter(saadi_tiny_seg_dataset: Dataset
     [
         (OverconfidentSelector, r"score \d+ = [\d.]+ is outside \[0, 1\]"),
         (ShortSelector, r"score\(\) returned 15 scores for 16 samples"),
-        (ConditionBlindSelector, "scores do not change when the same images are asked to show another condition"),
+        (
+            ConditionBlindSelector,
+            "scores do not change when the same images are asked to show another condition",
+        ),
         (StochasticSelector, "different scores for the same samples"),
-        (FloatPredictSelector, "predict\\(\\) must return integer class ids, got dtype torch.float32"),
+        (
+            FloatPredictSelector,
+            "predict\\(\\) must return integer class ids, got dtype torch.float32",
+        ),
         (ForgetfulSelector, "differ after save\\(\\) and load\\(\\)"),
         (EmptyCrashSelector, r"score\(\[\]\) must return \[\], raised RuntimeError"),
     ],
@@ -180,15 +195,21 @@ class WithinCondition(PairingStrategy):
         candidates = [
             Pair(samples[w], samples[l], scores[w], scores[l])
             for members in groups.values()
-            for w in members if scores[w] >= h
-            for l in members if scores[l] < h
+            for w in members
+            if scores[w] >= h
+            for l in members
+            if scores[l] < h
         ]
         chosen = self._choose(candidates, seed)
         stats = {
             "n_pairs": len(chosen),
             "n_conditions": len(groups),
-            "conditions_without_winner": [c for c, m in groups.items() if all(scores[i] < h for i in m)],
-            "conditions_without_loser": [c for c, m in groups.items() if all(scores[i] >= h for i in m)],
+            "conditions_without_winner": [
+                c for c, m in groups.items() if all(scores[i] < h for i in m)
+            ],
+            "conditions_without_loser": [
+                c for c, m in groups.items() if all(scores[i] >= h for i in m)
+            ],
         }
         return PairSet(chosen, stats)
 
@@ -204,17 +225,35 @@ class WithinCondition(PairingStrategy):
 class CrossConditionPairing(PairingStrategy):
     def pairs(self, samples, scores, seed):
         if not samples:
-            return PairSet([], {"n_pairs": 0, "n_conditions": 0, "conditions_without_winner": [], "conditions_without_loser": []})
+            return PairSet(
+                [],
+                {
+                    "n_pairs": 0,
+                    "n_conditions": 0,
+                    "conditions_without_winner": [],
+                    "conditions_without_loser": [],
+                },
+            )
         best = max(range(len(samples)), key=lambda i: (scores[i], i))
         worst = min(range(len(samples)), key=lambda i: (scores[i], i))
         pair = Pair(samples[best], samples[worst], scores[best], scores[worst])
-        return PairSet([pair], {"n_pairs": 1, "n_conditions": 1, "conditions_without_winner": [], "conditions_without_loser": []})
+        return PairSet(
+            [pair],
+            {
+                "n_pairs": 1,
+                "n_conditions": 1,
+                "conditions_without_winner": [],
+                "conditions_without_loser": [],
+            },
+        )
 
 
 class InvertedPairing(WithinCondition):
     def pairs(self, samples, scores, seed):
         result = super().pairs(samples, scores, seed)
-        result.pairs = [Pair(p.loser, p.winner, p.loser_score, p.winner_score) for p in result.pairs]
+        result.pairs = [
+            Pair(p.loser, p.winner, p.loser_score, p.winner_score) for p in result.pairs
+        ]
         return result
 
 
@@ -259,7 +298,10 @@ def test_check_pairing_allows_documented_cross_condition() -> None:
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
-        (CrossConditionPairing, "pairs condition 'class:.*' with 'class:.*'; Diffusion-DPO needs winner and loser under one condition"),
+        (
+            CrossConditionPairing,
+            "pairs condition 'class:.*' with 'class:.*'; Diffusion-DPO needs winner and loser under one condition",
+        ),
         (InvertedPairing, r"winner score 0\.\d+ < loser score 0\.\d+"),
         (MissingStatsPairing, "PairSet.stats lacks conditions_without_loser"),
         (UnseededPairing, "not deterministic for seed 0"),
@@ -287,8 +329,16 @@ class ToyGenerator(Generator):
 
     def conditions(self, dataset: Dataset) -> list[Condition]:
         if dataset.task == "classification":
-            return [Condition(id=f"class:{n}", class_id=i, class_name=n) for i, n in enumerate(dataset.class_names)]
-        return [Condition(id=f"mask:{dataset.train.ids[i]}", mask=torch.from_numpy(dataset.train.masks[i])) for i in range(4)]
+            return [
+                Condition(id=f"class:{n}", class_id=i, class_name=n)
+                for i, n in enumerate(dataset.class_names)
+            ]
+        return [
+            Condition(
+                id=f"mask:{dataset.train.ids[i]}", mask=torch.from_numpy(dataset.train.masks[i])
+            )
+            for i in range(4)
+        ]
 
     def _noise(self, seed: int, condition: Condition, index: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{condition.id}/{index}".encode()))
@@ -303,7 +353,14 @@ class ToyGenerator(Generator):
 
     def sample(self, conditions, n_per_condition, seed):
         return [
-            Sample(image=self._render(c, self._noise(seed, c, i)), condition=c, generator="toy", seed=seed, index=i, mask=c.mask)
+            Sample(
+                image=self._render(c, self._noise(seed, c, i)),
+                condition=c,
+                generator="toy",
+                seed=seed,
+                index=i,
+                mask=c.mask,
+            )
             for c in conditions
             for i in range(n_per_condition)
         ]
@@ -326,8 +383,14 @@ class BatchDependentGenerator(ToyGenerator):
     def sample(self, conditions, n_per_condition, seed):
         g = torch.Generator().manual_seed(seed)  # one stream for the whole call
         return [
-            Sample(image=self._render(c, torch.randn(3, self.size, self.size, generator=g)), condition=c,
-                   generator="toy", seed=seed, index=i, mask=c.mask)
+            Sample(
+                image=self._render(c, torch.randn(3, self.size, self.size, generator=g)),
+                condition=c,
+                generator="toy",
+                seed=seed,
+                index=i,
+                mask=c.mask,
+            )
             for c in conditions
             for i in range(n_per_condition)
         ]
@@ -365,7 +428,9 @@ class ForgetfulGenerator(ToyGenerator):
         self.colours = self.colours.flip(0)
 
 
-def test_check_generator_passes_correct_generator(saadi_tiny_dataset: Dataset, saadi_tiny_seg_dataset: Dataset) -> None:
+def test_check_generator_passes_correct_generator(
+    saadi_tiny_dataset: Dataset, saadi_tiny_seg_dataset: Dataset
+) -> None:
     check_generator(make(ToyGenerator), saadi_tiny_dataset)
     check_generator(make(ToyGenerator), saadi_tiny_seg_dataset)
 
@@ -378,12 +443,17 @@ def test_check_generator_passes_correct_generator(saadi_tiny_dataset: Dataset, s
         (SeedBlindGenerator, "seeds 0 and 1 give identical samples"),
         (ByteRangeGenerator, r"image values must be finite and in \[-1, 1\]"),
         (MisplacedSeedGenerator, "records seed 0, but sample\\(\\) was called with seed 7"),
-        (ForgetfulGenerator, "save\\(\\) then load\\(\\) into a fresh instance must reproduce the samples"),
+        (
+            ForgetfulGenerator,
+            "save\\(\\) then load\\(\\) into a fresh instance must reproduce the samples",
+        ),
     ],
 )
 def test_check_generator_catches(broken: type, message: str, saadi_tiny_dataset: Dataset) -> None:
     with pytest.raises(AssertionError, match=message):
-        check_generator(make(broken), saadi_tiny_dataset, seed=7 if broken is MisplacedSeedGenerator else 0)
+        check_generator(
+            make(broken), saadi_tiny_dataset, seed=7 if broken is MisplacedSeedGenerator else 0
+        )
 
 
 def test_check_generator_catches_batch_composition_dependence(saadi_tiny_dataset: Dataset) -> None:
@@ -400,7 +470,9 @@ def test_check_generator_catches_batch_composition_dependence(saadi_tiny_dataset
 
 
 def test_check_generator_requires_masks_on_segmentation(saadi_tiny_seg_dataset: Dataset) -> None:
-    with pytest.raises(AssertionError, match="samples for a segmentation dataset must carry a mask"):
+    with pytest.raises(
+        AssertionError, match="samples for a segmentation dataset must carry a mask"
+    ):
         check_generator(make(MasklessGenerator), saadi_tiny_seg_dataset)
 
 
@@ -414,7 +486,9 @@ class ToyAligner(Aligner):
         winners = torch.stack([p.winner.image.mean((1, 2)) for p in inputs.pairs])
         losers = torch.stack([p.loser.image.mean((1, 2)) for p in inputs.pairs])
         generator.adapter = generator.adapter + 0.5 * (winners - losers).mean(0)
-        return AlignResult(generator, history=[{"step": 0, "adapter_norm": float(generator.adapter.norm())}])
+        return AlignResult(
+            generator, history=[{"step": 0, "adapter_norm": float(generator.adapter.norm())}]
+        )
 
     def save(self, result: AlignResult, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -439,13 +513,18 @@ class BadHistoryAligner(ToyAligner):
 
 def test_check_aligner_passes_correct_aligner(saadi_tiny_dataset: Dataset, tmp_path: Path) -> None:
     check_aligner(make(ToyAligner), make(ToyGenerator), saadi_tiny_dataset, work_dir=tmp_path)
-    assert torch.load(tmp_path / "aligned" / "adapter.pt").abs().sum() > 0  # alignment did change something
+    assert (
+        torch.load(tmp_path / "aligned" / "adapter.pt").abs().sum() > 0
+    )  # alignment did change something
 
 
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
-        (ForgetfulAligner, "restore\\(\\) onto the saved base generator must reproduce the aligned generator's samples"),
+        (
+            ForgetfulAligner,
+            "restore\\(\\) onto the saved base generator must reproduce the aligned generator's samples",
+        ),
         (BadHistoryAligner, "history must be a list of dicts"),
     ],
 )
@@ -459,19 +538,39 @@ def test_check_aligner_catches(broken: type, message: str, saadi_tiny_dataset: D
 
 def test_pytest_plugin_is_import_light() -> None:
     """pytest imports saadi_core.testing in every session of an environment with saadi."""
-    code = ("import json, sys, saadi_core.testing; "
-            "print(json.dumps([m for m in ('torch', 'numpy', 'saadi_core.registry') if m in sys.modules]))")
+    code = (
+        "import json, sys, saadi_core.testing; "
+        "print(json.dumps([m for m in ('torch', 'numpy', 'saadi_core.registry') if m in sys.modules]))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
 
 
-def test_fixtures_give_tiny_inputs(saadi_tiny_dataset: Dataset, saadi_tiny_seg_dataset: Dataset, saadi_run_store,
-                                   saadi_context: RunContext, saadi_registry, saadi_conformance) -> None:
-    assert (saadi_tiny_dataset.name, len(saadi_tiny_dataset.train), len(saadi_tiny_dataset.test)) == ("toy-cls", 40, 20)
+def test_fixtures_give_tiny_inputs(
+    saadi_tiny_dataset: Dataset,
+    saadi_tiny_seg_dataset: Dataset,
+    saadi_run_store,
+    saadi_context: RunContext,
+    saadi_registry,
+    saadi_conformance,
+) -> None:
+    assert (
+        saadi_tiny_dataset.name,
+        len(saadi_tiny_dataset.train),
+        len(saadi_tiny_dataset.test),
+    ) == ("toy-cls", 40, 20)
     assert saadi_tiny_dataset.image_size == 32 and saadi_tiny_dataset.task == "classification"
-    assert saadi_tiny_seg_dataset.task == "segmentation" and saadi_tiny_seg_dataset.train.masks.shape == (16, 32, 32)
-    assert (saadi_run_store.root / "manifest.json").is_file() and saadi_run_store.root.name == "test-run"
-    assert (saadi_context.device, saadi_context.profile) == ("cpu", "tiny") and saadi_context.work_dir.is_dir()
+    assert (
+        saadi_tiny_seg_dataset.task == "segmentation"
+        and saadi_tiny_seg_dataset.train.masks.shape == (16, 32, 32)
+    )
+    assert (
+        saadi_run_store.root / "manifest.json"
+    ).is_file() and saadi_run_store.root.name == "test-run"
+    assert (saadi_context.device, saadi_context.profile) == (
+        "cpu",
+        "tiny",
+    ) and saadi_context.work_dir.is_dir()
     assert "toy-cls" in saadi_registry.kinds("dataset")
     assert saadi_conformance.check_selector is check_selector

@@ -10,23 +10,37 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from saadi_align.dpo import (
+    ADAPTER_NAME,
+    DiffusionDPO,
+    dpo_forward,
+    encode_pairs,
+    reference_prediction,
+)
+from saadi_align.options import DiffusionDPOOptions
 
+from saadi_core.conformance import check_aligner
 from saadi_core.data.dataset import Dataset, Split
 from saadi_core.diffusion.dpo import diffusion_dpo_loss
 from saadi_core.diffusion.lora import adapters_disabled, has_lora, lora_parameters, lora_state_dict
 from saadi_core.errors import ConfigError, PipelineError
-from saadi_core.conformance import check_aligner
-from saadi_core.interfaces import AlignInputs, Condition, Generator, Pair, PairSet, RunContext, Sample
+from saadi_core.interfaces import (
+    AlignInputs,
+    Condition,
+    Generator,
+    Pair,
+    PairSet,
+    RunContext,
+    Sample,
+)
 from saadi_core.registry import NoOptions
-from saadi_align.dpo import ADAPTER_NAME, DiffusionDPO, dpo_forward, encode_pairs, reference_prediction
-from saadi_align.options import DiffusionDPOOptions
 
 SIZE = 8
 N_CLASSES = 3
@@ -70,7 +84,9 @@ class TinyDiffusion(Generator):
 
     kind = "tiny-diffusion"
 
-    def __init__(self, options: NoOptions | None = None, context: RunContext | None = None, *, seed: int = 0) -> None:
+    def __init__(
+        self, options: NoOptions | None = None, context: RunContext | None = None, *, seed: int = 0
+    ) -> None:
         super().__init__(options or NoOptions(), context)
         torch.manual_seed(seed)
         self.net = _Net()
@@ -81,7 +97,9 @@ class TinyDiffusion(Generator):
         x0 = torch.stack([s.image for s in samples])
         return x0, {"class_ids": torch.tensor([s.condition.class_id for s in samples])}
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         return self.net(x_t, t, cond["class_ids"])
 
     def trainable_module(self) -> torch.nn.Module:
@@ -90,7 +108,7 @@ class TinyDiffusion(Generator):
     def lora_target_modules(self) -> list[str]:
         return ["to_q", "to_k", "to_v", "to_out.0"]
 
-    def diffusion_target(self) -> "TinyDiffusion":
+    def diffusion_target(self) -> TinyDiffusion:
         return self
 
     # Generator
@@ -98,9 +116,14 @@ class TinyDiffusion(Generator):
         raise NotImplementedError("the tests never train the base")
 
     def conditions(self, dataset: Dataset) -> list[Condition]:
-        return [Condition(id=f"class:{n}", class_id=i, class_name=n) for i, n in enumerate(dataset.class_names)]
+        return [
+            Condition(id=f"class:{n}", class_id=i, class_name=n)
+            for i, n in enumerate(dataset.class_names)
+        ]
 
-    def sample(self, conditions: Sequence[Condition], n_per_condition: int, seed: int) -> list[Sample]:
+    def sample(
+        self, conditions: Sequence[Condition], n_per_condition: int, seed: int
+    ) -> list[Sample]:
         scheduler = DDIMScheduler.from_config(self.noise_scheduler.config)
         scheduler.set_timesteps(4)
         out = []
@@ -113,7 +136,15 @@ class TinyDiffusion(Generator):
                     ids = torch.tensor([c.class_id])
                     for t in scheduler.timesteps:
                         x = scheduler.step(self.net(x, t.expand(1), ids), t, x).prev_sample
-                    out.append(Sample(image=x[0].clamp(-1, 1), condition=c, generator=self.kind, seed=seed, index=i))
+                    out.append(
+                        Sample(
+                            image=x[0].clamp(-1, 1),
+                            condition=c,
+                            generator=self.kind,
+                            seed=seed,
+                            index=i,
+                        )
+                    )
         return out
 
     def save(self, path: Path) -> None:
@@ -131,8 +162,12 @@ class NotDiffusion(TinyDiffusion):
 
 def make_dataset() -> Dataset:
     images = np.zeros((N_CLASSES, SIZE, SIZE, 3), dtype=np.uint8)
-    split = Split(images=images, ids=[f"toy/{i}" for i in range(N_CLASSES)], labels=np.arange(N_CLASSES))
-    return Dataset(name="tiny", task="classification", class_names=["a", "b", "c"], train=split, test=split)
+    split = Split(
+        images=images, ids=[f"toy/{i}" for i in range(N_CLASSES)], labels=np.arange(N_CLASSES)
+    )
+    return Dataset(
+        name="tiny", task="classification", class_names=["a", "b", "c"], train=split, test=split
+    )
 
 
 def make_pairs(n_per_class: int = 4, seed: int = 0) -> PairSet:
@@ -149,7 +184,9 @@ def make_pairs(n_per_class: int = 4, seed: int = 0) -> PairSet:
             pairs.append(
                 Pair(
                     winner=Sample(image=winner, condition=cond, generator="tiny", seed=0, index=i),
-                    loser=Sample(image=loser, condition=cond, generator="tiny", seed=0, index=100 + i),
+                    loser=Sample(
+                        image=loser, condition=cond, generator="tiny", seed=0, index=100 + i
+                    ),
                     winner_score=0.9,
                     loser_score=0.1,
                 )
@@ -201,15 +238,21 @@ def test_loss_matches_hand_computation() -> None:
     out = diffusion_dpo_loss(model, ref, target, beta=beta)
     assert out.loss.item() == pytest.approx(sum(terms) / 2, rel=1e-6)
     assert out.implicit_accuracy == 0.5 and dw[0] < dl[0] and dw[1] > dl[1]
-    assert out.reward_margin == pytest.approx(-beta * ((dw[0] - dl[0]) + (dw[1] - dl[1])) / 2, rel=1e-5)
+    assert out.reward_margin == pytest.approx(
+        -beta * ((dw[0] - dl[0]) + (dw[1] - dl[1])) / 2, rel=1e-5
+    )
     assert out.model_error_w == pytest.approx((m[0] + m[1]) / 2, rel=1e-6)
     assert out.ref_error_l == pytest.approx((r[2] + r[3]) / 2, rel=1e-6)
     # the diffusers example writes the same loss with -0.5 * beta_dpo: beta_dpo = 2 * beta
     inside = -0.5 * (2 * beta) * (torch.tensor(dw) - torch.tensor(dl))
-    assert out.loss.item() == pytest.approx(float(-torch.nn.functional.logsigmoid(inside).mean()), rel=1e-6)
+    assert out.loss.item() == pytest.approx(
+        float(-torch.nn.functional.logsigmoid(inside).mean()), rel=1e-6
+    )
     # SFT term: sft_weight * beta * mean(Δw), gradient flows only through the model prediction
     with_sft = diffusion_dpo_loss(model, ref, target, beta=beta, sft_weight=0.5)
-    assert with_sft.loss.item() == pytest.approx(out.loss.item() + 0.5 * beta * sum(dw) / 2, rel=1e-5)
+    assert with_sft.loss.item() == pytest.approx(
+        out.loss.item() + 0.5 * beta * sum(dw) / 2, rel=1e-5
+    )
     with_sft.loss.backward()
     assert model.grad is not None and model.grad.abs().sum() > 0
 
@@ -234,7 +277,9 @@ def test_loss_rejects_odd_or_mismatched_batches() -> None:
 def test_first_step_loss_is_ln2_and_training_improves_fixed_pairs(tmp_path: Path) -> None:
     gen, pairs = TinyDiffusion(), make_pairs()
     before_weights = base_weights(gen.net)
-    result = make_aligner(steps=40).align(gen, AlignInputs(pairs=pairs, dataset=make_dataset()), tmp_path)
+    result = make_aligner(steps=40).align(
+        gen, AlignInputs(pairs=pairs, dataset=make_dataset()), tmp_path
+    )
     steps = [h for h in result.history if h["event"] == "dpo_step"]
     assert len(steps) == 40
     assert abs(steps[0]["loss"] - math.log(2)) < 1e-6
@@ -277,7 +322,9 @@ def test_reference_runs_without_graph_and_adapters_come_back(tmp_path: Path) -> 
 def test_pairs_are_encoded_once_per_distinct_sample() -> None:
     gen, pairs = TinyDiffusion(), make_pairs(2)
     shared = pairs.pairs[0].winner  # one winner in several pairs (the paper's cross product)
-    pairs.pairs.append(Pair(winner=shared, loser=pairs.pairs[1].loser, winner_score=0.9, loser_score=0.2))
+    pairs.pairs.append(
+        Pair(winner=shared, loser=pairs.pairs[1].loser, winner_score=0.9, loser_score=0.2)
+    )
     calls = []
     original = gen.encode
     gen.encode = lambda samples: calls.append(len(samples)) or original(samples)  # type: ignore[method-assign]
@@ -285,7 +332,12 @@ def test_pairs_are_encoded_once_per_distinct_sample() -> None:
     assert sum(calls) == 2 * (len(pairs) - 1) and max(calls) <= 5
     x0, cond = cache.batch(torch.tensor([0, len(pairs) - 1]), torch.device("cpu"))
     assert torch.equal(x0[0], x0[1]) and torch.equal(x0[0], shared.image)
-    assert torch.equal(x0[3], pairs.pairs[1].loser.image) and cond["class_ids"].tolist() == [0, 0, 0, 0]
+    assert torch.equal(x0[3], pairs.pairs[1].loser.image) and cond["class_ids"].tolist() == [
+        0,
+        0,
+        0,
+        0,
+    ]
 
 
 def test_save_restore_reproduces_the_aligned_generator(tmp_path: Path) -> None:
@@ -314,7 +366,10 @@ def test_save_restore_reproduces_the_aligned_generator(tmp_path: Path) -> None:
 def test_restore_onto_a_different_network_fails_clearly(tmp_path: Path) -> None:
     gen = TinyDiffusion()
     aligner = make_aligner(steps=1, target_modules=["to_q"])
-    aligner.save(aligner.align(gen, AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path), tmp_path / "s")
+    aligner.save(
+        aligner.align(gen, AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path),
+        tmp_path / "s",
+    )
     with pytest.raises(PipelineError, match="do not match"):
         make_aligner().restore(NotMatching(), tmp_path / "s")
 
@@ -325,11 +380,21 @@ class NotMatching(TinyDiffusion):
 
 
 def test_empty_pairs_and_non_diffusion_generators_are_refused(tmp_path: Path) -> None:
-    empty = PairSet(pairs=[], stats={"conditions_without_winner": ["class:a", "class:b"], "conditions_without_loser": []})
-    with pytest.raises(PipelineError, match=r"no preference pairs.*2 condition\(s\) without a winner.*threshold h.*pool"):
-        make_aligner().align(TinyDiffusion(), AlignInputs(pairs=empty, dataset=make_dataset()), tmp_path)
+    empty = PairSet(
+        pairs=[],
+        stats={"conditions_without_winner": ["class:a", "class:b"], "conditions_without_loser": []},
+    )
+    with pytest.raises(
+        PipelineError,
+        match=r"no preference pairs.*2 condition\(s\) without a winner.*threshold h.*pool",
+    ):
+        make_aligner().align(
+            TinyDiffusion(), AlignInputs(pairs=empty, dataset=make_dataset()), tmp_path
+        )
     with pytest.raises(PipelineError, match="exposes no diffusion target"):
-        make_aligner().align(NotDiffusion(), AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path)
+        make_aligner().align(
+            NotDiffusion(), AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path
+        )
 
 
 def test_networks_with_their_own_adapters_are_refused(tmp_path: Path) -> None:
@@ -337,8 +402,12 @@ def test_networks_with_their_own_adapters_are_refused(tmp_path: Path) -> None:
 
     gen = TinyDiffusion()
     inject_adapter_in_model(LoraConfig(r=2, target_modules=["to_q"]), gen.net, adapter_name="style")
-    with pytest.raises(PipelineError, match="already carries peft adapter\\(s\\) style; merge them"):
-        make_aligner().align(gen, AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path)
+    with pytest.raises(
+        PipelineError, match="already carries peft adapter\\(s\\) style; merge them"
+    ):
+        make_aligner().align(
+            gen, AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path
+        )
 
 
 def test_unknown_target_modules_fail_clearly(tmp_path: Path) -> None:
@@ -350,9 +419,13 @@ def test_unknown_target_modules_fail_clearly(tmp_path: Path) -> None:
 
 def test_bf16_forwards_keep_fp32_adapters_and_ln2_at_init(tmp_path: Path) -> None:
     gen = TinyDiffusion()
-    result = make_aligner(steps=2, mixed_precision="bf16").align(gen, AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path)
+    result = make_aligner(steps=2, mixed_precision="bf16").align(
+        gen, AlignInputs(pairs=make_pairs(1), dataset=make_dataset()), tmp_path
+    )
     assert result.meta["mixed_precision"] == "bf16"
-    assert abs(result.history[0]["loss"] - math.log(2)) < 1e-6  # reference and model in the same precision
+    assert (
+        abs(result.history[0]["loss"] - math.log(2)) < 1e-6
+    )  # reference and model in the same precision
     assert math.isfinite(result.history[1]["loss"])
     assert {p.dtype for p in lora_parameters(gen.net, ADAPTER_NAME)} == {torch.float32}
 
@@ -383,7 +456,11 @@ def test_validation_keeps_the_best_state_and_stops_early(tmp_path: Path) -> None
     validations = [h for h in result.history if h["event"] == "dpo_validate"]
     assert [h["step"] for h in validations] == [0, 2, 4, 6, 8]
     assert validations[2]["selector_pass"] == 0.7 and "oracle_pass" in validations[2]
-    assert result.meta["best_step"] == 4 and result.meta["stopped_early"] and result.meta["steps_run"] == 8
+    assert (
+        result.meta["best_step"] == 4
+        and result.meta["stopped_early"]
+        and result.meta["steps_run"] == 8
+    )
     assert result.meta["selected"] == "step 4" and not result.meta["aligned_equals_base"]
     final = lora_state_dict(gen.net, ADAPTER_NAME)
     assert all(torch.equal(final[k], validator.states[2][k]) for k in final)
@@ -394,7 +471,9 @@ def test_validation_can_select_the_base_model(tmp_path: Path) -> None:
     gen = TinyDiffusion()
     validator = ScriptedValidator([0.3, 0.8, 0.9])  # "oracle_pass" = 1 - value falls
     inputs = AlignInputs(pairs=make_pairs(1), dataset=make_dataset(), validate=validator)
-    result = make_aligner(steps=4, validate_every=2, select_metric="oracle_pass").align(gen, inputs, tmp_path)
+    result = make_aligner(steps=4, validate_every=2, select_metric="oracle_pass").align(
+        gen, inputs, tmp_path
+    )
     assert result.meta["best_step"] == 0 and result.meta["aligned_equals_base"]
     assert "equals the base" in result.meta["note"] and not result.meta["stopped_early"]
     x0, cond, noise, t = fixed_batch(gen, make_pairs(1))
@@ -404,7 +483,9 @@ def test_validation_can_select_the_base_model(tmp_path: Path) -> None:
 
 
 def test_validation_metric_must_exist(tmp_path: Path) -> None:
-    inputs = AlignInputs(pairs=make_pairs(1), dataset=make_dataset(), validate=ScriptedValidator([0.5]))
+    inputs = AlignInputs(
+        pairs=make_pairs(1), dataset=make_dataset(), validate=ScriptedValidator([0.5])
+    )
     with pytest.raises(ConfigError, match="select_metric='fid'.*oracle_pass, selector_pass"):
         make_aligner(select_metric="fid").align(TinyDiffusion(), inputs, tmp_path)
 
@@ -413,14 +494,26 @@ def test_existing_adapter_is_continued_not_replaced(tmp_path: Path) -> None:
     gen, pairs = TinyDiffusion(), make_pairs(1)
     make_aligner(steps=3).align(gen, AlignInputs(pairs=pairs, dataset=make_dataset()), tmp_path)
     state = lora_state_dict(gen.net, ADAPTER_NAME)
-    result = make_aligner(steps=1).align(gen, AlignInputs(pairs=pairs, dataset=make_dataset()), tmp_path)
+    result = make_aligner(steps=1).align(
+        gen, AlignInputs(pairs=pairs, dataset=make_dataset()), tmp_path
+    )
     first = result.history[0]
-    assert result.meta["continued_from_existing_adapter"] and abs(first["loss"] - math.log(2)) > 1e-4
-    assert has_lora(gen.net, ADAPTER_NAME) and len(lora_parameters(gen.net, ADAPTER_NAME)) == len(state)
+    assert (
+        result.meta["continued_from_existing_adapter"] and abs(first["loss"] - math.log(2)) > 1e-4
+    )
+    assert has_lora(gen.net, ADAPTER_NAME) and len(lora_parameters(gen.net, ADAPTER_NAME)) == len(
+        state
+    )
 
 
 def test_aligner_passes_the_conformance_check(tmp_path: Path) -> None:
-    check_aligner(make_aligner(steps=3), TinyDiffusion(seed=3), make_dataset(), fit_generator=False, work_dir=tmp_path)
+    check_aligner(
+        make_aligner(steps=3),
+        TinyDiffusion(seed=3),
+        make_dataset(),
+        fit_generator=False,
+        work_dir=tmp_path,
+    )
 
 
 MULTI_PROCESS_SCRIPT = """
@@ -453,14 +546,28 @@ def test_two_cpu_processes_train_one_adapter(tmp_path: Path) -> None:
 
     script = tmp_path / "run.py"
     script.write_text(MULTI_PROCESS_SCRIPT.format(tests=str(Path(__file__).parent)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(script), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(script),
+        str(tmp_path),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert ranks[0]["digest"] == ranks[1]["digest"]
     assert all(r["meta"]["num_processes"] == 2 for r in ranks)
-    assert ranks[0]["history"][1]["loss"] != ranks[1]["history"][1]["loss"]  # each process its own batches
+    assert (
+        ranks[0]["history"][1]["loss"] != ranks[1]["history"][1]["loss"]
+    )  # each process its own batches
 
-    single = make_aligner(steps=4, batch_size=2).align(TinyDiffusion(), AlignInputs(pairs=make_pairs(2), dataset=make_dataset()), tmp_path)
+    single = make_aligner(steps=4, batch_size=2).align(
+        TinyDiffusion(), AlignInputs(pairs=make_pairs(2), dataset=make_dataset()), tmp_path
+    )
     for history in (ranks[0]["history"], single.history):
         assert len(history) == 4 and abs(history[0]["loss"] - math.log(2)) < 1e-6
         assert set(history[-1]) == set(single.history[-1])

@@ -37,9 +37,16 @@ def registry() -> Registry:
 
 
 def test_corpus_is_deterministic_and_differs_from_the_targets() -> None:
-    a, b = make_corpus_cls(seed=1, n=24, image_size=32), make_corpus_cls(seed=1, n=24, image_size=32)
-    assert np.array_equal(a.train.images, b.train.images) and np.array_equal(a.train.labels, b.train.labels)
-    assert not np.array_equal(a.train.images, make_corpus_cls(seed=2, n=24, image_size=32).train.images)
+    a, b = (
+        make_corpus_cls(seed=1, n=24, image_size=32),
+        make_corpus_cls(seed=1, n=24, image_size=32),
+    )
+    assert np.array_equal(a.train.images, b.train.images) and np.array_equal(
+        a.train.labels, b.train.labels
+    )
+    assert not np.array_equal(
+        a.train.images, make_corpus_cls(seed=2, n=24, image_size=32).train.images
+    )
     assert set(a.train.labels.tolist()) == set(range(len(SHAPE_NAMES)))  # balanced over the shapes
     seg = make_corpus_seg(seed=1, n=12, image_size=32)
     assert seg.task == "segmentation" and seg.class_names[0] == "background"
@@ -49,7 +56,9 @@ def test_corpus_is_deterministic_and_differs_from_the_targets() -> None:
     assert not set(SHAPE_NAMES + MATERIAL_NAMES[1:]) & set(TOY_CLS_NAMES + TOY_SEG_NAMES)
     # the object is drawn: pixels differ from the image's median background somewhere
     images = a.train.images.astype(np.int16)
-    assert (np.abs(images - np.median(images, axis=(1, 2), keepdims=True)).max(axis=(1, 2, 3)) > 40).all()
+    assert (
+        np.abs(images - np.median(images, axis=(1, 2), keepdims=True)).max(axis=(1, 2, 3)) > 40
+    ).all()
 
 
 # --------------------------------------------------------------------------- options
@@ -58,7 +67,9 @@ def test_corpus_is_deterministic_and_differs_from_the_targets() -> None:
 def test_pretrained_option_embedded_none_and_paper(registry: Registry) -> None:
     for kind, scratch, fine_tune in (("ssd", 1500, 400), ("ssi", 600, 300)):
         entry = registry.get("generator", kind)
-        default = entry.build_options({})  # from scratch until the finished weights beat it (docs/pretraining.md)
+        default = entry.build_options(
+            {}
+        )  # from scratch until the finished weights beat it (docs/pretraining.md)
         assert default.pretrained is None and default.max_steps == scratch
         embedded = entry.build_options({"pretrained": "embedded"})
         assert embedded.pretrained == "embedded" and embedded.max_steps == fine_tune
@@ -67,7 +78,10 @@ def test_pretrained_option_embedded_none_and_paper(registry: Registry) -> None:
         assert entry.build_options({"pretrained": "none", "max_steps": 7}).max_steps == 7
         paper = entry.build_options({}, profile="paper")
         assert paper.pretrained is None and paper.max_steps == 3000
-        assert str(entry.build_options({"pretrained": "/models/sd15"}, profile="paper").pretrained) == "/models/sd15"
+        assert (
+            str(entry.build_options({"pretrained": "/models/sd15"}, profile="paper").pretrained)
+            == "/models/sd15"
+        )
 
 
 # --------------------------------------------------------------------------- loading
@@ -77,10 +91,17 @@ def _export_small(kind: str, path: Path, class_names: list[str]) -> None:
     """Embedded weights of the small test architecture, as ``benchmarks/pretrain.py`` writes them
     (tokenizer of TEXT_MAX_LENGTH positions), after perturbing the UNet so loading is visible."""
     registry = Registry.discover(only=[kind])
-    generator = registry.create("generator", kind, {**LATENT_SMALL, "prompt_template": "An image of {class}"})
+    generator = registry.create(
+        "generator", kind, {**LATENT_SMALL, "prompt_template": "An image of {class}"}
+    )
     prompts = [generator.prompt(n) for n in class_names]
     model = build_from_config(
-        generator.options, prompts, SIZE, name=kind, inpainting=generator.inpainting, text_time_embedding=generator._text_time_embedding
+        generator.options,
+        prompts,
+        SIZE,
+        name=kind,
+        inpainting=generator.inpainting,
+        text_time_embedding=generator._text_time_embedding,
     )
     model.tokenizer = build_word_tokenizer([*prompts, ""], max_length=TEXT_MAX_LENGTH)
     model.text_encoder = build_clip_text_encoder(model.tokenizer, 16, 1, 2)
@@ -91,40 +112,57 @@ def _export_small(kind: str, path: Path, class_names: list[str]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["ssd", "ssi"])
-def test_embedded_weights_load_and_extend_the_vocabulary(registry: Registry, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_weights_load_and_extend_the_vocabulary(
+    registry: Registry, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = tmp_path / f"{kind}.safetensors"
     _export_small(kind, file, ["background", "square", "star"])
     dataset = toy_classification() if kind == "ssd" else toy_segmentation()
-    generator = registry.create("generator", kind, {**LATENT_SMALL, "pretrained": "embedded", "max_steps": 0})
+    generator = registry.create(
+        "generator", kind, {**LATENT_SMALL, "pretrained": "embedded", "max_steps": 0}
+    )
     monkeypatch.setattr(type(generator), "embedded_weights", lambda self: file)
     generator.fit(dataset)
     stored = load_file(str(file))
     unet = generator.model.unet.state_dict()
-    assert all(torch.equal(unet[k[len("unet.") :]], v) for k, v in stored.items() if k.startswith("unet."))
+    assert all(
+        torch.equal(unet[k[len("unet.") :]], v) for k, v in stored.items() if k.startswith("unet.")
+    )
     vocab = generator.model.tokenizer.get_vocab()
     corpus_rows = stored[next(k for k in stored if k.endswith("token_embedding.weight"))]
     table = generator.model.text_encoder.get_input_embeddings().weight
-    assert vocab["square"] < len(corpus_rows) and torch.equal(table[vocab["square"]], corpus_rows[vocab["square"]])
-    new_word = dataset.class_names[1].split("_")[0].lower()  # a target class name the corpus never used
+    assert vocab["square"] < len(corpus_rows) and torch.equal(
+        table[vocab["square"]], corpus_rows[vocab["square"]]
+    )
+    new_word = (
+        dataset.class_names[1].split("_")[0].lower()
+    )  # a target class name the corpus never used
     assert vocab[new_word] >= len(corpus_rows) and table.shape[0] == len(vocab)
     assert len(generator.sample(generator.conditions(dataset)[:1], 1, seed=0)) == 1
 
 
-def test_missing_corrupt_and_mismatched_weights_are_one_line_errors(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_corrupt_and_mismatched_weights_are_one_line_errors(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from saadi_ssd.generator import SSDGenerator
 
     dataset = toy_classification()
     options = {**LATENT_SMALL, "pretrained": "embedded", "max_steps": 0}
     missing = tmp_path / "gone.safetensors"
     monkeypatch.setattr(SSDGenerator, "embedded_weights", lambda self: missing)
-    with pytest.raises(EmbeddedWeightsError, match=r"^embedded weights of generator 'ssd' not found: .*gone\.safetensors") as info:
+    with pytest.raises(
+        EmbeddedWeightsError,
+        match=r"^embedded weights of generator 'ssd' not found: .*gone\.safetensors",
+    ) as info:
         registry.create("generator", "ssd", options).fit(dataset)
     assert isinstance(info.value, DataError) and "\n" not in str(info.value)
 
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header at all")
     monkeypatch.setattr(SSDGenerator, "embedded_weights", lambda self: corrupt)
-    with pytest.raises(EmbeddedWeightsError, match=r"corrupt or unreadable: .*corrupt\.safetensors") as info:
+    with pytest.raises(
+        EmbeddedWeightsError, match=r"corrupt or unreadable: .*corrupt\.safetensors"
+    ) as info:
         registry.create("generator", "ssd", options).fit(dataset)
     assert "\n" not in str(info.value)
 
@@ -137,10 +175,17 @@ def test_missing_corrupt_and_mismatched_weights_are_one_line_errors(registry: Re
         registry.create("generator", "ssd", options).fit(dataset)
 
     monkeypatch.setattr(SSDGenerator, "embedded_weights", lambda self: good)
-    with pytest.raises(ConfigError, match=r"^ssd option 'block_out_channels' is \[16, 48\] but the embedded weights"):
-        registry.create("generator", "ssd", {**options, "block_out_channels": [16, 48]}).fit(dataset)
+    with pytest.raises(
+        ConfigError,
+        match=r"^ssd option 'block_out_channels' is \[16, 48\] but the embedded weights",
+    ):
+        registry.create("generator", "ssd", {**options, "block_out_channels": [16, 48]}).fit(
+            dataset
+        )
     with pytest.raises(ConfigError, match="prompt_template"):
-        registry.create("generator", "ssd", {**options, "prompt_template": "{class} " + "very " * 30}).fit(dataset)
+        registry.create(
+            "generator", "ssd", {**options, "prompt_template": "{class} " + "very " * 30}
+        ).fit(dataset)
     with pytest.raises(EmbeddedWeightsError, match="not embedded weights of generator 'ssi'"):
         from saadi_core.diffusion.embedded import read_weights
 
@@ -153,7 +198,9 @@ def test_missing_corrupt_and_mismatched_weights_are_one_line_errors(registry: Re
 @pytest.mark.parametrize("kind", ["ssd", "ssi"])
 def test_pretrained_embedded_starts_from_the_shipped_tensors(registry: Registry, kind: str) -> None:
     options = {"pretrained": "embedded", "max_steps": 0}
-    generator = registry.create("generator", kind, {**options, "n_conditions": 1} if kind == "ssi" else options)
+    generator = registry.create(
+        "generator", kind, {**options, "n_conditions": 1} if kind == "ssi" else options
+    )
     file = generator.embedded_weights()
     assert file.is_file() and file.parent.name == "weights"
     if kind == "ssd":
@@ -164,10 +211,14 @@ def test_pretrained_embedded_starts_from_the_shipped_tensors(registry: Registry,
         from saadi_core.data.toy_seg import make_toy_seg
 
         dataset = make_toy_seg(n_train=6, n_test=2)
-    generator.fit(dataset)  # tiny architecture (the one the file was made with), pretrained: embedded
+    generator.fit(
+        dataset
+    )  # tiny architecture (the one the file was made with), pretrained: embedded
     stored = load_file(str(file))
     unet = generator.model.unet.state_dict()
-    assert all(torch.equal(unet[k[len("unet.") :]], v) for k, v in stored.items() if k.startswith("unet."))
+    assert all(
+        torch.equal(unet[k[len("unet.") :]], v) for k, v in stored.items() if k.startswith("unet.")
+    )
 
 
 def test_shipped_weights_fit_the_size_budget(registry: Registry) -> None:

@@ -20,12 +20,34 @@ pytestmark = pytest.mark.slow
 
 def test_saadi_run_on_embedded_default_then_resume(tmp_path):
     small = [
-        "dataset.options.n_train=100", "dataset.options.n_test=50", "generator.options.max_steps=20",
-        "selector.options.epochs=1", "aligner.options.steps=4", "aligner.options.validate_every=2",
-        "pool.n_per_condition=8", "evaluation.n_per_condition=8", "downstream.kind=resnet18", "downstream.options.epochs=1",
+        "dataset.options.n_train=100",
+        "dataset.options.n_test=50",
+        "generator.options.max_steps=20",
+        "selector.options.epochs=1",
+        "aligner.options.steps=4",
+        "aligner.options.validate_every=2",
+        "pool.n_per_condition=8",
+        "evaluation.n_per_condition=8",
+        "downstream.kind=resnet18",
+        "downstream.options.epochs=1",
     ]
-    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(tmp_path), "--name", "e2e",
-           "--generator", "ssd", "--selector", "resnet18", "--pairing", "best-worst"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saadi_core.cli",
+        "--quiet",
+        "run",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "e2e",
+        "--generator",
+        "ssd",
+        "--selector",
+        "resnet18",
+        "--pairing",
+        "best-worst",
+    ]
     for assignment in small:
         cmd += ["--set", assignment]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)

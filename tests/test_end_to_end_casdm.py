@@ -20,15 +20,39 @@ pytestmark = pytest.mark.slow
 
 def test_casdm_loop_with_training_masks_and_generated_layouts(tmp_path):
     small = [
-        "dataset.options.n_train=100", "dataset.options.n_test=40",
-        "generator.options.max_steps=20", "generator.options.layout_max_steps=10", "generator.options.conditions=both",
-        "generator.options.n_conditions=3", "generator.options.sampling_steps=2", "generator.options.layout_sampling_steps=2",
-        "selector.options.epochs=1", "selector.options.score_include_background=true",
-        "aligner.options.steps=4", "aligner.options.validate_every=2",
-        "pool.n_per_condition=4", "evaluation.n_per_condition=4", "evaluation.scales=[0.25]",
+        "dataset.options.n_train=100",
+        "dataset.options.n_test=40",
+        "generator.options.max_steps=20",
+        "generator.options.layout_max_steps=10",
+        "generator.options.conditions=both",
+        "generator.options.n_conditions=3",
+        "generator.options.sampling_steps=2",
+        "generator.options.layout_sampling_steps=2",
+        "selector.options.epochs=1",
+        "selector.options.score_include_background=true",
+        "aligner.options.steps=4",
+        "aligner.options.validate_every=2",
+        "pool.n_per_condition=4",
+        "evaluation.n_per_condition=4",
+        "evaluation.scales=[0.25]",
     ]
-    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(tmp_path), "--name", "casdm",
-           "--generator", "casdm", "--selector", "segformer", "--pairing", "best-worst"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saadi_core.cli",
+        "--quiet",
+        "run",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "casdm",
+        "--generator",
+        "casdm",
+        "--selector",
+        "segformer",
+        "--pairing",
+        "best-worst",
+    ]
     for assignment in small:
         cmd += ["--set", assignment]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1500)
@@ -48,4 +72,10 @@ def test_casdm_loop_with_training_masks_and_generated_layouts(tmp_path):
     assert pool["outputs"]["n_conditions"] == 6
     by_variant = json.loads((run / "downstream.json").read_text())["0"]
     for variant in ("real", "real+base@0.25x", "real+aligned@0.25x"):
-        assert set(by_variant[variant]["per_class_dice"]) == {"background", "gallbladder", "cystic_duct", "cystic_artery", "tool"}
+        assert set(by_variant[variant]["per_class_dice"]) == {
+            "background",
+            "gallbladder",
+            "cystic_duct",
+            "cystic_artery",
+            "tool",
+        }

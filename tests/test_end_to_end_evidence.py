@@ -21,10 +21,23 @@ FAST = {"steps": 2, "batch_size": 4, "validate_every": 1, "validation_size": 10}
 def test_evidence_arms_in_one_study(tmp_path):
     def arm(name, aligner=None, **extra):
         # 4 denoising steps instead of 12: every arm samples (held-out set, validation, filter rounds)
-        return {"name": name, "generator": {"kind": "ssd", "options": {"max_steps": 20, "sampling_steps": 4}}, "aligner": aligner, **extra}
+        return {
+            "name": name,
+            "generator": {"kind": "ssd", "options": {"max_steps": 20, "sampling_steps": 4}},
+            "aligner": aligner,
+            **extra,
+        }
 
-    on_policy = {"kind": "iterative", "options": {"rounds": 2, "pool": "on-policy", "pool_per_condition": 2,
-                                                  "continue_from_previous": True, "inner": {"kind": "sft-winners", "options": {**FAST, "threshold": 0.0}}}}
+    on_policy = {
+        "kind": "iterative",
+        "options": {
+            "rounds": 2,
+            "pool": "on-policy",
+            "pool_per_condition": 2,
+            "continue_from_previous": True,
+            "inner": {"kind": "sft-winners", "options": {**FAST, "threshold": 0.0}},
+        },
+    }
     config = StudyConfig.model_validate(
         {
             "name": "evidence",
@@ -42,7 +55,13 @@ def test_evidence_arms_in_one_study(tmp_path):
                 arm("base"),
                 arm("filter", filter=True),
                 arm("dpo", {"kind": "diffusion-dpo", "options": FAST}),
-                arm("sft", {"kind": "sft-winners", "options": {**FAST, "threshold": 0.0, "real_fraction": 0.5}}),
+                arm(
+                    "sft",
+                    {
+                        "kind": "sft-winners",
+                        "options": {**FAST, "threshold": 0.0, "real_fraction": 0.5},
+                    },
+                ),
                 arm("kto", {"kind": "diffusion-kto", "options": FAST}),
                 arm("on-policy", on_policy),
             ],
@@ -54,8 +73,16 @@ def test_evidence_arms_in_one_study(tmp_path):
     assert set(rows) == {"real only", "base", "filter", "dpo", "sft", "kto", "on-policy"}
     for name in ("dpo", "sft", "kto", "on-policy", "filter"):
         row = rows[name]
-        assert 0.0 <= row["oracle_pass"] <= 1.0 and 0.0 <= row["selector_pass"] <= 1.0 and row["fid"] is not None
-        assert row["macro_f1"]["n_cells"] == 1 and row["vs_base"]["n_cells"] == 1 and row["vs_filter" if name != "filter" else "vs_base"]
+        assert (
+            0.0 <= row["oracle_pass"] <= 1.0
+            and 0.0 <= row["selector_pass"] <= 1.0
+            and row["fid"] is not None
+        )
+        assert (
+            row["macro_f1"]["n_cells"] == 1
+            and row["vs_base"]["n_cells"] == 1
+            and row["vs_filter" if name != "filter" else "vs_base"]
+        )
     assert rows["filter"]["selector_pass"] >= rows["base"]["selector_pass"]
     runs = tmp_path / "evidence" / "runs"
     sft = json.loads((runs / "sft-seed0" / "summary.json").read_text())["alignment"]

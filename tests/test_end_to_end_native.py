@@ -23,7 +23,20 @@ pytestmark = pytest.mark.slow
 
 
 def _run(args: list[str], small: list[str], runs: Path, name: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(runs), "--name", name, "--pairing", "best-worst", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saadi_core.cli",
+        "--quiet",
+        "run",
+        "--runs-dir",
+        str(runs),
+        "--name",
+        name,
+        "--pairing",
+        "best-worst",
+        *args,
+    ]
     for assignment in [*small, "fidelity.metrics=[]"]:
         cmd += ["--set", assignment]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the run's own store
@@ -34,20 +47,44 @@ def test_endoscapes_ssi_segformer_with_tensorboard_and_mlflow(tmp_path: Path) ->
     root = tmp_path / "endoscapes"
     make_endoscapes(root, n={"train": 12, "val": 2, "test": 4}, size=(114, 64))
     small = [
-        "generator.options.max_steps=20", "generator.options.n_conditions=4", "generator.options.sampling_steps=2",
-        "selector.options.epochs=1", "selector.options.score_include_background=true", "aligner.options.steps=4",
-        "aligner.options.validate_every=2", "pool.n_per_condition=6", "evaluation.n_per_condition=4", "evaluation.scales=[0.25]",
+        "generator.options.max_steps=20",
+        "generator.options.n_conditions=4",
+        "generator.options.sampling_steps=2",
+        "selector.options.epochs=1",
+        "selector.options.score_include_background=true",
+        "aligner.options.steps=4",
+        "aligner.options.validate_every=2",
+        "pool.n_per_condition=6",
+        "evaluation.n_per_condition=4",
+        "evaluation.scales=[0.25]",
     ]
-    args = ["--dataset", "endoscapes", "--data-root", str(root), "--generator", "ssi", "--selector", "segformer",
-            "--log-with", "tensorboard", "--log-with", "mlflow"]
+    args = [
+        "--dataset",
+        "endoscapes",
+        "--data-root",
+        str(root),
+        "--generator",
+        "ssi",
+        "--selector",
+        "segformer",
+        "--log-with",
+        "tensorboard",
+        "--log-with",
+        "mlflow",
+    ]
     done = _run(args, small, tmp_path / "runs", "endo")
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "runs" / "endo"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task"] == "segmentation" and summary["components"]["dataset"] == "endoscapes"
-    assert set(summary["selector_test"]["per_class_dice"]) <= set(ENDOSCAPES_CATEGORIES) | {"background"}
+    assert set(summary["selector_test"]["per_class_dice"]) <= set(ENDOSCAPES_CATEGORIES) | {
+        "background"
+    }
     dataset = json.loads(next((run / "stages").glob("data-*/dataset.json")).read_text())
-    assert dataset["classes"] == ["background", *ENDOSCAPES_CATEGORIES] and (dataset["train"], dataset["test"]) == (14, 4)
+    assert dataset["classes"] == ["background", *ENDOSCAPES_CATEGORIES] and (
+        dataset["train"],
+        dataset["test"],
+    ) == (14, 4)
 
     tb = read_tensorboard(run / "tracking" / "tensorboard" / "endo")
     assert [s for s, _ in tb["align/dpo_step/loss"]] == [1, 2, 3, 4]
@@ -55,12 +92,18 @@ def test_endoscapes_ssi_segformer_with_tensorboard_and_mlflow(tmp_path: Path) ->
     assert any(t.startswith("train-generator/") and t.endswith(".train/loss") for t in tb)
     assert "train-selector/selector_epoch/loss" in tb
     assert {"timing/align_seconds", "timing/train-generator_seconds"} <= set(tb)
-    assert tb["summary/dpo_implicit_accuracy"][0][1] == pytest.approx(summary["dpo_implicit_accuracy"])
-    assert "summary/downstream/real_aligned_0.25x/mean" in tb  # '+' and '@' replaced: MLflow rejects them
+    assert tb["summary/dpo_implicit_accuracy"][0][1] == pytest.approx(
+        summary["dpo_implicit_accuracy"]
+    )
+    assert (
+        "summary/downstream/real_aligned_0.25x/mean" in tb
+    )  # '+' and '@' replaced: MLflow rejects them
 
     metrics, params = read_mlflow((run / "tracking" / "mlruns").resolve().as_uri(), "endo")
     assert [s for s, _ in metrics["align/dpo_step/loss"]] == [1, 2, 3, 4]
-    assert [v for _, v in metrics["align/dpo_step/loss"]] == pytest.approx([v for _, v in tb["align/dpo_step/loss"]])
+    assert [v for _, v in metrics["align/dpo_step/loss"]] == pytest.approx(
+        [v for _, v in tb["align/dpo_step/loss"]]
+    )
     assert params["dataset.kind"] == "endoscapes" and params["generator.kind"] == "ssi"
 
 
@@ -68,11 +111,25 @@ def test_lapgyn4_ssd(tmp_path: Path) -> None:
     root = tmp_path / "download"
     make_lapgyn4(root, per_class=8)
     small = [
-        "generator.options.max_steps=20", "selector.options.epochs=1", "aligner.options.steps=4",
-        "aligner.options.validate_every=2", "pool.n_per_condition=8", "evaluation.n_per_condition=8",
-        "downstream.kind=resnet18", "downstream.options.epochs=1",
+        "generator.options.max_steps=20",
+        "selector.options.epochs=1",
+        "aligner.options.steps=4",
+        "aligner.options.validate_every=2",
+        "pool.n_per_condition=8",
+        "evaluation.n_per_condition=8",
+        "downstream.kind=resnet18",
+        "downstream.options.epochs=1",
     ]
-    args = ["--dataset", "lapgyn4", "--data-root", str(root), "--generator", "ssd", "--selector", "resnet18"]
+    args = [
+        "--dataset",
+        "lapgyn4",
+        "--data-root",
+        str(root),
+        "--generator",
+        "ssd",
+        "--selector",
+        "resnet18",
+    ]
     done = _run(args, small, tmp_path / "runs", "lg")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "lg" / "summary.json").read_text())

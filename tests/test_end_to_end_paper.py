@@ -27,18 +27,48 @@ pytestmark = pytest.mark.slow
 #: cut-down sizes shared by the three runs; bf16 for every component (accelerate allows one
 #: precision per process)
 SMALL = [
-    "dataset.options.n_train=40", "dataset.options.n_test=20", "dataset.options.image_size=32",
-    "generator.options.sampling_steps=3", "selector.options.epochs=1", "downstream.options.epochs=1",
-    "aligner.options.steps=2", "aligner.options.validate_every=2",
-    "pool.n_per_condition=4", "evaluation.n_per_condition=4",
-    *(f"{slot}.options.mixed_precision=bf16" for slot in ("generator", "selector", "downstream", "aligner")),
+    "dataset.options.n_train=40",
+    "dataset.options.n_test=20",
+    "dataset.options.image_size=32",
+    "generator.options.sampling_steps=3",
+    "selector.options.epochs=1",
+    "downstream.options.epochs=1",
+    "aligner.options.steps=2",
+    "aligner.options.validate_every=2",
+    "pool.n_per_condition=4",
+    "evaluation.n_per_condition=4",
+    *(
+        f"{slot}.options.mixed_precision=bf16"
+        for slot in ("generator", "selector", "downstream", "aligner")
+    ),
 ]
-SEG = ["generator.options.n_conditions=4", "selector.options.score_include_background=true", "evaluation.scales=[0.25]"]
+SEG = [
+    "generator.options.n_conditions=4",
+    "selector.options.score_include_background=true",
+    "evaluation.scales=[0.25]",
+]
 
 
 def _run(tmp_path: Path, name: str, generator: str, selector: str, extra: list[str]) -> Path:
-    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(tmp_path), "--name", name,
-           "--profile", "paper", "--generator", generator, "--selector", selector, "--pairing", "best-worst"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saadi_core.cli",
+        "--quiet",
+        "run",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        name,
+        "--profile",
+        "paper",
+        "--generator",
+        generator,
+        "--selector",
+        selector,
+        "--pairing",
+        "best-worst",
+    ]
     for assignment in [*SMALL, *extra]:
         cmd += ["--set", assignment]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
@@ -49,7 +79,9 @@ def _run(tmp_path: Path, name: str, generator: str, selector: str, extra: list[s
 def _check(run: Path, generator: str, pretrained: Path, image_size: int = 32) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["config"]["profile"] == "paper" and summary["components"]["generator"] == generator
+    assert (
+        manifest["config"]["profile"] == "paper" and summary["components"]["generator"] == generator
+    )
     assert all(stage["status"] == "done" for stage in manifest["stages"].values())
     for key in ("selector_pass", "dpo_implicit_accuracy", "downstream"):
         assert summary[key] is not None, key
@@ -70,26 +102,46 @@ def _check(run: Path, generator: str, pretrained: Path, image_size: int = 32) ->
 
 def test_ssd_paper_profile(tmp_path: Path, saadi_pretrained_dirs: dict[str, Path]) -> None:
     sd = saadi_pretrained_dirs["sd"]
-    run = _run(tmp_path, "ssd", "ssd", "resnet18", [f"generator.options.pretrained={sd}", "generator.options.max_steps=4"])
+    run = _run(
+        tmp_path,
+        "ssd",
+        "ssd",
+        "resnet18",
+        [f"generator.options.pretrained={sd}", "generator.options.max_steps=4"],
+    )
     summary = _check(run, "ssd", sd)
     assert {"real", "real+base@1x", "real+aligned@1x"} <= set(summary["downstream"])
 
 
 def test_ssi_paper_profile(tmp_path: Path, saadi_pretrained_dirs: dict[str, Path]) -> None:
     sd = saadi_pretrained_dirs["inpainting"]
-    run = _run(tmp_path, "ssi", "ssi", "segformer", [f"generator.options.pretrained={sd}", "generator.options.max_steps=4", *SEG])
+    run = _run(
+        tmp_path,
+        "ssi",
+        "ssi",
+        "segformer",
+        [f"generator.options.pretrained={sd}", "generator.options.max_steps=4", *SEG],
+    )
     summary = _check(run, "ssi", sd)
     assert summary["downstream"]["metric"] == "mean_dice"
 
 
 def test_simuscope_paper_profile(tmp_path: Path, saadi_pretrained_dirs: dict[str, Path]) -> None:
     sd, cn = saadi_pretrained_dirs["sd"], saadi_pretrained_dirs["controlnet"]
-    extra = [f"generator.options.pretrained={sd}", f"generator.options.controlnet={cn}", "generator.options.style_steps=2",
-             "generator.options.n_style_frames=8", "generator.options.style_rank=4", *SEG]
+    extra = [
+        f"generator.options.pretrained={sd}",
+        f"generator.options.controlnet={cn}",
+        "generator.options.style_steps=2",
+        "generator.options.n_style_frames=8",
+        "generator.options.style_rank=4",
+        *SEG,
+    ]
     run = _run(tmp_path, "simuscope", "simuscope", "segformer", extra)
     summary = _check(run, "simuscope", sd)
     manifest = json.loads((run / "manifest.json").read_text())
     saved = (run / manifest["stages"]["train-generator"]["path"]).resolve() / "model"
     # the paper's pretrained ControlNet is used as loaded (max_steps 0) and referenced
-    assert json.loads((saved / "simuscope.json").read_text())["controlnet_reference"] == str(cn.resolve())
+    assert json.loads((saved / "simuscope.json").read_text())["controlnet_reference"] == str(
+        cn.resolve()
+    )
     assert summary["alignment"]["lora"]["adapter_name"] == "saadi_dpo"

@@ -20,7 +20,13 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow
 
-PALETTE = {"background": (0, 0, 0), "gallbladder": (0, 200, 0), "cystic_duct": (200, 200, 0), "cystic_artery": (200, 0, 0), "tool": (0, 0, 200)}
+PALETTE = {
+    "background": (0, 0, 0),
+    "gallbladder": (0, 200, 0),
+    "cystic_duct": (200, 200, 0),
+    "cystic_artery": (200, 0, 0),
+    "tool": (0, 0, 200),
+}
 
 
 def _write_folder(root: Path, n: int = 64) -> Path:
@@ -30,7 +36,9 @@ def _write_folder(root: Path, n: int = 64) -> Path:
     assert data.class_names == list(PALETTE)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    (root / "classes.yaml").write_text("".join(f"{name}: [{r}, {g}, {b}]\n" for name, (r, g, b) in PALETTE.items()))
+    (root / "classes.yaml").write_text(
+        "".join(f"{name}: [{r}, {g}, {b}]\n" for name, (r, g, b) in PALETTE.items())
+    )
     flat = [c for rgb in PALETTE.values() for c in rgb]
     for i, (image, mask) in enumerate(zip(data.train.images, data.train.masks)):
         Image.fromarray(image).save(root / "images" / f"frame{i:03d}.png")
@@ -42,16 +50,39 @@ def _write_folder(root: Path, n: int = 64) -> Path:
 
 def _run(root: Path, runs: Path, selector: str, name: str = "seg") -> subprocess.CompletedProcess:
     small = [
-        f"dataset.options.root={root}", "generator.options.max_steps=20", "generator.options.n_conditions=4",
-        "generator.options.sampling_steps=2", "selector.options.epochs=1", "aligner.options.steps=4",
+        f"dataset.options.root={root}",
+        "generator.options.max_steps=20",
+        "generator.options.n_conditions=4",
+        "generator.options.sampling_steps=2",
+        "selector.options.epochs=1",
+        "aligner.options.steps=4",
         # a 1-epoch selector predicts background everywhere: with background in the score, the
         # samples still get different scores (without it every score is 0 and nothing pairs)
         "selector.options.score_include_background=true",
-        "aligner.options.validate_every=2", "pool.n_per_condition=6", "evaluation.n_per_condition=4",
+        "aligner.options.validate_every=2",
+        "pool.n_per_condition=6",
+        "evaluation.n_per_condition=4",
         "evaluation.scales=[0.25]",
     ]
-    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(runs), "--name", name,
-           "--dataset", "folder-seg", "--generator", "ssi", "--selector", selector, "--pairing", "best-worst"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saadi_core.cli",
+        "--quiet",
+        "run",
+        "--runs-dir",
+        str(runs),
+        "--name",
+        name,
+        "--dataset",
+        "folder-seg",
+        "--generator",
+        "ssi",
+        "--selector",
+        selector,
+        "--pairing",
+        "best-worst",
+    ]
     for assignment in small:
         cmd += ["--set", assignment]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
@@ -66,11 +97,15 @@ def test_ssi_loop_on_a_palette_mask_folder_with_three_segmenters(tmp_path):
         assert summary["task"] == "segmentation" and summary["components"]["selector"] == selector
         assert summary["downstream"]["metric"] == "mean_dice"
         assert {"real", "real+base@0.25x", "real+aligned@0.25x"} <= set(summary["downstream"])
-        assert 0.0 <= summary["selector_pass"]["p_value"] <= 1.0 and summary["selector_pass"]["n"] > 0
+        assert (
+            0.0 <= summary["selector_pass"]["p_value"] <= 1.0 and summary["selector_pass"]["n"] > 0
+        )
         assert summary["oracle_pass"] is None  # a user folder has no oracle
         assert set(summary["selector_test"]["per_class_dice"]) >= {"gallbladder", "tool"}
     manifest = json.loads((tmp_path / "runs" / "seg" / "manifest.json").read_text())
-    assert manifest["stages"]["train-generator"]["cached"]  # the generator was trained once for all three
+    assert manifest["stages"]["train-generator"][
+        "cached"
+    ]  # the generator was trained once for all three
 
 
 def test_a_malformed_mask_stops_the_run_before_training(tmp_path):

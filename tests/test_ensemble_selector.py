@@ -37,7 +37,9 @@ class _Fixed(Selector):
         (path / "offset").write_text(str(self.options.offset))
 
     def load(self, path: Path) -> None:
-        self.options = self.options.model_copy(update={"offset": float((path / "offset").read_text())})
+        self.options = self.options.model_copy(
+            update={"offset": float((path / "offset").read_text())}
+        )
 
 
 class _Plugin:
@@ -55,17 +57,30 @@ def fixed_selector():
 
 def test_ensemble_scores_by_the_least_convinced_member_and_round_trips(tmp_path: Path) -> None:
     registry = get_registry()
-    members = [{"kind": "fixed-test"}, {"kind": "fixed-test", "options": {"offset": 0.3, "seed": 9}}]
+    members = [
+        {"kind": "fixed-test"},
+        {"kind": "fixed-test", "options": {"offset": 0.3, "seed": 9}},
+    ]
     ensemble = registry.create("selector", "ensemble", {"members": members, "seed": 4})
     _Fixed.fits.clear()
     ensemble.fit(None)
-    assert _Fixed.fits == [(0.0, 4), (0.3, 9)]  # the run seed reaches members that leave theirs unset
-    samples = [Sample(image=None, condition=Condition(id="c"), generator="g", seed=0, index=i) for i in range(4)]
-    assert ensemble.score(samples) == pytest.approx([0.0, 0.1, 0.2, 0.3])  # min: member 0 decides here
+    assert _Fixed.fits == [
+        (0.0, 4),
+        (0.3, 9),
+    ]  # the run seed reaches members that leave theirs unset
+    samples = [
+        Sample(image=None, condition=Condition(id="c"), generator="g", seed=0, index=i)
+        for i in range(4)
+    ]
+    assert ensemble.score(samples) == pytest.approx(
+        [0.0, 0.1, 0.2, 0.3]
+    )  # min: member 0 decides here
     mean = registry.create("selector", "ensemble", {"members": members, "combine": "mean"})
     assert mean.score(samples) == pytest.approx([0.15, 0.25, 0.35, 0.45])
     ensemble.save(tmp_path / "e")
-    fresh = registry.create("selector", "ensemble", {"members": [{"kind": "fixed-test"}, {"kind": "fixed-test"}]})
+    fresh = registry.create(
+        "selector", "ensemble", {"members": [{"kind": "fixed-test"}, {"kind": "fixed-test"}]}
+    )
     fresh.load(tmp_path / "e")
     assert [m.options.offset for m in fresh.members] == [0.0, 0.3]
 

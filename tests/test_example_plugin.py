@@ -20,9 +20,9 @@ import subprocess
 import sys
 import textwrap
 import types
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -30,7 +30,14 @@ from pydantic import BaseModel, ConfigDict
 from saadi_core import hookimpl
 from saadi_core.config import RunConfig, load_config_file, validate_components
 from saadi_core.conformance import check_pairing, check_selector, synthetic_scored_samples
-from saadi_core.errors import ConfigError, DataError, DuplicateKindError, PipelineError, PluginError, UnknownKindError
+from saadi_core.errors import (
+    ConfigError,
+    DataError,
+    DuplicateKindError,
+    PipelineError,
+    PluginError,
+    UnknownKindError,
+)
 from saadi_core.interfaces import Condition, Sample
 from saadi_core.registry import Registry
 
@@ -54,8 +61,20 @@ def example_installed() -> Iterator[str]:
         version = metadata.version(EXAMPLE_DIST)
     except metadata.PackageNotFoundError:
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(EXAMPLE_DIR)],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "-e",
+                str(EXAMPLE_DIR),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if proc.returncode != 0:
             pytest.fail(f"installing {EXAMPLE_DIR} failed:\n{proc.stderr[-2000:]}")
@@ -83,7 +102,10 @@ def _clean_python(env: dict[str, str] | None = None) -> dict[str, str]:
 def test_saadi_plugins_json_lists_example(example_installed: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "from saadi_core.cli import main; main()", "plugins", "--json"],
-        capture_output=True, text=True, timeout=60, env=_clean_python(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_clean_python(),
     )
     assert proc.returncode == 0, proc.stderr
     plugins = {p["name"]: p for p in json.loads(proc.stdout)}
@@ -93,8 +115,12 @@ def test_saadi_plugins_json_lists_example(example_installed: str) -> None:
     assert example["module"] == "saadi_plugin_example.plugin"
     assert example["kinds"] == EXAMPLE_KINDS
     assert sorted(example["hooks"]) == [
-        "saadi_evaluate_samples", "saadi_register_pairings", "saadi_register_selectors", "saadi_report_sections",
-        "saadi_summary_entries", "saadi_terminal_summary",
+        "saadi_evaluate_samples",
+        "saadi_register_pairings",
+        "saadi_register_selectors",
+        "saadi_report_sections",
+        "saadi_summary_entries",
+        "saadi_terminal_summary",
     ]
 
 
@@ -110,10 +136,19 @@ def test_example_discovery_is_lazy(example_installed: str) -> None:
         print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith("saadi_plugin_example"))))
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          env=_clean_python({"SAADI_LOAD_PLUGINS": "example"}))
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_clean_python({"SAADI_LOAD_PLUGINS": "example"}),
+    )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == ["saadi_plugin_example", "saadi_plugin_example.options", "saadi_plugin_example.plugin"]
+    assert json.loads(proc.stdout) == [
+        "saadi_plugin_example",
+        "saadi_plugin_example.options",
+        "saadi_plugin_example.plugin",
+    ]
 
 
 def test_registry_tags_example_kinds(example_installed: str) -> None:
@@ -121,8 +156,14 @@ def test_registry_tags_example_kinds(example_installed: str) -> None:
     info = next(p for p in registry.plugins if p.name == "example")
     assert (info.status, info.kinds, info.version) == ("loaded", EXAMPLE_KINDS, example_installed)
     entry = registry.get("selector", "example-tinycnn")
-    assert (entry.plugin, entry.version, entry.target) == ("example", "0.1.0", "saadi_plugin_example.selector:TinyCNN")
-    assert all(p.status == "skipped" for p in registry.plugins if not p.builtin and p.name != "example")
+    assert (entry.plugin, entry.version, entry.target) == (
+        "example",
+        "0.1.0",
+        "saadi_plugin_example.selector:TinyCNN",
+    )
+    assert all(
+        p.status == "skipped" for p in registry.plugins if not p.builtin and p.name != "example"
+    )
 
 
 # --------------------------------------------------------------------------- usable from config
@@ -145,13 +186,18 @@ def example_registry(example_installed: str) -> Registry:
 
 
 def test_config_with_example_kinds_validates(example_registry: Registry) -> None:
-    config = RunConfig(selector={"kind": "example-tinycnn", "options": {"epochs": 2}}, pairing="example-top1")
+    config = RunConfig(
+        selector={"kind": "example-tinycnn", "options": {"epochs": 2}}, pairing="example-top1"
+    )
     validated = validate_components(config, example_registry)
     assert type(validated["selector"]).__name__ == "TinyCNNOptions"
     assert (validated["selector"].epochs, validated["selector"].channels) == (2, 16)
     assert validated["pairing"].threshold == 0.5
     paper = validate_components(config.model_copy(update={"profile": "paper"}), example_registry)
-    assert (paper["selector"].epochs, paper["selector"].channels) == (2, 32)  # explicit beats profile
+    assert (paper["selector"].epochs, paper["selector"].channels) == (
+        2,
+        32,
+    )  # explicit beats profile
 
 
 @pytest.mark.parametrize(
@@ -162,16 +208,21 @@ def test_config_with_example_kinds_validates(example_registry: Registry) -> None
         ({"lr": "fast"}, "selector.options.lr"),
     ],
 )
-def test_config_rejects_bad_example_options(example_registry: Registry, options: dict, expected: str) -> None:
+def test_config_rejects_bad_example_options(
+    example_registry: Registry, options: dict, expected: str
+) -> None:
     config = RunConfig(selector={"kind": "example-tinycnn", "options": options})
     with pytest.raises(ConfigError, match=expected):
         validate_components(config, example_registry)
 
 
-def test_yaml_typo_in_example_options_names_file_and_line(example_registry: Registry, tmp_path: Path) -> None:
+def test_yaml_typo_in_example_options_names_file_and_line(
+    example_registry: Registry, tmp_path: Path
+) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text(textwrap.dedent(
-        """\
+    path.write_text(
+        textwrap.dedent(
+            """\
         selector:
           kind: example-tinycnn
           options: {epochs: 2}
@@ -180,7 +231,8 @@ def test_yaml_typo_in_example_options_names_file_and_line(example_registry: Regi
           options:
             treshold: 0.4
         """
-    ))
+        )
+    )
     config, doc = load_config_file(path)
     with pytest.raises(ConfigError) as err:
         validate_components(config, example_registry, doc)
@@ -189,33 +241,48 @@ def test_yaml_typo_in_example_options_names_file_and_line(example_registry: Regi
 
 def test_unknown_kind_lists_known_kinds(example_registry: Registry) -> None:
     config = RunConfig(selector="example-tinycnnn")
-    with pytest.raises(UnknownKindError, match=r"unknown selector kind 'example-tinycnnn'; known: .*example-tinycnn"):
+    with pytest.raises(
+        UnknownKindError,
+        match=r"unknown selector kind 'example-tinycnnn'; known: .*example-tinycnn",
+    ):
         validate_components(config, example_registry)
 
 
 # --------------------------------------------------------------------------- the kinds work
 
 
-def test_example_selector_conforms(example_registry: Registry, saadi_tiny_dataset, saadi_context, tmp_path: Path) -> None:
-    selector = example_registry.create("selector", "example-tinycnn", {"epochs": 3}, context=saadi_context)
+def test_example_selector_conforms(
+    example_registry: Registry, saadi_tiny_dataset, saadi_context, tmp_path: Path
+) -> None:
+    selector = example_registry.create(
+        "selector", "example-tinycnn", {"epochs": 3}, context=saadi_context
+    )
     check_selector(selector, saadi_tiny_dataset, work_dir=tmp_path / "conformance")
     assert (tmp_path / "conformance" / "selector" / "model.pt").is_file()
 
 
-def test_example_selector_refuses_what_it_cannot_score(example_registry: Registry, saadi_tiny_dataset, saadi_tiny_seg_dataset) -> None:
+def test_example_selector_refuses_what_it_cannot_score(
+    example_registry: Registry, saadi_tiny_dataset, saadi_tiny_seg_dataset
+) -> None:
     selector = example_registry.create("selector", "example-tinycnn", {"epochs": 1})
     with pytest.raises(PipelineError, match="must be fit or loaded"):
         selector.predict(saadi_tiny_dataset.test.image_tensor(slice(0, 2)))
     with pytest.raises(PipelineError, match="classification datasets only"):
         selector.fit(saadi_tiny_seg_dataset)
     selector.fit(saadi_tiny_dataset)
-    unconditional = Sample(image=saadi_tiny_dataset.test.image_tensor(slice(0, 1))[0], condition=Condition(id="any"),
-                           generator="g", seed=0)
+    unconditional = Sample(
+        image=saadi_tiny_dataset.test.image_tensor(slice(0, 1))[0],
+        condition=Condition(id="any"),
+        generator="g",
+        seed=0,
+    )
     with pytest.raises(DataError, match="condition 'any'"):
         selector.score([unconditional])
 
 
-def test_example_pairing_conforms_and_keeps_one_pair_per_condition(example_registry: Registry) -> None:
+def test_example_pairing_conforms_and_keeps_one_pair_per_condition(
+    example_registry: Registry,
+) -> None:
     strategy = example_registry.create("pairing", "example-top1")
     check_pairing(strategy)
     samples, scores = synthetic_scored_samples()
@@ -231,7 +298,9 @@ def test_example_pairing_breaks_ties_by_seed(example_registry: Registry) -> None
     samples, scores = synthetic_scored_samples()
     chosen = set()
     for seed in range(8):
-        pair = next(p for p in strategy.pairs(samples, scores, seed) if p.condition_id == "class:ties")
+        pair = next(
+            p for p in strategy.pairs(samples, scores, seed) if p.condition_id == "class:ties"
+        )
         chosen.add((pair.winner.index, pair.loser.index))
     assert len(chosen) > 1  # three tied winners, three tied losers: seeds pick different ones
 
@@ -240,7 +309,9 @@ def test_example_pairing_breaks_ties_by_seed(example_registry: Registry) -> None
 
 
 @pytest.fixture
-def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+def fake_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., None]]:
     """``make(dist, {entry_name: module_source})`` writes an installed-looking distribution whose
     ``saadi`` entry points name modules ``<entry_name>_plugin``, and puts it on ``sys.path``."""
     site = tmp_path / "site"
@@ -277,11 +348,20 @@ BROKEN_PLUGIN = """
 
 
 def test_plugin_whose_import_fails_is_recorded_and_discovery_goes_on(fake_distribution) -> None:
-    fake_distribution("fake-dist", {"fakebroken": BROKEN_PLUGIN, "fakegood": GOOD_PLUGIN.format(kind="fake-good", name="fakegood")})
+    fake_distribution(
+        "fake-dist",
+        {
+            "fakebroken": BROKEN_PLUGIN,
+            "fakegood": GOOD_PLUGIN.format(kind="fake-good", name="fakegood"),
+        },
+    )
     registry = Registry.discover()
     infos = {p.name: p for p in registry.plugins}
     assert infos["fakebroken"].status == "failed"
-    assert infos["fakebroken"].error == "import failed: ImportError: needs libfoo, which is not installed"
+    assert (
+        infos["fakebroken"].error
+        == "import failed: ImportError: needs libfoo, which is not installed"
+    )
     assert (infos["fakebroken"].distribution, infos["fakebroken"].version) == ("fake_dist", "1.0")
     assert infos["fakegood"].status == "loaded"
     assert registry.get("selector", "fake-good").plugin == "fakegood"
@@ -289,26 +369,44 @@ def test_plugin_whose_import_fails_is_recorded_and_discovery_goes_on(fake_distri
         registry.get("selector", "needs-libfoo")
 
 
-def test_strict_makes_a_broken_plugin_fatal(fake_distribution, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_strict_makes_a_broken_plugin_fatal(
+    fake_distribution, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_distribution("fake-dist", {"fakebroken": BROKEN_PLUGIN})
     monkeypatch.setenv("SAADI_STRICT", "1")
     monkeypatch.setenv("SAADI_LOAD_PLUGINS", "fakebroken")
-    with pytest.raises(PluginError, match=r"plugin 'fakebroken' \(fakebroken_plugin\): import failed: .*needs libfoo.*SAADI_STRICT=1"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'fakebroken' \(fakebroken_plugin\): import failed: .*needs libfoo.*SAADI_STRICT=1",
+    ):
         Registry.discover()
 
 
-def test_load_plugins_env_limits_what_is_imported(fake_distribution, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_distribution("fake-dist", {"fakebroken": BROKEN_PLUGIN, "fakegood": GOOD_PLUGIN.format(kind="fake-good", name="fakegood")})
+def test_load_plugins_env_limits_what_is_imported(
+    fake_distribution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_distribution(
+        "fake-dist",
+        {
+            "fakebroken": BROKEN_PLUGIN,
+            "fakegood": GOOD_PLUGIN.format(kind="fake-good", name="fakegood"),
+        },
+    )
     monkeypatch.setenv("SAADI_LOAD_PLUGINS", "fakegood")
     registry = Registry.discover()
     statuses = {p.name: p.status for p in registry.plugins if not p.builtin}
     assert statuses.pop("fakegood") == "loaded"
     assert set(statuses.values()) == {"skipped"} and "fakebroken" in statuses
-    assert next(p for p in registry.plugins if p.name == "fakebroken").error == "not in SAADI_LOAD_PLUGINS"
+    assert (
+        next(p for p in registry.plugins if p.name == "fakebroken").error
+        == "not in SAADI_LOAD_PLUGINS"
+    )
     assert "fakebroken_plugin" not in sys.modules  # skipped plugins are never imported
 
 
-def test_duplicate_kind_names_both_plugins(fake_distribution, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_duplicate_kind_names_both_plugins(
+    fake_distribution, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_distribution("dist-a", {"fakea": GOOD_PLUGIN.format(kind="same-kind", name="fakea")})
     fake_distribution("dist-b", {"fakeb": GOOD_PLUGIN.format(kind="same-kind", name="fakeb")})
     monkeypatch.setenv("SAADI_LOAD_PLUGINS", "fakea,fakeb")
@@ -344,9 +442,15 @@ def test_options_model_without_forbid_is_rejected() -> None:
         register("strict", "builtins:object", options=_StrictOptions)
 
     registry = Registry(strict=False)
-    registry.add_plugin(_module("loose_plugin", saadi_register_selectors=saadi_register_selectors), name="loose-plugin")
+    registry.add_plugin(
+        _module("loose_plugin", saadi_register_selectors=saadi_register_selectors),
+        name="loose-plugin",
+    )
     assert registry.get("selector", "strict").build_options({"epochs": 3}).epochs == 3
-    with pytest.raises(PluginError, match="plugin 'loose-plugin': options model _LooseOptions of selector 'loose' must set extra='forbid'"):
+    with pytest.raises(
+        PluginError,
+        match="plugin 'loose-plugin': options model _LooseOptions of selector 'loose' must set extra='forbid'",
+    ):
         registry.create("selector", "loose", {"epoch": 3})
 
 
@@ -356,7 +460,9 @@ def test_failed_registration_commits_no_kind() -> None:
         register("Not A Kind", "builtins:object")
 
     registry = Registry(strict=False)
-    info = registry.add_plugin(_module("half_plugin", saadi_register_selectors=saadi_register_selectors), name="half")
+    info = registry.add_plugin(
+        _module("half_plugin", saadi_register_selectors=saadi_register_selectors), name="half"
+    )
     assert info.status == "failed" and "'Not A Kind' must be lower-case" in info.error
     assert "fine-kind" not in registry.kinds("selector")
 
@@ -369,22 +475,56 @@ def test_example_metric_in_summary_cli_and_report(example_installed: str, tmp_pa
     """The example's contrast metric, installed and nothing else changed, reaches summary.json, the
     end-of-run output and the HTML report of a cut-down `saadi run` (sizes as test_end_to_end)."""
     small = [
-        "dataset.options.n_train=100", "dataset.options.n_test=50", "generator.options.max_steps=20",
-        "selector.options.epochs=1", "aligner.options.steps=4", "aligner.options.validate_every=2",
-        "pool.n_per_condition=8", "evaluation.n_per_condition=8", "downstream.options.epochs=1", "fidelity.metrics=[]",
+        "dataset.options.n_train=100",
+        "dataset.options.n_test=50",
+        "generator.options.max_steps=20",
+        "selector.options.epochs=1",
+        "aligner.options.steps=4",
+        "aligner.options.validate_every=2",
+        "pool.n_per_condition=8",
+        "evaluation.n_per_condition=8",
+        "downstream.options.epochs=1",
+        "fidelity.metrics=[]",
     ]
-    cmd = [sys.executable, "-m", "saadi_core.cli", "--quiet", "run", "--runs-dir", str(tmp_path), "--name", "m",
-           "--generator", "ssd", "--selector", "resnet18", "--pairing", "best-worst"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "saadi_core.cli",
+        "--quiet",
+        "run",
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "m",
+        "--generator",
+        "ssd",
+        "--selector",
+        "resnet18",
+        "--pairing",
+        "best-worst",
+    ]
     for assignment in small:
         cmd += ["--set", assignment]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=_clean_python())
     assert done.returncode == 0, done.stderr[-3000:]
     contrast = json.loads((tmp_path / "m" / "summary.json").read_text())["example_contrast"]
-    assert 0.0 < contrast["base"]["mean"] < 0.5 and contrast["base"]["n"] == contrast["aligned"]["n"] > 0
-    assert contrast["change"]["difference"] == pytest.approx(contrast["aligned"]["mean"] - contrast["base"]["mean"])
-    assert f"example contrast (RMS grey level): base {contrast['base']['mean']:.4f}" in " ".join(done.stdout.split())
-    report = subprocess.run([sys.executable, "-m", "saadi_core.cli", "report", str(tmp_path / "m")],
-                            capture_output=True, text=True, timeout=600, env=_clean_python())
+    assert (
+        0.0 < contrast["base"]["mean"] < 0.5
+        and contrast["base"]["n"] == contrast["aligned"]["n"] > 0
+    )
+    assert contrast["change"]["difference"] == pytest.approx(
+        contrast["aligned"]["mean"] - contrast["base"]["mean"]
+    )
+    assert f"example contrast (RMS grey level): base {contrast['base']['mean']:.4f}" in " ".join(
+        done.stdout.split()
+    )
+    report = subprocess.run(
+        [sys.executable, "-m", "saadi_core.cli", "report", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_clean_python(),
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "m" / "report.html").read_text()
     assert 'id="example-contrast"' in html and f"{contrast['base']['mean']:.4f}" in html

@@ -37,7 +37,12 @@ class BackwardsExecutor:
 class ExecutorPlugin:
     @hookimpl
     def saadi_register_executors(self, register: Any) -> None:
-        register("backwards", f"{__name__}:BackwardsExecutor", options=NoOptions, description="jobs last to first")
+        register(
+            "backwards",
+            f"{__name__}:BackwardsExecutor",
+            options=NoOptions,
+            description="jobs last to first",
+        )
 
 
 def _registry(*extra: Any) -> Registry:
@@ -61,22 +66,34 @@ def test_built_in_kinds_are_registered_through_the_hook() -> None:
         assert isinstance(registry.create("executor", kind), Executor)
 
 
-def test_a_plugin_executor_runs_a_study_and_job_order_does_not_change_the_result(tmp_path: Path) -> None:
+def test_a_plugin_executor_runs_a_study_and_job_order_does_not_change_the_result(
+    tmp_path: Path,
+) -> None:
     JOBS_SEEN.clear()
     registry = _registry(ExecutorPlugin())
     run_study(study_config(tmp_path / "a"), registry, quiet=True)
     run_study(study_config(tmp_path / "b"), registry, quiet=True, executor="backwards")
     # two waves: the generator arms at both seeds, then the mix arm at both seeds
-    assert JOBS_SEEN == [[("base", 0), ("aligned", 0), ("base", 1), ("aligned", 1)], [("half-half", 0), ("half-half", 1)]]
+    assert JOBS_SEEN == [
+        [("base", 0), ("aligned", 0), ("base", 1), ("aligned", 1)],
+        [("half-half", 0), ("half-half", 1)],
+    ]
     assert _study_json(tmp_path / "b") == _study_json(tmp_path / "a")
 
 
 def test_processes_and_submitit_executors_return_results_in_job_order(tmp_path: Path) -> None:
     registry = Registry.discover(entry_points=False)
     jobs = [3, -1, 2, -5]
-    assert registry.create("executor", "processes", {"workers": 2}).map(operator.neg, jobs) == [-3, 1, -2, 5]
+    assert registry.create("executor", "processes", {"workers": 2}).map(operator.neg, jobs) == [
+        -3,
+        1,
+        -2,
+        5,
+    ]
     pytest.importorskip("submitit")
-    slurm = create_executor(registry, "slurm", {"cluster": "debug"}, default_folder=tmp_path / "submitit")
+    slurm = create_executor(
+        registry, "slurm", {"cluster": "debug"}, default_folder=tmp_path / "submitit"
+    )
     assert slurm.map(operator.neg, jobs) == [-3, 1, -2, 5]
     assert (tmp_path / "submitit").is_dir()  # submitit's job folders under the study by default
 
@@ -87,10 +104,14 @@ def test_unknown_executor_or_option_is_a_one_line_error(tmp_path: Path) -> None:
         create_executor(registry, "ray")
     with pytest.raises(SaadiError, match="invalid options for executor 'processes'"):
         create_executor(registry, "processes", {"workerz": 2})
-    assert isinstance(create_executor(Registry(), "local"), LocalExecutor)  # every registry has the built-ins
+    assert isinstance(
+        create_executor(Registry(), "local"), LocalExecutor
+    )  # every registry has the built-ins
 
 
-def test_cli_passes_executor_and_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_passes_executor_and_its_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     from saadi_core import cli
@@ -99,11 +120,23 @@ def test_cli_passes_executor_and_its_options(tmp_path: Path, monkeypatch: pytest
     registry = _registry(ExecutorPlugin())
     monkeypatch.setattr(cli, "_registry", lambda: registry)
     file = tmp_path / "study.yaml"
-    file.write_text(yaml.safe_dump(study_config(tmp_path, seeds=[0], scales=[1]).model_dump(mode="json")))
+    file.write_text(
+        yaml.safe_dump(study_config(tmp_path, seeds=[0], scales=[1]).model_dump(mode="json"))
+    )
     cli.main(["--quiet", "study", str(file), "--executor", "backwards"])
     assert len(JOBS_SEEN) == 2 and (tmp_path / "s" / "study.json").is_file()
     with pytest.raises(SystemExit) as exit_info:  # a bad option: the one-line error, exit code 2
-        cli.main(["--quiet", "study", str(file), "--executor", "processes", "--executor-option", "workerz=2"])
+        cli.main(
+            [
+                "--quiet",
+                "study",
+                str(file),
+                "--executor",
+                "processes",
+                "--executor-option",
+                "workerz=2",
+            ]
+        )
     assert exit_info.value.code == 2
     assert "invalid options for executor 'processes'" in capsys.readouterr().err
 
@@ -120,13 +153,21 @@ class PicklingExecutor:
     def map(self, fn: Any, jobs: Any) -> list[Any]:
         import pickle
 
-        return [pickle.loads(pickle.dumps(fn(pickle.loads(pickle.dumps(job))))) for job in reversed(jobs)][::-1]
+        return [
+            pickle.loads(pickle.dumps(fn(pickle.loads(pickle.dumps(job)))))
+            for job in reversed(jobs)
+        ][::-1]
 
 
 class PicklingPlugin:
     @hookimpl
     def saadi_register_executors(self, register: Any) -> None:
-        register("pickling", f"{__name__}:PicklingExecutor", options=NoOptions, description="jobs through pickle")
+        register(
+            "pickling",
+            f"{__name__}:PicklingExecutor",
+            options=NoOptions,
+            description="jobs through pickle",
+        )
 
 
 def test_filter_arms_and_downstream_seeds_run_as_plain_data_jobs(tmp_path: Path) -> None:
@@ -134,22 +175,34 @@ def test_filter_arms_and_downstream_seeds_run_as_plain_data_jobs(tmp_path: Path)
     arms = [
         {"name": "base", "generator": "shift"},
         {"name": "filter", "generator": "shift", "filter": True},
-        {"name": "aligned-filter", "generator": "shift", "aligner": {"kind": "shrink"}, "filter": True},
+        {
+            "name": "aligned-filter",
+            "generator": "shift",
+            "aligner": {"kind": "shrink"},
+            "filter": True,
+        },
         {"name": "mix", "mix": ["base", "filter"]},
     ]
     extra = {"seeds": [0, 1], "scales": [1], "downstream_seeds": 2, "arms": arms}
     run_study(study_config(tmp_path / "a", **extra), registry, quiet=True)
-    summary = run_study(study_config(tmp_path / "b", **extra), registry, quiet=True, executor="pickling").summary
+    summary = run_study(
+        study_config(tmp_path / "b", **extra), registry, quiet=True, executor="pickling"
+    ).summary
     assert _study_json(tmp_path / "b") == _study_json(tmp_path / "a")
     # (arm, seed) order and the (seed, downstream seed) cells survive the executor
     assert [a["name"] for a in summary["arms"]] == ["base", "filter", "aligned-filter", "mix"]
     assert summary["arms"][1]["downstream"]["1"]["cells"] == ["0/0", "0/100", "1/1", "1/101"]
     rows = {r["arm"]: r for r in summary["evidence"]["rows"]}
-    assert rows["aligned-filter"]["vs_filter"]["n_cells"] == 4 and rows["filter"]["selector_pass"] > rows["base"]["selector_pass"]
+    assert (
+        rows["aligned-filter"]["vs_filter"]["n_cells"] == 4
+        and rows["filter"]["selector_pass"] > rows["base"]["selector_pass"]
+    )
     # the mix drew from the filter arm's filtered set, handed over in the first wave's outcome
     import json
 
     mix_run = tmp_path / "b" / "s" / "runs" / "mix-seed0"
     manifest = json.loads((mix_run / "manifest.json").read_text())
-    stage = json.loads((mix_run / manifest["stages"]["downstream-mix-1x-s0"]["path"] / "stage.json").read_text())
+    stage = json.loads(
+        (mix_run / manifest["stages"]["downstream-mix-1x-s0"]["path"] / "stage.json").read_text()
+    )
     assert {"sample-base", "sample-filter"} <= set(stage["deps"])

@@ -41,16 +41,22 @@ def make_cls_tree(root: Path, counts: dict[str, int] | None = None, ext: str = "
     return root
 
 
-def make_seg_tree(root: Path, n: int = 6, form: str = "index", mode: str = "L", size: tuple[int, int] = (40, 30)) -> Path:
+def make_seg_tree(
+    root: Path, n: int = 6, form: str = "index", mode: str = "L", size: tuple[int, int] = (40, 30)
+) -> Path:
     """images/ + masks/ with n images; masks as mode L, P (palette) or RGB; classes.yaml in the
     index or colour form."""
     names = list(COLOURS)
     if form == "index":
         (root / "classes.yaml").parent.mkdir(parents=True, exist_ok=True)
-        (root / "classes.yaml").write_text("\n".join(f"{k}: {name}" for k, name in enumerate(names)) + "\n")
+        (root / "classes.yaml").write_text(
+            "\n".join(f"{k}: {name}" for k, name in enumerate(names)) + "\n"
+        )
     else:
         (root / "classes.yaml").parent.mkdir(parents=True, exist_ok=True)
-        (root / "classes.yaml").write_text("\n".join(f"{name}: [{r}, {g}, {b}]" for name, (r, g, b) in COLOURS.items()) + "\n")
+        (root / "classes.yaml").write_text(
+            "\n".join(f"{name}: [{r}, {g}, {b}]" for name, (r, g, b) in COLOURS.items()) + "\n"
+        )
     for i in range(n):
         _image(root / "images" / f"case{i}.png", size=size, value=i)
         labels = _label_map(size)
@@ -111,20 +117,35 @@ def test_crop_keeps_aspect_and_stretch_does_not(tmp_path: Path) -> None:
 
 def test_class_per_folder_with_csv_and_json_split(tmp_path: Path) -> None:
     root = make_cls_tree(tmp_path / "ds", {"a": 2, "b": 2})
-    (root / "split.csv").write_text("file,split\na/img00.png,train\na/img01,test\nb/img00.png,train\n./b/img01.png,test\n")
+    (root / "split.csv").write_text(
+        "file,split\na/img00.png,train\na/img01,test\nb/img00.png,train\n./b/img01.png,test\n"
+    )
     ds = load_folder_cls(FolderClsOptions(root=root, image_size=16))
-    assert ds.train.ids == ["a/img00.png", "b/img00.png"] and ds.test.ids == ["a/img01.png", "b/img01.png"]
+    assert ds.train.ids == ["a/img00.png", "b/img00.png"] and ds.test.ids == [
+        "a/img01.png",
+        "b/img01.png",
+    ]
     assert "split.csv" in ds.meta["split"]
     (root / "split.csv").unlink()
-    (root / "my_split.json").write_text(json.dumps({"train": ["a/img00.png", "a/img01.png", "b/img00.png"], "test": ["b/img01.png"]}))
-    ds = load_folder_cls(FolderClsOptions(root=root, image_size=16, split_file=Path("my_split.json")))
+    (root / "my_split.json").write_text(
+        json.dumps(
+            {"train": ["a/img00.png", "a/img01.png", "b/img00.png"], "test": ["b/img01.png"]}
+        )
+    )
+    ds = load_folder_cls(
+        FolderClsOptions(root=root, image_size=16, split_file=Path("my_split.json"))
+    )
     assert len(ds.train) == 3 and ds.test.ids == ["b/img01.png"]
 
 
-@pytest.mark.parametrize(("form", "mode"), [("index", "L"), ("index", "P"), ("colour", "P"), ("colour", "RGB")])
+@pytest.mark.parametrize(
+    ("form", "mode"), [("index", "L"), ("index", "P"), ("colour", "P"), ("colour", "RGB")]
+)
 def test_images_and_masks(tmp_path: Path, form: str, mode: str) -> None:
     root = make_seg_tree(tmp_path / "seg", n=6, form=form, mode=mode)
-    ds = load_folder_seg(FolderSegOptions(root=root, image_size=30, fit="stretch", test_fraction=0.34))
+    ds = load_folder_seg(
+        FolderSegOptions(root=root, image_size=30, fit="stretch", test_fraction=0.34)
+    )
     assert ds.task == "segmentation" and ds.class_names == list(COLOURS)
     assert ds.train.masks.dtype == np.int64 and ds.train.masks.shape[1:] == (30, 30)
     assert len(ds.train) == 4 and len(ds.test) == 2
@@ -141,7 +162,9 @@ def test_index_map_with_sparse_values_and_list_form(tmp_path: Path) -> None:
     _image(root / "images" / "b.png", value=3)
     for stem in ("a", "b"):
         (root / "masks").mkdir(parents=True, exist_ok=True)
-        Image.fromarray((_label_map(classes=2) * 255).astype(np.uint8), mode="L").save(root / "masks" / f"{stem}.png")
+        Image.fromarray((_label_map(classes=2) * 255).astype(np.uint8), mode="L").save(
+            root / "masks" / f"{stem}.png"
+        )
     (root / "classes.yaml").write_text("0: background\n255: tool\n")
     ds = load_folder_seg(FolderSegOptions(root=root, image_size=20))
     assert set(np.unique(ds.train.masks)) | set(np.unique(ds.test.masks)) == {0, 1}
@@ -153,7 +176,9 @@ def test_index_map_with_sparse_values_and_list_form(tmp_path: Path) -> None:
 
 def test_seg_split_file_by_stem_and_rare_class_stratification(tmp_path: Path) -> None:
     root = make_seg_tree(tmp_path / "seg", n=4)
-    (root / "split.json").write_text(json.dumps({"train": ["case0", "case1.png", "images/case2.png"], "test": ["case3"]}))
+    (root / "split.json").write_text(
+        json.dumps({"train": ["case0", "case1.png", "images/case2.png"], "test": ["case3"]})
+    )
     ds = load_folder_seg(FolderSegOptions(root=root, image_size=16))
     assert ds.test.ids == ["images/case3.png"] and len(ds.train) == 3
 
@@ -163,7 +188,10 @@ def test_check_path_summaries(tmp_path: Path) -> None:
     summary = check_path(cls_root)
     assert summary["layout"] == "class-per-folder" and summary["task"] == "classification"
     assert summary["images"] == 12 and summary["classes"] == ["colon", "liver", "uterus"]
-    per_class = {c: summary["train"]["images_per_class"][c] + summary["test"]["images_per_class"][c] for c in summary["classes"]}
+    per_class = {
+        c: summary["train"]["images_per_class"][c] + summary["test"]["images_per_class"][c]
+        for c in summary["classes"]
+    }
     assert per_class == {"liver": 5, "colon": 4, "uterus": 3}
     assert summary["original_sizes"] == {"40x30": 12}
     json.dumps(summary)  # the CLI prints it as JSON
@@ -300,7 +328,9 @@ def test_class_never_present_or_without_images(tmp_path: Path) -> None:
 
     cls_root = make_cls_tree(tmp_path / "cls", {"a": 3, "b": 3})
     (cls_root / "split.csv").write_text(
-        "file,split\n" + "".join(f"a/img0{i}.png,train\n" for i in range(3)) + "".join(f"b/img0{i}.png,test\n" for i in range(3))
+        "file,split\n"
+        + "".join(f"a/img0{i}.png,train\n" for i in range(3))
+        + "".join(f"b/img0{i}.png,test\n" for i in range(3))
     )
     with pytest.raises(DataError) as excinfo:
         load_folder_cls(FolderClsOptions(root=cls_root))
@@ -313,7 +343,13 @@ def test_class_map_problems(tmp_path: Path) -> None:
     with pytest.raises(DataError) as excinfo:
         load_folder_seg(FolderSegOptions(root=root))
     _error(excinfo, "class map not found", str(root / "classes.yaml"))
-    for text in ("background: 0\ntool: red\n", "0: [0, 0]\n", "{unclosed: [\n", "just one\n", "a: [0, 0, 0]\nb: [0, 0, 0]\n"):
+    for text in (
+        "background: 0\ntool: red\n",
+        "0: [0, 0]\n",
+        "{unclosed: [\n",
+        "just one\n",
+        "a: [0, 0, 0]\nb: [0, 0, 0]\n",
+    ):
         (root / "classes.yaml").write_text(text)
         with pytest.raises(DataError) as excinfo:
             load_folder_seg(FolderSegOptions(root=root))
@@ -325,10 +361,18 @@ def test_split_file_problems(tmp_path: Path) -> None:
     files = ["a/img00.png", "a/img01.png", "b/img00.png", "b/img01.png"]
     split = root / "split.csv"
     cases = {
-        "file,split\n" + "".join(f"{f},train\n" for f in files) + "a/ghost.png,test\n": "'a/ghost.png' is not an image",
-        "file,split\n" + "".join(f"{f},{'test' if i % 2 else 'train'}\n" for i, f in enumerate(files[:3])): "no split for 1 image(s), e.g. b/img01.png",
+        "file,split\n"
+        + "".join(f"{f},train\n" for f in files)
+        + "a/ghost.png,test\n": "'a/ghost.png' is not an image",
+        "file,split\n"
+        + "".join(
+            f"{f},{'test' if i % 2 else 'train'}\n" for i, f in enumerate(files[:3])
+        ): "no split for 1 image(s), e.g. b/img01.png",
         "name,part\nx,y\n": "needs columns 'file' and 'split'",
-        "file,split\n" + "".join(f"{f},{'val' if i == 1 else 'train'}\n" for i, f in enumerate(files)): "line 3: split 'val'",
+        "file,split\n"
+        + "".join(
+            f"{f},{'val' if i == 1 else 'train'}\n" for i, f in enumerate(files)
+        ): "line 3: split 'val'",
         "file,split\n" + "".join(f"{f},train\n" for f in files): "the test split is empty",
         "file,split\na/img00.png,train\na/img00.png,test\n": "listed in both",
     }

@@ -16,8 +16,28 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_paper_profile
 
 
 def test_gpu_script_runs_at_toy_size_on_cpu() -> None:
-    argv = [sys.executable, str(SCRIPT), "--size", "toy", "--device", "cpu", "--steps", "1", "--warmup", "0",
-            "--pairs", "4", "--batch", "2", "--samples", "2", "--sampling-steps", "2", "--time-limit", "400"]
+    argv = [
+        sys.executable,
+        str(SCRIPT),
+        "--size",
+        "toy",
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--pairs",
+        "4",
+        "--batch",
+        "2",
+        "--samples",
+        "2",
+        "--sampling-steps",
+        "2",
+        "--time-limit",
+        "400",
+    ]
     done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
@@ -28,7 +48,9 @@ def test_gpu_script_runs_at_toy_size_on_cpu() -> None:
     # full fine-tuning trains every UNet weight; LoRA r8 a small share of them
     assert full["trainable_parameters"] == result["unet_parameters"]
     assert 0 < lora["trainable_parameters"] < full["trainable_parameters"] / 5
-    assert full["step_s"] > 0 and lora["step_s"] > 0 and full["peak_mib"] is None  # no allocator counter on a CPU
+    assert (
+        full["step_s"] > 0 and lora["step_s"] > 0 and full["peak_mib"] is None
+    )  # no allocator counter on a CPU
     assert result["sampling"]["images"] == 2 and result["sampling"]["images_per_s"] > 0
 
 

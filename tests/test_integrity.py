@@ -63,8 +63,18 @@ def fake(tmp_path):
 
     def start(name: str = "r", stages: str = "-", pause: float = 0.0) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / "runs"), name, stages, str(calls), str(pause)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                str(script),
+                str(tmp_path / "runs"),
+                name,
+                stages,
+                str(calls),
+                str(pause),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def run(**kw) -> subprocess.CompletedProcess:
@@ -92,13 +102,19 @@ def _stage_dir(root: Path, name: str) -> Path:
 def test_damaged_cached_files_are_recomputed_with_a_warning(fake, tmp_path):
     assert fake.run().returncode == 0
     stages = tmp_path / "runs" / "r" / "stages"
-    model, meta = _stage_dir(stages, "train") / "model.pt", _stage_dir(stages, "score") / "stage.json"
+    model, meta = (
+        _stage_dir(stages, "train") / "model.pt",
+        _stage_dir(stages, "score") / "stage.json",
+    )
     model.write_bytes(model.read_bytes()[:100])  # a truncated model
     meta.write_text(meta.read_text()[:20])  # a truncated stage.json
     fake.calls.write_text("")
     again = fake.run()
     assert again.returncode == 0, again.stderr
-    assert f"damaged: {model} has 100 bytes" in again.stderr and f"{meta} cannot be read" in again.stderr
+    assert (
+        f"damaged: {model} has 100 bytes" in again.stderr
+        and f"{meta} cannot be read" in again.stderr
+    )
     assert fake.lines() == ["model r", "scores r", "done r"]
     fake.calls.write_text("")
     assert fake.run().stderr == "" and fake.lines() == ["done r"]  # and then found intact
@@ -115,7 +131,9 @@ def test_edited_or_missing_output_fails_verification(tmp_path, damage, capsys):
 
     first = store.stage("score", {}, scores)
     target = first.path / "scores.json"
-    target.write_text('{"scores": [0.9]}') if damage == "edit" else target.unlink()  # same size when edited
+    target.write_text(
+        '{"scores": [0.9]}'
+    ) if damage == "edit" else target.unlink()  # same size when edited
     again = store.stage("score", {}, scores)
     assert not again.cached and len(calls) == 2
     assert str(target) in capsys.readouterr().err
@@ -138,7 +156,10 @@ def test_second_process_on_the_same_run_is_refused_clearly(fake):
     first.kill()
     first.wait()
     assert second.returncode == 2
-    assert second.stderr.startswith("error: run directory") and f"in use by pid {first.pid}" in second.stderr
+    assert (
+        second.stderr.startswith("error: run directory")
+        and f"in use by pid {first.pid}" in second.stderr
+    )
     assert second.stderr.count("\n") == 1
 
 
@@ -163,7 +184,11 @@ def test_workers_sharing_a_stage_store_compute_each_stage_once(fake, tmp_path):
     lines = fake.lines()
     assert sum(line.startswith("model ") for line in lines) == 1
     assert sum(line.startswith("scores ") for line in lines) == 1
-    assert sorted(line for line in lines if line.startswith("done")) == ["done w0", "done w1", "done w2"]
+    assert sorted(line for line in lines if line.startswith("done")) == [
+        "done w0",
+        "done w1",
+        "done w2",
+    ]
     assert any("waiting" in err for _out, err in results)
 
 

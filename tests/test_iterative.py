@@ -4,12 +4,17 @@ re-pairing and realignment around an inner aligner created through the registry.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 import torch
 from pydantic import BaseModel, ConfigDict
+from saadi_align.dpo import ADAPTER_NAME
+from saadi_align.iterative import IterativeAligner
+from saadi_align.options import IterativeOptions
+from test_dpo import TinyDiffusion, base_weights, make_dataset, make_pairs, one_thread  # noqa: F401 (fixture)
 
 from saadi_core import hookimpl
 from saadi_core.diffusion.lora import has_lora, lora_state_dict
@@ -26,10 +31,6 @@ from saadi_core.interfaces import (
     Selector,
 )
 from saadi_core.registry import get_registry
-from saadi_align.dpo import ADAPTER_NAME
-from saadi_align.iterative import IterativeAligner
-from saadi_align.options import IterativeOptions
-from test_dpo import TinyDiffusion, base_weights, make_dataset, make_pairs, one_thread  # noqa: F401 (fixture)
 
 # --------------------------------------------------------------------------- fakes
 
@@ -38,7 +39,7 @@ class FakeSelector(Selector):
     """Scores by image brightness; after ``fit`` on extra samples it shifts its scores, so the
     re-scored pool differs from the original scores."""
 
-    instances: list["FakeSelector"] = []
+    instances: list[FakeSelector] = []
 
     def __init__(self) -> None:
         super().__init__(None)
@@ -82,7 +83,14 @@ class FakePairing(PairingStrategy):
             members.sort(key=lambda m: m[0])
             (lo, loser), (hi, winner) = members[0], members[-1]
             out.append(Pair(winner=winner, loser=loser, winner_score=hi, loser_score=lo))
-        return PairSet(pairs=out, stats={"n_pairs": len(out), "conditions_without_winner": [], "conditions_without_loser": []})
+        return PairSet(
+            pairs=out,
+            stats={
+                "n_pairs": len(out),
+                "conditions_without_winner": [],
+                "conditions_without_loser": [],
+            },
+        )
 
 
 class RecordingInnerOptions(BaseModel):
@@ -97,9 +105,15 @@ class RecordingInner(Aligner):
     restored: list[Path] = []
 
     def align(self, generator: Generator, inputs: AlignInputs, work_dir: Path) -> AlignResult:
-        RecordingInner.calls.append({"generator": generator, "pairs": inputs.pairs, "tag": self.options.tag})
+        RecordingInner.calls.append(
+            {"generator": generator, "pairs": inputs.pairs, "tag": self.options.tag}
+        )
         generator.marks = [*getattr(generator, "marks", []), self.options.tag]
-        return AlignResult(generator, [{"step": 1, "implicit_accuracy": 0.5}], {"aligned_equals_base": False, "tag": self.options.tag})
+        return AlignResult(
+            generator,
+            [{"step": 1, "implicit_accuracy": 0.5}],
+            {"aligned_equals_base": False, "tag": self.options.tag},
+        )
 
     def save(self, result: AlignResult, path: Path) -> None:
         path.mkdir(parents=True)
@@ -160,7 +174,9 @@ def iterative(**options) -> IterativeAligner:
 def test_rounds_retrain_the_selector_and_rescore_the_original_pool(tmp_path: Path) -> None:
     inputs = make_inputs()
     generator = TinyDiffusion()
-    aligner = iterative(rounds=3, n_per_condition=2, inner={"kind": "recording-inner", "options": {"tag": "r"}})
+    aligner = iterative(
+        rounds=3, n_per_condition=2, inner={"kind": "recording-inner", "options": {"tag": "r"}}
+    )
     result = aligner.align(generator, inputs, tmp_path)
 
     # one alignment per round; round 1 on the pipeline's pairs, later rounds on re-paired pools
@@ -177,21 +193,30 @@ def test_rounds_retrain_the_selector_and_rescore_the_original_pool(tmp_path: Pat
 
     # from base every round: earlier rounds align copies, the last one the given generator
     subjects = [c["generator"] for c in RecordingInner.calls]
-    assert subjects[0] is not generator and subjects[1] is not generator and subjects[2] is generator
+    assert (
+        subjects[0] is not generator and subjects[1] is not generator and subjects[2] is generator
+    )
     assert generator.marks == ["r"] and result.generator is generator
     assert [h["round"] for h in result.history] == [1, 2, 3]
     assert [r["round"] for r in result.meta["rounds"]] == [1, 2, 3]
-    assert result.meta["rounds"][1]["n_aligned_samples"] == 6 and result.meta["final_round"]["tag"] == "r"
+    assert (
+        result.meta["rounds"][1]["n_aligned_samples"] == 6
+        and result.meta["final_round"]["tag"] == "r"
+    )
 
     aligner.save(result, tmp_path / "saved")
-    restored = iterative(inner={"kind": "recording-inner", "options": {"tag": "r"}}).restore(TinyDiffusion(), tmp_path / "saved")
+    restored = iterative(inner={"kind": "recording-inner", "options": {"tag": "r"}}).restore(
+        TinyDiffusion(), tmp_path / "saved"
+    )
     assert restored.marks == ["r"] and RecordingInner.restored == [tmp_path / "saved" / "final"]
     assert (tmp_path / "saved" / "history.json").is_file()
 
 
 def test_continue_from_previous_realigns_the_same_generator(tmp_path: Path) -> None:
     generator = TinyDiffusion()
-    aligner = iterative(rounds=2, n_per_condition=1, continue_from_previous=True, inner={"kind": "recording-inner"})
+    aligner = iterative(
+        rounds=2, n_per_condition=1, continue_from_previous=True, inner={"kind": "recording-inner"}
+    )
     aligner.align(generator, make_inputs(), tmp_path)
     assert [c["generator"] for c in RecordingInner.calls] == [generator, generator]
     assert generator.marks == ["x", "x"]
@@ -201,12 +226,16 @@ def test_missing_inputs_and_empty_repairs_fail_clearly(tmp_path: Path) -> None:
     inputs = make_inputs()
     inputs.new_selector = None
     with pytest.raises(PipelineError, match="needs new_selector"):
-        iterative(rounds=2, inner={"kind": "recording-inner"}).align(TinyDiffusion(), inputs, tmp_path)
+        iterative(rounds=2, inner={"kind": "recording-inner"}).align(
+            TinyDiffusion(), inputs, tmp_path
+        )
 
     inputs = make_inputs()
     inputs.pairing.pairs = lambda samples, scores, seed: PairSet(pairs=[], stats={})  # type: ignore[method-assign]
     with pytest.raises(PipelineError, match="round 2.*no preference pairs"):
-        iterative(rounds=2, n_per_condition=1, inner={"kind": "recording-inner"}).align(TinyDiffusion(), inputs, tmp_path)
+        iterative(rounds=2, n_per_condition=1, inner={"kind": "recording-inner"}).align(
+            TinyDiffusion(), inputs, tmp_path
+        )
 
 
 def test_two_rounds_of_diffusion_dpo_from_base(tmp_path: Path) -> None:
@@ -216,7 +245,9 @@ def test_two_rounds_of_diffusion_dpo_from_base(tmp_path: Path) -> None:
     inputs = make_inputs()
     inputs.pairs = make_pairs(2)  # round 1 on learnable pairs; round 2 re-pairs the pool
     dpo = {"steps": 3, "batch_size": 2, "lr": 3e-3, "beta": 500.0}
-    aligner = iterative(rounds=2, n_per_condition=1, inner={"kind": "diffusion-dpo", "options": dpo})
+    aligner = iterative(
+        rounds=2, n_per_condition=1, inner={"kind": "diffusion-dpo", "options": dpo}
+    )
     result = aligner.align(generator, inputs, tmp_path / "work")
 
     steps = [h for h in result.history if h.get("event") == "dpo_step"]
@@ -227,7 +258,9 @@ def test_two_rounds_of_diffusion_dpo_from_base(tmp_path: Path) -> None:
     assert all(torch.equal(before[k], v) for k, v in base_weights(generator.net).items())
 
     aligner.save(result, tmp_path / "saved")
-    restored = iterative(inner={"kind": "diffusion-dpo"}).restore(TinyDiffusion(), tmp_path / "saved")
+    restored = iterative(inner={"kind": "diffusion-dpo"}).restore(
+        TinyDiffusion(), tmp_path / "saved"
+    )
     a, b = lora_state_dict(generator.net, ADAPTER_NAME), lora_state_dict(restored.net, ADAPTER_NAME)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -235,20 +268,30 @@ def test_two_rounds_of_diffusion_dpo_from_base(tmp_path: Path) -> None:
 def test_on_policy_rounds_draw_a_new_pool_from_the_current_generator(tmp_path: Path) -> None:
     inputs = make_inputs(pool_per_class=2)
     generator = TinyDiffusion()
-    aligner = iterative(rounds=2, pool="on-policy", continue_from_previous=True, inner={"kind": "recording-inner"})
+    aligner = iterative(
+        rounds=2, pool="on-policy", continue_from_previous=True, inner={"kind": "recording-inner"}
+    )
     result = aligner.align(generator, inputs, tmp_path)
 
-    assert len(FakeSelector.instances) == 1  # no selector is retrained: the run's one scores the new pool
+    assert (
+        len(FakeSelector.instances) == 1
+    )  # no selector is retrained: the run's one scores the new pool
     original = FakeSelector.instances[0]
     new_pool = original.scored[-1]
     assert new_pool is not inputs.pool and len(new_pool) == len(inputs.pool)
-    assert {s.seed for s in new_pool} == {inputs.seed + 60_000 + 2}  # drawn by the round-1 generator
+    assert {s.seed for s in new_pool} == {
+        inputs.seed + 60_000 + 2
+    }  # drawn by the round-1 generator
     assert inputs.pairing.calls[-1][0] is new_pool
     round2 = RecordingInner.calls[1]["pairs"]
     assert round2 is not inputs.pairs and all(p.winner in new_pool for p in round2)
-    assert result.meta["pool"] == "on-policy" and result.meta["rounds"][1]["n_pool"] == len(new_pool)
+    assert result.meta["pool"] == "on-policy" and result.meta["rounds"][1]["n_pool"] == len(
+        new_pool
+    )
 
     inputs = make_inputs()
     inputs.selector = None
     with pytest.raises(PipelineError, match="needs selector"):
-        iterative(rounds=2, pool="on-policy", inner={"kind": "recording-inner"}).align(TinyDiffusion(), inputs, tmp_path)
+        iterative(rounds=2, pool="on-policy", inner={"kind": "recording-inner"}).align(
+            TinyDiffusion(), inputs, tmp_path
+        )

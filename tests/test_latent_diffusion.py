@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 import torch
-from _diffusion_helpers import LATENT_SMALL, SIZE, save_tiny_stable_diffusion, toy_classification, toy_segmentation
+from _diffusion_helpers import (
+    LATENT_SMALL,
+    SIZE,
+    save_tiny_stable_diffusion,
+    toy_classification,
+    toy_segmentation,
+)
 from pydantic import ValidationError
 
 from saadi_core.data.dataset import Dataset
@@ -45,7 +51,13 @@ class DemoOptions(LatentDiffusionOptions):
 
 
 def _demo_options(**overrides: Any) -> DemoOptions:
-    small = {"unshuffle_factor": 2, "norm_num_groups": 8, "attention_head_dim": 8, "text_hidden_size": 16, "text_heads": 2}
+    small = {
+        "unshuffle_factor": 2,
+        "norm_num_groups": 8,
+        "attention_head_dim": 8,
+        "text_hidden_size": 16,
+        "text_heads": 2,
+    }
     return DemoOptions(**{**small, "text_layers": 1, **overrides})
 
 
@@ -64,7 +76,15 @@ def test_each_generator_sets_its_own_defaults_and_shares_the_validators() -> Non
     with pytest.raises(ValidationError) as info:
         Bare()
     missing = {error["loc"][0] for error in info.value.errors()}
-    assert missing == {"prompt_template", "block_out_channels", "unet_attention", "prediction_type", "max_steps", "random_flip", "sampling_steps"}
+    assert missing == {
+        "prompt_template",
+        "block_out_channels",
+        "unet_attention",
+        "prediction_type",
+        "max_steps",
+        "random_flip",
+        "sampling_steps",
+    }
     with pytest.raises(ValidationError, match="same length"):
         _demo_options(block_out_channels=[16, 32, 64])
     with pytest.raises(ValidationError, match="class"):
@@ -78,20 +98,43 @@ def test_build_save_load_round_trip(inpainting: bool, tmp_path: Path) -> None:
     options = _demo_options()
     rng_state = torch.random.get_rng_state()
     model = build_from_config(options, ["a x", "a y"], SIZE, name="demo", inpainting=inpainting)
-    assert torch.equal(torch.random.get_rng_state(), rng_state)  # seeded without touching the global RNG
+    assert torch.equal(
+        torch.random.get_rng_state(), rng_state
+    )  # seeded without touching the global RNG
     channels = 3 * 2**2
-    assert unet_channels(channels, inpainting) == (2 * channels + 1 if inpainting else channels, channels)
-    assert (model.unet.config.in_channels, model.unet.config.out_channels) == unet_channels(channels, inpainting)
+    assert unet_channels(channels, inpainting) == (
+        2 * channels + 1 if inpainting else channels,
+        channels,
+    )
+    assert (model.unet.config.in_channels, model.unet.config.out_channels) == unet_channels(
+        channels, inpainting
+    )
     assert model.latent_shape == (channels, SIZE // 2, SIZE // 2)
     again = build_from_config(options, ["a x", "a y"], SIZE, name="demo", inpainting=inpainting)
-    assert all(torch.equal(a, b) for a, b in zip(model.unet.state_dict().values(), again.unet.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.unet.state_dict().values(), again.unet.state_dict().values())
+    )
 
     save_model(model, tmp_path, {"class_names": ["x", "y"]}, name="demo")
-    assert {p.name for p in tmp_path.iterdir()} == {"demo.json", "unet", "text_encoder", "tokenizer", "scheduler", "autoencoder"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "demo.json",
+        "unet",
+        "text_encoder",
+        "tokenizer",
+        "scheduler",
+        "autoencoder",
+    }
     loaded, meta = load_saved(tmp_path, name="demo")
-    assert meta == {"class_names": ["x", "y"]} and loaded.resolution == SIZE and loaded.references == {}
+    assert (
+        meta == {"class_names": ["x", "y"]}
+        and loaded.resolution == SIZE
+        and loaded.references == {}
+    )
     for a, b in ((model.unet, loaded.unet), (model.text_encoder, loaded.text_encoder)):
-        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+        assert all(
+            torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values())
+        )
     assert loaded.noise_scheduler.config.prediction_type == "epsilon"
     with pytest.raises(DataError, match="other.json"):
         load_saved(tmp_path, name="other")
@@ -118,15 +161,23 @@ def test_training_loop_steps_logs_and_freezes() -> None:
     progress = Recorder()
     loop = LatentTrainingLoop(model, ["a x"], options, Accelerator(cpu=True), progress, name="demo")
     states = loop.prompt_states()
-    assert states.shape[0] == 2 and loop.uncond_index == 1 and not states.requires_grad  # frozen text encoder
+    assert (
+        states.shape[0] == 2 and loop.uncond_index == 1 and not states.requires_grad
+    )  # frozen text encoder
     x0 = torch.zeros(2, *model.latent_shape)
     for _ in loop.steps():
-        prediction = loop.unet(x0, torch.tensor([1, 2]), encoder_hidden_states=states[[0, 1]]).sample
+        prediction = loop.unet(
+            x0, torch.tensor([1, 2]), encoder_hidden_states=states[[0, 1]]
+        ).sample
         loop.update(prediction.pow(2).mean())
     history = loop.finish()
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
     assert progress.events[0] == ("track", {"description": "train demo", "total": 5})
-    assert [fields["step"] for event, fields in progress.events if event == "demo.train"] == [2, 4, 5]
+    assert [fields["step"] for event, fields in progress.events if event == "demo.train"] == [
+        2,
+        4,
+        5,
+    ]
     assert all(torch.equal(a, b) for a, b in zip(text_before, model.text_encoder.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(unet_before, model.unet.parameters()))
     assert not any(p.requires_grad for m in model.modules() for p in m.parameters())
@@ -150,24 +201,36 @@ def test_option_and_load_errors_are_clear(registry: Registry, kind: str) -> None
     with pytest.raises(OptionsError, match="prompt_template"):
         registry.get("generator", kind).build_options({"prompt_template": "no placeholder"})
     with pytest.raises(OptionsError, match="norm_num_groups"):
-        registry.get("generator", kind).build_options({"block_out_channels": [48, 64], "norm_num_groups": 32})
+        registry.get("generator", kind).build_options(
+            {"block_out_channels": [48, 64], "norm_num_groups": 32}
+        )
     with pytest.raises(DataError, match=f"{kind}.json"):
         fresh.load(Path(f"/nonexistent/{kind}"))
 
 
 @pytest.mark.parametrize("kind", sorted(PLUGINS))
-def test_pretrained_directory_missing_part_is_a_data_error(registry: Registry, kind: str, tmp_path: Path) -> None:
+def test_pretrained_directory_missing_part_is_a_data_error(
+    registry: Registry, kind: str, tmp_path: Path
+) -> None:
     (tmp_path / "sd" / "unet").mkdir(parents=True)
-    generator = registry.create("generator", kind, {"pretrained": str(tmp_path / "sd")}, profile="paper")
+    generator = registry.create(
+        "generator", kind, {"pretrained": str(tmp_path / "sd")}, profile="paper"
+    )
     with pytest.raises(DataError, match="text_encoder"):
         generator.fit(PLUGINS[kind][0]())
 
 
-def test_text_to_image_generator_refuses_an_inpainting_unet(registry: Registry, tmp_path: Path) -> None:
+def test_text_to_image_generator_refuses_an_inpainting_unet(
+    registry: Registry, tmp_path: Path
+) -> None:
     sd = tmp_path / "sd-inpaint"
     save_tiny_stable_diffusion(sd, inpainting=True)
-    generator = registry.create("generator", "ssd", {"pretrained": str(sd), "resolution": SIZE}, profile="paper")
-    with pytest.raises(ConfigError, match="9 input / 4 output channels, but 4-channel latents need 4 / 4"):
+    generator = registry.create(
+        "generator", "ssd", {"pretrained": str(sd), "resolution": SIZE}, profile="paper"
+    )
+    with pytest.raises(
+        ConfigError, match="9 input / 4 output channels, but 4-channel latents need 4 / 4"
+    ):
         generator.fit(toy_classification())
 
 
@@ -184,7 +247,9 @@ def test_registration_is_lazy(kind: str) -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
@@ -196,7 +261,9 @@ def test_a_second_mixed_precision_in_one_process_is_a_clear_error() -> None:
 
     first = make_accelerator(None, "cpu", "no")
     assert make_accelerator(None, "cpu", "auto").mixed_precision == first.mixed_precision == "no"
-    with pytest.raises(ConfigError, match="this component: options.mixed_precision 'bf16' conflicts with 'no'"):
+    with pytest.raises(
+        ConfigError, match="this component: options.mixed_precision 'bf16' conflicts with 'no'"
+    ):
         make_accelerator(None, "cpu", "bf16")
 
 
@@ -210,7 +277,10 @@ def test_random_flips_keep_paired_tensors_aligned_and_follow_the_generator() -> 
     again, _ = random_flips(torch.Generator().manual_seed(0), images, masks)
     assert torch.equal(flipped, again) and not torch.equal(flipped, images)
     draws = torch.Generator().manual_seed(0)
-    horizontal, vertical = torch.rand(8, generator=draws) < 0.5, torch.rand(8, generator=draws) < 0.5
+    horizontal, vertical = (
+        torch.rand(8, generator=draws) < 0.5,
+        torch.rand(8, generator=draws) < 0.5,
+    )
     for i in range(8):
         expected = images[i].flip(-1) if horizontal[i] else images[i]
         assert torch.equal(flipped[i], expected.flip(-2) if vertical[i] else expected)

@@ -23,6 +23,17 @@ def test_pipeline_is_one_screen_and_no_core_class_is_over_300_lines():
 def test_every_stage_module_declares_its_inputs_and_outputs():
     from saadi_core import stages
 
-    for name in ("data", "train", "pool", "score", "pair", "align", "sample", "evaluate", "fidelity", "downstream"):
+    for name in (
+        "data",
+        "train",
+        "pool",
+        "score",
+        "pair",
+        "align",
+        "sample",
+        "evaluate",
+        "fidelity",
+        "downstream",
+    ):
         module = __import__(f"{stages.__name__}.{name}", fromlist=["INPUTS"])
         assert isinstance(module.INPUTS, tuple) and isinstance(module.OUTPUTS, tuple), name

@@ -22,9 +22,22 @@ from saadi_core.pipeline import run_pipeline
 from saadi_core.registry import Registry
 
 ALL_STAGES = {
-    "data", "train-generator", "train-selector", "sample-base", "generate-pool", "score", "pair", "align",
-    "sample-aligned", "evaluate", "fidelity-base", "fidelity-aligned", "fidelity-compare",
-    "downstream-real-s0", "downstream-base-1x-s0", "downstream-aligned-1x-s0",
+    "data",
+    "train-generator",
+    "train-selector",
+    "sample-base",
+    "generate-pool",
+    "score",
+    "pair",
+    "align",
+    "sample-aligned",
+    "evaluate",
+    "fidelity-base",
+    "fidelity-aligned",
+    "fidelity-compare",
+    "downstream-real-s0",
+    "downstream-base-1x-s0",
+    "downstream-aligned-1x-s0",
 }
 
 
@@ -34,7 +47,12 @@ class RedMetric:
 
     @hookimpl
     def saadi_evaluate_samples(self, evaluation):
-        return {"red": {v: float(sum(s.image[0].mean() for s in loaded) / len(loaded)) for v, loaded in evaluation.samples.items()}}
+        return {
+            "red": {
+                v: float(sum(s.image[0].mean() for s in loaded) / len(loaded))
+                for v, loaded in evaluation.samples.items()
+            }
+        }
 
     @hookimpl
     def saadi_summary_entries(self, run):
@@ -69,9 +87,13 @@ def _registry(pairing_version: str = "1.0", metric_version: str | None = None) -
 def _flatten(value, path: str = "") -> dict:
     """``{"a.b.0": leaf}`` of nested dicts and lists, so every figure is compared on its own."""
     if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{path}.{key}").items()}
+        return {
+            k: v for key, item in value.items() for k, v in _flatten(item, f"{path}.{key}").items()
+        }
     if isinstance(value, list):
-        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{path}.{i}").items()}
+        return {
+            k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{path}.{i}").items()
+        }
     return {path: value}
 
 
@@ -90,35 +112,56 @@ def test_a_metric_plugin_reaches_summary_cli_and_report(tmp_path):
     red = summary["red_channel"]
     # the fake generator paints class colours (red 0.8 / -0.8 for two balanced classes) with an
     # error the aligner shrinks: the figures are the samples' own, not a constant
-    assert set(red) == {"base", "aligned"} and -0.8 < red["base"] < 0.8 and red["base"] != red["aligned"]
-    assert summary["selector_pass"]["verdict"] == "improved"  # the built-in pass rates are still there
+    assert (
+        set(red) == {"base", "aligned"}
+        and -0.8 < red["base"] < 0.8
+        and red["base"] != red["aligned"]
+    )
+    assert (
+        summary["selector_pass"]["verdict"] == "improved"
+    )  # the built-in pass rates are still there
     # every figure the core and its built-in plugins report equals what the code before the stage
     # split and the lifecycle hooks reported for this run (recorded at commit 0f30f8f)
     golden = json.loads((Path(__file__).parent / "data" / "fake_run_figures.json").read_text())
     now = _flatten({k: summary[k] for k in golden})
     assert now.keys() == _flatten(golden).keys()
     for path, value in _flatten(golden).items():
-        assert now[path] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), path
+        assert now[path] == (
+            pytest.approx(value, rel=1e-9) if isinstance(value, float) else value
+        ), path
     console = Console(file=io.StringIO(), width=200)
     print_summary(result, console)
     assert f"red channel: base {red['base']:.4f}" in console.file.getvalue()
     # the report's plugin sections (the whole page with the example plugin: test_example_plugin)
-    assert report_sections(registry, load_run(result.store.root)) == [("red", "Red channel", f"<p>red {red['base']:.4f}</p>")]
-    stage = json.loads((result.store.root / result.store.manifest["stages"]["evaluate"]["path"] / "stage.json").read_text())
+    assert report_sections(registry, load_run(result.store.root)) == [
+        ("red", "Red channel", f"<p>red {red['base']:.4f}</p>")
+    ]
+    stage = json.loads(
+        (
+            result.store.root / result.store.manifest["stages"]["evaluate"]["path"] / "stage.json"
+        ).read_text()
+    )
     assert stage["params"]["code"]["plugins"]["red-metric"] == "1.0"
     assert "saadi-core.pass-rates" in stage["params"]["code"]["plugins"]
     # --force-stage recomputes the named stage although it is cached
-    assert _recomputed(run_pipeline(pipeline_config(tmp_path), registry, quiet=True, force_stages=["score"])) == {"score"}
+    assert _recomputed(
+        run_pipeline(pipeline_config(tmp_path), registry, quiet=True, force_stages=["score"])
+    ) == {"score"}
 
 
 def test_two_plugins_giving_one_entry_is_an_error_naming_both():
     from saadi_core.lifecycle import merge
 
-    merged = merge([("a", {"x": 1, "warnings": ["w1"]}), ("b", {"y": 2, "warnings": ["w2"]}), ("c", None)], "hook")
+    merged = merge(
+        [("a", {"x": 1, "warnings": ["w1"]}), ("b", {"y": 2, "warnings": ["w2"]}), ("c", None)],
+        "hook",
+    )
     assert merged == {"x": 1, "y": 2, "warnings": ["w1", "w2"]}
     with pytest.raises(PluginError, match="'x' is given by both plugin 'a' and plugin 'b'"):
         merge([("a", {"x": 1}), ("b", {"x": 2})], "hook")
-    with pytest.raises(PluginError, match="'run' is given by both plugin 'saadi-core' and plugin 'b'"):
+    with pytest.raises(
+        PluginError, match="'run' is given by both plugin 'saadi-core' and plugin 'b'"
+    ):
         merge([("b", {"run": "elsewhere"})], "saadi_summary_entries", taken=["run"])
 
 
@@ -127,10 +170,22 @@ def test_a_plugin_version_bump_recomputes_its_stages_only(tmp_path):
     assert _recomputed(run_pipeline(cfg, _registry("1.0"), quiet=True)) == ALL_STAGES
     # the pairing's code changed: pairs and everything built on them, nothing before or beside
     bumped = _recomputed(run_pipeline(cfg, _registry("1.1"), quiet=True))
-    assert bumped == {"pair", "align", "sample-aligned", "evaluate", "fidelity-aligned", "fidelity-compare", "downstream-aligned-1x-s0"}
+    assert bumped == {
+        "pair",
+        "align",
+        "sample-aligned",
+        "evaluate",
+        "fidelity-aligned",
+        "fidelity-compare",
+        "downstream-aligned-1x-s0",
+    }
     # a metric plugin upgraded: the evaluation alone is recomputed
-    assert _recomputed(run_pipeline(cfg, _registry("1.1", metric_version="1.0"), quiet=True)) == {"evaluate"}
-    assert _recomputed(run_pipeline(cfg, _registry("1.1", metric_version="2.0"), quiet=True)) == {"evaluate"}
+    assert _recomputed(run_pipeline(cfg, _registry("1.1", metric_version="1.0"), quiet=True)) == {
+        "evaluate"
+    }
+    assert _recomputed(run_pipeline(cfg, _registry("1.1", metric_version="2.0"), quiet=True)) == {
+        "evaluate"
+    }
 
 
 def test_study_arm_kinds_are_answered_by_plugins_later_ones_first():

@@ -77,7 +77,9 @@ def test_fid_and_kid_of_identical_sets_are_near_zero():
     features = PooledStats()(textures(64))
     assert fid_from_features(features, features.clone()) == pytest.approx(0.0, abs=1e-9)
     kid_same, _, _ = kid_from_features(features, features.clone(), subsets=20, subset_size=1000)
-    kid_shifted, _, _ = kid_from_features(features, PooledStats()(textures(64) + 0.1), subsets=20, subset_size=1000)
+    kid_shifted, _, _ = kid_from_features(
+        features, PooledStats()(textures(64) + 0.1), subsets=20, subset_size=1000
+    )
     assert abs(kid_same) < 0.05 * kid_shifted
 
 
@@ -87,9 +89,15 @@ def test_fid_grows_with_the_shift_exactly_as_the_mean_term_predicts():
     fids, kids = [], []
     for shift in (0.05, 0.1, 0.2, 0.4):
         fid = fid_from_features(extractor(real), extractor(real + shift))
-        assert fid == pytest.approx(12 * shift**2, rel=1e-5)  # covariances equal: only ‖Δμ‖² remains
+        assert fid == pytest.approx(
+            12 * shift**2, rel=1e-5
+        )  # covariances equal: only ‖Δμ‖² remains
         fids.append(fid)
-        kids.append(kid_from_features(extractor(real), extractor(real + shift), subsets=10, subset_size=1000)[0])
+        kids.append(
+            kid_from_features(
+                extractor(real), extractor(real + shift), subsets=10, subset_size=1000
+            )[0]
+        )
     assert fids == sorted(fids) and kids == sorted(kids) and kids[0] > 0
 
 
@@ -97,7 +105,10 @@ def test_kid_subsets_are_capped_at_half_the_smaller_set_so_std_is_informative():
     a, b = PooledStats()(textures(40, seed=1)), PooledStats()(textures(30, seed=2))
     mean, std, size = kid_from_features(a, b, subsets=10, subset_size=1000, seed=3)
     assert size == 15 and std > 0
-    assert kid_from_features(a, b, subsets=10, subset_size=1000, seed=3)[:2] == (mean, std)  # seeded
+    assert kid_from_features(a, b, subsets=10, subset_size=1000, seed=3)[:2] == (
+        mean,
+        std,
+    )  # seeded
 
 
 def test_whole_set_mmd_matches_the_unbiased_estimator_written_out():
@@ -111,7 +122,9 @@ def test_whole_set_mmd_matches_the_unbiased_estimator_written_out():
 
     k_rr, k_ss = kernel(real, real), kernel(synthetic, synthetic)
     expected = (
-        (k_rr.sum() - np.trace(k_rr)) / (30 * 29) + (k_ss.sum() - np.trace(k_ss)) / (20 * 19) - 2 * kernel(real, synthetic).mean()
+        (k_rr.sum() - np.trace(k_rr)) / (30 * 29)
+        + (k_ss.sum() - np.trace(k_ss)) / (20 * 19)
+        - 2 * kernel(real, synthetic).mean()
     )
     assert polynomial_mmd(real, synthetic) == pytest.approx(expected, rel=1e-12)
 
@@ -140,14 +153,44 @@ def test_fid_and_kid_compare_base_and_aligned_with_paired_intervals(registry: Re
         return FidelityInputs(real=real, synthetic=images, class_names=["a"], features=features)
 
     options = {"fid": {"compare_resamples": 50}, "kid": {"compare_resamples": 50}}
-    shifted = compare_fidelity(registry, inputs(base_images), inputs(base_images + 0.15), groups, ["fid", "kid"], options=options)
+    shifted = compare_fidelity(
+        registry,
+        inputs(base_images),
+        inputs(base_images + 0.15),
+        groups,
+        ["fid", "kid"],
+        options=options,
+    )
     fid, kid = shifted["comparison"]["fid"], shifted["comparison"]["kid_whole_set"]
     assert fid["base"] == pytest.approx(fid_from_features(features(real), features(base_images)))
-    assert fid["difference"] > 0 and fid["ci95"][0] > 0 and fid["verdict"] == "worse than base (95 % CI above 0)"
-    assert kid["difference"] > 0 and kid["ci95"][0] > 0 and "resampling the 12 conditions" in kid["method"]
-    same = compare_fidelity(registry, inputs(base_images), inputs(base_images.clone()), groups, ["fid", "kid"], options=options)
-    assert all(b["difference"] == 0 and b["verdict"] == "no significant difference" for b in same["comparison"].values())
-    assert compare_fidelity(registry, inputs(base_images), inputs(base_images), groups, ["psnr"])["comparison"] == {}
+    assert (
+        fid["difference"] > 0
+        and fid["ci95"][0] > 0
+        and fid["verdict"] == "worse than base (95 % CI above 0)"
+    )
+    assert (
+        kid["difference"] > 0
+        and kid["ci95"][0] > 0
+        and "resampling the 12 conditions" in kid["method"]
+    )
+    same = compare_fidelity(
+        registry,
+        inputs(base_images),
+        inputs(base_images.clone()),
+        groups,
+        ["fid", "kid"],
+        options=options,
+    )
+    assert all(
+        b["difference"] == 0 and b["verdict"] == "no significant difference"
+        for b in same["comparison"].values()
+    )
+    assert (
+        compare_fidelity(registry, inputs(base_images), inputs(base_images), groups, ["psnr"])[
+            "comparison"
+        ]
+        == {}
+    )
 
 
 # --------------------------------------------------------------------------- PSNR / MS-SSIM
@@ -155,18 +198,27 @@ def test_fid_and_kid_compare_base_and_aligned_with_paired_intervals(registry: Re
 
 def test_psnr_of_identical_images_is_inf_and_of_known_noise_matches_the_formula():
     reference = textures(6)
-    assert math.isinf(float(psnr(reference, reference.clone()))) and float(psnr(reference, reference.clone())) > 0
-    signs = torch.where(torch.rand(reference.shape, generator=torch.Generator().manual_seed(0)) < 0.5, -1.0, 1.0)
+    assert (
+        math.isinf(float(psnr(reference, reference.clone())))
+        and float(psnr(reference, reference.clone())) > 0
+    )
+    signs = torch.where(
+        torch.rand(reference.shape, generator=torch.Generator().manual_seed(0)) < 0.5, -1.0, 1.0
+    )
     noisy = reference + 0.1 * signs  # every pixel off by exactly 0.1: MSE = 0.01, data range 2
     assert float(psnr(noisy, reference)) == pytest.approx(10 * math.log10(4 / 0.01), abs=1e-4)
     per_image = psnr(torch.cat([reference[:1], noisy[1:]]), reference, per_image=True)
-    assert math.isinf(float(per_image[0])) and per_image[1:].tolist() == pytest.approx([26.0206] * 5, abs=1e-3)
+    assert math.isinf(float(per_image[0])) and per_image[1:].tolist() == pytest.approx(
+        [26.0206] * 5, abs=1e-3
+    )
 
 
 def test_ms_ssim_is_one_for_identical_images_and_low_for_unrelated_ones():
     options = MSSSIMOptions()
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    assert ms_ssim_per_image(images, images.clone(), options).tolist() == pytest.approx([1.0] * 4, abs=1e-6)
+    assert ms_ssim_per_image(images, images.clone(), options).tolist() == pytest.approx(
+        [1.0] * 4, abs=1e-6
+    )
     assert float(ms_ssim_per_image(images, images.flip(0), options).max()) < 0.3
     many = images.repeat(20, 1, 1, 1)  # 80 pairs: more than one torchmetrics batch
     assert ms_ssim_per_image(many, many.roll(1, 0), options).shape == (80,)
@@ -175,7 +227,9 @@ def test_ms_ssim_is_one_for_identical_images_and_low_for_unrelated_ones():
 def test_ms_ssim_scales_adapt_to_small_images():
     betas = ms_ssim_betas(64, 64, kernel_size=7)
     assert len(betas) == 4 and sum(betas) == pytest.approx(1.0)
-    assert betas[0] / betas[1] == pytest.approx(0.0448 / 0.2856)  # truncated standard weights, renormalised
+    assert betas[0] / betas[1] == pytest.approx(
+        0.0448 / 0.2856
+    )  # truncated standard weights, renormalised
     assert len(ms_ssim_betas(256, 256, kernel_size=11)) == 5
     with pytest.raises(ConfigError, match="kernel_size"):
         ms_ssim_betas(8, 8, kernel_size=11)
@@ -187,9 +241,13 @@ def test_diversity_ms_ssim_is_one_for_a_collapsed_set():
     collapsed = textures(1, size=64).repeat(10, 1, 1, 1)
     varied = torch.rand(10, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     metric = MSSSIM(MSSSIMOptions(diversity_pairs=20))
-    inputs = FidelityInputs(real=varied, synthetic=collapsed, class_names=["x"], features=PooledStats())
+    inputs = FidelityInputs(
+        real=varied, synthetic=collapsed, class_names=["x"], features=PooledStats()
+    )
     assert metric.compute(inputs)["diversity_ms_ssim"] == pytest.approx(1.0, abs=1e-6)
-    diverse = metric.compute(FidelityInputs(real=varied, synthetic=varied, class_names=["x"], features=PooledStats()))
+    diverse = metric.compute(
+        FidelityInputs(real=varied, synthetic=varied, class_names=["x"], features=PooledStats())
+    )
     assert diverse["diversity_ms_ssim"] < 0.3 and "ms_ssim" not in diverse and diverse["notes"]
 
 
@@ -207,7 +265,9 @@ def test_bounding_box_and_crops_on_a_hand_made_mask():
     assert bounding_box(mask[0], 3) is None
 
     crops, sources = class_crops(image, mask, 1, size=(4, 6), min_pixels=7)
-    assert sources == [0] and torch.equal(crops[0], image[0, :, 2:6, 3:9])  # every pixel of the box, other classes too
+    assert sources == [0] and torch.equal(
+        crops[0], image[0, :, 2:6, 3:9]
+    )  # every pixel of the box, other classes too
     none, sources = class_crops(image, mask, 1, size=(4, 6), min_pixels=8)  # class 1 has 7 pixels
     assert none.shape == (0, 3, 4, 6) and sources == []
 
@@ -217,7 +277,9 @@ def test_bounding_box_and_crops_on_a_hand_made_mask():
     masks[1, 5:8, 2:4] = 1  # only the second image holds class 1
     resized, sources = class_crops(flat, masks, 1, size=(16, 16), min_pixels=1)
     assert sources == [1] and resized.shape == (1, 3, 16, 16)
-    assert torch.allclose(resized, torch.full_like(resized, -0.5))  # upsampled from that image's box only
+    assert torch.allclose(
+        resized, torch.full_like(resized, -0.5)
+    )  # upsampled from that image's box only
 
 
 def test_region_fid_kid_per_class_counts_and_omissions():
@@ -226,16 +288,28 @@ def test_region_fid_kid_per_class_counts_and_omissions():
     synthetic_masks[:, 20:28, 2:12] = 0
     synthetic_masks[:4, 20:28, 2:12] = 2  # only 4 synthetic images hold class 2
     inputs = FidelityInputs(
-        real=real, synthetic=real.clone(), class_names=["background", "organ", "tool"], features=PooledStats(),
-        real_masks=masks, synthetic_masks=synthetic_masks,
+        real=real,
+        synthetic=real.clone(),
+        class_names=["background", "organ", "tool"],
+        features=PooledStats(),
+        real_masks=masks,
+        synthetic_masks=synthetic_masks,
     )
     out = RegionFIDKID(RegionOptions(min_crops=6)).compute(inputs)
-    assert set(out["per_class"]) == {"organ"}  # background skipped, tool has too few synthetic crops
+    assert set(out["per_class"]) == {
+        "organ"
+    }  # background skipped, tool has too few synthetic crops
     organ = out["per_class"]["organ"]
-    assert (organ["n_real"], organ["n_synthetic"]) == (24, 24) and organ["fid"] == pytest.approx(0.0, abs=1e-9)
+    assert (organ["n_real"], organ["n_synthetic"]) == (24, 24) and organ["fid"] == pytest.approx(
+        0.0, abs=1e-9
+    )
     assert any("'tool'" in note and "12 real / 4 synthetic" in note for note in out["notes"])
-    capped = RegionFIDKID(RegionOptions(min_crops=6, max_crops=10)).compute(inputs)["per_class"]["organ"]
-    assert (capped["n_real"], capped["n_synthetic"]) == (10, 10) and capped["fid"] == pytest.approx(0.0, abs=1e-9)  # same subset
+    capped = RegionFIDKID(RegionOptions(min_crops=6, max_crops=10)).compute(inputs)["per_class"][
+        "organ"
+    ]
+    assert (capped["n_real"], capped["n_synthetic"]) == (10, 10) and capped["fid"] == pytest.approx(
+        0.0, abs=1e-9
+    )  # same subset
     with pytest.raises(ValueError, match="max_crops"):
         RegionOptions(min_crops=6, max_crops=4)
     shifted = RegionFIDKID(RegionOptions(min_crops=6)).compute(
@@ -266,23 +340,49 @@ def test_compute_fidelity_output_contract_and_json(registry: Registry):
     real, masks = textures(24), box_masks(24)
     extractor = PooledStats()
     variants = {
-        "base": FidelityInputs(real=real, synthetic=textures(24, seed=9), class_names=["bg", "organ", "tool"], features=extractor,
-                               real_masks=masks, synthetic_masks=masks),
-        "aligned": FidelityInputs(real=real, synthetic=real.clone(), class_names=["bg", "organ", "tool"], features=extractor,
-                                  real_masks=masks, synthetic_masks=masks, reference=real.clone()),
+        "base": FidelityInputs(
+            real=real,
+            synthetic=textures(24, seed=9),
+            class_names=["bg", "organ", "tool"],
+            features=extractor,
+            real_masks=masks,
+            synthetic_masks=masks,
+        ),
+        "aligned": FidelityInputs(
+            real=real,
+            synthetic=real.clone(),
+            class_names=["bg", "organ", "tool"],
+            features=extractor,
+            real_masks=masks,
+            synthetic_masks=masks,
+            reference=real.clone(),
+        ),
     }
     result = compute_fidelity(registry, variants, options={"region-fid-kid": {"min_crops": 4}})
     assert set(result) == {"feature_extractor", "variants", "memorisation", "notes"}
     assert result["feature_extractor"] == {"name": extractor.name, "label": extractor.label}
     base, aligned = result["variants"]["base"], result["variants"]["aligned"]
-    assert set(base) == {"fid", "kid_mean", "kid_std", "diversity_ms_ssim", "per_class"}  # no reference: no psnr/ms_ssim
+    assert set(base) == {
+        "fid",
+        "kid_mean",
+        "kid_std",
+        "diversity_ms_ssim",
+        "per_class",
+    }  # no reference: no psnr/ms_ssim
     assert set(aligned) == set(base) | {"psnr", "ms_ssim"}
-    assert aligned["psnr"] == "inf" and aligned["ms_ssim"] == pytest.approx(1.0) and aligned["fid"] == pytest.approx(0.0, abs=1e-9)
+    assert (
+        aligned["psnr"] == "inf"
+        and aligned["ms_ssim"] == pytest.approx(1.0)
+        and aligned["fid"] == pytest.approx(0.0, abs=1e-9)
+    )
     assert set(base["per_class"]) == {"organ", "tool"}
     assert set(base["per_class"]["tool"]) == {"fid", "kid_mean", "kid_std", "n_real", "n_synthetic"}
     assert base["per_class"]["tool"]["n_real"] == 12
     memo = result["memorisation"]["aligned"]
-    assert set(memo) == {"nearest_distance", "closest_pairs"} and memo["nearest_distance"]["min"] == 0.0
+    assert (
+        set(memo) == {"nearest_distance", "closest_pairs"}
+        and memo["nearest_distance"]["min"] == 0.0
+    )
     assert set(memo["closest_pairs"][0]) == {"synthetic_index", "real_index", "distance"}
     assert any("psnr" in n and "[base]" in n for n in result["notes"])
     text = json.dumps(result, allow_nan=False)  # strict JSON: inf is a string
@@ -293,31 +393,66 @@ def test_compute_fidelity_output_contract_and_json(registry: Registry):
 
 
 def test_classification_inputs_skip_per_class_with_a_note(registry: Registry):
-    inputs = FidelityInputs(real=textures(16), synthetic=textures(16, seed=3), class_names=["a", "b"], features=PooledStats())
+    inputs = FidelityInputs(
+        real=textures(16),
+        synthetic=textures(16, seed=3),
+        class_names=["a", "b"],
+        features=PooledStats(),
+    )
     result = compute_fidelity(registry, {"base": inputs}, kinds=["fid", "region-fid-kid"])
     assert set(result["variants"]["base"]) == {"fid"} and "memorisation" not in result
     assert any(n.startswith("region-fid-kid:") and "per-class" in n for n in result["notes"])
 
 
 def test_compute_fidelity_rejects_bad_options_and_mixed_extractors(registry: Registry):
-    inputs = FidelityInputs(real=textures(8), synthetic=textures(8, seed=1), class_names=["a"], features=PooledStats())
+    inputs = FidelityInputs(
+        real=textures(8), synthetic=textures(8, seed=1), class_names=["a"], features=PooledStats()
+    )
     with pytest.raises(ConfigError, match="kid"):
         compute_fidelity(registry, {"base": inputs}, kinds=["kid"], options={"kid": {"subsetz": 3}})
-    other = FidelityInputs(real=textures(8), synthetic=textures(8, seed=1), class_names=["a"], features=PooledStats())
+    other = FidelityInputs(
+        real=textures(8), synthetic=textures(8, seed=1), class_names=["a"], features=PooledStats()
+    )
     with pytest.raises(ValueError, match="feature extractor"):
         compute_fidelity(registry, {"base": inputs, "aligned": other}, kinds=["fid"])
 
 
 def test_fidelity_inputs_validate_shapes():
     with pytest.raises(DataError, match="reference"):
-        FidelityInputs(real=textures(4), synthetic=textures(4), class_names=["a"], features=PooledStats(), reference=textures(3))
+        FidelityInputs(
+            real=textures(4),
+            synthetic=textures(4),
+            class_names=["a"],
+            features=PooledStats(),
+            reference=textures(3),
+        )
     with pytest.raises(DataError, match="real_masks"):
-        FidelityInputs(real=textures(4), synthetic=textures(4), class_names=["a"], features=PooledStats(), real_masks=box_masks(4, 16))
+        FidelityInputs(
+            real=textures(4),
+            synthetic=textures(4),
+            class_names=["a"],
+            features=PooledStats(),
+            real_masks=box_masks(4, 16),
+        )
 
 
 def test_json_safe_handles_non_finite_and_tensor_numbers():
-    value = {"a": float("inf"), "b": -math.inf, "c": float("nan"), "d": torch.tensor(2.5), "e": np.int64(3), "f": (1, np.float32(0.5))}
-    assert json_safe(value) == {"a": "inf", "b": "-inf", "c": "nan", "d": 2.5, "e": 3, "f": [1, 0.5]}
+    value = {
+        "a": float("inf"),
+        "b": -math.inf,
+        "c": float("nan"),
+        "d": torch.tensor(2.5),
+        "e": np.int64(3),
+        "f": (1, np.float32(0.5)),
+    }
+    assert json_safe(value) == {
+        "a": "inf",
+        "b": "-inf",
+        "c": "nan",
+        "d": 2.5,
+        "e": 3,
+        "f": [1, 0.5],
+    }
 
 
 # --------------------------------------------------------------------------- feature extractors
@@ -328,7 +463,12 @@ def _tiny_split(n: int, size: int, segmentation: bool) -> Split:
     images = rng.integers(0, 255, size=(n, size, size, 3), dtype=np.uint8)
     masks = np.zeros((n, size, size), dtype=np.int64)
     masks[:, : size // 2] = 1
-    return Split(images=images, ids=[str(i) for i in range(n)], labels=np.arange(n) % 2, masks=masks if segmentation else None)
+    return Split(
+        images=images,
+        ids=[str(i) for i in range(n)],
+        labels=np.arange(n) % 2,
+        masks=masks if segmentation else None,
+    )
 
 
 def test_selector_features_from_a_classifier_and_a_segmenter():
@@ -338,16 +478,30 @@ def test_selector_features_from_a_classifier_and_a_segmenter():
 
     cls = ResNet18Selector(ClassifierOptions(epochs=1, batch_size=8, augment=False))
     cls.kind = "resnet18"
-    cls.fit(Dataset("t", "classification", ["a", "b"], _tiny_split(16, 16, False), _tiny_split(4, 16, False)))
+    cls.fit(
+        Dataset(
+            "t", "classification", ["a", "b"], _tiny_split(16, 16, False), _tiny_split(4, 16, False)
+        )
+    )
     seg = SegformerSelector(SegformerOptions(epochs=1, batch_size=8, augment=False))
-    seg.fit(Dataset("s", "segmentation", ["bg", "x"], _tiny_split(16, 32, True), _tiny_split(4, 32, True)))
+    seg.fit(
+        Dataset(
+            "s", "segmentation", ["bg", "x"], _tiny_split(16, 32, True), _tiny_split(4, 32, True)
+        )
+    )
 
     images16 = textures(5, size=16)
     extractor = selector_features(cls)
     feats = extractor(images16)
     assert feats.shape == (5, 512) and feats.dtype == torch.float64
-    assert torch.equal(feats, extractor(images16)) and "NOT Inception" in extractor.label and "resnet18" in extractor.name
-    assert torch.allclose(feats[2:3], extractor(images16[2:3]).reshape(1, -1), atol=1e-5)  # batch-independent
+    assert (
+        torch.equal(feats, extractor(images16))
+        and "NOT Inception" in extractor.label
+        and "resnet18" in extractor.name
+    )
+    assert torch.allclose(
+        feats[2:3], extractor(images16[2:3]).reshape(1, -1), atol=1e-5
+    )  # batch-independent
     assert seg.features(textures(3, size=32)).shape == (3, 256)  # mit_b0's deepest stage
     with pytest.raises(DataError, match="16"):
         cls.features(textures(2, size=32))
@@ -357,8 +511,9 @@ def test_standardised_selector_features_measure_in_units_of_the_real_spread():
     """A backbone whose features barely vary (scale 1e-4 around 0.8) gives FID ~1e-8 in raw units
     whatever the shift; standardised on the real images, the same shift of 2 real standard
     deviations per dimension gives FID = 4 per dimension, and a constant dimension is dropped."""
-    from saadi_core.interfaces import Selector
     from saadi_metrics.distribution import fid_from_features
+
+    from saadi_core.interfaces import Selector
 
     class Flat(Selector):
         fit = predict = score = save = load = lambda *a, **k: None
@@ -373,8 +528,14 @@ def test_standardised_selector_features_measure_in_units_of_the_real_spread():
     raw = selector_features(Flat(None))
     assert fid_from_features(raw(real), raw(shifted)) < 1e-6
     standard = selector_features(Flat(None), standardise_on=real)
-    assert standard(real).shape == (400, 3) and "standardised" in standard.label and "NOT Inception" in standard.label
-    assert torch.allclose(standard(real).mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    assert (
+        standard(real).shape == (400, 3)
+        and "standardised" in standard.label
+        and "NOT Inception" in standard.label
+    )
+    assert torch.allclose(
+        standard(real).mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-9
+    )
     assert fid_from_features(standard(real), standard(shifted)) == pytest.approx(3 * 4.0, rel=1e-3)
 
 
@@ -397,11 +558,24 @@ def test_inception_features_load_local_weights_only(tmp_path: Path):
     torch.save(model.state_dict(), weights)
     extractor = inception_features(weights)
     feats = extractor(textures(2, size=32))
-    assert feats.shape == (2, 2048) and torch.isfinite(feats).all() and "inception.pt" in extractor.label
+    assert (
+        feats.shape == (2, 2048)
+        and torch.isfinite(feats).all()
+        and "inception.pt" in extractor.label
+    )
 
     with_aux = tmp_path / "inception_aux.pt"
-    torch.save({"state_dict": inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()}, with_aux)
-    assert inception_features(with_aux).model.AuxLogits is not None  # head and aux classifier read from the file
+    torch.save(
+        {
+            "state_dict": inception_v3(
+                weights=None, aux_logits=True, init_weights=False
+            ).state_dict()
+        },
+        with_aux,
+    )
+    assert (
+        inception_features(with_aux).model.AuxLogits is not None
+    )  # head and aux classifier read from the file
 
     with pytest.raises(ConfigError, match="missing.pt"):
         inception_features(tmp_path / "missing.pt")

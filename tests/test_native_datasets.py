@@ -31,14 +31,19 @@ def _load(kind: str, root: Path, **options):
 
 @pytest.fixture(autouse=True)
 def _no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAADI_DATA_CACHE", "off")  # each test reads its files (the cache test turns it on)
+    monkeypatch.setenv(
+        "SAADI_DATA_CACHE", "off"
+    )  # each test reads its files (the cache test turns it on)
 
 
 def test_endoscapes_classes_official_splits_and_quirks(tmp_path: Path) -> None:
     make_endoscapes(tmp_path)
     data = _load("endoscapes", tmp_path)
     assert data.class_names == ["background", *ENDOSCAPES_CATEGORIES]
-    assert (len(data.train), len(data.test)) == (6 + 2, 3)  # val joins train by default; unlisted jpgs ignored
+    assert (len(data.train), len(data.test)) == (
+        6 + 2,
+        3,
+    )  # val joins train by default; unlisted jpgs ignored
     assert all(i.startswith(("train_seg/", "val_seg/")) for i in data.train.ids)
     assert data.meta["frames_without_labels"] == 1
     assert not data.train.masks[data.train.ids.index("train_seg/10_50.jpg")].any()
@@ -46,7 +51,10 @@ def test_endoscapes_classes_official_splits_and_quirks(tmp_path: Path) -> None:
     held = _load("endoscapes", tmp_path, val_split="test")
     assert (len(held.train), len(held.test)) == (6, 5)
     only = _load("endoscapes", tmp_path, classes=["gallbladder", "tool"])
-    assert only.class_names == ["background", "gallbladder", "tool"] and int(only.train.masks.max()) <= 2
+    assert (
+        only.class_names == ["background", "gallbladder", "tool"]
+        and int(only.train.masks.max()) <= 2
+    )
 
 
 def test_coco_painting_matches_rle_and_polygon_annotations_exactly(tmp_path: Path) -> None:
@@ -55,7 +63,15 @@ def test_coco_painting_matches_rle_and_polygon_annotations_exactly(tmp_path: Pat
     expected = make_endoscapes(tmp_path)["train"]
     path = tmp_path / "train_seg" / "annotation_coco.json"
     coco = read_coco(path)
-    kinds = {type(a["segmentation"]).__name__ + (type(a["segmentation"].get("counts")).__name__ if isinstance(a["segmentation"], dict) else "") for a in coco.dataset["annotations"]}
+    kinds = {
+        type(a["segmentation"]).__name__
+        + (
+            type(a["segmentation"].get("counts")).__name__
+            if isinstance(a["segmentation"], dict)
+            else ""
+        )
+        for a in coco.dataset["annotations"]
+    }
     assert kinds == {"list", "dictstr", "dictlist"}  # polygons, compressed and uncompressed RLE
     class_of = {k: k for k in range(1, 7)}
     for record, want in zip(sorted(coco.dataset["images"], key=lambda r: r["id"]), expected):
@@ -68,7 +84,11 @@ def test_generic_coco_seeded_or_file_split(tmp_path: Path) -> None:
     assert data.class_names == ["background", "gallbladder", "cystic_duct", "cystic_artery", "tool"]
     assert len(data.train) + len(data.test) == 8 and len(data.test) >= 1
     doc = json.loads((tmp_path / "annotations.json").read_text())
-    test_doc = {**doc, "images": doc["images"][:3], "annotations": [a for a in doc["annotations"] if a["image_id"] <= 3]}
+    test_doc = {
+        **doc,
+        "images": doc["images"][:3],
+        "annotations": [a for a in doc["annotations"] if a["image_id"] <= 3],
+    }
     (tmp_path / "test.json").write_text(json.dumps(test_doc))
     split = _load("coco", tmp_path, test_annotations="test.json")
     assert (len(split.train), len(split.test)) == (8, 3)
@@ -77,12 +97,25 @@ def test_generic_coco_seeded_or_file_split(tmp_path: Path) -> None:
 def test_autolaparo_grey_values_are_looked_up_and_split_by_clip(tmp_path: Path) -> None:
     make_autolaparo(tmp_path)
     data = _load("autolaparo", tmp_path, image_size=54, fit="crop")
-    assert data.class_names[0] == "background" and data.class_names[-1] == "uterus" and len(data.class_names) == 10
+    assert (
+        data.class_names[0] == "background"
+        and data.class_names[-1] == "uterus"
+        and len(data.class_names) == 10
+    )
     assert (len(data.train), len(data.test)) == (3 + 3 + 2, 2 + 2)
     assert data.meta["frames_per_official_split"] == {"train": 6, "val": 2, "test": 4}
-    assert int(data.train.masks.max()) <= 9 and 9 in data.train.masks  # 180 -> uterus (id 9), not 180
+    assert (
+        int(data.train.masks.max()) <= 9 and 9 in data.train.masks
+    )  # 180 -> uterus (id 9), not 180
     merged = _load("autolaparo", tmp_path, merge_parts=True, val_split="drop")
-    assert merged.class_names == ["background", "grasping_forceps", "ligasure", "dissecting_forceps", "electric_hook", "uterus"]
+    assert merged.class_names == [
+        "background",
+        "grasping_forceps",
+        "ligasure",
+        "dissecting_forceps",
+        "electric_hook",
+        "uterus",
+    ]
     assert (len(merged.train), len(merged.test)) == (6, 4)
 
 
@@ -158,7 +191,9 @@ def test_malformed_inputs_give_one_line_errors_naming_the_file(tmp_path: Path) -
     assert "_color_mask.png" in _error(lambda: _load("cholecseg8k", tmp_path / "c", mask="color"))
 
 
-def test_data_check_reports_counts_per_class_and_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_data_check_reports_counts_per_class_and_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from saadi_core.cli import main
 
     make_endoscapes(tmp_path)
@@ -173,7 +208,9 @@ def test_data_check_reports_counts_per_class_and_split(tmp_path: Path, capsys: p
     assert exit_info.value.code == 2 and "imgs" in capsys.readouterr().err
 
 
-def test_cache_reuses_a_load_until_a_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_reuses_a_load_until_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SAADI_DATA_CACHE", str(tmp_path / "cache"))
     make_autolaparo(tmp_path / "a", clips={1: 2, 228: 1})
     first = _load("autolaparo", tmp_path / "a")
@@ -182,11 +219,18 @@ def test_cache_reuses_a_load_until_a_file_changes(tmp_path: Path, monkeypatch: p
     np.testing.assert_array_equal(first.train.images, again.train.images)
     np.testing.assert_array_equal(first.test.masks, again.test.masks)
     assert again.train.ids == first.train.ids and again.class_names == first.class_names
-    assert _load("autolaparo", tmp_path / "a", image_size=24).meta["cache"] == "stored"  # another size
+    assert (
+        _load("autolaparo", tmp_path / "a", image_size=24).meta["cache"] == "stored"
+    )  # another size
     mask = tmp_path / "a" / "masks" / "228025.png"
     Image.fromarray(np.full((54, 96, 3), 180, np.uint8)).save(mask)
     os.utime(mask, ns=(1, 1))
     changed = _load("autolaparo", tmp_path / "a")
     assert changed.meta["cache"] == "stored" and (changed.test.masks == 9).all()
-    monkeypatch.setenv("SAADI_DATA_CACHE", str(tmp_path / "a" / ".saadi-cache"))  # a cache inside the dataset
-    assert [_load("autolaparo", tmp_path / "a").meta["cache"] for _ in range(2)] == ["stored", "hit"]
+    monkeypatch.setenv(
+        "SAADI_DATA_CACHE", str(tmp_path / "a" / ".saadi-cache")
+    )  # a cache inside the dataset
+    assert [_load("autolaparo", tmp_path / "a").meta["cache"] for _ in range(2)] == [
+        "stored",
+        "hit",
+    ]

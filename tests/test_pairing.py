@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from saadi_pairing.options import BestWorstOptions, ThresholdOptions
+from saadi_pairing.strategies import BestWorstPairing, ThresholdPairing, allocate
 
 from saadi_core.errors import PipelineError
 from saadi_core.interfaces import Condition, PairSet, Sample
 from saadi_core.registry import OptionsError, Registry
-from saadi_pairing.options import BestWorstOptions, ThresholdOptions
-from saadi_pairing.strategies import BestWorstPairing, ThresholdPairing, allocate
 
 _IMAGE = torch.zeros(3, 2, 2)
 
@@ -27,7 +27,18 @@ def make_samples(scores_by_condition: dict[str, list[float]]) -> tuple[list[Samp
     for j in range(depth):
         for cid, values in scores_by_condition.items():
             if j < len(values):
-                rows.append((Sample(image=_IMAGE, condition=conditions[cid], generator="test", seed=0, index=j), values[j]))
+                rows.append(
+                    (
+                        Sample(
+                            image=_IMAGE,
+                            condition=conditions[cid],
+                            generator="test",
+                            seed=0,
+                            index=j,
+                        ),
+                        values[j],
+                    )
+                )
     return [s for s, _ in rows], [v for _, v in rows]
 
 
@@ -45,15 +56,27 @@ def as_keys(pair_set: PairSet) -> list[tuple[str, int, int]]:
 
 def test_threshold_pairs_only_within_a_condition_and_reports_empty_groups():
     samples, scores = make_samples(
-        {"class:a": [0.9, 0.2, 0.7, 0.1], "class:b": [0.8, 0.6], "class:c": [0.3, 0.1], "class:d": [0.55]}
+        {
+            "class:a": [0.9, 0.2, 0.7, 0.1],
+            "class:b": [0.8, 0.6],
+            "class:c": [0.3, 0.1],
+            "class:d": [0.55],
+        }
     )
     result = threshold(max_pairs=None).pairs(samples, scores, seed=0)
     assert all(p.winner.condition.id == p.loser.condition.id for p in result)
     assert all(p.winner_score >= 0.5 > p.loser_score for p in result)
     # a: 2 winners x 2 losers; b: no loser; c: no winner; d: single winner
-    assert sorted(as_keys(result)) == [("class:a", 0, 1), ("class:a", 0, 3), ("class:a", 2, 1), ("class:a", 2, 3)]
+    assert sorted(as_keys(result)) == [
+        ("class:a", 0, 1),
+        ("class:a", 0, 3),
+        ("class:a", 2, 1),
+        ("class:a", 2, 3),
+    ]
     stats = result.stats
-    assert stats["n_pairs"] == 4 and stats["n_conditions"] == 4 and stats["n_conditions_paired"] == 1
+    assert (
+        stats["n_pairs"] == 4 and stats["n_conditions"] == 4 and stats["n_conditions_paired"] == 1
+    )
     assert stats["conditions_without_winner"] == ["class:c"]
     assert stats["conditions_without_loser"] == ["class:b", "class:d"]
     assert stats["conditions_without_pair"] == ["class:b", "class:c", "class:d"]
@@ -73,12 +96,17 @@ def test_global_scope_is_the_cross_product_across_conditions():
     across = threshold(scope="global", max_pairs=None).pairs(samples, scores, seed=0)
     assert len(within) == 0 and within.stats["conditions_without_loser"] == ["a"]
     assert len(across) == 6  # 2 winners x 3 losers
-    assert {p.winner.condition.id for p in across} == {"a"} and {p.loser.condition.id for p in across} == {"b"}
+    assert {p.winner.condition.id for p in across} == {"a"} and {
+        p.loser.condition.id for p in across
+    } == {"b"}
     assert across.stats["scope"] == "global"
 
 
 def test_cap_is_deterministic_for_a_seed_and_fair_across_conditions():
-    scores_by_condition = {"big": [0.9] * 20 + [0.1] * 20, "small": [0.8, 0.7, 0.2, 0.3]}  # 400 vs 4 candidates
+    scores_by_condition = {
+        "big": [0.9] * 20 + [0.1] * 20,
+        "small": [0.8, 0.7, 0.2, 0.3],
+    }  # 400 vs 4 candidates
     samples, scores = make_samples(scores_by_condition)
     one = threshold(max_pairs=50).pairs(samples, scores, seed=7)
     again = threshold(max_pairs=50).pairs(samples, scores, seed=7)
@@ -87,7 +115,9 @@ def test_cap_is_deterministic_for_a_seed_and_fair_across_conditions():
     assert as_keys(one) == as_keys(again)
     assert as_keys(one) != as_keys(other)
     assert len(set(as_keys(one))) == 50  # drawn without replacement
-    per_condition = {cid: sum(1 for p in one if p.condition_id == cid) for cid in scores_by_condition}
+    per_condition = {
+        cid: sum(1 for p in one if p.condition_id == cid) for cid in scores_by_condition
+    }
     assert per_condition == {"big": 46, "small": 4}  # the small condition keeps all its pairs
 
 
@@ -103,7 +133,9 @@ def test_min_gap_drops_close_pairs():
     result = threshold(min_gap=0.3, max_pairs=None).pairs(samples, scores, seed=0)
     assert sorted(as_keys(result)) == [("c", 0, 2), ("c", 0, 3), ("c", 1, 3)]
     assert all(p.winner_score - p.loser_score >= 0.3 for p in result)
-    assert threshold(min_gap=0.95).pairs(samples, scores, seed=0).stats["conditions_without_pair"] == ["c"]
+    assert threshold(min_gap=0.95).pairs(samples, scores, seed=0).stats[
+        "conditions_without_pair"
+    ] == ["c"]
 
 
 def test_allocate_shares_budget_evenly():
@@ -122,26 +154,36 @@ def test_large_global_cross_product_is_sampled_without_listing_it():
 
 
 def test_best_worst_pairs_top_k_with_bottom_k_and_never_ties():
-    samples, scores = make_samples({"a": [0.9, 0.5, 0.8, 0.1, 0.3, 0.2], "tied": [0.4, 0.4, 0.4], "lonely": [0.9]})
+    samples, scores = make_samples(
+        {"a": [0.9, 0.5, 0.8, 0.1, 0.3, 0.2], "tied": [0.4, 0.4, 0.4], "lonely": [0.9]}
+    )
     result = best_worst(k=2, max_pairs=None).pairs(samples, scores, seed=0)
     # a: top-2 = {0.9 (0), 0.8 (2)}, bottom-2 = {0.1 (3), 0.2 (5)}
     assert sorted(as_keys(result)) == [("a", 0, 3), ("a", 0, 5), ("a", 2, 3), ("a", 2, 5)]
     stats = result.stats
     assert stats["conditions_all_tied"] == ["tied"]
     assert set(stats["conditions_without_pair"]) == {"tied", "lonely"}
-    assert stats["conditions_without_winner"] == ["lonely"] and stats["conditions_without_loser"] == ["lonely"]
+    assert stats["conditions_without_winner"] == ["lonely"] and stats[
+        "conditions_without_loser"
+    ] == ["lonely"]
 
 
 def test_best_worst_bounds_and_gap():
     samples, scores = make_samples({"bad": [0.3, 0.2, 0.1, 0.05], "good": [0.95, 0.9, 0.6, 0.4]})
-    result = best_worst(k=2, winner_at_least=0.5, loser_below=0.65, min_gap=0.4, max_pairs=None).pairs(samples, scores, seed=0)
+    result = best_worst(
+        k=2, winner_at_least=0.5, loser_below=0.65, min_gap=0.4, max_pairs=None
+    ).pairs(samples, scores, seed=0)
     assert result.stats["conditions_without_winner"] == ["bad"]
     assert result.stats["conditions_without_loser"] == []
-    assert sorted(as_keys(result)) == [("good", 0, 3), ("good", 1, 3)]  # pairs with 0.6 are closer than 0.4
+    assert sorted(as_keys(result)) == [
+        ("good", 0, 3),
+        ("good", 1, 3),
+    ]  # pairs with 0.6 are closer than 0.4
 
 
 def test_best_worst_is_deterministic_with_ties_at_the_cut():
     samples, scores = make_samples({"c": [0.7] * 6 + [0.2] * 6})
+
     def draw(seed: int) -> tuple:
         return tuple(as_keys(best_worst(k=2).pairs(samples, scores, seed=seed)))
 
@@ -162,7 +204,11 @@ def test_invalid_scores_are_clear_errors(strategy):
 @pytest.mark.parametrize("strategy", [threshold, best_worst])
 def test_empty_pool_gives_an_empty_pair_set(strategy):
     result = strategy().pairs([], [], seed=0)
-    assert len(result) == 0 and result.stats["n_conditions"] == 0 and result.stats["conditions_without_winner"] == []
+    assert (
+        len(result) == 0
+        and result.stats["n_conditions"] == 0
+        and result.stats["conditions_without_winner"] == []
+    )
 
 
 def test_registry_builds_the_strategies_and_validates_options():
@@ -192,7 +238,9 @@ def test_strategies_pass_the_core_conformance_checks():
     check_pairing(best_worst(winner_at_least=0.5, loser_below=0.5, max_pairs=2), seed=5)
 
 
-@pytest.mark.parametrize("make", [lambda: threshold(threshold=0.5), lambda: best_worst(k=2, group_by="mask-classes")])
+@pytest.mark.parametrize(
+    "make", [lambda: threshold(threshold=0.5), lambda: best_worst(k=2, group_by="mask-classes")]
+)
 def test_mask_classes_grouping_pairs_like_with_like(make):
     """One unconditional condition, two kinds of generated masks: with the hard class (2) present
     the samples score low. Grouped by mask classes, no pair trades the hard class for a score."""
@@ -201,7 +249,10 @@ def test_mask_classes_grouping_pairs_like_with_like(make):
     without = torch.tensor([[0, 1], [1, 1]])
     scores = [0.95, 0.9, 0.3, 0.2, 0.6, 0.7, 0.1, 0.65]
     masks = [without, without, without, without, with_hard, with_hard, with_hard, with_hard]
-    samples = [Sample(image=_IMAGE, condition=cond, generator="t", seed=0, index=i, mask=m) for i, m in enumerate(masks)]
+    samples = [
+        Sample(image=_IMAGE, condition=cond, generator="t", seed=0, index=i, mask=m)
+        for i, m in enumerate(masks)
+    ]
     pairing = make()
     pairing.options = pairing.options.model_copy(update={"group_by": "mask-classes"})
     pair_set = pairing.pairs(samples, scores, seed=0)
@@ -212,4 +263,7 @@ def test_mask_classes_grouping_pairs_like_with_like(make):
     # grouped by condition only, the threshold rule pairs clean winners with hard-class losers
     ungrouped = make()
     ungrouped.options = ungrouped.options.model_copy(update={"group_by": "condition"})
-    assert any(2 in p.loser.mask and 2 not in p.winner.mask for p in ungrouped.pairs(samples, scores, seed=0))
+    assert any(
+        2 in p.loser.mask and 2 not in p.winner.mask
+        for p in ungrouped.pairs(samples, scores, seed=0)
+    )

@@ -58,10 +58,25 @@ def build_dataset(options) -> Dataset:
 
     def split(n):
         labels = rng.integers(0, 2, n)
-        images = ((COLOURS.numpy()[labels][:, None, None, :] + 1) * 127.5).repeat(8, 1).repeat(8, 2).astype(np.uint8)
-        return Split(images=images, ids=[f"toy/{i}" for i in range(n)], labels=labels.astype(np.int64))
+        images = (
+            ((COLOURS.numpy()[labels][:, None, None, :] + 1) * 127.5)
+            .repeat(8, 1)
+            .repeat(8, 2)
+            .astype(np.uint8)
+        )
+        return Split(
+            images=images, ids=[f"toy/{i}" for i in range(n)], labels=labels.astype(np.int64)
+        )
 
-    return Dataset("fake", "classification", ["red", "green"], split(20), split(10), oracle=ColourOracle(), source="fake")
+    return Dataset(
+        "fake",
+        "classification",
+        ["red", "green"],
+        split(20),
+        split(10),
+        oracle=ColourOracle(),
+        source="fake",
+    )
 
 
 class ShiftGenerator(Generator):
@@ -73,7 +88,10 @@ class ShiftGenerator(Generator):
         CALLS.append("fit")
 
     def conditions(self, dataset):
-        return [Condition(id=f"class:{n}", class_id=i, class_name=n) for i, n in enumerate(dataset.class_names)]
+        return [
+            Condition(id=f"class:{n}", class_id=i, class_name=n)
+            for i, n in enumerate(dataset.class_names)
+        ]
 
     def sample(self, conditions, n_per_condition, seed):
         out = []
@@ -81,7 +99,12 @@ class ShiftGenerator(Generator):
             for i in range(n_per_condition):
                 g = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{c.id}/{i}".encode()))
                 error = (torch.rand(3, generator=g) * 2 - 1) * 1.6 * self.shrink
-                image = (COLOURS[c.class_id] + error).clamp(-1, 1)[:, None, None].expand(3, 8, 8).clone()
+                image = (
+                    (COLOURS[c.class_id] + error)
+                    .clamp(-1, 1)[:, None, None]
+                    .expand(3, 8, 8)
+                    .clone()
+                )
                 out.append(Sample(image=image, condition=c, generator="shift", seed=seed, index=i))
         return out
 
@@ -102,7 +125,14 @@ class ColourSelector(Selector):
         return torch.cdist(mean, COLOURS).argmin(dim=1)
 
     def score(self, samples):
-        return [float(torch.exp(-((s.image.mean(dim=(1, 2)) - COLOURS[s.condition.class_id]) ** 2).sum() * 2)) for s in samples]
+        return [
+            float(
+                torch.exp(
+                    -((s.image.mean(dim=(1, 2)) - COLOURS[s.condition.class_id]) ** 2).sum() * 2
+                )
+            )
+            for s in samples
+        ]
 
     def save(self, path):
         path.mkdir(parents=True, exist_ok=True)
@@ -121,8 +151,17 @@ class SimpleThreshold(PairingStrategy):
         for idx in groups.values():
             winners = [i for i in idx if scores[i] >= h]
             losers = [i for i in idx if scores[i] < h]
-            pairs += [Pair(samples[w], samples[l], scores[w], scores[l]) for w, l in zip(winners, losers)]
-        return PairSet(pairs, {"n_pairs": len(pairs), "conditions_without_winner": [], "conditions_without_loser": []})
+            pairs += [
+                Pair(samples[w], samples[l], scores[w], scores[l]) for w, l in zip(winners, losers)
+            ]
+        return PairSet(
+            pairs,
+            {
+                "n_pairs": len(pairs),
+                "conditions_without_winner": [],
+                "conditions_without_loser": [],
+            },
+        )
 
 
 class ShrinkAligner(Aligner):
@@ -132,7 +171,9 @@ class ShrinkAligner(Aligner):
         before = inputs.validate(generator)
         generator.shrink = 1.0 - self.options.strength
         after = inputs.validate(generator)
-        return AlignResult(generator, [{"step": 0, "implicit_accuracy": 0.9, **before}, {"step": 1, **after}])
+        return AlignResult(
+            generator, [{"step": 0, "implicit_accuracy": 0.9, **before}, {"step": 1, **after}]
+        )
 
     def save(self, result, path):
         path.mkdir(parents=True, exist_ok=True)
@@ -193,25 +234,54 @@ def test_full_loop_summary_and_significance(tmp_path, registry):
     result = run_pipeline(config(tmp_path), registry, quiet=True)
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary == json.loads(json.dumps(result.summary))
-    for key in ("selector_pass", "oracle_pass", "dpo_implicit_accuracy", "downstream", "timings_s", "pairs", "score_diagnostics"):
+    for key in (
+        "selector_pass",
+        "oracle_pass",
+        "dpo_implicit_accuracy",
+        "downstream",
+        "timings_s",
+        "pairs",
+        "score_diagnostics",
+    ):
         assert summary[key] is not None, key
     oracle = summary["oracle_pass"]
     assert oracle["n"] == 80  # 40 per condition × 2, same seeds for base and aligned
-    assert oracle["aligned_rate"] > oracle["base_rate"] and oracle["p_value"] < 0.05 and oracle["verdict"] == "improved"
+    assert (
+        oracle["aligned_rate"] > oracle["base_rate"]
+        and oracle["p_value"] < 0.05
+        and oracle["verdict"] == "improved"
+    )
     assert summary["selector_pass"]["fail_to_pass"] > summary["selector_pass"]["pass_to_fail"]
     assert set(summary["downstream"]) >= {"metric", "real", "real+base@1x", "real+aligned@1x"}
     assert summary["downstream"]["metric"] == "macro_f1"
     assert set(summary["timings_s"]) == {
-        "data", "train-generator", "train-selector", "sample-base", "generate-pool", "score", "pair", "align",
-        "sample-aligned", "evaluate", "fidelity-base", "fidelity-aligned", "fidelity-compare",
-        "downstream-real-s0", "downstream-base-1x-s0", "downstream-aligned-1x-s0",
+        "data",
+        "train-generator",
+        "train-selector",
+        "sample-base",
+        "generate-pool",
+        "score",
+        "pair",
+        "align",
+        "sample-aligned",
+        "evaluate",
+        "fidelity-base",
+        "fidelity-aligned",
+        "fidelity-compare",
+        "downstream-real-s0",
+        "downstream-base-1x-s0",
+        "downstream-aligned-1x-s0",
     }
     # the fake selector exposes no features and no Inception weights are given: a note, no numbers
     fidelity = json.loads((tmp_path / "r" / "fidelity.json").read_text())
     assert fidelity["variants"] == {} and "does not expose image features" in fidelity["notes"][0]
     # the downstream model saw 1x real-size synthetic (20) for the synthetic variants; its real-only
     # training (same kind, options and seed as the selector) is the selector's, not trained again
-    assert sorted(c for c in CALLS if c.startswith("fit-selector")) == ["fit-selector:0", "fit-selector:20", "fit-selector:20"]
+    assert sorted(c for c in CALLS if c.startswith("fit-selector")) == [
+        "fit-selector:0",
+        "fit-selector:20",
+        "fit-selector:20",
+    ]
     assert summary["downstream"]["real"]["mean"] == summary["selector_test"]["macro_f1"]
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["seeds"] == {"run": 0, "pool": 1000, "evaluation": 2000}
@@ -223,13 +293,21 @@ def test_rerun_is_cached_and_option_change_recomputes_downstream_only(tmp_path, 
     CALLS.clear()
     run_pipeline(config(tmp_path), registry, quiet=True)
     assert CALLS == []  # nothing recomputed
-    result = run_pipeline(config(tmp_path, aligner={"kind": "shrink", "options": {"strength": 0.5}}), registry, quiet=True)
+    result = run_pipeline(
+        config(tmp_path, aligner={"kind": "shrink", "options": {"strength": 0.5}}),
+        registry,
+        quiet=True,
+    )
     assert "fit" not in CALLS and "align" in CALLS  # generator reused, alignment redone
     stages = result.store.manifest["stages"]
     assert stages["train-generator"]["cached"] and stages["score"]["cached"]
     assert not stages["align"]["cached"] and not stages["evaluate"]["cached"]
-    assert stages["sample-base"]["cached"] and stages["downstream-base-1x-s0"]["cached"]  # base side untouched
-    assert not stages["sample-aligned"]["cached"] and not stages["downstream-aligned-1x-s0"]["cached"]
+    assert (
+        stages["sample-base"]["cached"] and stages["downstream-base-1x-s0"]["cached"]
+    )  # base side untouched
+    assert (
+        not stages["sample-aligned"]["cached"] and not stages["downstream-aligned-1x-s0"]["cached"]
+    )
 
 
 def test_no_pairs_stops_with_actionable_message(tmp_path, registry):
@@ -243,7 +321,9 @@ def test_no_pairs_stops_with_actionable_message(tmp_path, registry):
 
 def test_selector_blindness_is_diagnosed(tmp_path, registry, monkeypatch):
     monkeypatch.setattr(ColourSelector, "score", lambda self, samples: [0.9] * len(samples))
-    with pytest.raises(PipelineError, match=r"near-constant scores \(std 0\.000\), so no preference pairs"):
+    with pytest.raises(
+        PipelineError, match=r"near-constant scores \(std 0\.000\), so no preference pairs"
+    ):
         run_pipeline(config(tmp_path), registry, quiet=True)
     score_dir = next((tmp_path / "r" / "stages").glob("score-*"))
     diag = json.loads((score_dir / "stage.json").read_text())["outputs"]
@@ -251,12 +331,19 @@ def test_selector_blindness_is_diagnosed(tmp_path, registry, monkeypatch):
     assert "selector_oracle_agreement" in diag
     # every sample "passes" for the selector: agreement with the oracle is chance, kappa 0
     assert diag["selector_oracle_kappa"] == 0.0
-    assert diag["per_condition"]["class:red"]["losers"] == 0 and diag["per_condition"]["class:red"]["n"] == 16
+    assert (
+        diag["per_condition"]["class:red"]["losers"] == 0
+        and diag["per_condition"]["class:red"]["n"] == 16
+    )
     assert any("no winner or no loser" in w for w in diag["warnings"])
 
 
 def test_downstream_differences_carry_a_paired_interval(tmp_path, registry):
-    result = run_pipeline(config(tmp_path, evaluation={"n_per_condition": 40, "downstream_seeds": [0, 1, 2]}), registry, quiet=True)
+    result = run_pipeline(
+        config(tmp_path, evaluation={"n_per_condition": 40, "downstream_seeds": [0, 1, 2]}),
+        registry,
+        quiet=True,
+    )
     versus = result.summary["downstream"]["real+aligned@1x"]["vs_real"]
     # the fake downstream model ignores its training data: identical per seed, no difference
     assert versus["difference"] == 0.0 and versus["ci95"] == [0.0, 0.0]
@@ -268,7 +355,9 @@ def test_profile_pool_size_is_spread_over_the_conditions(tmp_path, registry):
     generator's conditions: 2 conditions → 320 each, and the pool holds exactly that."""
     from saadi_core.session import PROFILE_SIZES, per_condition
 
-    assert per_condition(640, 5) == 128 and per_condition(640, 16) == 40 and per_condition(10, 3) == 4
+    assert (
+        per_condition(640, 5) == 128 and per_condition(640, 16) == 40 and per_condition(10, 3) == 4
+    )
     run_pipeline(config(tmp_path, pool={"seed": 1000}), registry, quiet=True)
     pool_dir = next((tmp_path / "r" / "stages").glob("generate-pool-*"))
     outputs = json.loads((pool_dir / "stage.json").read_text())["outputs"]
@@ -280,9 +369,16 @@ def test_profile_pool_size_is_spread_over_the_conditions(tmp_path, registry):
 def test_downstream_real_is_trained_when_it_differs_from_the_selector(tmp_path, registry):
     """Another downstream seed is another training: the real-only model is fitted, not copied."""
     CALLS.clear()
-    run_pipeline(config(tmp_path, evaluation={"n_per_condition": 40, "downstream_seeds": [7]}), registry, quiet=True)
+    run_pipeline(
+        config(tmp_path, evaluation={"n_per_condition": 40, "downstream_seeds": [7]}),
+        registry,
+        quiet=True,
+    )
     assert sorted(c for c in CALLS if c.startswith("fit-selector")) == [
-        "fit-selector:0", "fit-selector:0", "fit-selector:20", "fit-selector:20"
+        "fit-selector:0",
+        "fit-selector:0",
+        "fit-selector:20",
+        "fit-selector:20",
     ]
 
 
@@ -291,13 +387,21 @@ def test_options_without_kind_apply_to_the_task_default(tmp_path, registry, monk
     default generator (and the downstream model inherits the selector's kind)."""
     from saadi_core import session
 
-    monkeypatch.setitem(session.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {})})
-    cfg = config(tmp_path, generator={"options": {"strength": 0.5}}, selector={"options": {"threshold": 0.4}})
+    monkeypatch.setitem(
+        session.TASK_DEFAULTS,
+        "classification",
+        {"generator": "shift", "selector": "colour", "pairing": ("simple", {})},
+    )
+    cfg = config(
+        tmp_path, generator={"options": {"strength": 0.5}}, selector={"options": {"threshold": 0.4}}
+    )
     assert cfg.generator.kind is None and cfg.selector.kind is None
     result = run_pipeline(cfg, registry, quiet=True)
     assert result.summary["components"]["generator"] == "shift"
     assert result.summary["components"]["downstream"] == "colour"
-    stage = json.loads(next((tmp_path / "r" / "stages").glob("train-generator-*/stage.json")).read_text())
+    stage = json.loads(
+        next((tmp_path / "r" / "stages").glob("train-generator-*/stage.json")).read_text()
+    )
     assert stage["params"]["options"]["strength"] == 0.5
 
 
@@ -317,8 +421,16 @@ def test_adaptive_pool_tops_up_conditions_short_of_winners(tmp_path, registry, m
     from saadi_core.samples_io import load_samples
 
     # one sample in five wins, by its (seed, index): deterministic and independent of the images
-    monkeypatch.setattr(ColourSelector, "score", lambda self, samples: [0.9 if (s.seed + s.index) % 5 == 0 else 0.1 for s in samples])
-    cfg = config(tmp_path, pool={"n_per_condition": 4, "min_winners": 2, "max_per_condition": 12}, pairing={"kind": "simple", "options": {"threshold": 0.5}})
+    monkeypatch.setattr(
+        ColourSelector,
+        "score",
+        lambda self, samples: [0.9 if (s.seed + s.index) % 5 == 0 else 0.1 for s in samples],
+    )
+    cfg = config(
+        tmp_path,
+        pool={"n_per_condition": 4, "min_winners": 2, "max_per_condition": 12},
+        pairing={"kind": "simple", "options": {"threshold": 0.5}},
+    )
     run_pipeline(cfg, registry, quiet=True)
     pool_dir = next((tmp_path / "r" / "stages").glob("generate-pool-*"))
     outputs = json.loads((pool_dir / "stage.json").read_text())["outputs"]
@@ -329,7 +441,9 @@ def test_adaptive_pool_tops_up_conditions_short_of_winners(tmp_path, registry, m
         assert c["samples"] <= 12
     pool = load_samples(pool_dir)
     assert len(pool) == outputs["n_samples"]
-    assert len({(s.condition.id, s.seed, s.index) for s in pool}) == len(pool)  # no sample drawn twice
+    assert len({(s.condition.id, s.seed, s.index) for s in pool}) == len(
+        pool
+    )  # no sample drawn twice
 
 
 def test_dataset_follows_the_task_the_generator_registered(tmp_path):
@@ -348,11 +462,20 @@ def test_pairing_defaults_follow_the_task(tmp_path, registry, monkeypatch):
     """Without a pairing kind the task's default applies, with the user's options on top."""
     from saadi_core import session
 
-    monkeypatch.setitem(session.TASK_DEFAULTS, "classification", {"generator": "shift", "selector": "colour", "pairing": ("simple", {"threshold": 0.3})})
-    result = run_pipeline(config(tmp_path, pairing={"options": {"strength": 0.7}}), registry, quiet=True)
+    monkeypatch.setitem(
+        session.TASK_DEFAULTS,
+        "classification",
+        {"generator": "shift", "selector": "colour", "pairing": ("simple", {"threshold": 0.3})},
+    )
+    result = run_pipeline(
+        config(tmp_path, pairing={"options": {"strength": 0.7}}), registry, quiet=True
+    )
     assert result.summary["components"]["pairing"] == "simple"
     stage = json.loads(next((tmp_path / "r" / "stages").glob("pair-*/stage.json")).read_text())
-    assert stage["params"]["options"]["threshold"] == 0.3 and stage["params"]["options"]["strength"] == 0.7
+    assert (
+        stage["params"]["options"]["threshold"] == 0.3
+        and stage["params"]["options"]["strength"] == 0.7
+    )
 
 
 def test_fidelity_metrics_of_base_and_aligned(tmp_path, registry, monkeypatch):
@@ -361,8 +484,19 @@ def test_fidelity_metrics_of_base_and_aligned(tmp_path, registry, monkeypatch):
     import saadi_metrics.plugin
 
     registry.add_plugin(saadi_metrics.plugin, name="metrics")
-    monkeypatch.setattr(ColourSelector, "features", lambda self, images: images.mean(dim=(2, 3)).double(), raising=False)
-    cfg = config(tmp_path, fidelity={"metrics": ["fid", "kid", "memorisation"], "options": {"kid": {"subset_size": 10}}})
+    monkeypatch.setattr(
+        ColourSelector,
+        "features",
+        lambda self, images: images.mean(dim=(2, 3)).double(),
+        raising=False,
+    )
+    cfg = config(
+        tmp_path,
+        fidelity={
+            "metrics": ["fid", "kid", "memorisation"],
+            "options": {"kid": {"subset_size": 10}},
+        },
+    )
     result = run_pipeline(cfg, registry, quiet=True)
     fidelity = json.loads((tmp_path / "r" / "fidelity.json").read_text())
     assert "NOT Inception" in fidelity["feature_extractor"]["label"]
@@ -371,9 +505,18 @@ def test_fidelity_metrics_of_base_and_aligned(tmp_path, registry, monkeypatch):
     assert result.summary["fidelity"]["aligned"]["fid"] == fidelity["variants"]["aligned"]["fid"]
     # the paired comparison measures the same sets: its whole-set FIDs are the variants' FIDs
     fid = fidelity["comparison"]["fid"]
-    assert fid["base"] == pytest.approx(fidelity["variants"]["base"]["fid"]) and fid["aligned"] == pytest.approx(fidelity["variants"]["aligned"]["fid"])
-    assert fid["difference"] < 0 and fid["n_groups"] == len(COLOURS) and fid["higher_is_better"] is False
-    assert fidelity["comparison"]["kid_whole_set"]["n_items"] == result.summary["pass_rates"]["base"]["n"]
+    assert fid["base"] == pytest.approx(fidelity["variants"]["base"]["fid"]) and fid[
+        "aligned"
+    ] == pytest.approx(fidelity["variants"]["aligned"]["fid"])
+    assert (
+        fid["difference"] < 0
+        and fid["n_groups"] == len(COLOURS)
+        and fid["higher_is_better"] is False
+    )
+    assert (
+        fidelity["comparison"]["kid_whole_set"]["n_items"]
+        == result.summary["pass_rates"]["base"]["n"]
+    )
     assert result.summary["fidelity"]["comparison"]["fid"]["verdict"] == fid["verdict"]
 
 
@@ -386,7 +529,10 @@ def test_class_presence_drop_is_warned():
     aligned = class_presence([without, without, without, with_artery], names)
     assert base == {"background": 1.0, "organ": 1.0, "artery": 0.5} and aligned["artery"] == 0.25
     warnings = presence_drops({"real": base, "base": base, "aligned": aligned})
-    assert len(warnings) == 1 and "'artery' appears in 25% of aligned samples vs 50% of base" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and "'artery' appears in 25% of aligned samples vs 50% of base" in warnings[0]
+    )
     assert presence_drops({"base": base, "aligned": base}) == []
 
 
@@ -403,7 +549,9 @@ def test_iou_counts_sum_over_the_set_and_skip_classes_the_labels_never_show():
     counts = np.stack([iou_counts(prediction, label, 4) for label in (label_a, label_b)])
     miou, per_class = mean_iou(counts)
     assert set(per_class) == {0, 1}
-    assert per_class[1] == pytest.approx((4 + 2) / (8 + 6))  # summed over the set, not averaged per image
+    assert per_class[1] == pytest.approx(
+        (4 + 2) / (8 + 6)
+    )  # summed over the set, not averaged per image
     assert per_class[0] == pytest.approx((7 + 9) / (12 + 14))  # background: 7/12 on a, 9/14 on b
     assert miou == pytest.approx((per_class[0] + per_class[1]) / 2)
     assert mean_iou(counts, exclude=[0]) == (pytest.approx(6 / 14), {1: pytest.approx(6 / 14)})
@@ -421,19 +569,36 @@ def test_paired_bootstrap_calls_a_change_only_when_its_interval_excludes_zero():
         return lambda rows: float(values[rows].mean())
 
     same = paired_bootstrap(many, mean_of(base), mean_of(base.copy()))
-    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0] and same["verdict"] == "no significant difference"
-    assert same["n_groups"] == 20 and same["n_items"] == 100 and "resampling the 20 conditions" in same["method"]
-    better = paired_bootstrap(many, mean_of(base), mean_of(base + 0.05 + rng.normal(0, 0.01, size=base.size)))
+    assert (
+        same["difference"] == 0
+        and same["ci95"] == [0.0, 0.0]
+        and same["verdict"] == "no significant difference"
+    )
+    assert (
+        same["n_groups"] == 20
+        and same["n_items"] == 100
+        and "resampling the 20 conditions" in same["method"]
+    )
+    better = paired_bootstrap(
+        many, mean_of(base), mean_of(base + 0.05 + rng.normal(0, 0.01, size=base.size))
+    )
     assert better["ci95"][0] > 0 and better["verdict"].startswith("better than base")
     distance = paired_bootstrap(many, mean_of(base), mean_of(base + 0.05), higher_is_better=False)
     assert distance["verdict"] == "worse than base (95 % CI above 0)"  # a larger FID is worse
     # an effect that flips sign between conditions is no effect once conditions are resampled
     flips = base + np.where(many % 2 == 0, 0.05, -0.05)
-    assert paired_bootstrap(many, mean_of(base), mean_of(flips))["verdict"] == "no significant difference"
+    assert (
+        paired_bootstrap(many, mean_of(base), mean_of(flips))["verdict"]
+        == "no significant difference"
+    )
 
-    few = np.repeat([0, 1], 50)  # 2 conditions: samples are resampled within each, not the 2 conditions
+    few = np.repeat(
+        [0, 1], 50
+    )  # 2 conditions: samples are resampled within each, not the 2 conditions
     assert len(np.unique(few)) < MIN_CLUSTERS
-    small = paired_bootstrap(few, mean_of(base), mean_of(base + 0.02 + rng.normal(0, 0.01, size=base.size)))
+    small = paired_bootstrap(
+        few, mean_of(base), mean_of(base + 0.02 + rng.normal(0, 0.01, size=base.size))
+    )
     assert small["ci95"][0] > 0 and "within each of the 2 conditions" in small["method"]
     noisy = paired_bootstrap(few, mean_of(base), mean_of(base + rng.normal(0, 0.1, size=base.size)))
     assert noisy["ci95"][0] < noisy["difference"] < noisy["ci95"][1]
@@ -478,28 +643,55 @@ def test_label_preservation_per_variant_and_paired_over_conditions():
                 if not faithful:
                     painted[:, 0] = 0
                 image = torch.where(painted.bool(), 1.0, -1.0).expand(3, 8, 8).clone()
-                out.append(Sample(image=image, condition=Condition(id=f"c{c}"), generator="g", seed=0, index=i, mask=mask))
+                out.append(
+                    Sample(
+                        image=image,
+                        condition=Condition(id=f"c{c}"),
+                        generator="g",
+                        seed=0,
+                        index=i,
+                        mask=mask,
+                    )
+                )
         return out
 
     loaded = {v: samples(v == "aligned") for v in ("base", "aligned")}
-    counts = {v: label_counts(_MaskSegmenter(None), loaded[v], num_classes=2, batch_size=4) for v in loaded}
+    counts = {
+        v: label_counts(_MaskSegmenter(None), loaded[v], num_classes=2, batch_size=4)
+        for v in loaded
+    }
     groups = paired_groups(loaded["base"], loaded["aligned"])
     assert counts["base"].shape == (18, 3, 2) and list(groups[:4]) == [0, 0, 0, 1]
     assert paired_groups(loaded["base"], loaded["aligned"][::-1]) is None
     preserved = label_preservation(counts, ["background", "organ"], groups, seed=0)
-    assert preserved["aligned"]["miou"] == 1.0 and preserved["aligned"]["per_class_iou"] == {"background": 1.0, "organ": 1.0}
+    assert preserved["aligned"]["miou"] == 1.0 and preserved["aligned"]["per_class_iou"] == {
+        "background": 1.0,
+        "organ": 1.0,
+    }
     assert preserved["base"]["miou_foreground"] < preserved["base"]["miou"] < 1.0
     change = preserved["change"]
     assert change["difference"] == pytest.approx(1.0 - preserved["base"]["miou"])
-    assert change["n_groups"] == 6 and change["n_items"] == 18 and change["ci95"][0] > 0 and change["verdict"].startswith("better than base")
+    assert (
+        change["n_groups"] == 6
+        and change["n_items"] == 18
+        and change["ci95"][0] > 0
+        and change["verdict"].startswith("better than base")
+    )
 
 
 def test_label_preservation_line_states_the_interval_and_verdict():
     from saadi_core.summary import label_preservation_line
 
     block = {"base": {"miou": 0.785}, "aligned": {"miou": 0.77}}
-    assert label_preservation_line(block) == "label preservation (selector mIoU vs the samples' masks): base 78.5%, aligned 77.0%"
-    block["change"] = {"difference": -0.014, "ci95": [-0.024, -0.005], "verdict": "worse than base (95 % CI below 0)"}
+    assert (
+        label_preservation_line(block)
+        == "label preservation (selector mIoU vs the samples' masks): base 78.5%, aligned 77.0%"
+    )
+    block["change"] = {
+        "difference": -0.014,
+        "ci95": [-0.024, -0.005],
+        "verdict": "worse than base (95 % CI below 0)",
+    }
     assert label_preservation_line(block).endswith(
         "aligned − base -1.4 pts [-2.4, -0.5] (95 % paired bootstrap): worse than base (95 % CI below 0)"
     )
@@ -533,22 +725,44 @@ def test_own_preferences_exported_rated_and_imported(tmp_path, registry):
     rated = []
     for group in by_condition.values():
         ranked = sorted(group, key=lambda r: float(r["score"]))
-        rated += [(ranked[0]["file"], ranked[-1]["file"]), (ranked[1]["file"].removesuffix(".png"), ranked[-2]["file"])]
-    prefs = _write_preferences(tmp_path / "prefs.csv", rated + rated[:1])  # a repeated row counts once
+        rated += [
+            (ranked[0]["file"], ranked[-1]["file"]),
+            (ranked[1]["file"].removesuffix(".png"), ranked[-2]["file"]),
+        ]
+    prefs = _write_preferences(
+        tmp_path / "prefs.csv", rated + rated[:1]
+    )  # a repeated row counts once
 
     CALLS.clear()
-    result = run_pipeline(config(tmp_path, pairing={"kind": "preferences", "options": {"file": str(prefs)}}), registry, quiet=True)
+    result = run_pipeline(
+        config(tmp_path, pairing={"kind": "preferences", "options": {"file": str(prefs)}}),
+        registry,
+        quiet=True,
+    )
     stages = result.store.manifest["stages"]
-    assert stages["generate-pool"]["cached"] and stages["score"]["cached"] and not stages["pair"]["cached"]
+    assert (
+        stages["generate-pool"]["cached"]
+        and stages["score"]["cached"]
+        and not stages["pair"]["cached"]
+    )
     assert "align" in CALLS
     pairs = json.loads((result.store.root / stages["pair"]["path"] / "pairs.json").read_text())
     names = [r["file"].removesuffix(".png") for r in rows]
-    assert [[names[w], names[l]] for w, l in pairs["pairs"]] == [[w.removesuffix(".png"), l.removesuffix(".png")] for w, l in rated]
-    assert result.summary["pairs"]["strategy"] == "preferences" and result.summary["pairs"]["selector_agreement"] == 0.0
+    assert [[names[w], names[l]] for w, l in pairs["pairs"]] == [
+        [w.removesuffix(".png"), l.removesuffix(".png")] for w, l in rated
+    ]
+    assert (
+        result.summary["pairs"]["strategy"] == "preferences"
+        and result.summary["pairs"]["selector_agreement"] == 0.0
+    )
 
     _write_preferences(prefs, rated[:1])
     CALLS.clear()
-    edited = run_pipeline(config(tmp_path, pairing={"kind": "preferences", "options": {"file": str(prefs)}}), registry, quiet=True)
+    edited = run_pipeline(
+        config(tmp_path, pairing={"kind": "preferences", "options": {"file": str(prefs)}}),
+        registry,
+        quiet=True,
+    )
     assert not edited.store.manifest["stages"]["pair"]["cached"] and "align" in CALLS
     assert edited.summary["pairs"]["n_pairs"] == 1
 
@@ -557,17 +771,39 @@ def test_own_preferences_exported_rated_and_imported(tmp_path, registry):
     ("content", "message"),
     [
         ("first,second\na,b\n", "needs a header with the columns 'winner' and 'loser'"),
-        ("winner,loser\nnope.png,00001_class-0.png\n", "prefs.csv:2: winner 'nope.png' is not a sample of this run's pool"),
-        ("winner,loser\n00001_class-0,00001_class-0\n", "prefs.csv:2: a sample cannot be preferred to itself"),
-        ("winner,loser\n00000_class-0.png,00001_class-0.png\n00000_class-0.png,00002_class-1.png\n", "prefs.csv:3: winner and loser have different conditions"),
+        (
+            "winner,loser\nnope.png,00001_class-0.png\n",
+            "prefs.csv:2: winner 'nope.png' is not a sample of this run's pool",
+        ),
+        (
+            "winner,loser\n00001_class-0,00001_class-0\n",
+            "prefs.csv:2: a sample cannot be preferred to itself",
+        ),
+        (
+            "winner,loser\n00000_class-0.png,00001_class-0.png\n00000_class-0.png,00002_class-1.png\n",
+            "prefs.csv:3: winner and loser have different conditions",
+        ),
     ],
 )
 def test_bad_preference_files_are_one_line_errors_naming_the_line(tmp_path, content, message):
     from saadi_core.errors import DataError
     from saadi_core.preferences import read_preferences, sample_file_name
 
-    samples = [Sample(image=torch.zeros(3, 2, 2), condition=Condition(id=f"class:{k}"), generator="g", seed=0, index=i) for i, k in enumerate([0, 0, 1])]
-    assert [sample_file_name(i, s) for i, s in enumerate(samples)] == ["00000_class-0", "00001_class-0", "00002_class-1"]
+    samples = [
+        Sample(
+            image=torch.zeros(3, 2, 2),
+            condition=Condition(id=f"class:{k}"),
+            generator="g",
+            seed=0,
+            index=i,
+        )
+        for i, k in enumerate([0, 0, 1])
+    ]
+    assert [sample_file_name(i, s) for i, s in enumerate(samples)] == [
+        "00000_class-0",
+        "00001_class-0",
+        "00002_class-1",
+    ]
     path = tmp_path / "prefs.csv"
     path.write_text(content)
     with pytest.raises(DataError, match=message.replace("(", r"\(")):

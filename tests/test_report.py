@@ -317,7 +317,11 @@ def test_segmentation_run_with_only_an_evaluate_stage(tmp_path):
                     "base": {"n": 6, "selector_rate": 0.0},
                     "aligned": {"n": 6, "selector_rate": 1.0},
                     "label_preservation": {
-                        v: {"miou": m, "miou_foreground": m - 0.1, "per_class_iou": {"bg": 0.9, "a": m, "b": m - 0.2}}
+                        v: {
+                            "miou": m,
+                            "miou_foreground": m - 0.1,
+                            "per_class_iou": {"bg": 0.9, "a": m, "b": m - 0.2},
+                        }
                         for v, m in (("base", 0.75), ("aligned", 0.7))
                     }
                     | {
@@ -348,8 +352,13 @@ def test_segmentation_run_with_only_an_evaluate_stage(tmp_path):
     assert samples.count('alt="condition mask"') == 2 and "outline of the sample" in samples
     assert samples.count('class="side fail"') == samples.count('class="side pass"') == 6
     preserved = _section(html, "pass-rates")
-    assert "<h3>Label preservation</h3>" in preserved and "IoU a" in preserved and "75.0%" in preserved
-    assert "mIoU aligned − base: -5.0 points [-8.0, -2.0]" in preserved and "worse (CI excludes 0)" in preserved
+    assert (
+        "<h3>Label preservation</h3>" in preserved and "IoU a" in preserved and "75.0%" in preserved
+    )
+    assert (
+        "mIoU aligned − base: -5.0 points [-8.0, -2.0]" in preserved
+        and "worse (CI excludes 0)" in preserved
+    )
     assert "not available: stage &#x27;align&#x27; is failed (boom)" in _section(html, "dpo")
     for anchor in ("diagnostics", "downstream", "fidelity", "memorisation"):
         assert "not available" in _section(html, anchor), anchor
@@ -496,7 +505,9 @@ def test_study_report(run_dir, tmp_path):
     )
     preserved = re.search(r"Label preservation.*?</table>", pass_rates, re.S).group(0)
     assert "80.0%" in preserved and "83.0%" in preserved and "[-1.0, +6.0]" in preserved
-    assert "no significant difference" in preserved and "improvement" not in preserved  # +3 but CI holds 0
+    assert (
+        "no significant difference" in preserved and "improvement" not in preserved
+    )  # +3 but CI holds 0
     # runs: the shared run appears once (used by two arms), a missing or unreadable one is reported
     assert html.count('<details class="run">') == 4
     moved = re.search(r"<summary>old/place/moved.*?</details>", html, re.DOTALL).group(0)

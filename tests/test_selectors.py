@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from saadi_core.data.dataset import Dataset, Split
-from saadi_core.errors import ConfigError, DataError
-from saadi_core.interfaces import Condition, RunContext, Sample
-from saadi_core.registry import Registry
 from saadi_selectors.augment import AugmentConfig, augment_batch
 from saadi_selectors.classifiers import ResNet18Selector
 from saadi_selectors.metrics import evaluate
 from saadi_selectors.options import ClassifierOptions, SegformerOptions
 from saadi_selectors.segmenters import SegformerSelector, dice_per_sample
 from saadi_selectors.training import class_weights
+
+from saadi_core.data.dataset import Dataset, Split
+from saadi_core.errors import ConfigError, DataError
+from saadi_core.interfaces import Condition, RunContext, Sample
+from saadi_core.registry import Registry
 
 CLASSIFIERS = ["resnet18", "resnet50", "convnext_small", "vit_small"]
 SEGMENTERS = ["segformer", "deeplabv3", "deeplabv3plus", "upernet", "unet"]
@@ -38,7 +38,11 @@ def colour_split(rng: np.random.Generator, n: int, size: int, prefix: str) -> Sp
         x, y = rng.integers(0, size - s, 2)
         images[i, y : y + s, x : x + s] = 50
         images[i, y : y + s, x : x + s, label] = 220
-    return Split(images=images.astype(np.uint8), ids=[f"{prefix}/{i}" for i in range(n)], labels=labels.astype(np.int64))
+    return Split(
+        images=images.astype(np.uint8),
+        ids=[f"{prefix}/{i}" for i in range(n)],
+        labels=labels.astype(np.int64),
+    )
 
 
 def blob_split(rng: np.random.Generator, n: int, size: int, prefix: str) -> Split:
@@ -53,26 +57,51 @@ def blob_split(rng: np.random.Generator, n: int, size: int, prefix: str) -> Spli
             y, x = rng.integers(0, size - h), rng.integers(0, size - w)
             images[i, y : y + h, x : x + w] = colour
             masks[i, y : y + h, x : x + w] = c
-    return Split(images=images.astype(np.uint8), ids=[f"{prefix}/{i}" for i in range(n)], masks=masks)
+    return Split(
+        images=images.astype(np.uint8), ids=[f"{prefix}/{i}" for i in range(n)], masks=masks
+    )
 
 
 def colour_dataset(size: int = 16, n_train: int = 96, n_test: int = 48) -> Dataset:
     rng = np.random.default_rng(0)
-    return Dataset("colours", "classification", ["red", "green", "blue"], colour_split(rng, n_train, size, "train"), colour_split(rng, n_test, size, "test"))
+    return Dataset(
+        "colours",
+        "classification",
+        ["red", "green", "blue"],
+        colour_split(rng, n_train, size, "train"),
+        colour_split(rng, n_test, size, "test"),
+    )
 
 
 def blob_dataset(size: int = 32, n_train: int = 64, n_test: int = 24) -> Dataset:
     rng = np.random.default_rng(1)
-    return Dataset("blobs", "segmentation", ["background", "red", "blue"], blob_split(rng, n_train, size, "train"), blob_split(rng, n_test, size, "test"))
+    return Dataset(
+        "blobs",
+        "segmentation",
+        ["background", "red", "blue"],
+        blob_split(rng, n_train, size, "train"),
+        blob_split(rng, n_test, size, "test"),
+    )
 
 
-def samples_from(split: Split, class_ids: list[int] | None = None, masks: torch.Tensor | None = None) -> list[Sample]:
+def samples_from(
+    split: Split, class_ids: list[int] | None = None, masks: torch.Tensor | None = None
+) -> list[Sample]:
     images = split.image_tensor()
     out = []
     for i in range(len(split)):
         cid = None if class_ids is None else int(class_ids[i])
         mask = None if masks is None else masks[i]
-        out.append(Sample(image=images[i], condition=Condition(id=f"c{i}", class_id=cid, mask=mask), generator="test", seed=0, index=i, mask=mask))
+        out.append(
+            Sample(
+                image=images[i],
+                condition=Condition(id=f"c{i}", class_id=cid, mask=mask),
+                generator="test",
+                seed=0,
+                index=i,
+                mask=mask,
+            )
+        )
     return out
 
 
@@ -111,19 +140,25 @@ def segmenter(seg_data: Dataset) -> SegformerSelector:
 # --------------------------------------------------------------------------- classification
 
 
-def test_classifier_beats_chance_and_scores_the_intended_class(classifier: ResNet18Selector, cls_data: Dataset):
+def test_classifier_beats_chance_and_scores_the_intended_class(
+    classifier: ResNet18Selector, cls_data: Dataset
+):
     metrics = evaluate(classifier, cls_data.test, cls_data.class_names)
     assert metrics["task"] == "classification" and metrics["n"] == len(cls_data.test)
     assert metrics["accuracy"] > 0.6, metrics  # chance is 1/3
     labels = cls_data.test.labels
     matching = classifier.score(samples_from(cls_data.test, list(labels)))
     mismatched = classifier.score(samples_from(cls_data.test, list((labels + 1) % 3)))
-    assert len(matching) == len(cls_data.test) and all(0.0 <= s <= 1.0 for s in matching + mismatched)
+    assert len(matching) == len(cls_data.test) and all(
+        0.0 <= s <= 1.0 for s in matching + mismatched
+    )
     assert np.mean(matching) > np.mean(mismatched) + 0.2
     assert np.mean(np.array(matching) > np.array(mismatched)) > 0.7
 
 
-def test_classifier_save_load_round_trip(classifier: ResNet18Selector, cls_data: Dataset, tmp_path: Path):
+def test_classifier_save_load_round_trip(
+    classifier: ResNet18Selector, cls_data: Dataset, tmp_path: Path
+):
     classifier.save(tmp_path / "model")
     restored = ResNet18Selector(fast_cls())
     restored.load(tmp_path / "model")
@@ -136,7 +171,13 @@ def test_classifier_save_load_round_trip(classifier: ResNet18Selector, cls_data:
 
 
 def test_training_is_deterministic_for_a_seed(cls_data: Dataset):
-    small = Dataset("small", "classification", cls_data.class_names, cls_data.train.subset(list(range(32))), cls_data.test)
+    small = Dataset(
+        "small",
+        "classification",
+        cls_data.class_names,
+        cls_data.train.subset(list(range(32))),
+        cls_data.test,
+    )
 
     def train(seed: int) -> torch.Tensor:
         selector = ResNet18Selector(fast_cls(epochs=1, seed=seed))
@@ -151,7 +192,9 @@ def test_training_is_deterministic_for_a_seed(cls_data: Dataset):
 def test_extra_samples_teach_a_class_missing_from_the_real_split(cls_data: Dataset):
     train = cls_data.train
     keep = np.flatnonzero(train.labels != 2)  # no real "blue" image
-    real_only = Dataset("no-blue", "classification", cls_data.class_names, train.subset(keep), cls_data.test)
+    real_only = Dataset(
+        "no-blue", "classification", cls_data.class_names, train.subset(keep), cls_data.test
+    )
     blue = np.flatnonzero(train.labels == 2)
     extra = samples_from(train.subset(blue), [2] * len(blue))
     selector = ResNet18Selector(fast_cls(epochs=3))
@@ -168,7 +211,10 @@ def test_classifier_score_needs_class_ids(classifier: ResNet18Selector, cls_data
 
 
 def test_wrong_task_is_a_clear_error(cls_data: Dataset, seg_data: Dataset):
-    with pytest.raises(ConfigError, match="classification model but dataset 'blobs' is a segmentation dataset.*segformer"):
+    with pytest.raises(
+        ConfigError,
+        match="classification model but dataset 'blobs' is a segmentation dataset.*segformer",
+    ):
         ResNet18Selector(fast_cls()).fit(seg_data)
     with pytest.raises(ConfigError, match="segmentation model but dataset 'colours'"):
         SegformerSelector(fast_seg()).fit(cls_data)
@@ -178,32 +224,54 @@ def test_pretrained_path_loads_a_local_timm_checkpoint(cls_data: Dataset, tmp_pa
     import timm
 
     torch.manual_seed(123)
-    source = timm.create_model("resnet18", pretrained=False, num_classes=10)  # head differs from 3 classes
+    source = timm.create_model(
+        "resnet18", pretrained=False, num_classes=10
+    )  # head differs from 3 classes
     wrapped = {"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}, "epoch": 5}
     torch.save(wrapped, tmp_path / "checkpoint.pth")
-    small = Dataset("small", "classification", cls_data.class_names, cls_data.train.subset(list(range(16))), cls_data.test)
+    small = Dataset(
+        "small",
+        "classification",
+        cls_data.class_names,
+        cls_data.train.subset(list(range(16))),
+        cls_data.test,
+    )
     # lr ~ 0 and no decay: the weights after fit are the loaded ones
-    selector = ResNet18Selector(fast_cls(epochs=1, lr=1e-12, weight_decay=0.0, pretrained_path=tmp_path / "checkpoint.pth"))
+    selector = ResNet18Selector(
+        fast_cls(epochs=1, lr=1e-12, weight_decay=0.0, pretrained_path=tmp_path / "checkpoint.pth")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         selector.fit(small)
     loaded = selector.model.state_dict()
     assert torch.allclose(loaded["conv1.weight"], source.state_dict()["conv1.weight"], atol=1e-6)
-    assert torch.allclose(loaded["layer4.1.conv2.weight"], source.state_dict()["layer4.1.conv2.weight"], atol=1e-6)
+    assert torch.allclose(
+        loaded["layer4.1.conv2.weight"], source.state_dict()["layer4.1.conv2.weight"], atol=1e-6
+    )
     assert loaded["fc.weight"].shape == (3, 512)  # fresh head for the dataset's classes
 
     # a saved selector directory is a valid source too
     selector.save(tmp_path / "saved")
-    again = ResNet18Selector(fast_cls(epochs=1, lr=1e-12, weight_decay=0.0, pretrained_path=tmp_path / "saved"))
+    again = ResNet18Selector(
+        fast_cls(epochs=1, lr=1e-12, weight_decay=0.0, pretrained_path=tmp_path / "saved")
+    )
     again.fit(small)
-    assert torch.allclose(again.model.state_dict()["conv1.weight"], loaded["conv1.weight"], atol=1e-6)
+    assert torch.allclose(
+        again.model.state_dict()["conv1.weight"], loaded["conv1.weight"], atol=1e-6
+    )
 
 
 def test_pretrained_path_errors(cls_data: Dataset, tmp_path: Path):
     import segmentation_models_pytorch as smp
 
-    torch.save(smp.Segformer(encoder_name="mit_b0", encoder_weights=None, classes=2).state_dict(), tmp_path / "segformer.pt")
-    for path, message in [(tmp_path / "segformer.pt", "does not fit timm model 'resnet18'"), (tmp_path / "missing.pt", "does not exist")]:
+    torch.save(
+        smp.Segformer(encoder_name="mit_b0", encoder_weights=None, classes=2).state_dict(),
+        tmp_path / "segformer.pt",
+    )
+    for path, message in [
+        (tmp_path / "segformer.pt", "does not fit timm model 'resnet18'"),
+        (tmp_path / "missing.pt", "does not exist"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             ResNet18Selector(fast_cls(pretrained_path=path)).fit(cls_data)
 
@@ -211,21 +279,42 @@ def test_pretrained_path_errors(cls_data: Dataset, tmp_path: Path):
 def test_vit_pretrained_weights_are_resampled_to_the_dataset_size(tmp_path: Path):
     import timm
 
-    source = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=7)  # 224 px, 16-px patches
+    source = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, num_classes=7
+    )  # 224 px, 16-px patches
     torch.save(source.state_dict(), tmp_path / "vit.pt")
     data = colour_dataset(size=16, n_train=8, n_test=4)
     registry = Registry.discover(only=["selectors"])
-    selector = registry.create("selector", "vit_small", {"epochs": 1, "batch_size": 4, "lr": 1e-12, "weight_decay": 0.0, "patch_size": 8, "pretrained_path": str(tmp_path / "vit.pt")})
+    selector = registry.create(
+        "selector",
+        "vit_small",
+        {
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 1e-12,
+            "weight_decay": 0.0,
+            "patch_size": 8,
+            "pretrained_path": str(tmp_path / "vit.pt"),
+        },
+    )
     selector.fit(data)
     state = selector.model.state_dict()
-    assert state["pos_embed"].shape == (1, 1 + 4, 384) and state["patch_embed.proj.weight"].shape == (384, 3, 8, 8)
-    assert torch.allclose(state["blocks.3.attn.qkv.weight"], source.state_dict()["blocks.3.attn.qkv.weight"], atol=1e-6)
+    assert state["pos_embed"].shape == (1, 1 + 4, 384) and state[
+        "patch_embed.proj.weight"
+    ].shape == (384, 3, 8, 8)
+    assert torch.allclose(
+        state["blocks.3.attn.qkv.weight"],
+        source.state_dict()["blocks.3.attn.qkv.weight"],
+        atol=1e-6,
+    )
 
 
 # --------------------------------------------------------------------------- segmentation
 
 
-def test_segmenter_learns_an_easy_task_and_scores_by_dice(segmenter: SegformerSelector, seg_data: Dataset):
+def test_segmenter_learns_an_easy_task_and_scores_by_dice(
+    segmenter: SegformerSelector, seg_data: Dataset
+):
     metrics = evaluate(segmenter, seg_data.test, seg_data.class_names)
     assert metrics["task"] == "segmentation"
     assert metrics["mean_dice"] > 0.6, metrics  # predicting background everywhere scores 0
@@ -233,12 +322,16 @@ def test_segmenter_learns_an_easy_task_and_scores_by_dice(segmenter: SegformerSe
     pred = segmenter.predict(seg_data.test.image_tensor())
     assert pred.shape == masks.shape and pred.dtype == torch.int64
     matching = segmenter.score(samples_from(seg_data.test, masks=masks))
-    wrong = segmenter.score(samples_from(seg_data.test, masks=torch.roll(masks, shifts=1, dims=0)))  # another image's mask
+    wrong = segmenter.score(
+        samples_from(seg_data.test, masks=torch.roll(masks, shifts=1, dims=0))
+    )  # another image's mask
     assert len(matching) == len(seg_data.test) and all(0.0 <= s <= 1.0 for s in matching + wrong)
     assert np.mean(matching) > np.mean(wrong) + 0.3
 
 
-def test_segmenter_save_load_round_trip(segmenter: SegformerSelector, seg_data: Dataset, tmp_path: Path):
+def test_segmenter_save_load_round_trip(
+    segmenter: SegformerSelector, seg_data: Dataset, tmp_path: Path
+):
     segmenter.save(tmp_path / "seg")
     restored = SegformerSelector(fast_seg())
     restored.load(tmp_path / "seg")
@@ -262,29 +355,53 @@ def test_segmenter_pads_sizes_that_are_not_multiples_of_32():
     assert selector.predict(data.test.image_tensor()).shape == (4, 24, 24)
 
 
-def test_segmenter_pretrained_path_takes_encoder_or_whole_model_weights(segmenter: SegformerSelector, seg_data: Dataset, tmp_path: Path):
+def test_segmenter_pretrained_path_takes_encoder_or_whole_model_weights(
+    segmenter: SegformerSelector, seg_data: Dataset, tmp_path: Path
+):
     import segmentation_models_pytorch as smp
 
-    small = Dataset("small", "segmentation", seg_data.class_names, seg_data.train.subset(list(range(8))), seg_data.test)
+    small = Dataset(
+        "small",
+        "segmentation",
+        seg_data.class_names,
+        seg_data.train.subset(list(range(8))),
+        seg_data.test,
+    )
     frozen = {"epochs": 1, "batch_size": 4, "lr": 1e-12, "weight_decay": 0.0}
     registry = Registry.discover(only=["selectors"])
 
     torch.manual_seed(5)
-    backbone = smp.Unet(encoder_name="resnet18", encoder_weights=None, classes=1).encoder  # ImageNet-style ResNet keys
+    backbone = smp.Unet(
+        encoder_name="resnet18", encoder_weights=None, classes=1
+    ).encoder  # ImageNet-style ResNet keys
     torch.save(backbone.state_dict(), tmp_path / "resnet18.pth")
-    unet = registry.create("selector", "unet", frozen | {"pretrained_path": str(tmp_path / "resnet18.pth")})
+    unet = registry.create(
+        "selector", "unet", frozen | {"pretrained_path": str(tmp_path / "resnet18.pth")}
+    )
     unet.fit(small)
     assert torch.allclose(unet.model.encoder.conv1.weight, backbone.conv1.weight, atol=1e-6)
 
-    segmenter.save(tmp_path / "trained")  # a saved selector: encoder and decoder are reused, the head is fresh
-    again = registry.create("selector", "segformer", frozen | {"pretrained_path": str(tmp_path / "trained")})
+    segmenter.save(
+        tmp_path / "trained"
+    )  # a saved selector: encoder and decoder are reused, the head is fresh
+    again = registry.create(
+        "selector", "segformer", frozen | {"pretrained_path": str(tmp_path / "trained")}
+    )
     again.fit(small)
     trained, loaded = segmenter.model.state_dict(), again.model.state_dict()
-    decoder_keys = [k for k in trained if k.startswith("decoder.") and trained[k].is_floating_point()]
-    assert decoder_keys and all(torch.allclose(loaded[k], trained[k], atol=1e-6) for k in decoder_keys if "running" not in k)
-    assert not torch.allclose(loaded["segmentation_head.0.weight"], trained["segmentation_head.0.weight"])
+    decoder_keys = [
+        k for k in trained if k.startswith("decoder.") and trained[k].is_floating_point()
+    ]
+    assert decoder_keys and all(
+        torch.allclose(loaded[k], trained[k], atol=1e-6) for k in decoder_keys if "running" not in k
+    )
+    assert not torch.allclose(
+        loaded["segmentation_head.0.weight"], trained["segmentation_head.0.weight"]
+    )
 
-    with pytest.raises(ConfigError, match="options.encoder 'no-such-encoder' is not an smp encoder"):
+    with pytest.raises(
+        ConfigError, match="options.encoder 'no-such-encoder' is not an smp encoder"
+    ):
         registry.create("selector", "unet", {"encoder": "no-such-encoder"}).fit(small)
 
 
@@ -296,15 +413,21 @@ def test_dice_per_sample_uses_classes_present_in_the_mask():
     dice_fg = 2 * 3 / (3 + 4)
     dice_bg = 1.0
     assert dice_per_sample(pred, mask, 3, include_background=False).item() == pytest.approx(dice_fg)
-    assert dice_per_sample(pred, mask, 3, include_background=True).item() == pytest.approx((dice_fg + dice_bg) / 2)
+    assert dice_per_sample(pred, mask, 3, include_background=True).item() == pytest.approx(
+        (dice_fg + dice_bg) / 2
+    )
     empty = torch.zeros(1, 4, 4, dtype=torch.long)
-    assert dice_per_sample(empty, empty, 3, include_background=False).item() == pytest.approx(1.0)  # background only
+    assert dice_per_sample(empty, empty, 3, include_background=False).item() == pytest.approx(
+        1.0
+    )  # background only
 
 
 # --------------------------------------------------------------------------- shared pieces
 
 
-def test_metrics_agree_with_torchmetrics(classifier: ResNet18Selector, segmenter: SegformerSelector, cls_data: Dataset, seg_data: Dataset):
+def test_metrics_agree_with_torchmetrics(
+    classifier: ResNet18Selector, segmenter: SegformerSelector, cls_data: Dataset, seg_data: Dataset
+):
     from torchmetrics.classification import MulticlassF1Score
     from torchmetrics.segmentation import DiceScore
 
@@ -317,7 +440,9 @@ def test_metrics_agree_with_torchmetrics(classifier: ResNet18Selector, segmenter
 
     seg = evaluate(segmenter, seg_data.test, seg_data.class_names)
     masks = torch.from_numpy(seg_data.test.masks)
-    dice = DiceScore(num_classes=3, average="none", input_format="index", aggregation_level="global")(segmenter.predict(seg_data.test.image_tensor()), masks)
+    dice = DiceScore(
+        num_classes=3, average="none", input_format="index", aggregation_level="global"
+    )(segmenter.predict(seg_data.test.image_tensor()), masks)
     assert list(seg["per_class_dice"].values()) == pytest.approx(dice.tolist())
     assert seg["mean_dice"] == pytest.approx(dice[1:].mean().item())
 
@@ -328,7 +453,9 @@ def test_class_weights():
     assert inverse.tolist() == pytest.approx([2.0, 2 / 3, 0.0])
     assert float((inverse * counts).sum()) == pytest.approx(40.0)  # data-weighted mean 1
     soft = class_weights(counts, "sqrt-inverse")
-    assert soft[0] / soft[1] == pytest.approx(3**0.5) and float((soft * counts).sum()) == pytest.approx(40.0)
+    assert soft[0] / soft[1] == pytest.approx(3**0.5) and float(
+        (soft * counts).sum()
+    ) == pytest.approx(40.0)
     assert class_weights(counts, "none").tolist() == [1.0, 1.0, 1.0]
 
 
@@ -339,8 +466,12 @@ def test_augmentation_moves_masks_with_images_and_is_seeded():
     out, out_mask = augment_batch(images, mask, geometric, torch.Generator().manual_seed(0))
     assert torch.equal(((out[:, 0] + 1) * 2).round().long(), out_mask)
     assert not torch.equal(out_mask, mask)  # something was flipped or turned
-    warped, warped_mask = augment_batch(images, mask, AugmentConfig(degrees=20.0), torch.Generator().manual_seed(1))
-    again, _ = augment_batch(images, mask, AugmentConfig(degrees=20.0), torch.Generator().manual_seed(1))
+    warped, warped_mask = augment_batch(
+        images, mask, AugmentConfig(degrees=20.0), torch.Generator().manual_seed(1)
+    )
+    again, _ = augment_batch(
+        images, mask, AugmentConfig(degrees=20.0), torch.Generator().manual_seed(1)
+    )
     assert torch.equal(warped, again)
     assert (((warped[:, 0] + 1) * 2).round().long() == warped_mask).float().mean() > 0.6
 
@@ -353,15 +484,23 @@ def test_registry_finds_every_kind_and_plugin_is_lazy():
     subprocess.run([sys.executable, "-c", code], check=True)
     registry = Registry.discover()
     assert set(CLASSIFIERS + SEGMENTERS) <= set(registry.kinds("selector"))
-    selector = registry.create("selector", "resnet18", {"epochs": 1}, context=RunContext(device="cpu"))
-    assert isinstance(selector, ResNet18Selector) and selector.kind == "resnet18" and selector.options.epochs == 1
+    selector = registry.create(
+        "selector", "resnet18", {"epochs": 1}, context=RunContext(device="cpu")
+    )
+    assert (
+        isinstance(selector, ResNet18Selector)
+        and selector.kind == "resnet18"
+        and selector.options.epochs == 1
+    )
     assert registry.create("selector", "resnet50", profile="paper").options.epochs == 40
 
 
 @pytest.mark.parametrize("kind", CLASSIFIERS + SEGMENTERS)
 def test_every_kind_trains_predicts_and_scores(kind: str, tmp_path: Path):
     registry = Registry.discover(only=["selectors"])
-    selector = registry.create("selector", kind, {"epochs": 1, "batch_size": 4})  # one training step
+    selector = registry.create(
+        "selector", kind, {"epochs": 1, "batch_size": 4}
+    )  # one training step
     if selector.task == "classification":
         data = colour_dataset(size=32, n_train=4, n_test=3)
         samples = samples_from(data.test, list(data.test.labels))
@@ -381,7 +520,13 @@ def test_every_kind_trains_predicts_and_scores(kind: str, tmp_path: Path):
 # --------------------------------------------------------------------------- core conformance suite
 
 
-def test_selectors_pass_the_core_conformance_checks(classifier: ResNet18Selector, segmenter: SegformerSelector, cls_data: Dataset, seg_data: Dataset, tmp_path: Path):
+def test_selectors_pass_the_core_conformance_checks(
+    classifier: ResNet18Selector,
+    segmenter: SegformerSelector,
+    cls_data: Dataset,
+    seg_data: Dataset,
+    tmp_path: Path,
+):
     from saadi_core.conformance import check_selector
 
     check_selector(classifier, cls_data, fit=False, work_dir=tmp_path / "cls")
@@ -446,16 +591,23 @@ def test_bf16_training_autocasts_the_forward_and_keeps_fp32_weights(tmp_path: Pa
     """In a fresh process: accelerate's precision is process-wide and this one already runs fp32."""
     script = tmp_path / "bf16.py"
     script.write_text(BF16_SCRIPT.format(tests=str(Path(__file__).parent)))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     training, inference, params, finite = done.stdout.strip().splitlines()[-1].split(" ")
     assert training == "['torch.bfloat16']" and inference == "['torch.float32']", done.stdout
     assert params == "['torch.float32']" and finite == "True", done.stdout
 
 
-def test_mixed_precision_conflicting_with_the_process_is_a_clear_error(classifier: ResNet18Selector, cls_data: Dataset):
+def test_mixed_precision_conflicting_with_the_process_is_a_clear_error(
+    classifier: ResNet18Selector, cls_data: Dataset
+):
     # the classifier fixture has set up this process's accelerate state in fp32 (CPU, "auto")
-    with pytest.raises(ConfigError, match="selector .*: options.mixed_precision 'bf16' conflicts with 'no' already used in this process"):
+    with pytest.raises(
+        ConfigError,
+        match="selector .*: options.mixed_precision 'bf16' conflicts with 'no' already used in this process",
+    ):
         ResNet18Selector(fast_cls(epochs=1, mixed_precision="bf16")).fit(cls_data)
 
 
@@ -503,12 +655,24 @@ def test_two_cpu_processes_train_one_selector(cls_data: Dataset, tmp_path: Path)
 
     script = tmp_path / "run.py"
     script.write_text(MULTI_PROCESS_SCRIPT.format(tests=str(Path(__file__).parent)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert [r["processes"] for r in ranks] == [2, 2] and [r["rank"] for r in ranks] == [0, 1]
-    assert ranks[0]["digest"] == ranks[1]["digest"] and ranks[0]["seg_digest"] == ranks[1]["seg_digest"]
+    assert (
+        ranks[0]["digest"] == ranks[1]["digest"]
+        and ranks[0]["seg_digest"] == ranks[1]["seg_digest"]
+    )
     assert ranks[0]["history"] == ranks[1]["history"]  # epoch losses averaged over both processes
     assert ranks[0]["predictions"] == ranks[1]["predictions"]
 
@@ -517,7 +681,9 @@ def test_two_cpu_processes_train_one_selector(cls_data: Dataset, tmp_path: Path)
     truth = cls_data.test.labels
     accuracy = {
         "two processes": float(np.mean(np.array(ranks[0]["predictions"]) == truth)),
-        "one process": float(np.mean(single.predict(cls_data.test.image_tensor()).numpy() == truth)),
+        "one process": float(
+            np.mean(single.predict(cls_data.test.image_tensor()).numpy() == truth)
+        ),
     }
     assert all(a > 0.6 for a in accuracy.values()), accuracy  # chance is 1/3
     assert abs(accuracy["two processes"] - accuracy["one process"]) < 0.25, accuracy
@@ -525,4 +691,6 @@ def test_two_cpu_processes_train_one_selector(cls_data: Dataset, tmp_path: Path)
         assert [h["epoch"] for h in history] == [1, 2, 3]
         assert history[-1]["loss"] < history[0]["loss"]
         assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # the schedule ran to its end...
-    assert ranks[0]["history"][0]["lr"] == pytest.approx(single.history[0]["lr"], rel=0.1)  # ...at the same pace
+    assert ranks[0]["history"][0]["lr"] == pytest.approx(
+        single.history[0]["lr"], rel=0.1
+    )  # ...at the same pace

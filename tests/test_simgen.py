@@ -90,7 +90,9 @@ def test_fibonacci_lattice_points_are_unit_colours_spread_over_the_sphere() -> N
     # ~sqrt(4 pi / n) spacing of a uniform covering and far above what n random colours give
     assert min_separation_degrees(palette(5)) > 85
     assert min_separation_degrees(palette(64)) > 20
-    random = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    random = torch.nn.functional.normalize(
+        torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), dim=1
+    )
     assert min_separation_degrees(random) < 10
 
 
@@ -104,12 +106,17 @@ def test_masks_round_trip_exactly_and_decoding_ignores_scale(dataset: Dataset) -
     assert float(coded.abs().max()) <= 1.0
     labels, similarity = decode_mask(coded, colours)
     assert labels.dtype == torch.int64 and torch.equal(labels, masks)
-    assert torch.allclose(similarity, torch.ones_like(similarity)) and clean_fraction(similarity) == 1.0
+    assert (
+        torch.allclose(similarity, torch.ones_like(similarity))
+        and clean_fraction(similarity) == 1.0
+    )
     labels, _ = decode_mask(0.2 * coded, colours)  # a faint colour still points at its class
     assert torch.equal(labels, masks)
     assert torch.equal(encode_mask(masks[0], colours), coded[0])  # one mask: (3, H, W)
 
-    between = (colours[1] + colours[2])[:, None, None].expand(3, 4, 4)  # halfway between two classes
+    between = (colours[1] + colours[2])[:, None, None].expand(
+        3, 4, 4
+    )  # halfway between two classes
     _, similarity = decode_mask(between, colours)
     assert clean_fraction(similarity) == 0.0
 
@@ -145,7 +152,9 @@ def test_joint_space_is_lossless_at_the_model_resolution(dataset: Dataset) -> No
 
     half = JointSpace(dataset.num_classes, SIZE // 2, 1)  # a dataset larger than the model: resized
     _, small, _ = half.decode(half.encode(images, masks))
-    assert small.shape == (len(images), SIZE // 2, SIZE // 2) and torch.equal(small, masks[:, ::2, ::2])
+    assert small.shape == (len(images), SIZE // 2, SIZE // 2) and torch.equal(
+        small, masks[:, ::2, ::2]
+    )
     with pytest.raises(ConfigError, match="unshuffle_factor"):
         JointSpace(5, 30, 4)
 
@@ -153,10 +162,14 @@ def test_joint_space_is_lossless_at_the_model_resolution(dataset: Dataset) -> No
 # --------------------------------------------------------------------------- conditions
 
 
-def test_unconditional_by_default_and_presence_patterns_from_training_masks(registry: Registry, dataset: Dataset) -> None:
+def test_unconditional_by_default_and_presence_patterns_from_training_masks(
+    registry: Registry, dataset: Dataset
+) -> None:
     from saadi_simgen.conditions import presence_pattern
 
-    assert [c.id for c in registry.create("generator", "simgen", SMALL).conditions(dataset)] == ["uncond"]
+    assert [c.id for c in registry.create("generator", "simgen", SMALL).conditions(dataset)] == [
+        "uncond"
+    ]
     conditions = registry.create("generator", "simgen", PRESENCE).conditions(dataset)
     patterns = [tuple(c.meta["presence"]) for c in conditions]
     seen = {presence_pattern(m, dataset.num_classes) for m in dataset.train.masks}
@@ -173,7 +186,9 @@ def test_presence_conditions_ask_for_classes_seen_together(presence, dataset: Da
     with_artery = [c for c in conditions if "cystic_artery" in c.meta["classes"]]
     assert with_artery
     asked = presence.presence_condition(with_artery[0].meta["classes"])
-    assert asked.id == with_artery[0].id and asked.meta["presence"] == with_artery[0].meta["presence"]
+    assert (
+        asked.id == with_artery[0].id and asked.meta["presence"] == with_artery[0].meta["presence"]
+    )
     samples = presence.sample([asked], 2, seed=0)
     assert all(s.condition.id == asked.id for s in samples)
     with pytest.raises(PipelineError, match="unknown foreground class"):
@@ -181,7 +196,9 @@ def test_presence_conditions_ask_for_classes_seen_together(presence, dataset: Da
     combinations = [tuple(k for k in range(1, 5) if bits >> (k - 1) & 1) for bits in range(16)]
     unseen = next(p for p in combinations if p not in presence.model.patterns)
     with pytest.raises(PipelineError, match="never seen in training"):
-        presence.sample([Condition(id="presence:odd", meta={"presence": [*unseen, *unseen]})], 1, seed=0)
+        presence.sample(
+            [Condition(id="presence:odd", meta={"presence": [*unseen, *unseen]})], 1, seed=0
+        )
     with pytest.raises(PipelineError, match="meta\\['presence'\\]"):
         presence.sample([Condition(id="uncond")], 1, seed=0)
 
@@ -189,7 +206,9 @@ def test_presence_conditions_ask_for_classes_seen_together(presence, dataset: Da
 def test_presence_labels_steer_the_network(presence, dataset: Dataset) -> None:
     model = presence.model
     assert model.unet.config.num_class_embeds == len(model.patterns) + 1  # + the null label
-    x = torch.randn(1, *model.space.shape, generator=torch.Generator().manual_seed(0)).expand(2, -1, -1, -1)
+    x = torch.randn(1, *model.space.shape, generator=torch.Generator().manual_seed(0)).expand(
+        2, -1, -1, -1
+    )
     t = torch.tensor([100, 100])
     with torch.no_grad():
         out = presence.predict(x, t, {"class_labels": torch.tensor([0, len(model.patterns)])})
@@ -214,7 +233,14 @@ def _fixed_loss(generator, dataset: Dataset) -> float:
     target = generator.diffusion_target()
     images = dataset.train.image_tensor()
     samples = [
-        Sample(image=images[i], condition=Condition(id="uncond"), generator="real", seed=0, index=i, mask=m)
+        Sample(
+            image=images[i],
+            condition=Condition(id="uncond"),
+            generator="real",
+            seed=0,
+            index=i,
+            mask=m,
+        )
         for i, m in enumerate(_masks(dataset))
     ]
     x0, cond = target.encode(samples)
@@ -225,7 +251,9 @@ def _fixed_loss(generator, dataset: Dataset) -> float:
     return float((prediction - training_target(target.noise_scheduler, x0, noise, t)).pow(2).mean())
 
 
-def test_fit_lowers_the_joint_loss_and_reports_the_decode_accuracy(registry: Registry, trained, dataset: Dataset) -> None:
+def test_fit_lowers_the_joint_loss_and_reports_the_decode_accuracy(
+    registry: Registry, trained, dataset: Dataset
+) -> None:
     assert len(trained.history) == SMALL["max_steps"]
     untrained = registry.create("generator", "simgen", {**SMALL, "max_steps": 0})
     untrained.fit(dataset)  # same seed: the initial weights of the trained model
@@ -245,7 +273,11 @@ def test_samples_carry_their_generated_mask(trained, dataset: Dataset) -> None:
     samples = trained.sample(trained.conditions(dataset), 6, seed=5)
     assert [(s.condition.id, s.index) for s in samples] == [("uncond", i) for i in range(6)]
     for s in samples:
-        assert s.image.shape == (3, SIZE, SIZE) and s.image.dtype == torch.float32 and s.image.device.type == "cpu"
+        assert (
+            s.image.shape == (3, SIZE, SIZE)
+            and s.image.dtype == torch.float32
+            and s.image.device.type == "cpu"
+        )
         assert float(s.image.min()) >= -1.0 and float(s.image.max()) <= 1.0
         assert s.mask.dtype == torch.int64 and s.mask.shape == (SIZE, SIZE)
         assert int(s.mask.min()) >= 0 and int(s.mask.max()) < dataset.num_classes
@@ -253,9 +285,14 @@ def test_samples_carry_their_generated_mask(trained, dataset: Dataset) -> None:
         assert 0.0 <= s.meta["mask_clean_fraction"] <= 1.0
     assert len({s.content_hash for s in samples}) == 6
     quality = mask_quality(samples)
-    assert quality["n"] == 6 and quality["min_mask_clean_fraction"] <= quality["mask_clean_fraction"] <= 1.0
+    assert (
+        quality["n"] == 6
+        and quality["min_mask_clean_fraction"] <= quality["mask_clean_fraction"] <= 1.0
+    )
     with pytest.raises(PipelineError, match="simgen"):
-        mask_quality([Sample(image=samples[0].image, condition=Condition(id="x"), generator="other", seed=0)])
+        mask_quality(
+            [Sample(image=samples[0].image, condition=Condition(id="x"), generator="other", seed=0)]
+        )
 
 
 def test_class_presence_shares_and_pattern_match(dataset: Dataset) -> None:
@@ -267,13 +304,35 @@ def test_class_presence_shares_and_pattern_match(dataset: Dataset) -> None:
     second[2, 2] = 1  # gallbladder only, but gallbladder + duct was asked for
     image = torch.zeros(3, 4, 4)
     samples = [
-        Sample(image=image, condition=Condition(id="a", meta={"presence": [1, 3]}), generator="simgen", seed=0, mask=first),
-        Sample(image=image, condition=Condition(id="b", meta={"presence": [1, 2]}), generator="simgen", seed=0, mask=second),
+        Sample(
+            image=image,
+            condition=Condition(id="a", meta={"presence": [1, 3]}),
+            generator="simgen",
+            seed=0,
+            mask=first,
+        ),
+        Sample(
+            image=image,
+            condition=Condition(id="b", meta={"presence": [1, 2]}),
+            generator="simgen",
+            seed=0,
+            mask=second,
+        ),
     ]
     out = class_presence(samples, names)
     assert out["n"] == 2 and out["presence_match"] == 0.5
-    assert out["share_with_class"] == {"background": 1.0, "gallbladder": 1.0, "cystic_duct": 0.0, "cystic_artery": 0.5, "tool": 0.0}
-    unconditional = [Sample(image=image, condition=Condition(id="uncond"), generator="simgen", seed=0, mask=first)]
+    assert out["share_with_class"] == {
+        "background": 1.0,
+        "gallbladder": 1.0,
+        "cystic_duct": 0.0,
+        "cystic_artery": 0.5,
+        "tool": 0.0,
+    }
+    unconditional = [
+        Sample(
+            image=image, condition=Condition(id="uncond"), generator="simgen", seed=0, mask=first
+        )
+    ]
     assert "presence_match" not in class_presence(unconditional, names)
     with pytest.raises(PipelineError, match="at least one"):
         class_presence([], names)
@@ -286,11 +345,19 @@ def test_sampling_is_deterministic_and_batch_independent(trained, dataset: Datas
     assert torch.equal(stack_images(full), stack_images(again))
     assert all(torch.equal(a.mask, b.mask) for a, b in zip(full, again))
     assert torch.equal(trained.sample(uncond, 2, seed=11)[1].image, full[1].image)
-    assert not torch.allclose(stack_images(full), stack_images(trained.sample(uncond, 5, seed=12)), atol=1e-3)
+    assert not torch.allclose(
+        stack_images(full), stack_images(trained.sample(uncond, 5, seed=12)), atol=1e-3
+    )
 
 
-def test_output_size_follows_the_dataset_when_the_model_is_smaller(registry: Registry, dataset: Dataset) -> None:
-    generator = registry.create("generator", "simgen", {**SMALL, "resolution": SIZE // 2, "unshuffle_factor": 1, "max_steps": 2})
+def test_output_size_follows_the_dataset_when_the_model_is_smaller(
+    registry: Registry, dataset: Dataset
+) -> None:
+    generator = registry.create(
+        "generator",
+        "simgen",
+        {**SMALL, "resolution": SIZE // 2, "unshuffle_factor": 1, "max_steps": 2},
+    )
     generator.fit(dataset)
     assert generator.model.space.resolution == SIZE // 2
     sample = generator.sample(generator.conditions(dataset), 1, seed=0)[0]
@@ -300,11 +367,17 @@ def test_output_size_follows_the_dataset_when_the_model_is_smaller(registry: Reg
 # --------------------------------------------------------------------------- persistence / pretrained
 
 
-def test_save_load_round_trip_reproduces_samples(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
+def test_save_load_round_trip_reproduces_samples(
+    registry: Registry, trained, dataset: Dataset, tmp_path: Path
+) -> None:
     trained.save(tmp_path / "gen")
     assert {p.name for p in (tmp_path / "gen").iterdir()} == {"simgen.json", "unet", "scheduler"}
     meta = json.loads((tmp_path / "gen" / "simgen.json").read_text())
-    assert meta["class_names"] == dataset.class_names and meta["conditioning"] == "none" and meta["patterns"] is None
+    assert (
+        meta["class_names"] == dataset.class_names
+        and meta["conditioning"] == "none"
+        and meta["patterns"] is None
+    )
     assert meta["fit_report"]["mask_decode_accuracy_train"] == 1.0
     loaded = registry.create("generator", "simgen", SMALL)
     loaded.load(tmp_path / "gen")
@@ -316,47 +389,80 @@ def test_save_load_round_trip_reproduces_samples(registry: Registry, trained, da
         registry.create("generator", "simgen", SMALL).load(tmp_path)
 
 
-def test_class_presence_model_saves_its_patterns(registry: Registry, presence, dataset: Dataset, tmp_path: Path) -> None:
+def test_class_presence_model_saves_its_patterns(
+    registry: Registry, presence, dataset: Dataset, tmp_path: Path
+) -> None:
     presence.save(tmp_path / "gen")
     loaded = registry.create("generator", "simgen", PRESENCE)
     loaded.load(tmp_path / "gen")
     assert loaded.model.patterns == presence.model.patterns
     conditions = presence.conditions(dataset)[:2]
-    assert torch.equal(stack_images(presence.sample(conditions, 1, seed=1)), stack_images(loaded.sample(conditions, 1, seed=1)))
+    assert torch.equal(
+        stack_images(presence.sample(conditions, 1, seed=1)),
+        stack_images(loaded.sample(conditions, 1, seed=1)),
+    )
 
 
-def test_pretrained_directory_starts_training_from_its_weights(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
-    trained.model.unet.save_pretrained(tmp_path / "hub" / "unet")  # a bare diffusers UNet2DModel directory
+def test_pretrained_directory_starts_training_from_its_weights(
+    registry: Registry, trained, dataset: Dataset, tmp_path: Path
+) -> None:
+    trained.model.unet.save_pretrained(
+        tmp_path / "hub" / "unet"
+    )  # a bare diffusers UNet2DModel directory
     trained.model.noise_scheduler.save_pretrained(tmp_path / "hub" / "scheduler")
-    options = {**SMALL, "pretrained": str(tmp_path / "hub"), "max_steps": 0, "prediction_type": "epsilon"}
+    options = {
+        **SMALL,
+        "pretrained": str(tmp_path / "hub"),
+        "max_steps": 0,
+        "prediction_type": "epsilon",
+    }
     loaded = registry.create("generator", "simgen", options)
     loaded.fit(dataset)
-    assert loaded.model.noise_scheduler.config.prediction_type == "sample"  # the directory's scheduler is kept
+    assert (
+        loaded.model.noise_scheduler.config.prediction_type == "sample"
+    )  # the directory's scheduler is kept
     conditions = trained.conditions(dataset)
-    assert torch.equal(stack_images(loaded.sample(conditions, 2, seed=3)), stack_images(trained.sample(conditions, 2, seed=3)))
+    assert torch.equal(
+        stack_images(loaded.sample(conditions, 2, seed=3)),
+        stack_images(trained.sample(conditions, 2, seed=3)),
+    )
 
     wrong = registry.create("generator", "simgen", {**options, "unshuffle_factor": 1})
-    with pytest.raises(ConfigError, match="24 input / 24 output channels, but image \\+ mask with unshuffle_factor 1 need 6 / 6"):
+    with pytest.raises(
+        ConfigError,
+        match="24 input / 24 output channels, but image \\+ mask with unshuffle_factor 1 need 6 / 6",
+    ):
         wrong.fit(dataset)
-    conditional = registry.create("generator", "simgen", {**options, "conditioning": "class-presence"})
+    conditional = registry.create(
+        "generator", "simgen", {**options, "conditioning": "class-presence"}
+    )
     with pytest.raises(ConfigError, match="num_class_embeds=None"):
         conditional.fit(dataset)
     with pytest.raises(DataError, match="no unet/"):
         registry.create("generator", "simgen", {**SMALL, "pretrained": str(tmp_path)}).fit(dataset)
-    shutil.rmtree(tmp_path / "hub" / "scheduler")  # without one, the scheduler comes from the options
+    shutil.rmtree(
+        tmp_path / "hub" / "scheduler"
+    )  # without one, the scheduler comes from the options
     bare = registry.create("generator", "simgen", options)
     bare.fit(dataset)
     assert bare.model.noise_scheduler.config.prediction_type == "epsilon"
 
 
 def test_wrong_dataset_and_options_are_clear_errors(registry: Registry, dataset: Dataset) -> None:
-    classification = Dataset(name="cls", task="classification", class_names=["a"], train=dataset.train, test=dataset.test)
+    classification = Dataset(
+        name="cls", task="classification", class_names=["a"], train=dataset.train, test=dataset.test
+    )
     with pytest.raises(ConfigError, match="segmentation"):
         registry.create("generator", "simgen", SMALL).fit(classification)
     masks = dataset.train.masks.copy()
     masks[0, 0, 0] = 7
-    bad = Dataset(name="bad", task="segmentation", class_names=dataset.class_names, test=dataset.test,
-                  train=Split(images=dataset.train.images, ids=dataset.train.ids, masks=masks))
+    bad = Dataset(
+        name="bad",
+        task="segmentation",
+        class_names=dataset.class_names,
+        test=dataset.test,
+        train=Split(images=dataset.train.images, ids=dataset.train.ids, masks=masks),
+    )
     with pytest.raises(DataError, match="class ids 0..7, outside \\[0, 5\\)"):
         registry.create("generator", "simgen", SMALL).fit(bad)
     with pytest.raises(ConfigError, match="'resolution' \\(10\\) must be a multiple of 4"):
@@ -370,7 +476,9 @@ def test_wrong_dataset_and_options_are_clear_errors(registry: Registry, dataset:
 # --------------------------------------------------------------------------- diffusion target / DPO
 
 
-def test_diffusion_target_re_encodes_image_and_the_samples_own_mask(trained, dataset: Dataset) -> None:
+def test_diffusion_target_re_encodes_image_and_the_samples_own_mask(
+    trained, dataset: Dataset
+) -> None:
     target = trained.diffusion_target()
     samples = trained.sample(trained.conditions(dataset), 2, seed=1)
     x0, cond = target.encode(samples)
@@ -378,8 +486,17 @@ def test_diffusion_target_re_encodes_image_and_the_samples_own_mask(trained, dat
     images, masks, _ = trained.model.space.decode(x0)
     assert torch.allclose(images, stack_images(samples), atol=1e-6)
     assert torch.equal(masks, torch.stack([s.mask for s in samples]))
-    swapped = [Sample(image=s.image, condition=s.condition, generator="simgen", seed=1, index=s.index, mask=o.mask)
-               for s, o in zip(samples, samples[::-1])]
+    swapped = [
+        Sample(
+            image=s.image,
+            condition=s.condition,
+            generator="simgen",
+            seed=1,
+            index=s.index,
+            mask=o.mask,
+        )
+        for s, o in zip(samples, samples[::-1])
+    ]
     x0_swapped, _ = target.encode(swapped)
     joint, joint_swapped = (torch.nn.functional.pixel_shuffle(x, 2) for x in (x0, x0_swapped))
     assert torch.equal(joint[:, :3], joint_swapped[:, :3])  # same images ...
@@ -400,28 +517,47 @@ def test_presence_target_carries_the_label_of_each_sample(presence, dataset: Dat
     conditions = presence.conditions(dataset)[:2]
     samples = presence.sample(conditions, 1, seed=0)
     _, cond = presence.diffusion_target().encode(samples)
-    assert cond["class_labels"].tolist() == [presence.model.patterns.index(tuple(c.meta["presence"])) for c in conditions]
+    assert cond["class_labels"].tolist() == [
+        presence.model.patterns.index(tuple(c.meta["presence"])) for c in conditions
+    ]
 
 
-def test_conformance_generator_and_dpo_aligner(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
+def test_conformance_generator_and_dpo_aligner(
+    registry: Registry, trained, dataset: Dataset, tmp_path: Path
+) -> None:
     from saadi_core.conformance import check_aligner, check_generator
 
     check_generator(trained, dataset, fit=False, work_dir=tmp_path / "generator")
     trained.save(tmp_path / "copy")
     copy = registry.create("generator", "simgen", SMALL)  # the aligner adapts in place
     copy.load(tmp_path / "copy")
-    aligner = Registry.discover(only=["align"]).create("aligner", "diffusion-dpo", {"steps": 3, "batch_size": 2, "rank": 2})
-    check_aligner(aligner, copy, dataset, n_per_condition=4, fit_generator=False, work_dir=tmp_path / "aligner")
+    aligner = Registry.discover(only=["align"]).create(
+        "aligner", "diffusion-dpo", {"steps": 3, "batch_size": 2, "rank": 2}
+    )
+    check_aligner(
+        aligner,
+        copy,
+        dataset,
+        n_per_condition=4,
+        fit_generator=False,
+        work_dir=tmp_path / "aligner",
+    )
     assert "lora_" in " ".join(n for n, _ in copy.model.unet.named_parameters())
 
 
-def test_conformance_of_the_class_presence_generator(presence, dataset: Dataset, tmp_path: Path) -> None:
+def test_conformance_of_the_class_presence_generator(
+    presence, dataset: Dataset, tmp_path: Path
+) -> None:
     from saadi_core.conformance import check_generator
 
-    check_generator(presence, dataset, fit=False, n_per_condition=1, max_conditions=2, work_dir=tmp_path)
+    check_generator(
+        presence, dataset, fit=False, n_per_condition=1, max_conditions=2, work_dir=tmp_path
+    )
 
 
-def test_dpo_loss_starts_at_ln2_on_simgen_pairs(trained, dataset: Dataset, tmp_path: Path, registry: Registry) -> None:
+def test_dpo_loss_starts_at_ln2_on_simgen_pairs(
+    trained, dataset: Dataset, tmp_path: Path, registry: Registry
+) -> None:
     from saadi_align.dpo import ADAPTER_NAME, dpo_forward, encode_pairs
 
     from saadi_core.diffusion.lora import attach_lora, lora_config
@@ -431,9 +567,13 @@ def test_dpo_loss_starts_at_ln2_on_simgen_pairs(trained, dataset: Dataset, tmp_p
     copy = registry.create("generator", "simgen", SMALL)
     copy.load(tmp_path / "copy")
     target = copy.diffusion_target()
-    attach_lora(target.trainable_module(), lora_config(target.lora_target_modules(), rank=2), ADAPTER_NAME)
+    attach_lora(
+        target.trainable_module(), lora_config(target.lora_target_modules(), rank=2), ADAPTER_NAME
+    )
     samples = copy.sample(copy.conditions(dataset), 4, seed=0)
-    pairs = PairSet([Pair(samples[0], samples[1], 0.9, 0.1), Pair(samples[2], samples[3], 0.8, 0.2)])
+    pairs = PairSet(
+        [Pair(samples[0], samples[1], 0.9, 0.1), Pair(samples[2], samples[3], 0.8, 0.2)]
+    )
     cache = encode_pairs(target, pairs, chunk=4)
     x0, cond = cache.batch(torch.arange(2), torch.device("cpu"))
     noise = torch.randn(2, *x0.shape[1:]).repeat(2, 1, 1, 1)
@@ -458,7 +598,9 @@ def test_paper_profile_is_the_papers_resunet() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

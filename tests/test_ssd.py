@@ -17,9 +17,9 @@ from _diffusion_helpers import (
     LATENT_SMALL,
     SIZE,
     guidance_scale,
-    stack_images,
     perturbed_predictions,
     save_tiny_stable_diffusion,
+    stack_images,
     toy_classification,
 )
 
@@ -58,7 +58,10 @@ def _fixed_loss(generator, dataset: Dataset) -> float:
 
     conditions = generator.conditions(dataset)
     images = dataset.train.image_tensor()
-    samples = [Sample(image=img, condition=conditions[int(y)], generator="real", seed=0) for img, y in zip(images, dataset.train.labels)]
+    samples = [
+        Sample(image=img, condition=conditions[int(y)], generator="real", seed=0)
+        for img, y in zip(images, dataset.train.labels)
+    ]
     target = generator.diffusion_target()
     x0, cond = target.encode(samples)
     rng = torch.Generator().manual_seed(0)
@@ -67,10 +70,16 @@ def _fixed_loss(generator, dataset: Dataset) -> float:
     x_t = target.noise_scheduler.add_noise(x0, noise, t)
     with torch.no_grad():
         prediction = target.predict(x_t, t, cond)
-    return float(torch.nn.functional.mse_loss(prediction, training_target(target.noise_scheduler, x0, noise, t)))
+    return float(
+        torch.nn.functional.mse_loss(
+            prediction, training_target(target.noise_scheduler, x0, noise, t)
+        )
+    )
 
 
-def test_fit_lowers_the_loss_and_model_is_small(registry: Registry, trained, dataset: Dataset) -> None:
+def test_fit_lowers_the_loss_and_model_is_small(
+    registry: Registry, trained, dataset: Dataset
+) -> None:
     assert len(trained.history) == SMALL["max_steps"]
     untrained = registry.create("generator", "ssd", {**SMALL, "max_steps": 0})
     untrained.fit(dataset)  # same seed: the initial weights of the trained model
@@ -91,7 +100,10 @@ def test_sample_shapes_ranges_and_provenance(trained, dataset: Dataset) -> None:
     conditions = trained.conditions(dataset)
     samples = trained.sample(conditions, 2, seed=5)
     assert len(samples) == 6
-    assert [(s.condition.id, s.index) for s in samples[:2]] == [("class:block", 0), ("class:block", 1)]
+    assert [(s.condition.id, s.index) for s in samples[:2]] == [
+        ("class:block", 0),
+        ("class:block", 1),
+    ]
     for s in samples:
         assert s.image.shape == (3, SIZE, SIZE) and s.image.dtype == torch.float32
         assert s.image.device.type == "cpu"
@@ -124,7 +136,9 @@ def test_classifier_free_guidance_changes_samples(trained, dataset: Dataset) -> 
     assert not torch.allclose(guided, plain, atol=1e-4)
 
 
-def test_dpm_solver_sampler_runs(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
+def test_dpm_solver_sampler_runs(
+    registry: Registry, trained, dataset: Dataset, tmp_path: Path
+) -> None:
     trained.save(tmp_path / "g")
     other = registry.create("generator", "ssd", {**SMALL, "sampler": "dpm-solver++"})
     other.load(tmp_path / "g")
@@ -132,17 +146,27 @@ def test_dpm_solver_sampler_runs(registry: Registry, trained, dataset: Dataset, 
     assert images.shape == (3, 3, SIZE, SIZE) and torch.isfinite(images).all()
 
 
-def test_save_load_round_trip_reproduces_samples(registry: Registry, trained, dataset: Dataset, tmp_path: Path) -> None:
+def test_save_load_round_trip_reproduces_samples(
+    registry: Registry, trained, dataset: Dataset, tmp_path: Path
+) -> None:
     trained.save(tmp_path / "gen")
     assert {p.name for p in (tmp_path / "gen").iterdir()} == {
-        "ssd.json", "unet", "text_encoder", "tokenizer", "scheduler", "autoencoder",
+        "ssd.json",
+        "unet",
+        "text_encoder",
+        "tokenizer",
+        "scheduler",
+        "autoencoder",
     }
     meta = json.loads((tmp_path / "gen" / "ssd.json").read_text())
     assert meta["class_names"] == ["block", "frame", "bar"] and meta["references"] == {}
     loaded = registry.create("generator", "ssd", SMALL)
     loaded.load(tmp_path / "gen")
     conditions = trained.conditions(dataset)
-    assert torch.equal(stack_images(trained.sample(conditions, 2, seed=4)), stack_images(loaded.sample(conditions, 2, seed=4)))
+    assert torch.equal(
+        stack_images(trained.sample(conditions, 2, seed=4)),
+        stack_images(loaded.sample(conditions, 2, seed=4)),
+    )
 
 
 def test_wrong_dataset_is_a_clear_error(registry: Registry) -> None:
@@ -167,7 +191,9 @@ def test_diffusion_target_encode_predict(trained, dataset: Dataset) -> None:
     x0_again, cond_again = target.encode(samples)
     assert torch.equal(x0, x0_again) and torch.equal(states, cond_again["encoder_hidden_states"])
 
-    assert target.noise_scheduler.config.prediction_type == "sample"  # the tiny default (x0-prediction)
+    assert (
+        target.noise_scheduler.config.prediction_type == "sample"
+    )  # the tiny default (x0-prediction)
     t = torch.tensor([10, 500, 900])
     noise = torch.randn_like(x0)
     x_t = target.noise_scheduler.add_noise(x0, noise, t)
@@ -188,7 +214,11 @@ def test_sampling_goes_through_adapters_on_the_trainable_module(trained, dataset
     assert set(target.lora_target_modules()) <= names
     conditions = trained.conditions(dataset)[:1]
     base = trained.sample(conditions, 1, seed=9)[0].image
-    unet.add_adapter(LoraConfig(r=2, lora_alpha=8, target_modules=target.lora_target_modules(), init_lora_weights=False))
+    unet.add_adapter(
+        LoraConfig(
+            r=2, lora_alpha=8, target_modules=target.lora_target_modules(), init_lora_weights=False
+        )
+    )
     try:
         adapted = trained.sample(conditions, 1, seed=9)[0].image
         unet.disable_adapters()
@@ -202,17 +232,26 @@ def test_sampling_goes_through_adapters_on_the_trainable_module(trained, dataset
 # --------------------------------------------------------------------------- pretrained (paper) path
 
 
-def test_pretrained_stable_diffusion_directory_loads_trains_and_samples(registry: Registry, dataset: Dataset, tmp_path: Path) -> None:
+def test_pretrained_stable_diffusion_directory_loads_trains_and_samples(
+    registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
     sd = tmp_path / "sd"
     save_tiny_stable_diffusion(sd)
     options = {
-        "pretrained": str(sd), "resolution": SIZE, "max_steps": 2, "batch_size": 4,
-        "gradient_checkpointing": False, "sampling_steps": 3, "sample_batch_size": 2,
+        "pretrained": str(sd),
+        "resolution": SIZE,
+        "max_steps": 2,
+        "batch_size": 4,
+        "gradient_checkpointing": False,
+        "sampling_steps": 3,
+        "sample_batch_size": 2,
     }
     generator = registry.create("generator", "ssd", options, profile="paper")
     assert generator.options.autoencoder == "kl" and generator.options.guidance_scale == 7.5
     generator.fit(dataset)
-    assert generator.model.noise_scheduler.config.prediction_type == "epsilon"  # kept from the SD directory
+    assert (
+        generator.model.noise_scheduler.config.prediction_type == "epsilon"
+    )  # kept from the SD directory
     condition = generator.conditions(dataset)[:1]
     image = generator.sample(condition, 1, seed=0)[0].image
     assert image.shape == (3, SIZE, SIZE) and torch.isfinite(image).all()
@@ -221,7 +260,9 @@ def test_pretrained_stable_diffusion_directory_loads_trains_and_samples(registry
 
     generator.save(tmp_path / "saved")
     saved = tmp_path / "saved"
-    assert not (saved / "text_encoder").exists() and not (saved / "autoencoder").exists()  # frozen parts referenced
+    assert (
+        not (saved / "text_encoder").exists() and not (saved / "autoencoder").exists()
+    )  # frozen parts referenced
     reloaded = registry.create("generator", "ssd", options, profile="paper")
     reloaded.load(saved)
     assert torch.equal(reloaded.sample(condition, 1, seed=0)[0].image, image)

@@ -51,9 +51,15 @@ def test_manifest_records_config_versions_and_stages(tmp_path):
     manifest = json.loads((tmp_path / "r1" / "manifest.json").read_text())
     assert manifest["config"] == {"seed": 3}
     assert manifest["versions"] == {"saadi": "0.1.0"}
-    assert {n: s["status"] for n, s in manifest["stages"].items()} == {"a": "done", "b": "done", "c": "done"}
+    assert {n: s["status"] for n, s in manifest["stages"].items()} == {
+        "a": "done",
+        "b": "done",
+        "c": "done",
+    }
     assert all(s["seconds"] >= 0 for s in manifest["stages"].values())
-    events = [json.loads(l)["event"] for l in (tmp_path / "r1" / "events.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(l)["event"] for l in (tmp_path / "r1" / "events.jsonl").read_text().splitlines()
+    ]
     assert events.count("stage_finished") == 3
 
 
@@ -127,7 +133,9 @@ def test_killed_run_resumes_at_first_unfinished_stage(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT)
     calls = tmp_path / "calls.txt"
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "runs"), str(calls), "hang"])
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "runs"), str(calls), "hang"]
+    )
     deadline = time.time() + 30
     while time.time() < deadline and "second" not in (calls.read_text() if calls.exists() else ""):
         time.sleep(0.05)
@@ -136,11 +144,15 @@ def test_killed_run_resumes_at_first_unfinished_stage(tmp_path):
     stages = tmp_path / "runs" / "r" / "stages"
     finished = [p.name for p in stages.iterdir() if not p.name.startswith(".")]
     assert len(finished) == 1 and finished[0].startswith("first-")
-    manifest = json.loads((tmp_path / "runs" / "r" / "manifest.json").read_text())  # still valid JSON
+    manifest = json.loads(
+        (tmp_path / "runs" / "r" / "manifest.json").read_text()
+    )  # still valid JSON
     assert manifest["stages"]["second"]["status"] == "running"
 
     calls.write_text("")
-    subprocess.run([sys.executable, str(script), str(tmp_path / "runs"), str(calls), "quick"], check=True)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "runs"), str(calls), "quick"], check=True
+    )
     assert calls.read_text().split() == ["second", "done"]  # first reused, second recomputed
     assert not list(stages.glob(".tmp-*"))  # the killed stage's temp dir is cleaned on resume
 

@@ -40,7 +40,9 @@ def study_config(tmp_path, **extra) -> StudyConfig:
         ],
     }
     data.update(extra)
-    data = {k: ({"kind": v} if k in ("dataset", "selector", "pairing") else v) for k, v in data.items()}
+    data = {
+        k: ({"kind": v} if k in ("dataset", "selector", "pairing") else v) for k, v in data.items()
+    }
     return StudyConfig.model_validate(data)
 
 
@@ -52,7 +54,9 @@ def test_arms_share_stages_and_mix_draws_from_members(tmp_path, registry):
     # per seed: the real-only model is the selector's (reused, not refitted); 2 arms + 1 mix at
     # 2 scales train on 20 (1x) and 40 (2x) synthetic samples
     fits = sorted(c for c in CALLS if c.startswith("fit-selector"))
-    assert fits == sorted(["fit-selector:0"] * 2 + ["fit-selector:20"] * 6 + ["fit-selector:40"] * 6)
+    assert fits == sorted(
+        ["fit-selector:0"] * 2 + ["fit-selector:20"] * 6 + ["fit-selector:40"] * 6
+    )
     summary = json.loads((tmp_path / "s" / "study.json").read_text())
     assert summary == json.loads(json.dumps(result.summary))
     assert [a["name"] for a in summary["arms"]] == ["base", "aligned", "half-half"]
@@ -61,11 +65,17 @@ def test_arms_share_stages_and_mix_draws_from_members(tmp_path, registry):
     assert len(mix["downstream"]["1"]["values"]) == 2
     aligned = summary["arms"][1]
     assert aligned["aligned"] and aligned["pass_rates"]["0"]["oracle_pass"]["verdict"] == "improved"
-    assert len(summary["comparisons"]) == 3 * 2 and all(c["n_seeds"] == 2 for c in summary["comparisons"])
+    assert len(summary["comparisons"]) == 3 * 2 and all(
+        c["n_seeds"] == 2 for c in summary["comparisons"]
+    )
     # the mix's training set holds equal shares of its members' samples
     mix_run = tmp_path / "s" / "runs" / "half-half-seed0"
     manifest = json.loads((mix_run / "manifest.json").read_text())
-    stage = json.loads((mix_run / manifest["stages"]["downstream-half-half-1x-s0"]["path"] / "stage.json").read_text())
+    stage = json.loads(
+        (
+            mix_run / manifest["stages"]["downstream-half-half-1x-s0"]["path"] / "stage.json"
+        ).read_text()
+    )
     assert stage["outputs"]["n_synthetic"] == 20
     assert {"sample-base", "sample-aligned"} <= set(stage["deps"])
 
@@ -79,13 +89,20 @@ def test_rerun_is_fully_cached(tmp_path, registry):
 
 def test_base_arm_runs_no_alignment(tmp_path, registry):
     CALLS.clear()
-    cfg = study_config(tmp_path, seeds=[0], scales=[1], arms=[{"name": "base", "generator": "shift"}])
+    cfg = study_config(
+        tmp_path, seeds=[0], scales=[1], arms=[{"name": "base", "generator": "shift"}]
+    )
     run_study(cfg, registry, quiet=True)
     assert "align" not in CALLS
-    stages = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "manifest.json").read_text())["stages"]
+    stages = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "manifest.json").read_text())[
+        "stages"
+    ]
     assert not {"generate-pool", "score", "pair", "align", "sample-aligned"} & set(stages)
     summary = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "summary.json").read_text())
-    assert summary["selector_pass"] is None and summary["pass_rates"]["base"]["oracle_rate"] is not None
+    assert (
+        summary["selector_pass"] is None
+        and summary["pass_rates"]["base"]["oracle_rate"] is not None
+    )
 
 
 def test_confidence_interval_and_wording():
@@ -99,11 +116,14 @@ def test_confidence_interval_and_wording():
 
 def test_mix_of_a_mix_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mixes other mixes"):
-        study_config(tmp_path, arms=[
-            {"name": "a", "generator": "shift"},
-            {"name": "m", "mix": ["a"]},
-            {"name": "mm", "mix": ["m", "a"]},
-        ])
+        study_config(
+            tmp_path,
+            arms=[
+                {"name": "a", "generator": "shift"},
+                {"name": "m", "mix": ["a"]},
+                {"name": "mm", "mix": ["m", "a"]},
+            ],
+        )
 
 
 def test_cli_runs_a_study_file(tmp_path, registry, monkeypatch):
@@ -119,14 +139,18 @@ def test_cli_runs_a_study_file(tmp_path, registry, monkeypatch):
 
 def test_study_typo_is_a_config_error(tmp_path):
     file = tmp_path / "study.yaml"
-    file.write_text("name: s\nscales: [1]\narms:\n  - name: a\n    generator: shift\n    alinger: x\n")
+    file.write_text(
+        "name: s\nscales: [1]\narms:\n  - name: a\n    generator: shift\n    alinger: x\n"
+    )
     from saadi_core.config import load_config_file
 
     with pytest.raises(ConfigError, match=r"study.yaml:6"):
         load_config_file(file)
 
 
-@pytest.mark.parametrize("name", ["quick", "baseline-comparison", "data-scaling", "iterative-refinement"])
+@pytest.mark.parametrize(
+    "name", ["quick", "baseline-comparison", "data-scaling", "iterative-refinement"]
+)
 def test_example_studies_validate(name):
     """The shipped example studies name only installed kinds and valid options."""
     from pathlib import Path
@@ -140,23 +164,38 @@ def test_example_studies_validate(name):
     validate_components(config, get_registry(), doc)
 
 
-def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_evidence_table(tmp_path, registry):
+def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_evidence_table(
+    tmp_path, registry
+):
     arms = [
         {"name": "base", "generator": "shift"},
         {"name": "filter", "generator": "shift", "filter": True},
         {"name": "aligned", "generator": "shift", "aligner": {"kind": "shrink"}},
-        {"name": "aligned-filter", "generator": "shift", "aligner": {"kind": "shrink"}, "filter": True},
+        {
+            "name": "aligned-filter",
+            "generator": "shift",
+            "aligner": {"kind": "shrink"},
+            "filter": True,
+        },
     ]
     CALLS.clear()
     cfg = study_config(tmp_path, seeds=[0, 1], scales=[1], downstream_seeds=2, arms=arms)
     summary = run_study(cfg, registry, quiet=True).summary
-    assert CALLS.count("fit") == 2 and CALLS.count("align") == 2  # filter arms reuse the generator and alignment
+    assert (
+        CALLS.count("fit") == 2 and CALLS.count("align") == 2
+    )  # filter arms reuse the generator and alignment
 
     run = tmp_path / "s" / "runs" / "filter-seed0"
     manifest = json.loads((run / "manifest.json").read_text())
-    stage = json.loads((run / manifest["stages"]["sample-filter"]["path"] / "stage.json").read_text())
-    base_stage = json.loads((run / manifest["stages"]["sample-base"]["path"] / "stage.json").read_text())
-    assert stage["outputs"]["n_samples"] == base_stage["outputs"]["n_samples"]  # same count as the base arm
+    stage = json.loads(
+        (run / manifest["stages"]["sample-filter"]["path"] / "stage.json").read_text()
+    )
+    base_stage = json.loads(
+        (run / manifest["stages"]["sample-base"]["path"] / "stage.json").read_text()
+    )
+    assert (
+        stage["outputs"]["n_samples"] == base_stage["outputs"]["n_samples"]
+    )  # same count as the base arm
     from saadi_core.samples_io import load_samples
 
     kept = load_samples(run / manifest["stages"]["sample-filter"]["path"])
@@ -168,8 +207,12 @@ def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_ev
     assert per_condition(kept) == per_condition(base)
     run_summary = json.loads((run / "summary.json").read_text())
     rate = run_summary["pass_rates"]["filter"]["selector_rate"]
-    assert rate >= 1 - stage["outputs"]["topped_up_share"] - 1e-9  # every sample but the top-ups passes h
-    base_rate = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "summary.json").read_text())["pass_rates"]["base"]["selector_rate"]
+    assert (
+        rate >= 1 - stage["outputs"]["topped_up_share"] - 1e-9
+    )  # every sample but the top-ups passes h
+    base_rate = json.loads((tmp_path / "s" / "runs" / "base-seed0" / "summary.json").read_text())[
+        "pass_rates"
+    ]["base"]["selector_rate"]
     assert rate > base_rate
 
     # 2 study seeds × 2 downstream seeds, compared cell by cell with base and filter
@@ -177,10 +220,23 @@ def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_ev
     assert evidence["base_arm"] == "base" and evidence["filter_arm"] == "filter"
     rows = {r["arm"]: r for r in evidence["rows"]}
     assert set(rows) == {"real only", "base", "filter", "aligned", "aligned-filter"}
-    assert rows["aligned"]["vs_base"]["n_cells"] == 4 and rows["aligned"]["vs_filter"]["ci95"] is not None
-    assert "vs_base" not in rows["base"] and "vs_filter" not in rows["filter"] and rows["filter"]["vs_base"]
+    assert (
+        rows["aligned"]["vs_base"]["n_cells"] == 4
+        and rows["aligned"]["vs_filter"]["ci95"] is not None
+    )
+    assert (
+        "vs_base" not in rows["base"]
+        and "vs_filter" not in rows["filter"]
+        and rows["filter"]["vs_base"]
+    )
     assert rows["filter"]["selector_pass"] == pytest.approx(
-        sum(json.loads((tmp_path / "s" / "runs" / f"filter-seed{s}" / "summary.json").read_text())["pass_rates"]["filter"]["selector_rate"] for s in (0, 1)) / 2
+        sum(
+            json.loads((tmp_path / "s" / "runs" / f"filter-seed{s}" / "summary.json").read_text())[
+                "pass_rates"
+            ]["filter"]["selector_rate"]
+            for s in (0, 1)
+        )
+        / 2
     )
     assert rows["real only"]["macro_f1"]["n_cells"] == 4
     assert summary["arms"][1]["downstream"]["1"]["cells"] == ["0/0", "0/100", "1/1", "1/101"]
@@ -188,11 +244,22 @@ def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_ev
 
     runs = {arm["name"]: list(arm["runs"].values()) for arm in summary["arms"]}
     columns, lines = evidence_lines(evidence, runs)
-    assert len(lines) == 5 and all(len(line) == len(columns) for line in lines) and lines[0][0] == "real only"
+    assert (
+        len(lines) == 5
+        and all(len(line) == len(columns) for line in lines)
+        and lines[0][0] == "real only"
+    )
     # the stage time per seed is read from the run stores when printed (not in study.json)
-    assert lines[0][-1] == "—" and float(lines[3][-1]) >= 0 and "stage_seconds" not in json.dumps(summary)
+    assert (
+        lines[0][-1] == "—"
+        and float(lines[3][-1]) >= 0
+        and "stage_seconds" not in json.dumps(summary)
+    )
 
 
 def test_filter_on_a_mix_is_refused(tmp_path):
     with pytest.raises(Exception, match="filter applies to a generator arm"):
-        study_config(tmp_path, arms=[{"name": "a", "generator": "shift"}, {"name": "m", "mix": ["a"], "filter": True}])
+        study_config(
+            tmp_path,
+            arms=[{"name": "a", "generator": "shift"}, {"name": "m", "mix": ["a"], "filter": True}],
+        )

@@ -30,9 +30,15 @@ STUDY = {
     "seeds": [0, 1],
     "scales": [1],
     "arms": [
-        {"name": "ssd", "generator": {"kind": "ssd", "options": {"max_steps": 10, "sampling_steps": 4}}},
-        {"name": "ssd-saadi", "generator": {"kind": "ssd", "options": {"max_steps": 10, "sampling_steps": 4}},
-         "aligner": {"kind": "diffusion-dpo", "options": {"steps": 2, "validate_every": 2}}},
+        {
+            "name": "ssd",
+            "generator": {"kind": "ssd", "options": {"max_steps": 10, "sampling_steps": 4}},
+        },
+        {
+            "name": "ssd-saadi",
+            "generator": {"kind": "ssd", "options": {"max_steps": 10, "sampling_steps": 4}},
+            "aligner": {"kind": "diffusion-dpo", "options": {"steps": 2, "validate_every": 2}},
+        },
     ],
 }
 
@@ -45,7 +51,11 @@ def _study(root: Path, *executor: str) -> str:
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     # the run paths name the runs directory; nothing else may differ
-    return (root / "runs" / "quick-small" / "study.json").read_text().replace(str(root / "runs"), "<runs>")
+    return (
+        (root / "runs" / "quick-small" / "study.json")
+        .read_text()
+        .replace(str(root / "runs"), "<runs>")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +67,31 @@ def test_two_workers_give_the_sequential_study_json(tmp_path: Path, sequential: 
     parallel = _study(tmp_path, "--executor", "processes", "--workers", "2")
     assert parallel == sequential
     summary = json.loads(parallel)
-    assert [a["name"] for a in summary["arms"]] == ["ssd", "ssd-saadi"] and len(summary["real_only"]["values"]) == 2
+    assert [a["name"] for a in summary["arms"]] == ["ssd", "ssd-saadi"] and len(
+        summary["real_only"]["values"]
+    ) == 2
     # each shared stage was computed once: per seed one generator and one selector for both arms
     stages_dir = tmp_path / "runs" / "quick-small" / "stages"
     stages = [p.name.rsplit("-", 1)[0] for p in stages_dir.iterdir() if not p.name.startswith(".")]
-    assert stages.count("train-generator") == 2 and stages.count("train-selector") == 2 and stages.count("data") == 1
+    assert (
+        stages.count("train-generator") == 2
+        and stages.count("train-selector") == 2
+        and stages.count("data") == 1
+    )
 
 
-def test_submitit_local_cluster_gives_the_sequential_study_json(tmp_path: Path, sequential: str) -> None:
+def test_submitit_local_cluster_gives_the_sequential_study_json(
+    tmp_path: Path, sequential: str
+) -> None:
     pytest.importorskip("submitit")
-    on_cluster = _study(tmp_path, "--executor", "slurm", "--executor-option", "cluster=local", "--executor-option", "cpus_per_task=1")
+    on_cluster = _study(
+        tmp_path,
+        "--executor",
+        "slurm",
+        "--executor-option",
+        "cluster=local",
+        "--executor-option",
+        "cpus_per_task=1",
+    )
     assert on_cluster == sequential
     assert any((tmp_path / "runs" / "quick-small" / "submitit").iterdir())  # submitit's job folders

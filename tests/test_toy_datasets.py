@@ -47,7 +47,9 @@ def test_toy_cls_is_deterministic_and_seeded() -> None:
     a = toy_cls.make_toy_cls(seed=3, n_train=30, n_test=20)
     b = toy_cls.make_toy_cls(seed=3, n_train=30, n_test=20)
     c = toy_cls.make_toy_cls(seed=4, n_train=30, n_test=20)
-    assert np.array_equal(a.train.images, b.train.images) and np.array_equal(a.train.labels, b.train.labels)
+    assert np.array_equal(a.train.images, b.train.images) and np.array_equal(
+        a.train.labels, b.train.labels
+    )
     assert np.array_equal(a.test.images, b.test.images)
     assert not np.array_equal(a.train.images, c.train.images)
     # train and test come from different sub-seeds: no test image repeats a training image
@@ -59,14 +61,22 @@ def test_toy_cls_is_deterministic_and_seeded() -> None:
 
 def test_toy_cls_shapes_names_and_imbalance() -> None:
     ds = toy_cls.make_toy_cls(seed=0, n_train=100, n_test=25, image_size=48)
-    assert ds.task == "classification" and ds.class_names == ["colon", "liver", "ovary", "oviduct", "uterus"]
+    assert ds.task == "classification" and ds.class_names == [
+        "colon",
+        "liver",
+        "ovary",
+        "oviduct",
+        "uterus",
+    ]
     assert ds.train.images.shape == (100, 48, 48, 3) and ds.train.images.dtype == np.uint8
     assert ds.train.labels.dtype == np.int64 and len(ds.train.ids) == 100
     assert ds.image_size == 48 and ds.oracle is not None and "seed=0" in ds.source
     counts = toy_cls.class_counts(1000)
     assert counts.tolist() == [150, 120, 250, 80, 400] and counts.sum() == 1000
     assert toy_cls.class_counts(37).sum() == 37
-    assert toy_cls.class_counts(5).tolist() == [1, 1, 1, 1, 1] and toy_cls.class_counts(8).min() == 1
+    assert (
+        toy_cls.class_counts(5).tolist() == [1, 1, 1, 1, 1] and toy_cls.class_counts(8).min() == 1
+    )
     assert ds.class_counts("train") == dict(zip(ds.class_names, toy_cls.class_counts(100).tolist()))
     assert max(counts) / min(counts) >= 4
 
@@ -134,7 +144,9 @@ def test_toy_seg_is_deterministic_and_seeded() -> None:
     a = toy_seg.make_toy_seg(seed=5, n_train=12, n_test=6)
     b = toy_seg.make_toy_seg(seed=5, n_train=12, n_test=6)
     c = toy_seg.make_toy_seg(seed=6, n_train=12, n_test=6)
-    assert np.array_equal(a.train.images, b.train.images) and np.array_equal(a.train.masks, b.train.masks)
+    assert np.array_equal(a.train.images, b.train.images) and np.array_equal(
+        a.train.masks, b.train.masks
+    )
     assert np.array_equal(a.test.masks, b.test.masks)
     assert not np.array_equal(a.train.masks, c.train.masks)
     assert not any(np.array_equal(t, x) for t in a.test.masks for x in a.train.masks)
@@ -191,7 +203,9 @@ def test_seg_oracle_works_at_other_sizes(seg_oracle) -> None:
     for size in (32, 96):
         images, masks = toy_seg.draw_scenes(30, size, np.random.default_rng(size))
         assert np.mean(seg_oracle.check(images, masks=masks)) >= 0.95
-        assert np.mean(seg_oracle.check(degrade(images, np.random.default_rng(0)), masks=masks)) >= 0.9
+        assert (
+            np.mean(seg_oracle.check(degrade(images, np.random.default_rng(0)), masks=masks)) >= 0.9
+        )
         assert np.mean(seg_oracle.check(images, masks=masks[np.roll(np.arange(30), 1)])) <= 0.05
 
 

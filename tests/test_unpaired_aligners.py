@@ -46,7 +46,9 @@ def test_kto_loss_matches_an_independent_formula() -> None:
     def err(row):
         return (row[0] ** 2 + row[1] ** 2) / 2
 
-    g = [err(r) - err(m) for m, r in zip(model.tolist(), ref.tolist())]  # reference error − model error
+    g = [
+        err(r) - err(m) for m, r in zip(model.tolist(), ref.tolist())
+    ]  # reference error − model error
     z = max(0.0, sum(g) / 3)
 
     def sigmoid(x):
@@ -76,7 +78,10 @@ def test_kto_loss_is_one_half_when_model_equals_reference_and_its_gradient_is_si
     assert out.loss.item() == pytest.approx(0.5, abs=1e-7)
     out.loss.backward()
     # lowering the error of a desirable sample lowers the loss, of an undesirable one raises it
-    assert torch.sum(model.grad[0] * model[0].detach()) > 0 and torch.sum(model.grad[2] * model[2].detach()) < 0
+    assert (
+        torch.sum(model.grad[0] * model[0].detach()) > 0
+        and torch.sum(model.grad[2] * model[2].detach()) < 0
+    )
 
 
 # --------------------------------------------------------------------------- the aligners
@@ -88,9 +93,15 @@ def test_sft_winners_trains_on_winners_only_and_keeps_the_base(tmp_path: Path) -
     inputs = pool_inputs(2)
     aligner = SFTWinners(SFTWinnersOptions(steps=6, batch_size=4, lr=1e-2, seed=0))
     result = aligner.align(gen, inputs, tmp_path)
-    assert result.meta["n_winners"] == 6 and result.meta["n_pool"] == 12 and result.meta["threshold"] == 0.5
+    assert (
+        result.meta["n_winners"] == 6
+        and result.meta["n_pool"] == 12
+        and result.meta["threshold"] == 0.5
+    )
     assert [h["step"] for h in result.history if h["event"] == "sft_step"] == list(range(1, 7))
-    assert has_lora(gen.net, SFT_ADAPTER) and all(torch.equal(before[k], v) for k, v in base_weights(gen.net).items())
+    assert has_lora(gen.net, SFT_ADAPTER) and all(
+        torch.equal(before[k], v) for k, v in base_weights(gen.net).items()
+    )
     # the winners' denoising error fell relative to the base network
     winners = [p.winner for p in inputs.pairs]
     x0 = torch.stack([s.image for s in winners])
@@ -109,8 +120,12 @@ def test_sft_winners_trains_on_winners_only_and_keeps_the_base(tmp_path: Path) -
 def test_sft_mixes_real_images_under_the_generators_conditions(tmp_path: Path) -> None:
     gen, inputs = TinyDiffusion(), pool_inputs(1)
     real = real_samples(gen, inputs)
-    assert [s.condition.class_id for s in real] == [0, 1, 2] and all(s.generator == "real" for s in real)
-    result = SFTWinners(SFTWinnersOptions(steps=2, batch_size=4, real_fraction=0.5, seed=0)).align(gen, inputs, tmp_path)
+    assert [s.condition.class_id for s in real] == [0, 1, 2] and all(
+        s.generator == "real" for s in real
+    )
+    result = SFTWinners(SFTWinnersOptions(steps=2, batch_size=4, real_fraction=0.5, seed=0)).align(
+        gen, inputs, tmp_path
+    )
     assert result.meta["n_real"] == 3 and result.meta["real_per_batch"] == 2
 
 
@@ -128,19 +143,29 @@ def test_kto_learns_from_a_pool_with_only_losers(tmp_path: Path) -> None:
     """No pair can be formed, yet KTO moves the model away from the undesirable samples."""
     gen, inputs = TinyDiffusion(), pool_inputs(2)
     inputs.scores = [0.1] * len(inputs.pool)
-    result = DiffusionKTO(DiffusionKTOOptions(steps=4, batch_size=4, lr=1e-2, beta=500.0, seed=0)).align(gen, inputs, tmp_path)
+    result = DiffusionKTO(
+        DiffusionKTOOptions(steps=4, batch_size=4, lr=1e-2, beta=500.0, seed=0)
+    ).align(gen, inputs, tmp_path)
     steps = [h for h in result.history if h["event"] == "kto_step"]
     assert result.meta["n_desirable"] == 0 and not result.meta["balanced"]
     assert steps[0]["loss"] == pytest.approx(0.5, abs=1e-6) and "reward_desirable" not in steps[0]
-    assert any(v.abs().sum() > 0 for k, v in lora_state_dict(gen.net, KTO_ADAPTER).items() if "lora_B" in k)
+    assert any(
+        v.abs().sum() > 0 for k, v in lora_state_dict(gen.net, KTO_ADAPTER).items() if "lora_B" in k
+    )
 
 
-@pytest.mark.parametrize("make", [
-    lambda: SFTWinners(SFTWinnersOptions(steps=3, batch_size=2, seed=0)),
-    lambda: DiffusionKTO(DiffusionKTOOptions(steps=3, batch_size=4, beta=500.0, seed=0)),
-], ids=["sft-winners", "diffusion-kto"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SFTWinners(SFTWinnersOptions(steps=3, batch_size=2, seed=0)),
+        lambda: DiffusionKTO(DiffusionKTOOptions(steps=3, batch_size=4, beta=500.0, seed=0)),
+    ],
+    ids=["sft-winners", "diffusion-kto"],
+)
 def test_unpaired_aligners_pass_the_conformance_check(make, tmp_path: Path) -> None:
-    check_aligner(make(), TinyDiffusion(seed=3), make_dataset(), fit_generator=False, work_dir=tmp_path)
+    check_aligner(
+        make(), TinyDiffusion(seed=3), make_dataset(), fit_generator=False, work_dir=tmp_path
+    )
 
 
 # --------------------------------------------------------------------------- paired selection
@@ -155,13 +180,16 @@ def test_lower_bound_of_paired_differences() -> None:
 
 
 def _validation(values: list[int]) -> dict:
-    return {"selector_pass": sum(values) / len(values), "per_sample": {"selector_pass": [float(v) for v in values]}}
+    return {
+        "selector_pass": sum(values) / len(values),
+        "per_sample": {"selector_pass": [float(v) for v in values]},
+    }
 
 
 def test_lcb_rule_keeps_a_consistent_gain_and_rejects_a_noisy_one() -> None:
     base = [1] * 20 + [0] * 80
-    noisy = [0] * 10 + [1] * 10 + [1] * 15 + [0] * 65   # +5 points: 15 flips up, 10 down
-    steady = [1] * 20 + [1] * 6 + [0] * 74                # +6 points, no flip down
+    noisy = [0] * 10 + [1] * 10 + [1] * 15 + [0] * 65  # +5 points: 15 flips up, 10 down
+    steady = [1] * 20 + [1] * 6 + [0] * 74  # +6 points, no flip down
     selection = Selection("selector_pass", "max", 0.0, patience=5, rule="lcb", confidence=0.9)
     state = iter(range(10))
     selection.update(0, _validation(base), lambda: {"s": torch.tensor(next(state))})

@@ -39,4 +39,6 @@ def test_every_generator_speaks_diffusers_names(registry):
 
 def test_old_and_new_name_together_is_an_error(registry):
     with pytest.raises(OptionsError, match="give only 'block_out_channels'"):
-        registry.get("generator", "ssd").build_options({"unet_channels": [32, 64], "block_out_channels": [32, 64]})
+        registry.get("generator", "ssd").build_options(
+            {"unet_channels": [32, 64], "block_out_channels": [32, 64]}
+        )

@@ -79,7 +79,9 @@ class PreferenceCache:
     def __len__(self) -> int:
         return int(self.winners.shape[0])
 
-    def batch(self, pair_index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def batch(
+        self, pair_index: torch.Tensor, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``x0`` and ``cond`` of the given pairs as ``2B`` rows: winners, then their losers."""
         rows = torch.cat([self.winners[pair_index], self.losers[pair_index]])
         x0 = self.x0[rows].to(device)
@@ -99,7 +101,10 @@ def encode_pairs(target: DiffusionTarget, pairs: PairSet, chunk: int) -> Prefere
             rows.append(row_of[id(sample)])
     x0, cond = encode_samples(target, unique, chunk)
     return PreferenceCache(
-        x0=x0, cond=cond, winners=torch.tensor(winners, dtype=torch.long), losers=torch.tensor(losers, dtype=torch.long)
+        x0=x0,
+        cond=cond,
+        winners=torch.tensor(winners, dtype=torch.long),
+        losers=torch.tensor(losers, dtype=torch.long),
     )
 
 
@@ -146,13 +151,24 @@ class _PairBatches(Batches):
     def __post_init__(self) -> None:
         self.meta = {"n_pairs": len(self.cache), "n_encoded_samples": int(self.cache.x0.shape[0])}
 
-    def step(self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]) -> StepOutput:
+    def step(
+        self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]
+    ) -> StepOutput:
         x0, cond = self.cache.batch(self.sampler.next(), device)
         half = x0.shape[0] // 2
         n_timesteps = int(self.target.noise_scheduler.config.num_train_timesteps)
         noise = torch.randn((half, *x0.shape[1:]), generator=self.rng).to(device, x0.dtype)
         t = torch.randint(0, n_timesteps, (half,), generator=self.rng).to(device)
-        out = dpo_forward(self.target, x0, cond, torch.cat([noise, noise]), torch.cat([t, t]), self.beta, self.sft_weight, autocast)
+        out = dpo_forward(
+            self.target,
+            x0,
+            cond,
+            torch.cat([noise, noise]),
+            torch.cat([t, t]),
+            self.beta,
+            self.sft_weight,
+            autocast,
+        )
         return out.loss, out.metrics()
 
 
@@ -179,10 +195,23 @@ class DiffusionDPO(LoraAligner):
                 "enlarge the pool (pool.n_per_condition) or train the generator longer"
             )
 
-    def prepare(self, target: DiffusionTarget, generator: Generator, inputs: AlignInputs, rng: torch.Generator) -> Batches:
+    def prepare(
+        self,
+        target: DiffusionTarget,
+        generator: Generator,
+        inputs: AlignInputs,
+        rng: torch.Generator,
+    ) -> Batches:
         opts = self.options
         cache = encode_pairs(target, inputs.pairs, opts.encode_batch_size)
-        batches = _PairBatches(target, cache, IndexSampler(len(cache), opts.batch_size, rng), rng, opts.beta, opts.sft_weight)
+        batches = _PairBatches(
+            target,
+            cache,
+            IndexSampler(len(cache), opts.batch_size, rng),
+            rng,
+            opts.beta,
+            opts.sft_weight,
+        )
         batches.meta |= {
             "beta": opts.beta,
             "beta_convention": "Eq. 4 beta (= beta_dpo / 2 of the diffusers Diffusion-DPO example)",

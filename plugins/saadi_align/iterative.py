@@ -42,13 +42,19 @@ class IterativeAligner(Aligner):
 
     def _inner(self) -> Aligner:
         spec = self.options.inner
-        return get_registry().create("aligner", spec.kind, spec.options, self.context, profile=self.context.profile)
+        return get_registry().create(
+            "aligner", spec.kind, spec.options, self.context, profile=self.context.profile
+        )
 
     def _check_inputs(self, inputs: AlignInputs) -> None:
         needs = (
             (("selector", inputs.selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
             if self.options.pool == "on-policy"
-            else (("new_selector", inputs.new_selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
+            else (
+                ("new_selector", inputs.new_selector),
+                ("pairing", inputs.pairing),
+                ("pool", inputs.pool),
+            )
         )
         missing = [name for name, value in needs if not value]
         if missing:
@@ -57,10 +63,14 @@ class IterativeAligner(Aligner):
                 "(the pipeline provides them); set rounds: 1 to align once"
             )
 
-    def _repair(self, previous: Generator, inputs: AlignInputs, round_k: int) -> tuple[AlignInputs, dict[str, Any]]:
+    def _repair(
+        self, previous: Generator, inputs: AlignInputs, round_k: int
+    ) -> tuple[AlignInputs, dict[str, Any]]:
         """Retrain a selector on real + aligned samples, re-score the original pool, re-pair."""
         seed = inputs.seed + SAMPLE_SEED_OFFSET + round_k
-        aligned = previous.sample(previous.conditions(inputs.dataset), self.options.n_per_condition, seed)
+        aligned = previous.sample(
+            previous.conditions(inputs.dataset), self.options.n_per_condition, seed
+        )
         selector = inputs.new_selector()  # type: ignore[misc]
         selector.fit(inputs.dataset, extra=aligned)
         scores = [float(s) for s in selector.score(inputs.pool)]
@@ -69,7 +79,9 @@ class IterativeAligner(Aligner):
             "n_aligned_samples": len(aligned),
             "sample_seed": seed,
             "mean_pool_score": sum(scores) / len(scores),
-            "pair_stats": {k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()},
+            "pair_stats": {
+                k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()
+            },
         }
         if len(pairs) == 0:
             raise PipelineError(
@@ -78,12 +90,16 @@ class IterativeAligner(Aligner):
             )
         return replace(inputs, pairs=pairs, scores=scores, selector=selector), info
 
-    def _on_policy(self, current: Generator, inputs: AlignInputs, round_k: int) -> tuple[AlignInputs, dict[str, Any]]:
+    def _on_policy(
+        self, current: Generator, inputs: AlignInputs, round_k: int
+    ) -> tuple[AlignInputs, dict[str, Any]]:
         """A fresh pool from the current aligned generator, scored by the run's selector and paired
         by the run's strategy: each round learns from what the model now draws (RAFT / online DPO)."""
         seed = inputs.seed + ON_POLICY_SEED_OFFSET + round_k
         conditions = current.conditions(inputs.dataset)
-        n = self.options.pool_per_condition or max(1, round(len(inputs.pool) / max(1, len(conditions))))
+        n = self.options.pool_per_condition or max(
+            1, round(len(inputs.pool) / max(1, len(conditions)))
+        )
         pool = current.sample(conditions, n, seed)
         scores = [float(s) for s in inputs.selector.score(pool)]  # type: ignore[union-attr]
         pairs: PairSet = inputs.pairing.pairs(pool, scores, seed=inputs.seed)  # type: ignore[union-attr]
@@ -92,7 +108,9 @@ class IterativeAligner(Aligner):
             "n_pool": len(pool),
             "pool_seed": seed,
             "mean_pool_score": sum(scores) / len(scores),
-            "pair_stats": {k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()},
+            "pair_stats": {
+                k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()
+            },
         }
         return replace(inputs, pairs=pairs, pool=pool, scores=scores), info
 
@@ -122,7 +140,9 @@ class IterativeAligner(Aligner):
             round_dir.mkdir(parents=True, exist_ok=True)
             result = self._inner().align(subject, round_inputs, round_dir)
             history.extend({"round": k, **entry} for entry in result.history)
-            rounds.append({"round": k, "n_pairs": len(round_inputs.pairs), **info, "meta": result.meta})
+            rounds.append(
+                {"round": k, "n_pairs": len(round_inputs.pairs), **info, "meta": result.meta}
+            )
             progress.log("iterative_round", round=k, n_pairs=len(round_inputs.pairs))
             previous = result
         assert previous is not None  # rounds >= 1
@@ -147,7 +167,9 @@ class IterativeAligner(Aligner):
             meta=result.meta["final_round"],
         )
         self._inner().save(final, path / FINAL_DIR)
-        (path / HISTORY_FILE).write_text(json.dumps({"history": result.history, "meta": result.meta}, indent=1))
+        (path / HISTORY_FILE).write_text(
+            json.dumps({"history": result.history, "meta": result.meta}, indent=1)
+        )
 
     def restore(self, generator: Generator, path: Path) -> Generator:
         return self._inner().restore(generator, Path(path) / FINAL_DIR)

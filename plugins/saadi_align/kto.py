@@ -37,18 +37,29 @@ class _KTOBatches(Batches):
     beta: float
     weights: tuple[float, float]
 
-    def step(self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]) -> StepOutput:
+    def step(
+        self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]
+    ) -> StepOutput:
         rows = torch.cat([pool[sampler.next()] for sampler, pool in self.samplers])
         x0 = self.x0[rows].to(device)
         cond = {k: v[rows].to(device) for k, v in self.cond.items()}
         scheduler = self.target.noise_scheduler
         noise = torch.randn(x0.shape, generator=self.rng).to(device, x0.dtype)
-        t = torch.randint(0, int(scheduler.config.num_train_timesteps), (x0.shape[0],), generator=self.rng).to(device)
+        t = torch.randint(
+            0, int(scheduler.config.num_train_timesteps), (x0.shape[0],), generator=self.rng
+        ).to(device)
         x_t = scheduler.add_noise(x0, noise, t)
         with autocast():
             ref = reference_prediction(self.target, x_t, t, cond)
             pred = self.target.predict(x_t, t, cond)
-        out = diffusion_kto_loss(pred, ref, training_target(scheduler, x0, noise, t), self.labels[rows], self.beta, *self.weights)
+        out = diffusion_kto_loss(
+            pred,
+            ref,
+            training_target(scheduler, x0, noise, t),
+            self.labels[rows],
+            self.beta,
+            *self.weights,
+        )
         return out.loss, out.metrics()
 
 
@@ -63,7 +74,13 @@ class DiffusionKTO(LoraAligner):
         samples, _ = labelled_pool(inputs, threshold_of(inputs, self.options.threshold))
         require(samples, "scored sample", self.kind)
 
-    def prepare(self, target: DiffusionTarget, generator: Generator, inputs: AlignInputs, rng: torch.Generator) -> Batches:
+    def prepare(
+        self,
+        target: DiffusionTarget,
+        generator: Generator,
+        inputs: AlignInputs,
+        rng: torch.Generator,
+    ) -> Batches:
         opts = self.options
         h = threshold_of(inputs, opts.threshold)
         samples, labels = labelled_pool(inputs, h)

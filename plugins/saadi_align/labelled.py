@@ -51,7 +51,9 @@ def real_samples(generator: Generator, inputs: AlignInputs) -> list[Sample]:
         for i, label in enumerate(train.labels):  # type: ignore[arg-type]
             cond = by_class.get(int(label))
             if cond is None:
-                raise PipelineError(f"real_fraction: generator '{generator.kind}' has no condition for class id {int(label)}")
+                raise PipelineError(
+                    f"real_fraction: generator '{generator.kind}' has no condition for class id {int(label)}"
+                )
             out.append(Sample(image=images[i], condition=cond, generator="real", seed=0, index=i))
         return out
     by_mask: dict[bytes, Condition] = {}
@@ -63,7 +65,16 @@ def real_samples(generator: Generator, inputs: AlignInputs) -> list[Sample]:
         cond = by_mask.get(np.asarray(mask, dtype=np.int64).tobytes(), lone)
         if cond is None:
             continue
-        out.append(Sample(image=images[i], condition=cond, generator="real", seed=0, index=i, mask=torch.as_tensor(mask)))
+        out.append(
+            Sample(
+                image=images[i],
+                condition=cond,
+                generator="real",
+                seed=0,
+                index=i,
+                mask=torch.as_tensor(mask),
+            )
+        )
     if not out:
         raise PipelineError(
             f"real_fraction: no real training image matches a condition of generator '{generator.kind}' "

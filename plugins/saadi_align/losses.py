@@ -29,7 +29,9 @@ from saadi_align.training import per_sample_error
 __all__ = ["KTOLossOutput", "diffusion_kto_loss", "sft_loss"]
 
 
-def sft_loss(model_pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def sft_loss(
+    model_pred: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The plain diffusion loss: mean over samples of the per-sample squared error."""
     err = per_sample_error(model_pred, target)
     loss = err.mean()
@@ -93,7 +95,9 @@ def diffusion_kto_loss(
     point = gain.mean().detach().clamp(min=0)
     sign = desirable.float() * 2 - 1
     utility = torch.sigmoid(sign * beta * (gain - point))
-    weight = torch.where(desirable, torch.tensor(desirable_weight), torch.tensor(undesirable_weight)).to(utility)
+    weight = torch.where(
+        desirable, torch.tensor(desirable_weight), torch.tensor(undesirable_weight)
+    ).to(utility)
     loss = (weight * (1 - utility)).mean()
     with torch.no_grad():
         reward = beta * gain

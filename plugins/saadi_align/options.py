@@ -23,9 +23,17 @@ class LoraTrainingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: int = Field(default=200, ge=1, description="optimiser steps (paper: 1500)")
-    batch_size: int = Field(default=8, ge=1, description="pairs (DPO) or samples per step and process")
-    lr: float = Field(default=3e-3, gt=0, description="AdamW learning rate of the LoRA weights (paper: 1e-5 on SD)")
-    weight_decay: float = Field(default=1e-2, ge=0, description="AdamW weight decay of the LoRA weights")
+    batch_size: int = Field(
+        default=8, ge=1, description="pairs (DPO) or samples per step and process"
+    )
+    lr: float = Field(
+        default=3e-3,
+        gt=0,
+        description="AdamW learning rate of the LoRA weights (paper: 1e-5 on SD)",
+    )
+    weight_decay: float = Field(
+        default=1e-2, ge=0, description="AdamW weight decay of the LoRA weights"
+    )
     grad_clip: float = Field(default=1.0, gt=0, description="max global norm of the LoRA gradients")
     rank: int = Field(default=8, ge=1, description="LoRA rank")
     alpha: float | None = Field(default=None, gt=0, description="LoRA alpha; None = rank (scale 1)")
@@ -37,29 +45,47 @@ class LoraTrainingOptions(BaseModel):
         "ResNet convolutions - the tiny UNets attend only in their mid block, where an attention-only adapter "
         "(8 k parameters) barely moved the samples",
     )
-    seed: int | None = Field(default=None, description="seed of pair sampling, noise and timesteps; None = the run seed")
+    seed: int | None = Field(
+        default=None, description="seed of pair sampling, noise and timesteps; None = the run seed"
+    )
     gradient_checkpointing: bool = Field(
         default=False,
         description="recompute activations in the backward pass (diffusers networks): less memory, ~30% slower steps",
     )
-    encode_batch_size: int = Field(default=32, ge=1, description="samples per encode call when caching x0 and conditioning")
-    validate_every: int = Field(default=50, ge=1, description="steps between validations (if the run provides a validator)")
-    select_metric: str = Field(default="selector_pass", description="validation metric that picks the kept adapter state")
-    select_mode: Literal["max", "min"] = Field(default="max", description="whether a larger or smaller select_metric is better")
-    min_delta: float = Field(default=0.0, ge=0, description="improvement of select_metric (or of its lower bound) needed to count as better")
+    encode_batch_size: int = Field(
+        default=32, ge=1, description="samples per encode call when caching x0 and conditioning"
+    )
+    validate_every: int = Field(
+        default=50, ge=1, description="steps between validations (if the run provides a validator)"
+    )
+    select_metric: str = Field(
+        default="selector_pass", description="validation metric that picks the kept adapter state"
+    )
+    select_mode: Literal["max", "min"] = Field(
+        default="max", description="whether a larger or smaller select_metric is better"
+    )
+    min_delta: float = Field(
+        default=0.0,
+        ge=0,
+        description="improvement of select_metric (or of its lower bound) needed to count as better",
+    )
     select_rule: Literal["lcb", "point"] = Field(
         default="lcb",
         description="'lcb': keep the state whose paired validation difference to the start (same seeds) has the "
         "largest one-sided lower confidence bound, and only if it is above 0; 'point': the best point value",
     )
-    lcb_confidence: float = Field(default=0.9, gt=0.5, lt=1, description="one-sided confidence of the 'lcb' rule's bound")
+    lcb_confidence: float = Field(
+        default=0.9, gt=0.5, lt=1, description="one-sided confidence of the 'lcb' rule's bound"
+    )
     validation_size: int | None = Field(
         default=320,
         ge=1,
         description="validation samples (over all conditions, same seeds every time); None = the run's size "
         "(tiny 80: ±5 points by chance, too few to see a DPO-sized move)",
     )
-    patience: int = Field(default=3, ge=1, description="validations without improvement before stopping early")
+    patience: int = Field(
+        default=3, ge=1, description="validations without improvement before stopping early"
+    )
     mixed_precision: Literal["no", "bf16"] | None = Field(
         default=None,
         description="forward precision of the DPO step; None = the accelerate setting (`accelerate launch "
@@ -70,7 +96,9 @@ class LoraTrainingOptions(BaseModel):
 class DiffusionDPOOptions(LoraTrainingOptions):
     """``diffusion-dpo``: Diffusion-DPO (paper Eq. 4) on LoRA adapters of the generator's network."""
 
-    batch_size: int = Field(default=8, ge=1, description="preference pairs per step and process (2× images per forward)")
+    batch_size: int = Field(
+        default=8, ge=1, description="preference pairs per step and process (2× images per forward)"
+    )
     beta: float = Field(
         default=5000.0,
         gt=0,
@@ -89,10 +117,16 @@ class SFTWinnersOptions(LoraTrainingOptions):
     """``sft-winners``: rejection-sampling fine-tuning (RAFT-style) on the selector's winners."""
 
     threshold: float | None = Field(
-        default=None, ge=0, le=1, description="h: pool samples scoring ≥ h are trained on; None = the pairing's threshold (0.5 without one)"
+        default=None,
+        ge=0,
+        le=1,
+        description="h: pool samples scoring ≥ h are trained on; None = the pairing's threshold (0.5 without one)",
     )
     real_fraction: float = Field(
-        default=0.0, ge=0, lt=1, description="share of each batch drawn from the real training images (0 = winners only)"
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="share of each batch drawn from the real training images (0 = winners only)",
     )
 
 
@@ -100,15 +134,25 @@ class DiffusionKTOOptions(LoraTrainingOptions):
     """``diffusion-kto``: Diffusion-KTO (Li et al. 2024) on per-sample good/bad labels (score ≥ h)."""
 
     threshold: float | None = Field(
-        default=None, ge=0, le=1, description="h: pool samples scoring ≥ h are desirable, < h undesirable; None = the pairing's threshold"
+        default=None,
+        ge=0,
+        le=1,
+        description="h: pool samples scoring ≥ h are desirable, < h undesirable; None = the pairing's threshold",
     )
     beta: float = Field(
-        default=5000.0, gt=0, description="scale of the implicit reward β·(err_ref − err_θ), same units as diffusion-dpo's β"
+        default=5000.0,
+        gt=0,
+        description="scale of the implicit reward β·(err_ref − err_θ), same units as diffusion-dpo's β",
     )
-    desirable_weight: float = Field(default=1.0, gt=0, description="λ_D: loss weight of desirable samples")
-    undesirable_weight: float = Field(default=1.0, gt=0, description="λ_U: loss weight of undesirable samples")
+    desirable_weight: float = Field(
+        default=1.0, gt=0, description="λ_D: loss weight of desirable samples"
+    )
+    undesirable_weight: float = Field(
+        default=1.0, gt=0, description="λ_U: loss weight of undesirable samples"
+    )
     balance: bool = Field(
-        default=True, description="draw desirable and undesirable samples equally often (the pool is usually lopsided)"
+        default=True,
+        description="draw desirable and undesirable samples equally often (the pool is usually lopsided)",
     )
 
 
@@ -118,7 +162,9 @@ class IterativeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rounds: int = Field(default=2, ge=1, description="alignment rounds (1 = the inner aligner alone)")
+    rounds: int = Field(
+        default=2, ge=1, description="alignment rounds (1 = the inner aligner alone)"
+    )
     inner: ComponentSpec = Field(
         default_factory=lambda: ComponentSpec(kind="diffusion-dpo"),
         description="the aligner run in every round ({kind, options}); any registered aligner",
@@ -128,7 +174,9 @@ class IterativeOptions(BaseModel):
         description="round k aligns the round-(k-1) generator instead of the base (paper: from base; docs/method.md)",
     )
     n_per_condition: int = Field(
-        default=16, ge=1, description="aligned samples per condition used to retrain the selector each round"
+        default=16,
+        ge=1,
+        description="aligned samples per condition used to retrain the selector each round",
     )
     pool: Literal["original", "on-policy"] = Field(
         default="original",
@@ -137,5 +185,7 @@ class IterativeOptions(BaseModel):
         "with the run's selector",
     )
     pool_per_condition: int | None = Field(
-        default=None, ge=1, description="on-policy pool samples per condition; None = as many as the original pool"
+        default=None,
+        ge=1,
+        description="on-policy pool samples per condition; None = as many as the original pool",
     )

@@ -28,7 +28,14 @@ def saadi_register_aligners(register: Any) -> None:
             },
         },
     )
-    lora_paper = {"steps": 1500, "lr": 1e-5, "batch_size": 4, "validate_every": 100, "target_modules": None, "validation_size": None}
+    lora_paper = {
+        "steps": 1500,
+        "lr": 1e-5,
+        "batch_size": 4,
+        "validate_every": 100,
+        "target_modules": None,
+        "validation_size": None,
+    }
     register(
         "sft-winners",
         "saadi_align.sft:SFTWinners",

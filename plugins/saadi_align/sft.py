@@ -35,7 +35,9 @@ class _SFTBatches(Batches):
     n_winners: int
     rng: torch.Generator
 
-    def step(self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]) -> StepOutput:
+    def step(
+        self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]
+    ) -> StepOutput:
         rows = self.winners.next()
         if self.real is not None:
             rows = torch.cat([rows, self.real.next() + self.n_winners])
@@ -43,7 +45,9 @@ class _SFTBatches(Batches):
         cond = {k: v[rows].to(device) for k, v in self.cond.items()}
         scheduler = self.target.noise_scheduler
         noise = torch.randn(x0.shape, generator=self.rng).to(device, x0.dtype)
-        t = torch.randint(0, int(scheduler.config.num_train_timesteps), (x0.shape[0],), generator=self.rng).to(device)
+        t = torch.randint(
+            0, int(scheduler.config.num_train_timesteps), (x0.shape[0],), generator=self.rng
+        ).to(device)
         x_t = scheduler.add_noise(x0, noise, t)
         with autocast():
             pred = self.target.predict(x_t, t, cond)
@@ -60,9 +64,19 @@ class SFTWinners(LoraAligner):
 
     def check_inputs(self, inputs: AlignInputs) -> None:
         samples, labels = labelled_pool(inputs, threshold_of(inputs, self.options.threshold))
-        require([s for s, good in zip(samples, labels) if good], f"sample scoring ≥ h={threshold_of(inputs, self.options.threshold)}", self.kind)
+        require(
+            [s for s, good in zip(samples, labels) if good],
+            f"sample scoring ≥ h={threshold_of(inputs, self.options.threshold)}",
+            self.kind,
+        )
 
-    def prepare(self, target: DiffusionTarget, generator: Generator, inputs: AlignInputs, rng: torch.Generator) -> Batches:
+    def prepare(
+        self,
+        target: DiffusionTarget,
+        generator: Generator,
+        inputs: AlignInputs,
+        rng: torch.Generator,
+    ) -> Batches:
         opts = self.options
         h = threshold_of(inputs, opts.threshold)
         samples, labels = labelled_pool(inputs, h)

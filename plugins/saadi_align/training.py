@@ -78,7 +78,9 @@ def index_cond(cond: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, 
     return {key: value[index] for key, value in cond.items()}
 
 
-def encode_samples(target: DiffusionTarget, samples: Sequence[Sample], chunk: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def encode_samples(
+    target: DiffusionTarget, samples: Sequence[Sample], chunk: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``x0`` and conditioning of ``samples`` (host memory), encoded in chunks of ``chunk``.
 
     Runs under ``no_grad`` rather than ``inference_mode``: the cached conditioning feeds adapted
@@ -130,7 +132,15 @@ class Selection:
     """Best-adapter bookkeeping for validation-based checkpoint selection and early stopping
     (rules: module docstring)."""
 
-    def __init__(self, metric: str, mode: str, min_delta: float, patience: int, rule: str = "point", confidence: float = 0.95) -> None:
+    def __init__(
+        self,
+        metric: str,
+        mode: str,
+        min_delta: float,
+        patience: int,
+        rule: str = "point",
+        confidence: float = 0.95,
+    ) -> None:
         self.metric, self.mode, self.min_delta, self.patience = metric, mode, min_delta, patience
         self.rule, self.confidence = rule, confidence
         self.best_value: float | None = None
@@ -141,7 +151,9 @@ class Selection:
         self.start: list[float] | None = None  # per-sample values of the first validation
         self.fallback: str | None = None
 
-    def update(self, step: int, metrics: dict[str, Any], state: Callable[[], dict[str, torch.Tensor]]) -> tuple[bool, dict[str, float]]:
+    def update(
+        self, step: int, metrics: dict[str, Any], state: Callable[[], dict[str, torch.Tensor]]
+    ) -> tuple[bool, dict[str, float]]:
         """Record a validation; returns (stop: patience exhausted, extra fields to log)."""
         if self.metric not in metrics:
             raise ConfigError(
@@ -158,7 +170,9 @@ class Selection:
             if self.start is None:
                 self.start = values
             if len(values) != len(self.start):
-                raise PipelineError("paired validation needs the same validation samples at every validation")
+                raise PipelineError(
+                    "paired validation needs the same validation samples at every validation"
+                )
             sign = 1.0 if self.mode == "max" else -1.0
             diffs = [sign * (v - s) for v, s in zip(values, self.start)]
             lcb = lower_bound(diffs, self.confidence)
@@ -179,7 +193,9 @@ class Selection:
         return self.misses >= self.patience, extra
 
 
-def call_validator(validate: Callable[..., dict[str, Any]], generator: Generator, size: int | None) -> dict[str, Any]:
+def call_validator(
+    validate: Callable[..., dict[str, Any]], generator: Generator, size: int | None
+) -> dict[str, Any]:
     """``validate(generator, size=size)`` when the validator takes a size (the pipeline's does),
     else ``validate(generator)``: a validator without it keeps its own sample count."""
     import inspect
@@ -189,7 +205,9 @@ def call_validator(validate: Callable[..., dict[str, Any]], generator: Generator
             params = inspect.signature(validate).parameters
         except (TypeError, ValueError):
             params = {}  # type: ignore[assignment]
-        if "size" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        if "size" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        ):
             return validate(generator, size=size)
     return validate(generator)
 
@@ -205,7 +223,9 @@ def set_gradient_checkpointing(module: torch.nn.Module, enabled: bool) -> None:
     checkpoint only in train mode and are left alone)."""
     found = False
     for sub in module.modules():
-        if getattr(sub, "_supports_gradient_checkpointing", False) and hasattr(sub, "enable_gradient_checkpointing"):
+        if getattr(sub, "_supports_gradient_checkpointing", False) and hasattr(
+            sub, "enable_gradient_checkpointing"
+        ):
             sub.enable_gradient_checkpointing() if enabled else sub.disable_gradient_checkpointing()
             found = True
     if enabled and not found:
@@ -222,7 +242,9 @@ class Batches:
 
     meta: dict[str, Any]
 
-    def step(self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]) -> StepOutput:  # pragma: no cover
+    def step(
+        self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]
+    ) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -241,7 +263,13 @@ class LoraAligner(Aligner):
     def check_inputs(self, inputs: AlignInputs) -> None:
         """Refuse unusable inputs clearly, before the generator is touched."""
 
-    def prepare(self, target: DiffusionTarget, generator: Generator, inputs: AlignInputs, rng: torch.Generator) -> Batches:
+    def prepare(
+        self,
+        target: DiffusionTarget,
+        generator: Generator,
+        inputs: AlignInputs,
+        rng: torch.Generator,
+    ) -> Batches:
         """Encode the training data once and return how one mini-batch's loss is computed."""
         raise NotImplementedError
 
@@ -257,7 +285,9 @@ class LoraAligner(Aligner):
 
         rng = torch.Generator().manual_seed(seed * 7919 + accelerator.process_index)
         started = time.perf_counter()
-        batches = self.prepare(target, generator, inputs, rng)  # before LoRA: bad inputs fail untouched
+        batches = self.prepare(
+            target, generator, inputs, rng
+        )  # before LoRA: bad inputs fail untouched
         encode_seconds = time.perf_counter() - started
 
         continued = has_lora(module, self.adapter_name)
@@ -266,14 +296,28 @@ class LoraAligner(Aligner):
             for p in params:
                 p.requires_grad_(True)
         else:
-            config = lora_config(opts.target_modules or target.lora_target_modules(), opts.rank, opts.alpha, opts.dropout)
-            with torch.random.fork_rng(devices=[]):  # same LoRA init on every process, global RNG untouched
+            config = lora_config(
+                opts.target_modules or target.lora_target_modules(),
+                opts.rank,
+                opts.alpha,
+                opts.dropout,
+            )
+            with torch.random.fork_rng(
+                devices=[]
+            ):  # same LoRA init on every process, global RNG untouched
                 torch.manual_seed(seed)
                 params = attach_lora(module, config, self.adapter_name)
         optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
         autocast = self._autocast(accelerator, device)
         history: list[dict[str, Any]] = []
-        selection = Selection(opts.select_metric, opts.select_mode, opts.min_delta, opts.patience, opts.select_rule, opts.lcb_confidence)
+        selection = Selection(
+            opts.select_metric,
+            opts.select_mode,
+            opts.min_delta,
+            opts.patience,
+            opts.select_rule,
+            opts.lcb_confidence,
+        )
         was_training = module.training
 
         def record(event: str, fields: dict[str, Any]) -> None:
@@ -284,17 +328,23 @@ class LoraAligner(Aligner):
             assert inputs.validate is not None
             raw = call_validator(inputs.validate, generator, opts.validation_size)
             set_lora_train_mode(module)  # sampling may have switched modes
-            stop, extra = selection.update(step, raw, lambda: lora_state_dict(module, self.adapter_name))
+            stop, extra = selection.update(
+                step, raw, lambda: lora_state_dict(module, self.adapter_name)
+            )
             record(f"{self.event}_validate", {"step": step, **_split_metrics(raw), **extra})
             return stop
 
         def one_step() -> tuple[dict[str, float], float]:
             loss, metrics = batches.step(device, autocast)
             if not math.isfinite(float(loss.detach())):
-                raise PipelineError(f"{self.kind}: non-finite loss; lower lr or use bf16 instead of fp16 forwards")
+                raise PipelineError(
+                    f"{self.kind}: non-finite loss; lower lr or use bf16 instead of fp16 forwards"
+                )
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if accelerator.num_processes > 1:  # each process drew its own batch: average the gradients
+            if (
+                accelerator.num_processes > 1
+            ):  # each process drew its own batch: average the gradients
                 for p in params:
                     if p.grad is not None:
                         p.grad = accelerator.reduce(p.grad, reduction="mean")
@@ -360,7 +410,9 @@ class LoraAligner(Aligner):
             if selection.fallback:
                 meta["select_note"] = selection.fallback
             if meta["aligned_equals_base"]:
-                why = "with a lower confidence bound above 0" if meta["select_rule"] == "lcb" else ""
+                why = (
+                    "with a lower confidence bound above 0" if meta["select_rule"] == "lcb" else ""
+                )
                 meta["note"] = (
                     f"no {self.kind} step improved validation {opts.select_metric} over the base model {why}".rstrip()
                     + "; the aligned generator equals the base"
@@ -377,7 +429,9 @@ class LoraAligner(Aligner):
 
         return Accelerator(cpu=next(module.parameters()).device.type == "cpu")
 
-    def _autocast(self, accelerator: Any, device: torch.device) -> Callable[[], AbstractContextManager[Any]]:
+    def _autocast(
+        self, accelerator: Any, device: torch.device
+    ) -> Callable[[], AbstractContextManager[Any]]:
         """Forward precision: the option if set (independent of the process-wide accelerate state,
         which cannot change once created), else the accelerator's setting."""
         choice = self.options.mixed_precision
@@ -395,9 +449,13 @@ class LoraAligner(Aligner):
         path = Path(path)
         module = diffusion_target_of(result.generator, self.kind).trainable_module()
         if not has_lora(module, self.adapter_name):
-            raise PipelineError(f"nothing to save: the generator carries no '{self.adapter_name}' adapter")
+            raise PipelineError(
+                f"nothing to save: the generator carries no '{self.adapter_name}' adapter"
+            )
         save_lora(module, self.adapter_name, path / ADAPTER_DIR)
-        (path / HISTORY_FILE).write_text(json.dumps({"history": result.history, "meta": result.meta}, indent=1))
+        (path / HISTORY_FILE).write_text(
+            json.dumps({"history": result.history, "meta": result.meta}, indent=1)
+        )
 
     def restore(self, generator: Generator, path: Path) -> Generator:
         """Attach the saved adapter to a freshly loaded base ``generator``'s network."""

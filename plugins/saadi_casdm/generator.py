@@ -37,7 +37,13 @@ from saadi_casdm.model import CASDMModel, build_model, load_model, save_model
 from saadi_casdm.options import CASDMOptions
 from saadi_casdm.training import train_network
 from saadi_core.diffusion.builders import make_accelerator, resize_images, resize_masks
-from saadi_core.diffusion.sampling import build_sampling_scheduler, denoise, initial_noise, map_fixed_batches, sample_seed
+from saadi_core.diffusion.sampling import (
+    build_sampling_scheduler,
+    denoise,
+    initial_noise,
+    map_fixed_batches,
+    sample_seed,
+)
 from saadi_core.errors import ConfigError, PipelineError
 from saadi_core.interfaces import Condition, Generator, RunContext, Sample
 
@@ -52,7 +58,8 @@ LORA_TARGET_MODULES = ["conv1", "conv2", "to_q", "to_k", "to_v", "to_out.0", "ga
 def check_dataset(dataset: Dataset) -> None:
     """Clear errors for datasets CASDM cannot train on (before any work)."""
     dataset.require_training_masks(
-        "generator 'casdm' generates images for segmentation masks", " (use a class-prompted generator such as ssd)"
+        "generator 'casdm' generates images for segmentation masks",
+        " (use a class-prompted generator such as ssd)",
     )
 
 
@@ -60,7 +67,9 @@ def condition_indices(n_total: int, n_conditions: int | None, seed: int) -> list
     """The training images whose masks are conditions: a seeded subset, in dataset order."""
     if n_conditions is None or n_conditions >= n_total:
         return list(range(n_total))
-    order = np.random.default_rng(sample_seed(seed, "casdm-conditions", n_total)).permutation(n_total)
+    order = np.random.default_rng(sample_seed(seed, "casdm-conditions", n_total)).permutation(
+        n_total
+    )
     return sorted(int(i) for i in order[:n_conditions])
 
 
@@ -83,7 +92,9 @@ class CASDMGenerator(Generator):
 
     def _initial_model(self, dataset: Dataset) -> CASDMModel:
         if self.options.pretrained is None:
-            return build_model(self.options, dataset.num_classes, self.options.resolution or dataset.image_size)
+            return build_model(
+                self.options, dataset.num_classes, self.options.resolution or dataset.image_size
+            )
         model, meta = load_model(Path(self.options.pretrained).expanduser())
         if model.num_classes != dataset.num_classes:
             raise ConfigError(
@@ -97,16 +108,32 @@ class CASDMGenerator(Generator):
         ``dataset.train``."""
         check_dataset(dataset)
         assert dataset.train.masks is not None
-        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision, who="generator 'casdm'")
+        accelerator = make_accelerator(
+            self.context.accelerator,
+            self.context.device,
+            self.options.mixed_precision,
+            who="generator 'casdm'",
+        )
         model = self._initial_model(dataset)
-        self.history = train_network(model, dataset.train.images, dataset.train.masks, self.options, accelerator, self.context.progress)
+        self.history = train_network(
+            model,
+            dataset.train.images,
+            dataset.train.masks,
+            self.options,
+            accelerator,
+            self.context.progress,
+        )
         self.model = model
         self.class_names = list(dataset.class_names)
         self.image_size = dataset.image_size
         self.layout = None
         if self.options.conditions != "training-masks":
             self.layout, self.layout_history = LayoutGenerator.train(
-                dataset.train.masks, dataset.class_names, self.options, self.context.accelerator, self.context.device,
+                dataset.train.masks,
+                dataset.class_names,
+                self.options,
+                self.context.accelerator,
+                self.context.device,
                 self.context.progress,
             )
 
@@ -124,12 +151,18 @@ class CASDMGenerator(Generator):
     def _label_map(self, mask: torch.Tensor | None, where: str) -> torch.Tensor:
         """A condition's mask at the model's resolution (validated)."""
         if mask is None:
-            raise PipelineError(f"generator 'casdm' generates an image for a mask, but {where} has no mask")
+            raise PipelineError(
+                f"generator 'casdm' generates an image for a mask, but {where} has no mask"
+            )
         if mask.dim() != 2 or mask.is_floating_point():
-            raise PipelineError(f"casdm: the mask of {where} must be an integer (H, W) class map, got {mask.dtype} {tuple(mask.shape)}")
+            raise PipelineError(
+                f"casdm: the mask of {where} must be an integer (H, W) class map, got {mask.dtype} {tuple(mask.shape)}"
+            )
         n_classes = self.require_model().num_classes
         if mask.numel() and (int(mask.min()) < 0 or int(mask.max()) >= n_classes):
-            raise PipelineError(f"casdm: the mask of {where} holds class ids outside [0, {n_classes})")
+            raise PipelineError(
+                f"casdm: the mask of {where} holds class ids outside [0, {n_classes})"
+            )
         return resize_masks(mask[None].long().to(self.device), self.require_model().resolution)[0]
 
     # ------------------------------------------------------------------ conditions
@@ -143,12 +176,22 @@ class CASDMGenerator(Generator):
         if self.options.conditions in ("training-masks", "both"):
             for i in picks:
                 mask = torch.from_numpy(np.ascontiguousarray(split.masks[i])).long()
-                conditions.append(Condition(id=f"mask:{split.ids[i]}", mask=mask, meta={"source": split.ids[i]}))
+                conditions.append(
+                    Condition(id=f"mask:{split.ids[i]}", mask=mask, meta={"source": split.ids[i]})
+                )
         if self.options.conditions in ("generated-layouts", "both"):
-            conditions.extend(self.layout_conditions([split.masks[i] for i in picks], [split.ids[i] for i in picks], dataset.class_names))
+            conditions.extend(
+                self.layout_conditions(
+                    [split.masks[i] for i in picks],
+                    [split.ids[i] for i in picks],
+                    dataset.class_names,
+                )
+            )
         return conditions
 
-    def layout_conditions(self, masks: Sequence[np.ndarray], sources: Sequence[str], class_names: Sequence[str]) -> list[Condition]:
+    def layout_conditions(
+        self, masks: Sequence[np.ndarray], sources: Sequence[str], class_names: Sequence[str]
+    ) -> list[Condition]:
         """New masks from the layout generator, one per described mask (id ``layout:{source}``)."""
         if self.layout is None:
             raise PipelineError(
@@ -158,20 +201,30 @@ class CASDMGenerator(Generator):
         descriptions = [describe_mask(np.asarray(m), class_names) for m in masks]
         keys = [(f"layout:{source}", 0) for source in sources]
         labels = self.layout.sample(
-            descriptions, keys, self.options.seed, self.options.layout_sampling_steps, self.options.sample_batch_size
+            descriptions,
+            keys,
+            self.options.seed,
+            self.options.layout_sampling_steps,
+            self.options.sample_batch_size,
         )
         return [
-            Condition(id=key, mask=label.long().contiguous(), meta={"source": source, "prompts": prompts})
+            Condition(
+                id=key, mask=label.long().contiguous(), meta={"source": source, "prompts": prompts}
+            )
             for (key, _), label, source, prompts in zip(keys, labels, sources, descriptions)
         ]
 
     # ------------------------------------------------------------------ sampling
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """The image network's output for ``x_t`` under ``cond["labels"]`` (model-resolution masks)."""
         return self.require_model().network(x_t, t, cond["labels"])
 
-    def sample(self, conditions: Sequence[Condition], n_per_condition: int, seed: int) -> list[Sample]:
+    def sample(
+        self, conditions: Sequence[Condition], n_per_condition: int, seed: int
+    ) -> list[Sample]:
         """``n_per_condition`` images per condition, each from noise seeded by ``(seed, c.id, i)``
         and denoised with DPM-Solver++ on fixed-size chunks (bit-identical however many are
         requested together)."""
@@ -182,13 +235,21 @@ class CASDMGenerator(Generator):
         device = self.device
         labels = {c.id: self._label_map(c.mask, f"condition '{c.id}'") for c in conditions}
         items = [(c, i) for c in conditions for i in range(n_per_condition)]
-        noise = initial_noise(seed, [(c.id, i) for c, i in items], model.latent_shape, device=device)
+        noise = initial_noise(
+            seed, [(c.id, i) for c, i in items], model.latent_shape, device=device
+        )
         label_batch = torch.stack([labels[c.id] for c, _ in items])
         scheduler = build_sampling_scheduler(model.noise_scheduler.config, "dpm-solver++")
         chunk = self.options.sample_batch_size
 
         def run(noise_chunk: torch.Tensor, label_chunk: torch.Tensor) -> torch.Tensor:
-            x = denoise(self.predict, scheduler, noise_chunk, {"labels": label_chunk}, self.options.sampling_steps)
+            x = denoise(
+                self.predict,
+                scheduler,
+                noise_chunk,
+                {"labels": label_chunk},
+                self.options.sampling_steps,
+            )
             return model.autoencoder.decode(x).clamp(-1.0, 1.0)
 
         starts = range(0, len(items), chunk)
@@ -200,8 +261,23 @@ class CASDMGenerator(Generator):
         samples = []
         for (c, i), image in zip(items, images):
             assert c.mask is not None
-            picture = resize_images(image[None], tuple(c.mask.shape))[0].clamp(-1.0, 1.0).float().cpu().contiguous()
-            samples.append(Sample(image=picture, condition=c, generator=self.kind, seed=seed, index=i, mask=c.mask.detach().cpu().long()))
+            picture = (
+                resize_images(image[None], tuple(c.mask.shape))[0]
+                .clamp(-1.0, 1.0)
+                .float()
+                .cpu()
+                .contiguous()
+            )
+            samples.append(
+                Sample(
+                    image=picture,
+                    condition=c,
+                    generator=self.kind,
+                    seed=seed,
+                    index=i,
+                    mask=c.mask.detach().cpu().long(),
+                )
+            )
         return samples
 
     # ------------------------------------------------------------------ persistence
@@ -223,7 +299,9 @@ class CASDMGenerator(Generator):
         self.class_names = list(meta.get("class_names", []))
         self.image_size = meta.get("image_size")
         layout_dir = Path(path) / LAYOUT_DIR
-        self.layout = LayoutGenerator.load(layout_dir, self.context.device) if layout_dir.is_dir() else None
+        self.layout = (
+            LayoutGenerator.load(layout_dir, self.context.device) if layout_dir.is_dir() else None
+        )
 
     # ------------------------------------------------------------------ alignment
 
@@ -252,11 +330,19 @@ class CASDMTarget:
         images = torch.stack([s.image for s in samples]).to(device=gen.device, dtype=torch.float32)
         x0 = model.autoencoder.encode(resize_images(images, model.resolution)).float()
         labels = torch.stack(
-            [gen._label_map(s.mask if s.mask is not None else s.condition.mask, f"sample of '{s.condition.id}'") for s in samples]
+            [
+                gen._label_map(
+                    s.mask if s.mask is not None else s.condition.mask,
+                    f"sample of '{s.condition.id}'",
+                )
+                for s in samples
+            ]
         )
         return x0, {"labels": labels}
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         return self.generator.predict(x_t, t, cond)
 
     def trainable_module(self) -> torch.nn.Module:

@@ -45,11 +45,26 @@ from scipy import ndimage
 
 from saadi_casdm.losses import class_aware_mse, class_weight_map
 from saadi_casdm.options import CASDMOptions
-from saadi_core.diffusion.builders import encode_prompts, make_accelerator, quiet_hf_progress, resize_masks
-from saadi_core.diffusion.latent import LatentDiffusionModel, build_from_config, load_saved, save_model
+from saadi_core.diffusion.builders import (
+    encode_prompts,
+    make_accelerator,
+    quiet_hf_progress,
+    resize_masks,
+)
+from saadi_core.diffusion.latent import (
+    LatentDiffusionModel,
+    build_from_config,
+    load_saved,
+    save_model,
+)
 from saadi_core.diffusion.latent_options import LatentDiffusionOptions, PredictionType
 from saadi_core.diffusion.latent_training import LatentTrainingLoop
-from saadi_core.diffusion.sampling import build_sampling_scheduler, denoise, initial_noise, map_fixed_batches
+from saadi_core.diffusion.sampling import (
+    build_sampling_scheduler,
+    denoise,
+    initial_noise,
+    map_fixed_batches,
+)
 from saadi_core.diffusion.targets import training_target
 from saadi_core.errors import DataError
 from saadi_core.interfaces import ProgressReporter
@@ -57,7 +72,12 @@ from saadi_core.interfaces import ProgressReporter
 #: sub-directory and meta-file name of the layout model in a saved casdm generator
 LAYOUT_DIR = "layout"
 
-SIZE_WORDS: tuple[tuple[float, str], ...] = ((0.01, "tiny"), (0.05, "small"), (0.2, "medium"), (float("inf"), "large"))
+SIZE_WORDS: tuple[tuple[float, str], ...] = (
+    (0.01, "tiny"),
+    (0.05, "small"),
+    (0.2, "medium"),
+    (float("inf"), "large"),
+)
 VERTICAL = ("top", "middle", "bottom")
 HORIZONTAL = ("left", "centre", "right")
 COUNT_WORDS = ("one", "two", "several")
@@ -179,7 +199,9 @@ def layout_options(options: CASDMOptions) -> LayoutModelOptions:
     )
 
 
-def _with_pretrained_text_encoder(opts: LayoutModelOptions, directory: Path, resolution: int) -> LatentDiffusionModel:
+def _with_pretrained_text_encoder(
+    opts: LayoutModelOptions, directory: Path, resolution: int
+) -> LatentDiffusionModel:
     """A layout model built from config around a frozen CLIP text encoder and tokenizer loaded from
     ``directory`` (the paper's set-up); the UNet's cross-attention width follows the encoder."""
     from transformers import AutoTokenizer, CLIPTextModel
@@ -194,7 +216,10 @@ def _with_pretrained_text_encoder(opts: LayoutModelOptions, directory: Path, res
     width = int(text_encoder.config.hidden_size)
     heads = next(h for h in (8, 4, 2, 1) if width % h == 0)
     model = build_from_config(
-        opts.model_copy(update={"text_hidden_size": width, "text_heads": heads}), ["{class}"], resolution, name="casdm layout",
+        opts.model_copy(update={"text_hidden_size": width, "text_heads": heads}),
+        ["{class}"],
+        resolution,
+        name="casdm layout",
         text_time_embedding=True,
     )
     model.text_encoder, model.tokenizer = text_encoder.requires_grad_(False).eval(), tokenizer
@@ -210,7 +235,9 @@ def _flips(masks: np.ndarray) -> np.ndarray:
 class LayoutGenerator:
     """A trained layout model with its class colours; samples class-id masks from prompt sets."""
 
-    def __init__(self, model: LatentDiffusionModel, class_names: Sequence[str], image_size: int) -> None:
+    def __init__(
+        self, model: LatentDiffusionModel, class_names: Sequence[str], image_size: int
+    ) -> None:
         self.model = model
         self.class_names = list(class_names)
         self.image_size = int(image_size)
@@ -238,15 +265,33 @@ class LayoutGenerator:
         if saved is not None and saved.is_dir():
             model, _ = load_saved(saved, name=LAYOUT_DIR)
         elif options.layout_text_encoder is not None:
-            model = _with_pretrained_text_encoder(opts, Path(options.layout_text_encoder), int(masks.shape[-1]))
+            model = _with_pretrained_text_encoder(
+                opts, Path(options.layout_text_encoder), int(masks.shape[-1])
+            )
         else:
             model = build_from_config(
-                opts, [*prompts, *vocabulary_words(class_names)], int(masks.shape[-1]), name="casdm layout", text_time_embedding=True
+                opts,
+                [*prompts, *vocabulary_words(class_names)],
+                int(masks.shape[-1]),
+                name="casdm layout",
+                text_time_embedding=True,
             )
-        opts = opts.model_copy(update={"train_text_encoder": "text_encoder" not in model.references})
+        opts = opts.model_copy(
+            update={"train_text_encoder": "text_encoder" not in model.references}
+        )
         layout = cls(model, class_names, int(masks.shape[-1]))
-        accelerator = make_accelerator(context_accelerator, device, opts.mixed_precision, who="casdm layout generator")
-        history = layout._fit(masks, descriptions, prompts, opts, accelerator, progress, options.layout_class_aware_mse)
+        accelerator = make_accelerator(
+            context_accelerator, device, opts.mixed_precision, who="casdm layout generator"
+        )
+        history = layout._fit(
+            masks,
+            descriptions,
+            prompts,
+            opts,
+            accelerator,
+            progress,
+            options.layout_class_aware_mse,
+        )
         return layout, history
 
     def _fit(
@@ -263,7 +308,9 @@ class LayoutGenerator:
         loop = LatentTrainingLoop(model, prompts, opts, accelerator, progress, name="casdm-layout")
         device = accelerator.device
         index = {p: i for i, p in enumerate(prompts)}
-        table = torch.tensor([[index[p] for p in d] for d in descriptions], dtype=torch.long)  # (N, K)
+        table = torch.tensor(
+            [[index[p] for p in d] for d in descriptions], dtype=torch.long
+        )  # (N, K)
         labels = torch.from_numpy(masks).long()
         scheduler = model.noise_scheduler
         rng = torch.Generator().manual_seed(opts.seed + 1 + accelerator.process_index)
@@ -279,9 +326,17 @@ class LayoutGenerator:
             t = torch.randint(0, num_timesteps, (batch,), generator=rng).to(device)
             states = loop.prompt_states()[table[rows].to(device)]  # (B, K, L, D)
             with accelerator.autocast():
-                prediction = loop.unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=states.flatten(1, 2)).sample
-            weights = class_weight_map(label, num_classes) if class_aware else torch.ones(label.shape, device=device)
-            loop.update(class_aware_mse(prediction, training_target(scheduler, x0, noise, t), weights))
+                prediction = loop.unet(
+                    scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=states.flatten(1, 2)
+                ).sample
+            weights = (
+                class_weight_map(label, num_classes)
+                if class_aware
+                else torch.ones(label.shape, device=device)
+            )
+            loop.update(
+                class_aware_mse(prediction, training_target(scheduler, x0, noise, t), weights)
+            )
         return loop.finish()
 
     # ------------------------------------------------------------------ sampling
@@ -292,12 +347,19 @@ class LayoutGenerator:
         unique = list(dict.fromkeys(p for prompts in prompt_sets for p in prompts))
         table = encode_prompts(self.model.tokenizer, self.model.text_encoder, unique)
         where = {p: i for i, p in enumerate(unique)}
-        rows = torch.tensor([[where[p] for p in prompts] for prompts in prompt_sets], device=table.device)
+        rows = torch.tensor(
+            [[where[p] for p in prompts] for prompts in prompt_sets], device=table.device
+        )
         return table[rows].flatten(1, 2)
 
     @torch.no_grad()
     def sample(
-        self, prompt_sets: Sequence[Sequence[str]], keys: Sequence[tuple[str, int]], seed: int, steps: int, batch_size: int
+        self,
+        prompt_sets: Sequence[Sequence[str]],
+        keys: Sequence[tuple[str, int]],
+        seed: int,
+        steps: int,
+        batch_size: int,
     ) -> torch.Tensor:
         """One class-id mask ``(N, image_size, image_size)`` per prompt set; the starting noise of
         row ``j`` comes from ``(seed, *keys[j])``, and the network runs on fixed-size chunks, so a
@@ -309,7 +371,9 @@ class LayoutGenerator:
         noise = initial_noise(seed, keys, model.latent_shape, device=device)
         scheduler = build_sampling_scheduler(model.noise_scheduler.config, "dpm-solver++")
 
-        def predict(x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        def predict(
+            x: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+        ) -> torch.Tensor:
             return model.unet(x, t, encoder_hidden_states=cond["states"]).sample
 
         def run(noise_chunk: torch.Tensor, state_chunk: torch.Tensor) -> torch.Tensor:

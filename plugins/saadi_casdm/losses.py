@@ -52,7 +52,9 @@ def _pool_to(weights: torch.Tensor, size: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(weights[:, None], size)
 
 
-def class_aware_mse(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def class_aware_mse(
+    prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """Eq. 6 (see the module docstring): per image ``Σ W·e / Σ W``, averaged over the batch.
 
     ``prediction``/``target`` may be at a coarser grid than ``weights`` (pixel-unshuffled
@@ -65,7 +67,9 @@ def class_aware_mse(prediction: torch.Tensor, target: torch.Tensor, weights: tor
     return ((pooled * error).sum(dim=(1, 2, 3)) / pooled.sum(dim=(1, 2, 3)).clamp_min(1e-12)).mean()
 
 
-def predicted_x0(scheduler: Any, x_t: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def predicted_x0(
+    scheduler: Any, x_t: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """``x̂_0`` from a network output in the scheduler's ``prediction_type`` (paper Eq. 10 for
     epsilon: ``(x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t``)."""
     kind = scheduler.config.prediction_type
@@ -92,7 +96,9 @@ class _EncoderView(torch.nn.Module):
         return self.network.encoder_features(sample, timesteps)
 
 
-def perceptual_features(network: torch.nn.Module, sample: torch.Tensor, timesteps: torch.Tensor) -> list[torch.Tensor]:
+def perceptual_features(
+    network: torch.nn.Module, sample: torch.Tensor, timesteps: torch.Tensor
+) -> list[torch.Tensor]:
     """``network.encoder_features(sample, timesteps)`` with the network's weights detached:
     gradients flow into ``sample`` only (see the module docstring)."""
     detached = {f"network.{name}": p.detach() for name, p in network.named_parameters()}
@@ -117,5 +123,7 @@ def class_aware_perceptual_loss(
     for target, pred in zip(reference, predicted):
         pooled = _pool_to(weights, int(pred.shape[-1]))
         error = (target.detach().float() - pred.float()).pow(2).mean(dim=1, keepdim=True)
-        levels.append((pooled * error).sum(dim=(1, 2, 3)) / pooled.sum(dim=(1, 2, 3)).clamp_min(1e-12))
+        levels.append(
+            (pooled * error).sum(dim=(1, 2, 3)) / pooled.sum(dim=(1, 2, 3)).clamp_min(1e-12)
+        )
     return torch.stack(levels).mean(dim=0).mean()

@@ -104,7 +104,9 @@ def save_model(model: CASDMModel, path: Path, meta: dict[str, Any]) -> None:
     """Write the base model and the generator's ``meta`` into ``path``. Adapters belong to the
     aligner, which saves them itself."""
     if getattr(model.network, "peft_config", None):
-        raise RuntimeError("casdm.save writes base weights only; remove adapters first (the aligner saves its own)")
+        raise RuntimeError(
+            "casdm.save writes base weights only; remove adapters first (the aligner saves its own)"
+        )
     path.mkdir(parents=True, exist_ok=True)
     with quiet_hf_progress():
         model.network.save_pretrained(path / "network")
@@ -118,12 +120,16 @@ def load_model(path: Path) -> tuple[CASDMModel, dict[str, Any]]:
     from diffusers import DDPMScheduler
 
     path = Path(path)
-    record = read_record(path, META_FILE, FORMAT, "casdm", parts=("network", "scheduler", "autoencoder"))
+    record = read_record(
+        path, META_FILE, FORMAT, "casdm", parts=("network", "scheduler", "autoencoder")
+    )
     parts = load_parts(path, {"network": SemanticUNet, "scheduler": DDPMScheduler})
     network, scheduler = parts["network"], parts["scheduler"]
     autoencoder = load_autoencoder(path / "autoencoder")
     if not isinstance(autoencoder, PixelUnshuffleAutoencoder):
-        raise DataError(f"saved casdm generator {path}: autoencoder/ is not a pixel-unshuffle config")
+        raise DataError(
+            f"saved casdm generator {path}: autoencoder/ is not a pixel-unshuffle config"
+        )
     resolution = int(record.pop("resolution"))
     record.pop("format")
     return CASDMModel(network, autoencoder, scheduler, resolution).freeze(), record

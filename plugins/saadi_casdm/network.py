@@ -31,7 +31,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from torch import nn
 
-from saadi_casdm.spade import MaskEncoder, SPADEResBlock, mask_input_channels, mask_pyramid_input, one_hot_masks
+from saadi_casdm.spade import (
+    MaskEncoder,
+    SPADEResBlock,
+    mask_input_channels,
+    mask_pyramid_input,
+    one_hot_masks,
+)
 
 
 class SemanticUNet(ModelMixin, ConfigMixin):
@@ -74,28 +80,53 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         for level, width in enumerate(channels):
             blocks = []
             for _ in range(layers_per_block):
-                blocks.append(ResnetBlock2D(in_channels=previous, out_channels=width, temb_channels=temb, groups=norm_num_groups, dropout=dropout))
+                blocks.append(
+                    ResnetBlock2D(
+                        in_channels=previous,
+                        out_channels=width,
+                        temb_channels=temb,
+                        groups=norm_num_groups,
+                        dropout=dropout,
+                    )
+                )
                 previous = width
             self.down_resnets.append(nn.ModuleList(blocks))
-            self.downsamplers.append(Downsample2D(width, use_conv=True, name="op") if level < len(channels) - 1 else nn.Identity())
+            self.downsamplers.append(
+                Downsample2D(width, use_conv=True, name="op")
+                if level < len(channels) - 1
+                else nn.Identity()
+            )
 
         # ---- bottleneck: encoder ResNet (mask-free), self-attention, decoder (SPADE) ResNet
         bottom = channels[-1]
-        self.mid_resnet = ResnetBlock2D(in_channels=bottom, out_channels=bottom, temb_channels=temb, groups=norm_num_groups)
+        self.mid_resnet = ResnetBlock2D(
+            in_channels=bottom, out_channels=bottom, temb_channels=temb, groups=norm_num_groups
+        )
         self.mid_attention = (
             Attention(
-                bottom, heads=max(1, bottom // attention_head_dim), dim_head=attention_head_dim, norm_num_groups=norm_num_groups,
-                residual_connection=True, bias=True, eps=1e-6, _from_deprecated_attn_block=True,
+                bottom,
+                heads=max(1, bottom // attention_head_dim),
+                dim_head=attention_head_dim,
+                norm_num_groups=norm_num_groups,
+                residual_connection=True,
+                bias=True,
+                eps=1e-6,
+                _from_deprecated_attn_block=True,
             )
             if attention
             else None
         )
         levels = len(channels)
         self.mask_encoders = nn.ModuleList(
-            MaskEncoder(mask_input_channels(num_classes, mask_factor * 2**level, mask_detail), mask_hidden_channels)
+            MaskEncoder(
+                mask_input_channels(num_classes, mask_factor * 2**level, mask_detail),
+                mask_hidden_channels,
+            )
             for level in range(levels)
         )
-        self.mid_spade = SPADEResBlock(bottom, bottom, temb, mask_hidden_channels, norm_num_groups, dropout)
+        self.mid_spade = SPADEResBlock(
+            bottom, bottom, temb, mask_hidden_channels, norm_num_groups, dropout
+        )
 
         # ---- decoder: SPADE blocks, the first of each level takes the skip connection
         self.up_resnets = nn.ModuleList()
@@ -106,7 +137,11 @@ class SemanticUNet(ModelMixin, ConfigMixin):
             blocks = []
             for j in range(layers_per_block):
                 incoming = previous + width if j == 0 else width
-                blocks.append(SPADEResBlock(incoming, width, temb, mask_hidden_channels, norm_num_groups, dropout))
+                blocks.append(
+                    SPADEResBlock(
+                        incoming, width, temb, mask_hidden_channels, norm_num_groups, dropout
+                    )
+                )
                 previous = width
             self.up_resnets.append(nn.ModuleList(blocks))
             self.upsamplers.append(Upsample2D(width, use_conv=True) if level > 0 else nn.Identity())
@@ -138,7 +173,9 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         plus the bottleneck), as the self-perceptual loss compares them."""
         return self._encode(sample, self._time(sample, timestep))
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """The prediction for ``sample`` ``(N, C, h, w)`` at integer ``timestep`` (``(N,)`` or a
         scalar) under class-id masks ``labels`` ``(N, h·f, w·f)``."""
         temb = self._time(sample, timestep)

@@ -29,13 +29,18 @@ class CASDMOptions(GeneratorOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(default=0, description="seed of weight initialisation, training randomness, condition choice and layouts")
+    seed: int = Field(
+        default=0,
+        description="seed of weight initialisation, training randomness, condition choice and layouts",
+    )
     pretrained: Path | None = Field(
         default=None,
         description="directory of a saved casdm generator whose image network (and layout model, if any) training "
         "starts from; None = random initialisation from the options below",
     )
-    resolution: int | None = Field(default=None, ge=8, description="training/sampling size; None = the dataset's image size")
+    resolution: int | None = Field(
+        default=None, ge=8, description="training/sampling size; None = the dataset's image size"
+    )
     unshuffle_factor: int = Field(
         default=4,
         ge=1,
@@ -44,19 +49,32 @@ class CASDMOptions(GeneratorOptions):
     )
 
     # ---- image network (SemanticUNet)
-    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="width per UNet level")
-    layers_per_block: int = Field(default=1, ge=1, description="ResNet blocks per level on each side")
-    norm_num_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
+    block_out_channels: list[int] = Field(
+        default_factory=lambda: [32, 64], min_length=1, description="width per UNet level"
+    )
+    layers_per_block: int = Field(
+        default=1, ge=1, description="ResNet blocks per level on each side"
+    )
+    norm_num_groups: int = Field(
+        default=32, ge=1, description="GroupNorm groups (must divide every channel count)"
+    )
     attention: bool = Field(default=True, description="self-attention at the bottleneck")
     attention_head_dim: int = Field(default=32, ge=1)
-    mask_hidden_channels: int = Field(default=32, ge=1, description="width of each level's SPADE mask features")
-    mask_detail: int = Field(default=4, ge=1, description="max space-to-depth factor of the mask per level (see spade.py)")
+    mask_hidden_channels: int = Field(
+        default=32, ge=1, description="width of each level's SPADE mask features"
+    )
+    mask_detail: int = Field(
+        default=4,
+        ge=1,
+        description="max space-to-depth factor of the mask per level (see spade.py)",
+    )
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
     # ---- diffusion
     num_train_timesteps: int = Field(default=1000, ge=10)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = Field(
-        default="squaredcos_cap_v2", description="training noise schedule (paper: the traditional linear DDPM one)"
+        default="squaredcos_cap_v2",
+        description="training noise schedule (paper: the traditional linear DDPM one)",
     )
     prediction_type: PredictionType = Field(
         default="sample",
@@ -65,22 +83,37 @@ class CASDMOptions(GeneratorOptions):
     )
 
     # ---- losses
-    class_aware_mse: bool = Field(default=True, description="Eq. 6-7 class-weighted MSE; false = plain MSE (SDM)")
+    class_aware_mse: bool = Field(
+        default=True, description="Eq. 6-7 class-weighted MSE; false = plain MSE (SDM)"
+    )
     perceptual_weight: float = Field(
-        default=0.5, ge=0, description="weight of the class-aware self-perceptual loss (Eq. 8) next to the MSE; 0 = off"
+        default=0.5,
+        ge=0,
+        description="weight of the class-aware self-perceptual loss (Eq. 8) next to the MSE; 0 = off",
     )
 
     # ---- training
     max_steps: int = Field(default=600, ge=0, description="optimiser steps of the image network")
     batch_size: int = Field(default=32, ge=1, description="images per step and process")
     learning_rate: float = Field(default=1e-3, gt=0)
-    lr_schedule: Literal["constant", "cosine"] = Field(default="constant", description="after the linear warm-up")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="constant", description="after the linear warm-up"
+    )
     lr_warmup_steps: int = Field(default=50, ge=0)
     weight_decay: float = Field(default=1e-2, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
-    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="max EMA decay of the trained weights; 0 disables EMA")
-    ema_power: float = Field(default=0.75, gt=0, description="EMA warm-up: decay at step k = 1 - (1 + k)^-power (capped)")
-    random_flip: bool = Field(default=True, description="random horizontal/vertical flips of training image+mask pairs")
+    ema_decay: float = Field(
+        default=0.999,
+        ge=0,
+        lt=1,
+        description="max EMA decay of the trained weights; 0 disables EMA",
+    )
+    ema_power: float = Field(
+        default=0.75, gt=0, description="EMA warm-up: decay at step k = 1 - (1 + k)^-power (capped)"
+    )
+    random_flip: bool = Field(
+        default=True, description="random horizontal/vertical flips of training image+mask pairs"
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         default="auto", description="'auto' = bf16 on a CUDA device that supports it, else fp32"
     )
@@ -100,14 +133,22 @@ class CASDMOptions(GeneratorOptions):
     )
 
     # ---- sampling
-    sampling_steps: int = Field(default=10, ge=1, description="DPM-Solver++ steps per sample (paper: 30)")
+    sampling_steps: int = Field(
+        default=10, ge=1, description="DPM-Solver++ steps per sample (paper: 30)"
+    )
     sample_batch_size: int = Field(
-        default=16, ge=1, description="fixed internal batch size of sampling (samples are bit-identical for a given value)"
+        default=16,
+        ge=1,
+        description="fixed internal batch size of sampling (samples are bit-identical for a given value)",
     )
 
     # ---- layout generator (text-prompted segmentation maps)
-    layout_unshuffle_factor: int = Field(default=4, ge=1, description="pixel-unshuffle factor of the colour maps")
-    layout_block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="layout UNet widths")
+    layout_unshuffle_factor: int = Field(
+        default=4, ge=1, description="pixel-unshuffle factor of the colour maps"
+    )
+    layout_block_out_channels: list[int] = Field(
+        default_factory=lambda: [32, 64], min_length=1, description="layout UNet widths"
+    )
     layout_attention: list[bool] = Field(
         default_factory=lambda: [False, False],
         description="cross-attention to the class prompts per layout UNet level; the mid block always attends "
@@ -119,25 +160,37 @@ class CASDMOptions(GeneratorOptions):
         "used frozen as in the paper; None = a small CLIP text encoder built here and trained with the layout model",
     )
     layout_text_hidden_size: int = Field(
-        default=64, ge=8, description="width of the built text encoder (ignored with layout_text_encoder)"
+        default=64,
+        ge=8,
+        description="width of the built text encoder (ignored with layout_text_encoder)",
     )
     layout_class_aware_mse: bool = Field(
         default=False,
         description="train the layout model with the class-aware MSE (Eq. 6-7) instead of the paper's plain MSE",
     )
-    layout_max_steps: int = Field(default=600, ge=0, description="optimiser steps of the layout model")
+    layout_max_steps: int = Field(
+        default=600, ge=0, description="optimiser steps of the layout model"
+    )
     layout_batch_size: int = Field(default=32, ge=1)
     layout_learning_rate: float = Field(default=1e-3, gt=0)
-    layout_sampling_steps: int = Field(default=10, ge=1, description="DPM-Solver++ steps per generated layout")
+    layout_sampling_steps: int = Field(
+        default=10, ge=1, description="DPM-Solver++ steps per generated layout"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> CASDMOptions:
         if any(c % self.norm_num_groups for c in self.block_out_channels):
-            raise ValueError("every 'block_out_channels' entry must be divisible by 'norm_num_groups'")
+            raise ValueError(
+                "every 'block_out_channels' entry must be divisible by 'norm_num_groups'"
+            )
         if len(self.layout_block_out_channels) != len(self.layout_attention):
-            raise ValueError("layout_block_out_channels and layout_attention must have the same length")
+            raise ValueError(
+                "layout_block_out_channels and layout_attention must have the same length"
+            )
         if any(c % 32 for c in self.layout_block_out_channels):
-            raise ValueError("every 'layout_block_out_channels' entry must be divisible by 32 (its GroupNorm groups)")
+            raise ValueError(
+                "every 'layout_block_out_channels' entry must be divisible by 32 (its GroupNorm groups)"
+            )
         return self
 
 

@@ -82,7 +82,13 @@ class SPADEResBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, temb_channels: int, hidden_channels: int, groups: int, dropout: float = 0.0
+        self,
+        in_channels: int,
+        out_channels: int,
+        temb_channels: int,
+        hidden_channels: int,
+        groups: int,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm1 = SpatiallyAdaptiveNorm(in_channels, hidden_channels, groups)
@@ -91,9 +97,13 @@ class SPADEResBlock(nn.Module):
         self.norm2 = SpatiallyAdaptiveNorm(out_channels, hidden_channels, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.conv_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.conv_shortcut = (
+            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        )
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, temb: torch.Tensor, mask_features: torch.Tensor
+    ) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x, mask_features)))
         h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h, mask_features))))

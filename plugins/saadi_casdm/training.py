@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from saadi_casdm.losses import class_aware_mse, class_aware_perceptual_loss, class_weight_map, perceptual_features, predicted_x0
+from saadi_casdm.losses import (
+    class_aware_mse,
+    class_aware_perceptual_loss,
+    class_weight_map,
+    perceptual_features,
+    predicted_x0,
+)
 from saadi_casdm.model import CASDMModel
 from saadi_casdm.options import CASDMOptions
 from saadi_core.diffusion.builders import ModuleEMA, random_flips, resize_images, resize_masks
@@ -45,13 +51,22 @@ def train_network(
     device = accelerator.device
     model.to(device)
     network = model.network.requires_grad_(True).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
+    )
     schedule = "cosine" if options.lr_schedule == "cosine" else "constant_with_warmup"
     lr_scheduler = get_scheduler(
-        schedule, optimizer, num_warmup_steps=options.lr_warmup_steps, num_training_steps=max(options.max_steps, 1)
+        schedule,
+        optimizer,
+        num_warmup_steps=options.lr_warmup_steps,
+        num_training_steps=max(options.max_steps, 1),
     )
     prepared, optimizer, lr_scheduler = accelerator.prepare(network, optimizer, lr_scheduler)
-    ema = ModuleEMA([network], options.ema_decay, options.ema_power) if options.ema_decay > 0 else None
+    ema = (
+        ModuleEMA([network], options.ema_decay, options.ema_power)
+        if options.ema_decay > 0
+        else None
+    )
 
     pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     labels_all = torch.from_numpy(np.ascontiguousarray(masks)).long()
@@ -77,18 +92,26 @@ def train_network(
         labels = resize_masks(labels.to(device), model.resolution)
         x0 = model.autoencoder.encode(resize_images(x.to(device), model.resolution))
         x_t = scheduler.add_noise(x0, noise, t)
-        weights = class_weight_map(labels, num_classes) if options.class_aware_mse else torch.ones(labels.shape, device=device)
+        weights = (
+            class_weight_map(labels, num_classes)
+            if options.class_aware_mse
+            else torch.ones(labels.shape, device=device)
+        )
         with accelerator.autocast():
             prediction = prepared(x_t, t, labels)
         mse = class_aware_mse(prediction, training_target(scheduler, x0, noise, t), weights)
         loss = mse
         record = {"step": step + 1, "mse": float(mse.detach())}
         if options.perceptual_weight > 0:
-            renoised = scheduler.add_noise(predicted_x0(scheduler, x_t, prediction.float(), t), noise, t)
+            renoised = scheduler.add_noise(
+                predicted_x0(scheduler, x_t, prediction.float(), t), noise, t
+            )
             with torch.no_grad(), accelerator.autocast():
                 reference = network.encoder_features(x_t, t)
             with accelerator.autocast():
-                perceptual = class_aware_perceptual_loss(lambda s, t=t: perceptual_features(network, s, t), reference, renoised, weights)
+                perceptual = class_aware_perceptual_loss(
+                    lambda s, t=t: perceptual_features(network, s, t), reference, renoised, weights
+                )
             loss = loss + options.perceptual_weight * perceptual
             record["perceptual"] = float(perceptual.detach())
         accelerator.backward(loss)

@@ -68,7 +68,9 @@ def _load(options: AutoLaparoOptions, context: object | None = None) -> Dataset:
     for f in files:
         match = _STEM.match(f.stem)
         if match is None:
-            raise DataError(f"image {f} is not named <clip:3><frame:3> (e.g. 001025.jpg) as AutoLaparo task 3 names its frames")
+            raise DataError(
+                f"image {f} is not named <clip:3><frame:3> (e.g. 001025.jpg) as AutoLaparo task 3 names its frames"
+            )
         mask = mask_dir / f"{f.stem}.png"
         if not mask.is_file():
             raise DataError(f"no mask for image {f} (expected {mask})")
@@ -79,7 +81,11 @@ def _load(options: AutoLaparoOptions, context: object | None = None) -> Dataset:
     originals = []
     for i, (f, mask, _) in enumerate(track(context, items, "load AutoLaparo frames", len(items))):
         images[i], original = read_image(f, s, options.fit)
-        masks[i] = resize_labels(decode_mask(mask, table, original, False, "the AutoLaparo task 3 mask table"), s, options.fit)
+        masks[i] = resize_labels(
+            decode_mask(mask, table, original, False, "the AutoLaparo task 3 mask table"),
+            s,
+            options.fit,
+        )
         originals.append(original)
     where = {"train": "train", "test": "test", "val": options.val_split}
     train = [i for i, it in enumerate(items) if where[it[2]] == "train"]

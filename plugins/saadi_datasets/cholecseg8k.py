@@ -68,7 +68,9 @@ def find_frames(root: Path, mask: str) -> list[tuple[str, Path, Path]]:
     """``(video, frame, mask)`` for every frame, sorted; a frame without its mask is an error."""
     videos = sorted(p for p in root.iterdir() if p.is_dir() and _VIDEO.match(p.name))
     if not videos:
-        raise DataError(f"no videoNN folders in {root} (CholecSeg8k layout: videoNN/videoNN_<start>/frame_<n>_endo.png)")
+        raise DataError(
+            f"no videoNN folders in {root} (CholecSeg8k layout: videoNN/videoNN_<start>/frame_<n>_endo.png)"
+        )
     suffix = "_endo_watershed_mask.png" if mask == "watershed" else "_endo_color_mask.png"
     frames = []
     for video in videos:
@@ -93,12 +95,16 @@ def _load(options: CholecSeg8kOptions, context: object | None = None) -> Dataset
     if options.test_videos is not None:
         unknown = sorted(set(options.test_videos) - set(videos))
         if unknown:
-            raise DataError(f"test video {unknown[0]} is not a video folder of {root} (it has: {', '.join(sorted(set(videos)))})")
+            raise DataError(
+                f"test video {unknown[0]} is not a video folder of {root} (it has: {', '.join(sorted(set(videos)))})"
+            )
         test = [i for i, v in enumerate(videos) if v in options.test_videos]
         train = [i for i, v in enumerate(videos) if v not in options.test_videos]
         how, held = "test_videos option", sorted(options.test_videos)
     else:
-        train, test, held = group_split(videos, options.test_fraction, options.seed, f"CholecSeg8k at {root}")
+        train, test, held = group_split(
+            videos, options.test_fraction, options.seed, f"CholecSeg8k at {root}"
+        )
         how = f"by video, test_fraction={options.test_fraction} seed={options.seed}"
     table = mask_table(options.mask)
     s = options.image_size
@@ -107,9 +113,15 @@ def _load(options: CholecSeg8kOptions, context: object | None = None) -> Dataset
     originals = []
     name = f"the CholecSeg8k {options.mask} mask table"
     unknown_class = 0 if options.unknown_to_background else None
-    for i, (_, frame, mask) in enumerate(track(context, frames, "load CholecSeg8k frames", len(frames))):
+    for i, (_, frame, mask) in enumerate(
+        track(context, frames, "load CholecSeg8k frames", len(frames))
+    ):
         images[i], original = read_image(frame, s, options.fit)
-        masks[i] = resize_labels(decode_mask(mask, table, original, options.mask == "color", name, unknown_class), s, options.fit)
+        masks[i] = resize_labels(
+            decode_mask(mask, table, original, options.mask == "color", name, unknown_class),
+            s,
+            options.fit,
+        )
         originals.append(original)
     meta = {
         "layout": f"CholecSeg8k ({options.mask} masks)",
@@ -117,7 +129,9 @@ def _load(options: CholecSeg8kOptions, context: object | None = None) -> Dataset
         "original_sizes": sizes(originals),
     }
     ids = [f.relative_to(root).as_posix() for _, f, _ in frames]
-    return assemble("cholecseg8k", [c[0] for c in CLASSES], images, masks, ids, train, test, root, meta)
+    return assemble(
+        "cholecseg8k", [c[0] for c in CLASSES], images, masks, ids, train, test, root, meta
+    )
 
 
 def load(options: CholecSeg8kOptions, context: object | None = None) -> Dataset:

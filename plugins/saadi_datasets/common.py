@@ -18,7 +18,9 @@ from saadi_core.errors import DataError
 
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise DataError(f"{what} not found: {path}" if not path.exists() else f"{what} is not a folder: {path}")
+        raise DataError(
+            f"{what} not found: {path}" if not path.exists() else f"{what} is not a folder: {path}"
+        )
     return path
 
 
@@ -32,7 +34,13 @@ def open_image(path: Path, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+    ) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"cannot read {what} {path}: {reason}") from None
     return image
@@ -70,7 +78,9 @@ def decode_mask(
     ``unknown`` when given."""
     mask = open_image(path, "mask")
     if mask.size != expected_size:
-        raise DataError(f"mask {path} is {mask.size[0]}x{mask.size[1]} but its image is {expected_size[0]}x{expected_size[1]}")
+        raise DataError(
+            f"mask {path} is {mask.size[0]}x{mask.size[1]} but its image is {expected_size[0]}x{expected_size[1]}"
+        )
     if colour:
         rgb = np.asarray(mask.convert("RGB"), dtype=np.int64)
         codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
@@ -78,11 +88,18 @@ def decode_mask(
     else:
         if mask.mode in ("RGB", "RGBA"):
             rgb = np.asarray(mask.convert("RGB"), dtype=np.int64)
-            if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                raise DataError(f"mask {path} has colours, but {table_name} encodes classes as grey values")
+            if not (
+                np.array_equal(rgb[..., 0], rgb[..., 1])
+                and np.array_equal(rgb[..., 0], rgb[..., 2])
+            ):
+                raise DataError(
+                    f"mask {path} has colours, but {table_name} encodes classes as grey values"
+                )
             codes = rgb[..., 0]
         else:
-            codes = np.asarray(mask.convert("L") if mask.mode in ("P", "LA", "PA", "1") else mask, dtype=np.int64)
+            codes = np.asarray(
+                mask.convert("L") if mask.mode in ("P", "LA", "PA", "1") else mask, dtype=np.int64
+            )
         keys = list(table)
     order = np.argsort(keys)
     known = np.asarray(keys, dtype=np.int64)[order]
@@ -91,27 +108,37 @@ def decode_mask(
     bad = known[pos] != codes
     if bad.any() and unknown is None:
         code = int(codes[bad][0])
-        shown = f"colour {[code >> 16, (code >> 8) & 255, code & 255]}" if colour else f"value {code}"
-        raise DataError(f"mask {path} has {shown} ({int(bad.sum())} px) that is not in {table_name}")
+        shown = (
+            f"colour {[code >> 16, (code >> 8) & 255, code & 255]}" if colour else f"value {code}"
+        )
+        raise DataError(
+            f"mask {path} has {shown} ({int(bad.sum())} px) that is not in {table_name}"
+        )
     out = ids[pos]
     if bad.any():
         out[bad] = unknown
     return out.astype(np.uint8)
 
 
-def group_split(groups: list[str], test_fraction: float, seed: int, what: str) -> tuple[list[int], list[int], list[str]]:
+def group_split(
+    groups: list[str], test_fraction: float, seed: int, what: str
+) -> tuple[list[int], list[int], list[str]]:
     """Hold out a seeded ``test_fraction`` of the distinct ``groups`` (videos, patients) — never a
     frame of a held-out group in training. Returns train indices, test indices, test groups."""
     distinct = sorted(set(groups))
     if len(distinct) < 2:
-        raise DataError(f"{what}: a split by video needs at least two videos, found {len(distinct)}")
+        raise DataError(
+            f"{what}: a split by video needs at least two videos, found {len(distinct)}"
+        )
     n_test = min(max(round(len(distinct) * test_fraction), 1), len(distinct) - 1)
     held = sorted(np.random.default_rng(seed).permutation(distinct)[:n_test].tolist())
     test = [i for i, g in enumerate(groups) if g in held]
     return [i for i, g in enumerate(groups) if g not in held], test, held
 
 
-def track(context: object | None, items: Iterable[Any], description: str, total: int) -> Iterable[Any]:
+def track(
+    context: object | None, items: Iterable[Any], description: str, total: int
+) -> Iterable[Any]:
     progress = getattr(context, "progress", None)
     return progress.track(items, description, total=total) if progress is not None else items
 
@@ -136,7 +163,9 @@ def assemble(
     """A segmentation :class:`Dataset` from the loaded frames and the split indices."""
     for split, idx in (("train", train), ("test", test)):
         if not idx:
-            raise DataError(f"{name}: the {split} split is empty ({meta.get('split', '')}) in {source}")
+            raise DataError(
+                f"{name}: the {split} split is empty ({meta.get('split', '')}) in {source}"
+            )
 
     def split(idx: list[int]) -> Split:
         return Split(images=images[idx], masks=masks[idx], ids=[ids[i] for i in idx])

@@ -33,15 +33,28 @@ SPLIT_DIRS = {"train": "train_seg", "val": "val_seg", "test": "test_seg"}
 def _load(options: EndoscapesOptions, context: object | None = None) -> Dataset:
     root = require_dir(Path(options.root).expanduser(), "dataset folder")
     wanted = ["train", "test"] + (["val"] if options.val_split != "drop" else [])
-    files = {s: require_file(require_dir(root / SPLIT_DIRS[s], f"Endoscapes {s} folder") / ANNOTATION, f"Endoscapes {s} annotation file") for s in wanted}
+    files = {
+        s: require_file(
+            require_dir(root / SPLIT_DIRS[s], f"Endoscapes {s} folder") / ANNOTATION,
+            f"Endoscapes {s} annotation file",
+        )
+        for s in wanted
+    }
     categories = category_names(read_coco(files["train"]))
     names, keep = class_table(categories, options.classes, files["train"])
     parts: dict[str, tuple] = {}
     for split, path in files.items():
         if split != "train" and category_names(read_coco(path)) != categories:
             raise DataError(f"{path} has other categories than {files['train']}")
-        parts[split] = load_coco_split(path, path.parent, keep, options.image_size, options.fit, False, context)
-    order = ["train", *(["val"] if options.val_split == "train" else []), "test", *(["val"] if options.val_split == "test" else [])]
+        parts[split] = load_coco_split(
+            path, path.parent, keep, options.image_size, options.fit, False, context
+        )
+    order = [
+        "train",
+        *(["val"] if options.val_split == "train" else []),
+        "test",
+        *(["val"] if options.val_split == "test" else []),
+    ]
     images = np.concatenate([parts[s][0] for s in order])
     masks = np.concatenate([parts[s][1] for s in order])
     ids = [Path(i).relative_to(root).as_posix() for s in order for i in parts[s][2]]

@@ -35,14 +35,20 @@ def subset_folder(root: Path, subset: str) -> Path:
     for candidate in (root / subset, root / VERSION_DIR / subset):
         if candidate.is_dir():
             return candidate
-    raise DataError(f"LapGyn4 subset folder not found: expected {root / subset} or {root / VERSION_DIR / subset}")
+    raise DataError(
+        f"LapGyn4 subset folder not found: expected {root / subset} or {root / VERSION_DIR / subset}"
+    )
 
 
 def _load(options: LapGyn4Options, context: object | None = None) -> Dataset:
     root = require_dir(Path(options.root).expanduser(), "dataset folder")
     folder = subset_folder(root, options.subset)
     inner = FolderClsOptions(
-        root=folder, image_size=options.image_size, fit=options.fit, test_fraction=options.test_fraction, seed=options.seed
+        root=folder,
+        image_size=options.image_size,
+        fit=options.fit,
+        test_fraction=options.test_fraction,
+        seed=options.seed,
     )
     dataset = load_folder_cls(inner, context)
     dataset.name = "lapgyn4"

@@ -46,7 +46,12 @@ def fid_from_features(real: torch.Tensor, synthetic: torch.Tensor) -> float:
 
 
 def kid_from_features(
-    real: torch.Tensor, synthetic: torch.Tensor, subsets: int, subset_size: int, degree: int = 3, seed: int = 0
+    real: torch.Tensor,
+    synthetic: torch.Tensor,
+    subsets: int,
+    subset_size: int,
+    degree: int = 3,
+    seed: int = 0,
 ) -> tuple[float, float, int]:
     """KID mean and std over ``subsets`` random subsets, and the subset size used.
 
@@ -61,7 +66,9 @@ def kid_from_features(
     size = max(2, min(subset_size, len(real) // 2, len(synthetic) // 2))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size, degree=degree)
+        metric = KernelInceptionDistance(
+            feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size, degree=degree
+        )
     metric.update(real.double(), real=True)
     metric.update(synthetic.double(), real=False)
     with torch.random.fork_rng(devices=[]):
@@ -88,12 +95,20 @@ class _Frechet:
         product = self.root @ cov @ self.root
         values = np.linalg.eigvalsh((product + product.T) / 2)
         shift = float(((self.mean - synthetic.mean(axis=0)) ** 2).sum())
-        return max(0.0, shift + self.trace + float(np.trace(cov)) - 2.0 * float(np.sqrt(np.clip(values, 0.0, None)).sum()))
+        return max(
+            0.0,
+            shift
+            + self.trace
+            + float(np.trace(cov))
+            - 2.0 * float(np.sqrt(np.clip(values, 0.0, None)).sum()),
+        )
 
 
 def polynomial_mmd(real: np.ndarray, synthetic: np.ndarray, degree: int = 3) -> float:
     """Unbiased MMD² with KID's kernel ``(x·y / d + 1)^degree`` on whole sets (no subsets)."""
-    return _MMD(real, degree).against(synthetic.dot(real.T), synthetic.dot(synthetic.T), np.arange(len(synthetic)))
+    return _MMD(real, degree).against(
+        synthetic.dot(real.T), synthetic.dot(synthetic.T), np.arange(len(synthetic))
+    )
 
 
 class _MMD:
@@ -145,7 +160,9 @@ class FID:
             )
         return {"fid": fid_from_features(real, synthetic), "notes": notes}
 
-    def compare(self, base: FidelityInputs, aligned: FidelityInputs, groups: np.ndarray) -> dict[str, Any]:
+    def compare(
+        self, base: FidelityInputs, aligned: FidelityInputs, groups: np.ndarray
+    ) -> dict[str, Any]:
         """``fid``: aligned − base with a paired bootstrap (:func:`paired_bootstrap`; the real set fixed)."""
         if _too_few(base, "FID") or _too_few(aligned, "FID"):
             return {}
@@ -155,7 +172,13 @@ class FID:
             synthetic = inputs.features(inputs.synthetic).numpy()
             return lambda rows: frechet.distance(synthetic[rows])
 
-        block = paired_bootstrap(groups, fid_of(base), fid_of(aligned), self.options.compare_resamples, higher_is_better=False)
+        block = paired_bootstrap(
+            groups,
+            fid_of(base),
+            fid_of(aligned),
+            self.options.compare_resamples,
+            higher_is_better=False,
+        )
         return {"fid": block}
 
 
@@ -174,12 +197,23 @@ class KID:
             return {"notes": [problem]}
         o = self.options
         mean, std, size = kid_from_features(
-            inputs.features(inputs.real), inputs.features(inputs.synthetic), o.subsets, o.subset_size, o.degree, o.seed
+            inputs.features(inputs.real),
+            inputs.features(inputs.synthetic),
+            o.subsets,
+            o.subset_size,
+            o.degree,
+            o.seed,
         )
-        notes = [] if size == o.subset_size else [f"subset_size lowered from {o.subset_size} to {size} (half the smaller set)"]
+        notes = (
+            []
+            if size == o.subset_size
+            else [f"subset_size lowered from {o.subset_size} to {size} (half the smaller set)"]
+        )
         return {"kid_mean": mean, "kid_std": std, "notes": notes}
 
-    def compare(self, base: FidelityInputs, aligned: FidelityInputs, groups: np.ndarray) -> dict[str, Any]:
+    def compare(
+        self, base: FidelityInputs, aligned: FidelityInputs, groups: np.ndarray
+    ) -> dict[str, Any]:
         """``kid_whole_set``: whole-set MMD² (not the subset mean) of each variant, aligned − base
         with a paired bootstrap (:func:`paired_bootstrap`; the real set fixed)."""
         if _too_few(base, "KID") or _too_few(aligned, "KID"):
@@ -192,5 +226,11 @@ class KID:
             dots_sr, dots_ss = synthetic.dot(real.T), synthetic.dot(synthetic.T)
             return lambda rows: mmd.against(dots_sr, dots_ss, rows)
 
-        block = paired_bootstrap(groups, mmd_of(base), mmd_of(aligned), self.options.compare_resamples, higher_is_better=False)
+        block = paired_bootstrap(
+            groups,
+            mmd_of(base),
+            mmd_of(aligned),
+            self.options.compare_resamples,
+            higher_is_better=False,
+        )
         return {"kid_whole_set": block}

@@ -26,7 +26,9 @@ from saadi_metrics.options import MemorisationOptions
 _CHUNK = 256
 
 
-def nearest_neighbours(queries: torch.Tensor, keys: torch.Tensor, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_neighbours(
+    queries: torch.Tensor, keys: torch.Tensor, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Distance to, and index of, the nearest row of ``keys`` for every row of ``queries``
     (both ``(·, D)``), by exact Euclidean distance (no matrix-product shortcut, so an exact copy
     is at distance 0, not at round-off). ``exclude_self`` skips the diagonal (``queries`` =
@@ -34,7 +36,9 @@ def nearest_neighbours(queries: torch.Tensor, keys: torch.Tensor, exclude_self: 
     queries, keys = queries.double(), keys.double()
     distances, indices = [], []
     for start in range(0, len(queries), _CHUNK):
-        block = torch.cdist(queries[start : start + _CHUNK], keys, compute_mode="donot_use_mm_for_euclid_dist")
+        block = torch.cdist(
+            queries[start : start + _CHUNK], keys, compute_mode="donot_use_mm_for_euclid_dist"
+        )
         if exclude_self:
             rows = torch.arange(len(block))
             block[rows, rows + start] = float("inf")
@@ -64,19 +68,36 @@ class Memorisation:
         if len(inputs.real) == 0 or len(inputs.synthetic) == 0:
             return {"notes": ["needs real training and synthetic images; omitted"]}
         real, synthetic = self._embed(inputs, inputs.real), self._embed(inputs, inputs.synthetic)
-        scale = 1.0 if self.options.space == "feature" else real.shape[1] ** -0.5  # pixel: RMS per value
+        scale = (
+            1.0 if self.options.space == "feature" else real.shape[1] ** -0.5
+        )  # pixel: RMS per value
         distance, nearest = nearest_neighbours(synthetic, real)
         distance = distance * scale
         order = torch.argsort(distance, stable=True)[: self.options.top_k]
-        unit = f"L2 in the '{inputs.features.name}' feature space" if self.options.space == "feature" else "RMS pixel difference on [-1, 1]"
+        unit = (
+            f"L2 in the '{inputs.features.name}' feature space"
+            if self.options.space == "feature"
+            else "RMS pixel difference on [-1, 1]"
+        )
         notes = [f"distances are {unit}"]
         if len(real) >= 2:
             baseline, _ = nearest_neighbours(real, real, exclude_self=True)
-            notes.append(f"for scale: median distance from a real training image to its nearest other one is {float((baseline * scale).quantile(0.5)):.4g}")
+            notes.append(
+                f"for scale: median distance from a real training image to its nearest other one is {float((baseline * scale).quantile(0.5)):.4g}"
+            )
         return {
-            "nearest_distance": {"mean": float(distance.mean()), "median": float(distance.quantile(0.5)), "min": float(distance.min())},
+            "nearest_distance": {
+                "mean": float(distance.mean()),
+                "median": float(distance.quantile(0.5)),
+                "min": float(distance.min()),
+            },
             "closest_pairs": [
-                {"synthetic_index": int(i), "real_index": int(nearest[i]), "distance": float(distance[i])} for i in order
+                {
+                    "synthetic_index": int(i),
+                    "real_index": int(nearest[i]),
+                    "distance": float(distance[i]),
+                }
+                for i in order
             ],
             "notes": notes,
         }

@@ -11,10 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 #: bootstrap resamples of the base-vs-aligned comparison (each costs two FID / KID evaluations)
 COMPARE_RESAMPLES = Field(
-    default=200, ge=10, description="bootstrap resamples (over conditions) of the aligned − base interval"
+    default=200,
+    ge=10,
+    description="bootstrap resamples (over conditions) of the aligned − base interval",
 )
 
 
@@ -31,13 +32,17 @@ class KIDOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subsets: int = Field(default=50, ge=1, description="number of random subsets KID is averaged over")
+    subsets: int = Field(
+        default=50, ge=1, description="number of random subsets KID is averaged over"
+    )
     subset_size: int = Field(
         default=1000,
         ge=2,
         description="images per subset; capped at half the smaller set so small sets work and subsets differ",
     )
-    degree: int = Field(default=3, ge=1, description="degree of the polynomial kernel (3 is the KID paper's)")
+    degree: int = Field(
+        default=3, ge=1, description="degree of the polynomial kernel (3 is the KID paper's)"
+    )
     seed: int = Field(default=0, description="seed of the subset sampling (same for every variant)")
     compare_resamples: int = COMPARE_RESAMPLES
 
@@ -48,14 +53,27 @@ class MSSSIMOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kernel_size: int = Field(
-        default=7, ge=3, description="Gaussian window in px (odd); 7 instead of the usual 11 so 64-px images get 4 scales"
+        default=7,
+        ge=3,
+        description="Gaussian window in px (odd); 7 instead of the usual 11 so 64-px images get 4 scales",
     )
-    sigma: float = Field(default=1.0, gt=0, description="Gaussian window std in px (1.0 keeps ±3σ inside a 7-px window)")
+    sigma: float = Field(
+        default=1.0,
+        gt=0,
+        description="Gaussian window std in px (1.0 keeps ±3σ inside a 7-px window)",
+    )
     max_scales: int = Field(
-        default=5, ge=1, le=5, description="upper bound on the number of scales; fewer are used when the image is too small"
+        default=5,
+        ge=1,
+        le=5,
+        description="upper bound on the number of scales; fewer are used when the image is too small",
     )
-    diversity_pairs: int = Field(default=100, ge=1, description="random synthetic pairs averaged for diversity_ms_ssim")
-    seed: int = Field(default=0, description="seed of the diversity pair sampling (same for every variant)")
+    diversity_pairs: int = Field(
+        default=100, ge=1, description="random synthetic pairs averaged for diversity_ms_ssim"
+    )
+    seed: int = Field(
+        default=0, description="seed of the diversity pair sampling (same for every variant)"
+    )
 
     @field_validator("kernel_size")
     @classmethod
@@ -77,9 +95,15 @@ class RegionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_region_pixels: int = Field(
-        default=16, ge=1, description="a class covering fewer pixels of an image gives no crop from that image"
+        default=16,
+        ge=1,
+        description="a class covering fewer pixels of an image gives no crop from that image",
     )
-    min_crops: int = Field(default=8, ge=2, description="a class needs this many real and synthetic crops, else it is omitted")
+    min_crops: int = Field(
+        default=8,
+        ge=2,
+        description="a class needs this many real and synthetic crops, else it is omitted",
+    )
     crop_size: int | None = Field(
         default=None,
         ge=8,
@@ -93,13 +117,19 @@ class RegionOptions(BaseModel):
         "cost a network forward); None = all",
     )
     kid_subsets: int = Field(default=20, ge=1, description="KID subsets per class")
-    kid_subset_size: int = Field(default=1000, ge=2, description="KID subset size per class (capped by the crop counts)")
-    seed: int = Field(default=0, description="seed of the crop and KID subset sampling (same for every variant)")
+    kid_subset_size: int = Field(
+        default=1000, ge=2, description="KID subset size per class (capped by the crop counts)"
+    )
+    seed: int = Field(
+        default=0, description="seed of the crop and KID subset sampling (same for every variant)"
+    )
 
     @model_validator(mode="after")
     def _cap_above_minimum(self) -> RegionOptions:
         if self.max_crops is not None and self.max_crops < self.min_crops:
-            raise ValueError(f"max_crops ({self.max_crops}) must be at least min_crops ({self.min_crops})")
+            raise ValueError(
+                f"max_crops ({self.max_crops}) must be at least min_crops ({self.min_crops})"
+            )
         return self
 
 
@@ -113,4 +143,6 @@ class MemorisationOptions(BaseModel):
         description="'feature': L2 distance between feature-extractor embeddings (catches near-copies that "
         "moved a little); 'pixel': root-mean-square pixel difference on the [-1, 1] scale (exact copies)",
     )
-    top_k: int = Field(default=8, ge=1, description="closest synthetic/real pairs listed for the report")
+    top_k: int = Field(
+        default=8, ge=1, description="closest synthetic/real pairs listed for the report"
+    )

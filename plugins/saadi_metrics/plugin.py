@@ -60,4 +60,6 @@ METRICS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
 @hookimpl
 def saadi_register_metrics(register: Callable[..., None]) -> None:
     for kind, (target, options, description, paper) in METRICS.items():
-        register(kind, target, options=options, description=description, profiles={"paper": dict(paper)})
+        register(
+            kind, target, options=options, description=description, profiles={"paper": dict(paper)}
+        )

@@ -45,7 +45,9 @@ def class_crops(
         top, bottom, left, right = bounding_box(masks[i], class_id)  # type: ignore[misc]
         crop = images[i : i + 1, :, top:bottom, left:right].float()
         if tuple(crop.shape[-2:]) != tuple(size):
-            crop = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True)
+            crop = F.interpolate(
+                crop, size=size, mode="bilinear", align_corners=False, antialias=True
+            )
         crops.append(crop)
         sources.append(i)
     if not crops:
@@ -73,7 +75,11 @@ class RegionFIDKID:
     def compute(self, inputs: FidelityInputs) -> dict[str, Any]:
         if inputs.real_masks is None or inputs.synthetic_masks is None:
             missing = "real" if inputs.real_masks is None else "synthetic"
-            return {"notes": [f"no {missing} masks (classification data or a generator without masks): per-class region FID/KID omitted"]}
+            return {
+                "notes": [
+                    f"no {missing} masks (classification data or a generator without masks): per-class region FID/KID omitted"
+                ]
+            }
         o = self.options
         size = (o.crop_size, o.crop_size) if o.crop_size else tuple(inputs.real.shape[-2:])
         per_class: dict[str, Any] = {}
@@ -82,11 +88,18 @@ class RegionFIDKID:
         for class_id, class_name in enumerate(inputs.class_names):
             if class_id == inputs.background_id:
                 continue
-            real, _ = class_crops(inputs.real, inputs.real_masks, class_id, size, o.min_region_pixels)
-            synthetic, _ = class_crops(inputs.synthetic, inputs.synthetic_masks, class_id, size, o.min_region_pixels)
+            real, _ = class_crops(
+                inputs.real, inputs.real_masks, class_id, size, o.min_region_pixels
+            )
+            synthetic, _ = class_crops(
+                inputs.synthetic, inputs.synthetic_masks, class_id, size, o.min_region_pixels
+            )
             if o.max_crops is not None and max(len(real), len(synthetic)) > o.max_crops:
                 capped = True
-                real, synthetic = _at_most(real, o.max_crops, o.seed + class_id), _at_most(synthetic, o.max_crops, o.seed + class_id)
+                real, synthetic = (
+                    _at_most(real, o.max_crops, o.seed + class_id),
+                    _at_most(synthetic, o.max_crops, o.seed + class_id),
+                )
             if min(len(real), len(synthetic)) < o.min_crops:
                 notes.append(
                     f"class '{class_name}': {len(real)} real / {len(synthetic)} synthetic crops of ≥ {o.min_region_pixels} px "
@@ -94,7 +107,9 @@ class RegionFIDKID:
                 )
                 continue
             real_f, synthetic_f = inputs.features(real), inputs.features(synthetic)
-            kid_mean, kid_std, _ = kid_from_features(real_f, synthetic_f, o.kid_subsets, o.kid_subset_size, seed=o.seed)
+            kid_mean, kid_std, _ = kid_from_features(
+                real_f, synthetic_f, o.kid_subsets, o.kid_subset_size, seed=o.seed
+            )
             per_class[class_name] = {
                 "fid": fid_from_features(real_f, synthetic_f),
                 "kid_mean": kid_mean,
@@ -103,7 +118,9 @@ class RegionFIDKID:
                 "n_synthetic": len(synthetic),
             }
         if capped:
-            notes.append(f"classes with more than max_crops={o.max_crops} crops use a seeded random subset of that many")
+            notes.append(
+                f"classes with more than max_crops={o.max_crops} crops use a seeded random subset of that many"
+            )
         out: dict[str, Any] = {"notes": notes}
         if per_class:
             out["per_class"] = per_class

@@ -28,10 +28,14 @@ from saadi_metrics.options import MSSSIMOptions, PSNROptions
 STANDARD_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 #: pairs per torchmetrics call: it stacks five filtered copies of the batch, ~2 GB for 600 pairs at 256 px
 _BATCH = 64
-NO_REFERENCE = "no paired reference images (the generator keeps no source/simulator frame per sample)"
+NO_REFERENCE = (
+    "no paired reference images (the generator keeps no source/simulator frame per sample)"
+)
 
 
-def ms_ssim_betas(height: int, width: int, kernel_size: int, max_scales: int = 5) -> tuple[float, ...]:
+def ms_ssim_betas(
+    height: int, width: int, kernel_size: int, max_scales: int = 5
+) -> tuple[float, ...]:
     """Scale weights for an image of ``height × width``: the first ``n`` standard weights,
     renormalised, with ``n`` the largest number of scales torchmetrics accepts for the size and
     window (it needs ``side ≥ 2ⁿ`` and ``side // max(1, n − 1)² > kernel_size − 1``)."""
@@ -40,7 +44,9 @@ def ms_ssim_betas(height: int, width: int, kernel_size: int, max_scales: int = 5
         if side >= 2**n and side // max(1, n - 1) ** 2 > kernel_size - 1:
             betas = STANDARD_BETAS[:n]
             return tuple(b / sum(betas) for b in betas)
-    raise ConfigError(f"ms-ssim: images of {height}×{width} px are too small for options.kernel_size {kernel_size}; lower it")
+    raise ConfigError(
+        f"ms-ssim: images of {height}×{width} px are too small for options.kernel_size {kernel_size}; lower it"
+    )
 
 
 def ms_ssim_per_image(a: torch.Tensor, b: torch.Tensor, options: MSSSIMOptions) -> torch.Tensor:
@@ -73,7 +79,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> torch.Ten
 
     dims = (1, 2, 3) if per_image else None
     return peak_signal_noise_ratio(
-        a.double().clamp(-1, 1), b.double().clamp(-1, 1), data_range=2.0, reduction="none" if per_image else "elementwise_mean", dim=dims
+        a.double().clamp(-1, 1),
+        b.double().clamp(-1, 1),
+        data_range=2.0,
+        reduction="none" if per_image else "elementwise_mean",
+        dim=dims,
     )
 
 
@@ -96,12 +106,16 @@ class MSSSIM:
         if inputs.reference is None:
             out["notes"].append(f"{NO_REFERENCE}: ms_ssim vs reference omitted")
         else:
-            out["ms_ssim"] = float(ms_ssim_per_image(synthetic, inputs.reference, self.options).mean())
+            out["ms_ssim"] = float(
+                ms_ssim_per_image(synthetic, inputs.reference, self.options).mean()
+            )
         if len(synthetic) < 2:
             out["notes"].append("diversity_ms_ssim needs at least 2 synthetic images; omitted")
         else:
             first, second = self._pairs(len(synthetic))
-            out["diversity_ms_ssim"] = float(ms_ssim_per_image(synthetic[first], synthetic[second], self.options).mean())
+            out["diversity_ms_ssim"] = float(
+                ms_ssim_per_image(synthetic[first], synthetic[second], self.options).mean()
+            )
         return out
 
     def _pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,5 +142,7 @@ class PSNR:
         notes = []
         identical = int(torch.isinf(psnr(inputs.synthetic, inputs.reference, per_image=True)).sum())
         if identical:
-            notes.append(f"{identical} of {len(inputs.synthetic)} synthetic images equal their reference pixel for pixel")
+            notes.append(
+                f"{identical} of {len(inputs.synthetic)} synthetic images equal their reference pixel for pixel"
+            )
         return {"psnr": float(psnr(inputs.synthetic, inputs.reference)), "notes": notes}

@@ -15,10 +15,18 @@ class CapOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_pairs: int | None = Field(
-        default=2000, ge=1, description="cap on the number of pairs (None = all); the budget is shared evenly by conditions"
+        default=2000,
+        ge=1,
+        description="cap on the number of pairs (None = all); the budget is shared evenly by conditions",
     )
-    max_pairs_per_condition: int | None = Field(default=None, ge=1, description="cap per condition (None = no cap)")
-    min_gap: float = Field(default=0.0, ge=0, description="keep only pairs whose winner score exceeds the loser's by at least this")
+    max_pairs_per_condition: int | None = Field(
+        default=None, ge=1, description="cap per condition (None = no cap)"
+    )
+    min_gap: float = Field(
+        default=0.0,
+        ge=0,
+        description="keep only pairs whose winner score exceeds the loser's by at least this",
+    )
     group_by: Literal["condition", "mask-classes"] = Field(
         default="condition",
         description="'mask-classes': pair only samples of one condition whose masks hold the same set of classes — for "
@@ -29,7 +37,9 @@ class CapOptions(BaseModel):
 class ThresholdOptions(CapOptions):
     """Paper Eq. 3: preferred if s ≥ ``threshold``, non-preferred if s < ``threshold``."""
 
-    threshold: float = Field(default=0.5, ge=0, le=1, description="h: winners score ≥ h, losers < h")
+    threshold: float = Field(
+        default=0.5, ge=0, le=1, description="h: winners score ≥ h, losers < h"
+    )
     scope: Literal["condition", "global"] = Field(
         default="condition",
         description="'condition': winner and loser share a condition (what Diffusion-DPO needs); "
@@ -39,16 +49,26 @@ class ThresholdOptions(CapOptions):
     @model_validator(mode="after")
     def _per_condition_needs_condition_scope(self) -> ThresholdOptions:
         if self.scope == "global" and self.max_pairs_per_condition is not None:
-            raise ValueError("max_pairs_per_condition applies to scope 'condition' only; use max_pairs with scope 'global'")
+            raise ValueError(
+                "max_pairs_per_condition applies to scope 'condition' only; use max_pairs with scope 'global'"
+            )
         return self
 
 
 class BestWorstOptions(CapOptions):
     """Per condition: the ``k`` best samples against the ``k`` worst."""
 
-    k: int = Field(default=8, ge=1, description="top-k and bottom-k per condition (at most half the condition's samples each)")
-    winner_at_least: float | None = Field(default=None, ge=0, le=1, description="a winner must score ≥ this (None = any score)")
-    loser_below: float | None = Field(default=None, ge=0, le=1, description="a loser must score < this (None = any score)")
+    k: int = Field(
+        default=8,
+        ge=1,
+        description="top-k and bottom-k per condition (at most half the condition's samples each)",
+    )
+    winner_at_least: float | None = Field(
+        default=None, ge=0, le=1, description="a winner must score ≥ this (None = any score)"
+    )
+    loser_below: float | None = Field(
+        default=None, ge=0, le=1, description="a loser must score < this (None = any score)"
+    )
 
 
 class PreferenceOptions(BaseModel):

@@ -22,8 +22,9 @@ Common rules of both strategies:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,9 @@ from saadi_core.interfaces import Pair, PairingStrategy, PairSet, Sample
 def validate_scores(samples: Sequence[Sample], scores: Sequence[float]) -> np.ndarray:
     """Scores as a float array, or a clear error when they cannot be paired on."""
     if len(samples) != len(scores):
-        raise PipelineError(f"pairing got {len(samples)} samples but {len(scores)} scores; they must correspond one to one")
+        raise PipelineError(
+            f"pairing got {len(samples)} samples but {len(scores)} scores; they must correspond one to one"
+        )
     values = np.asarray(list(scores), dtype=np.float64).reshape(-1)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
@@ -52,7 +55,9 @@ def group_key(sample: Sample, by: str = "condition") -> str:
     to leave those classes out — within one class set they compare like with like."""
     if by == "condition" or sample.mask is None:
         return sample.condition.id
-    present = np.unique(np.asarray(sample.mask.detach().cpu() if hasattr(sample.mask, "detach") else sample.mask))
+    present = np.unique(
+        np.asarray(sample.mask.detach().cpu() if hasattr(sample.mask, "detach") else sample.mask)
+    )
     return f"{sample.condition.id}|classes={','.join(str(int(c)) for c in present)}"
 
 
@@ -75,7 +80,9 @@ class Candidates:
     counts: np.ndarray  # eligible losers per winner
 
     @classmethod
-    def build(cls, winners: np.ndarray, losers: np.ndarray, scores: np.ndarray, gap: float) -> "Candidates":
+    def build(
+        cls, winners: np.ndarray, losers: np.ndarray, scores: np.ndarray, gap: float
+    ) -> Candidates:
         losers = losers[np.argsort(scores[losers], kind="stable")]
         loser_scores = scores[losers]
         if gap > 0:
@@ -137,7 +144,14 @@ def select_pairs(
     pairs: list[Pair] = []
     for group, m in zip(groups, quota):
         for w, l in group.draw(m, rng):
-            pairs.append(Pair(winner=samples[w], loser=samples[l], winner_score=float(scores[w]), loser_score=float(scores[l])))
+            pairs.append(
+                Pair(
+                    winner=samples[w],
+                    loser=samples[l],
+                    winner_score=float(scores[w]),
+                    loser_score=float(scores[l]),
+                )
+            )
     return pairs
 
 
@@ -190,7 +204,10 @@ class ThresholdPairing(PairingStrategy):
         wins = values >= o.threshold
         without_winner = [cid for cid, idx in conditions.items() if not wins[idx].any()]
         without_loser = [cid for cid, idx in conditions.items() if wins[idx].all()]
-        per_condition = {cid: Candidates.build(idx[wins[idx]], idx[~wins[idx]], values, o.min_gap) for cid, idx in conditions.items()}
+        per_condition = {
+            cid: Candidates.build(idx[wins[idx]], idx[~wins[idx]], values, o.min_gap)
+            for cid, idx in conditions.items()
+        }
         without_pair = [cid for cid, c in per_condition.items() if c.total == 0]
         if o.scope == "condition":
             groups = list(per_condition.values())
@@ -210,7 +227,13 @@ class ThresholdPairing(PairingStrategy):
             n_losers=int((~wins).sum()),
             n_candidates=sum(g.total for g in groups),
         )
-        stats.update(threshold=o.threshold, scope=o.scope, min_gap=o.min_gap, max_pairs=o.max_pairs, seed=seed)
+        stats.update(
+            threshold=o.threshold,
+            scope=o.scope,
+            min_gap=o.min_gap,
+            max_pairs=o.max_pairs,
+            seed=seed,
+        )
         return PairSet(pairs=chosen, stats=stats)
 
 
@@ -267,7 +290,9 @@ class BestWorstPairing(PairingStrategy):
             n_losers=n_losers,
             n_candidates=sum(g.total for g in groups),
         )
-        stats.update(k=o.k, min_gap=o.min_gap, max_pairs=o.max_pairs, conditions_all_tied=all_tied, seed=seed)
+        stats.update(
+            k=o.k, min_gap=o.min_gap, max_pairs=o.max_pairs, conditions_all_tied=all_tied, seed=seed
+        )
         return PairSet(pairs=chosen, stats=stats)
 
 
@@ -286,7 +311,9 @@ class PreferencePairing(PairingStrategy):
         chosen = read_preferences(self.options.file, samples)
         conditions = list(dict.fromkeys(s.condition.id for s in samples))
         paired = {samples[w].condition.id for w, _ in chosen}
-        pairs = [Pair(samples[w], samples[l], float(values[w]), float(values[l])) for w, l in chosen]
+        pairs = [
+            Pair(samples[w], samples[l], float(values[w]), float(values[l])) for w, l in chosen
+        ]
         agree = sum(p.winner_score > p.loser_score for p in pairs)
         return PairSet(
             pairs,

@@ -49,7 +49,9 @@ def _flip_and_turn(
             images = _where(flag, images.flip(-dim_offset), images)
             if masks is not None:
                 masks = _where(flag, masks.flip(-dim_offset), masks)
-    if cfg.rot90 and images.shape[-1] == images.shape[-2]:  # a 90° turn of a non-square image changes its size
+    if (
+        cfg.rot90 and images.shape[-1] == images.shape[-2]
+    ):  # a 90° turn of a non-square image changes its size
         turns = torch.randint(0, 4, (n,), generator=generator)
         for k in (1, 2, 3):
             flag = turns == k
@@ -68,21 +70,38 @@ def _affine(
     # affine_grid works in [-1, 1] coordinates, so a shift of t (share of the size) is 2t there
     shift = _uniform(2 * n, -2 * cfg.translate, 2 * cfg.translate, generator).view(n, 2)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(
+        theta.to(images.device, images.dtype), list(images.shape), align_corners=False
+    )
+    images = F.grid_sample(
+        images, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
     if masks is not None:
-        warped = F.grid_sample(masks[:, None].to(images.dtype), grid, mode="nearest", padding_mode="reflection", align_corners=False)
+        warped = F.grid_sample(
+            masks[:, None].to(images.dtype),
+            grid,
+            mode="nearest",
+            padding_mode="reflection",
+            align_corners=False,
+        )
         masks = warped[:, 0].round().to(masks.dtype)
     return images, masks
 
 
-def _color_jitter(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+def _color_jitter(
+    images: torch.Tensor, strength: float, generator: torch.Generator
+) -> torch.Tensor:
     """Brightness, contrast and saturation factors in ``[1 - strength, 1 + strength]``."""
     n = images.shape[0]
     shape = (n, 1, 1, 1)
     x = (images + 1.0) / 2.0
-    factors = [_uniform(n, 1.0 - strength, 1.0 + strength, generator).view(shape).to(images.device) for _ in range(3)]
+    factors = [
+        _uniform(n, 1.0 - strength, 1.0 + strength, generator).view(shape).to(images.device)
+        for _ in range(3)
+    ]
     x = x * factors[0]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * factors[1] + mean

@@ -11,8 +11,9 @@ it (e.g. ViT position embeddings resampled to the dataset's resolution).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +33,11 @@ class TimmClassifier(TorchSelector):
     timm_name: ClassVar[str] = ""
 
     def _architecture(self, image_size: tuple[int, int], num_classes: int) -> dict[str, Any]:
-        return {"timm_name": self.timm_name, "num_classes": num_classes, "drop_rate": self.options.drop_rate}
+        return {
+            "timm_name": self.timm_name,
+            "num_classes": num_classes,
+            "drop_rate": self.options.drop_rate,
+        }
 
     def _build(self, arch: dict[str, Any]) -> torch.nn.Module:
         import timm
@@ -55,7 +60,9 @@ class TimmClassifier(TorchSelector):
         heads = (head,) if isinstance(head, str) else tuple(head)
         report = load_matching(model, state, skip=tuple(f"{h}." for h in heads))
         require_fit(report, path, f"timm model '{self.timm_name}'")
-        self.context.progress.log("selector_pretrained", selector=self._name(), path=str(path), **report.as_dict())
+        self.context.progress.log(
+            "selector_pretrained", selector=self._name(), path=str(path), **report.as_dict()
+        )
 
     def _split_targets(self, dataset: Dataset) -> np.ndarray:
         if dataset.train.labels is None:
@@ -74,7 +81,9 @@ class TimmClassifier(TorchSelector):
             )
         return int(class_id)
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         return F.cross_entropy(logits, targets, weight=weights)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -145,4 +154,7 @@ class ViTSmallSelector(TimmClassifier):
             raise ConfigError(
                 f"vit_small: image size {image_size} is not divisible by patch_size {patch}; set options.patch_size"
             )
-        return super()._architecture(image_size, num_classes) | {"img_size": list(image_size), "patch_size": patch}
+        return super()._architecture(image_size, num_classes) | {
+            "img_size": list(image_size),
+            "patch_size": patch,
+        }

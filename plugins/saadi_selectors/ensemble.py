@@ -26,11 +26,18 @@ class EnsembleOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     members: list[ComponentSpec] = Field(
-        default_factory=lambda: [ComponentSpec(kind="resnet18"), ComponentSpec(kind="convnext_small")],
+        default_factory=lambda: [
+            ComponentSpec(kind="resnet18"),
+            ComponentSpec(kind="convnext_small"),
+        ],
         description="the selector kinds ({kind, options}) that must agree; at least two",
     )
-    combine: Literal["min", "mean"] = Field(default="min", description="'min': every member must score >= h; 'mean': average")
-    seed: int | None = Field(default=None, description="seed handed to members that leave theirs unset; None = their own")
+    combine: Literal["min", "mean"] = Field(
+        default="min", description="'min': every member must score >= h; 'mean': average"
+    )
+    seed: int | None = Field(
+        default=None, description="seed handed to members that leave theirs unset; None = their own"
+    )
 
     @field_validator("members")
     @classmethod
@@ -54,7 +61,11 @@ class EnsembleSelector(Selector):
         for spec in options.members:
             entry = registry.get("selector", spec.kind)  # type: ignore[arg-type]
             opts = entry.build_options(spec.options, self.context.profile)
-            if options.seed is not None and "seed" in type(opts).model_fields and "seed" not in spec.options:
+            if (
+                options.seed is not None
+                and "seed" in type(opts).model_fields
+                and "seed" not in spec.options
+            ):
                 opts = opts.model_copy(update={"seed": options.seed})
             self.members.append(entry.create(opts, context=self.context))
         first = self.members[0]

@@ -8,7 +8,8 @@ foreground classes present (background reported per class but not in the mean).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,11 +25,15 @@ def predict_split(selector: Selector, split: Split, batch_size: int = 64) -> np.
     out = []
     with torch.inference_mode():
         for start in range(0, len(split), batch_size):
-            out.append(selector.predict(split.image_tensor(slice(start, start + batch_size))).cpu().numpy())
+            out.append(
+                selector.predict(split.image_tensor(slice(start, start + batch_size))).cpu().numpy()
+            )
     return np.concatenate(out) if out else np.empty((0,), dtype=np.int64)
 
 
-def evaluate(selector: Selector, split: Split, class_names: Sequence[str], batch_size: int = 64) -> dict[str, Any]:
+def evaluate(
+    selector: Selector, split: Split, class_names: Sequence[str], batch_size: int = 64
+) -> dict[str, Any]:
     """Metrics of ``selector`` on ``split``.
 
     Returns ``{"task", "n", "accuracy", "macro_f1", "per_class_f1"}`` for a classification selector
@@ -38,7 +43,13 @@ def evaluate(selector: Selector, split: Split, class_names: Sequence[str], batch
     task = getattr(selector, "task", "classification")
     truth = split.labels if task == "classification" else split.masks
     if truth is None:
-        raise DataError(f"split has no {'labels' if task == 'classification' else 'masks'} to evaluate a {task} selector on")
+        raise DataError(
+            f"split has no {'labels' if task == 'classification' else 'masks'} to evaluate a {task} selector on"
+        )
     pred = predict_split(selector, split, batch_size)
-    metrics = f1_scores(pred, truth, class_names) if task == "classification" else dice_scores(pred, truth, class_names)
+    metrics = (
+        f1_scores(pred, truth, class_names)
+        if task == "classification"
+        else dice_scores(pred, truth, class_names)
+    )
     return {"task": task, "n": len(split), **metrics}

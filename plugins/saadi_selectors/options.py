@@ -21,14 +21,30 @@ class TrainOptions(BaseModel):
 
     epochs: int = Field(default=8, ge=1, description="passes over the training data")
     batch_size: int = Field(default=32, ge=2, description="training batch size per process")
-    lr: float = Field(default=2e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)")
+    lr: float = Field(
+        default=2e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)"
+    )
     weight_decay: float = Field(default=0.05, ge=0, description="AdamW weight decay")
-    warmup_fraction: float = Field(default=0.05, ge=0, lt=1, description="share of steps spent warming the learning rate up")
+    warmup_fraction: float = Field(
+        default=0.05, ge=0, lt=1, description="share of steps spent warming the learning rate up"
+    )
     seed: int = Field(default=0, description="seed of initialisation, shuffling and augmentation")
-    augment: bool = Field(default=True, description="random flips, 90° rotations (square images) and a small affine warp")
-    affine_degrees: float = Field(default=10.0, ge=0, description="max rotation of the small affine warp")
-    affine_translate: float = Field(default=0.05, ge=0, le=0.5, description="max shift of the affine warp, as a share of the size")
-    affine_scale: float = Field(default=0.1, ge=0, lt=1, description="max relative zoom in/out of the affine warp")
+    augment: bool = Field(
+        default=True,
+        description="random flips, 90° rotations (square images) and a small affine warp",
+    )
+    affine_degrees: float = Field(
+        default=10.0, ge=0, description="max rotation of the small affine warp"
+    )
+    affine_translate: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        description="max shift of the affine warp, as a share of the size",
+    )
+    affine_scale: float = Field(
+        default=0.1, ge=0, lt=1, description="max relative zoom in/out of the affine warp"
+    )
     color_jitter: float = Field(
         default=0.0,
         ge=0,
@@ -56,8 +72,12 @@ class ClassifierOptions(TrainOptions):
     """timm image classifiers (``resnet18``, ``resnet50``, ``convnext_small``)."""
 
     epochs: int = Field(default=10, ge=1, description="passes over the training data")
-    lr: float = Field(default=3e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)")
-    drop_rate: float = Field(default=0.0, ge=0, lt=1, description="dropout before the classifier head")
+    lr: float = Field(
+        default=3e-3, gt=0, description="peak AdamW learning rate (linear warm-up, cosine decay)"
+    )
+    drop_rate: float = Field(
+        default=0.0, ge=0, lt=1, description="dropout before the classifier head"
+    )
 
 
 class ViTOptions(ClassifierOptions):
@@ -68,16 +88,29 @@ class ViTOptions(ClassifierOptions):
     resampled by timm's checkpoint filter.
     """
 
-    patch_size: int = Field(default=8, ge=2, description="ViT patch size in pixels (the image size must be divisible by it)")
-    lr: float = Field(default=5e-4, gt=0, description="peak AdamW learning rate (ViTs need a lower one than CNNs)")
+    patch_size: int = Field(
+        default=8,
+        ge=2,
+        description="ViT patch size in pixels (the image size must be divisible by it)",
+    )
+    lr: float = Field(
+        default=5e-4, gt=0, description="peak AdamW learning rate (ViTs need a lower one than CNNs)"
+    )
 
 
 class SegmenterOptions(TrainOptions):
     """segmentation_models_pytorch segmenters (``deeplabv3``, ``deeplabv3plus``, ``upernet``, ``unet``)."""
 
     batch_size: int = Field(default=16, ge=2, description="training batch size per process")
-    encoder: str = Field(default="resnet18", description="smp encoder name (built without weights; see pretrained_path)")
-    dice_weight: float = Field(default=1.0, ge=0, description="weight of the soft Dice loss added to the weighted cross-entropy")
+    encoder: str = Field(
+        default="resnet18",
+        description="smp encoder name (built without weights; see pretrained_path)",
+    )
+    dice_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="weight of the soft Dice loss added to the weighted cross-entropy",
+    )
     class_weighting: ClassWeighting = Field(
         default="sqrt-inverse",
         description="pixel cross-entropy class weights from the training masks' pixel counts",
@@ -91,4 +124,7 @@ class SegmenterOptions(TrainOptions):
 class SegformerOptions(SegmenterOptions):
     """``segformer`` with the light Mix-Transformer ``mit_b0`` encoder by default."""
 
-    encoder: str = Field(default="mit_b0", description="smp encoder name (built without weights; see pretrained_path)")
+    encoder: str = Field(
+        default="mit_b0",
+        description="smp encoder name (built without weights; see pretrained_path)",
+    )

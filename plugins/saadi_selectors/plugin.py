@@ -8,7 +8,8 @@ default), ``resnet50``, ``convnext_small``, ``vit_small``. Segmentation (segment
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from saadi_core import hookimpl
 
@@ -78,7 +79,14 @@ SELECTORS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
 def saadi_register_selectors(register: Callable[..., None]) -> None:
     for kind, (target, options, description, paper) in SELECTORS.items():
         task = "segmentation" if paper is _SEG_PAPER else "classification"
-        register(kind, target, options=options, description=description, profiles={"paper": dict(paper)}, task=task)
+        register(
+            kind,
+            target,
+            options=options,
+            description=description,
+            profiles={"paper": dict(paper)},
+            task=task,
+        )
     register(
         "ensemble",
         "saadi_selectors.ensemble:EnsembleSelector",

@@ -21,8 +21,9 @@ both aimed at small structures that plain cross-entropy would ignore.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,7 +48,9 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
-def dice_per_sample(pred: torch.Tensor, masks: torch.Tensor, num_classes: int, include_background: bool) -> torch.Tensor:
+def dice_per_sample(
+    pred: torch.Tensor, masks: torch.Tensor, num_classes: int, include_background: bool
+) -> torch.Tensor:
     """Mean Dice per sample over the classes present in each mask (``pred``, ``masks``:
     ``(N, H, W)`` class ids). Background (id 0) is counted only if ``include_background`` or the
     mask has no other class."""
@@ -59,7 +62,9 @@ def dice_per_sample(pred: torch.Tensor, masks: torch.Tensor, num_classes: int, i
     present = truth.any(dim=3).any(dim=2)
     if not include_background:
         has_foreground = present[:, 1:].any(dim=1, keepdim=True)
-        present = present & ~(has_foreground & (torch.arange(num_classes, device=masks.device) == 0))
+        present = present & ~(
+            has_foreground & (torch.arange(num_classes, device=masks.device) == 0)
+        )
     dice = torch.where(present, 2.0 * inter / total.clamp(min=1.0), torch.zeros_like(inter))
     return dice.sum(dim=1) / present.sum(dim=1).clamp(min=1)
 
@@ -71,7 +76,11 @@ class SmpSegmenter(TorchSelector):
     smp_class: ClassVar[str] = ""
 
     def _architecture(self, image_size: tuple[int, int], num_classes: int) -> dict[str, Any]:
-        return {"smp_class": self.smp_class, "encoder": self.options.encoder, "classes": num_classes}
+        return {
+            "smp_class": self.smp_class,
+            "encoder": self.options.encoder,
+            "classes": num_classes,
+        }
 
     def _build(self, arch: dict[str, Any]) -> torch.nn.Module:
         import segmentation_models_pytorch as smp
@@ -85,7 +94,9 @@ class SmpSegmenter(TorchSelector):
                 "(segmentation_models_pytorch.encoders.get_encoder_names() lists them)"
             ) from None
         except ValueError as exc:  # an encoder the architecture cannot use
-            raise ConfigError(f"selector '{self._name()}': options.encoder '{arch['encoder']}': {exc}") from None
+            raise ConfigError(
+                f"selector '{self._name()}': options.encoder '{arch['encoder']}': {exc}"
+            ) from None
 
     def _load_pretrained(self, model: torch.nn.Module, path: Path) -> None:
         state = read_state_dict(path)
@@ -93,9 +104,17 @@ class SmpSegmenter(TorchSelector):
         # a whole smp model's checkpoint fits the model; ImageNet backbone weights fit the encoder
         whole = count_matching(model, state, skip=_HEADS) >= count_matching(encoder, state)
         target = "model" if whole else "encoder"
-        report = load_matching(model, state, skip=_HEADS) if whole else load_matching(encoder, state)
+        report = (
+            load_matching(model, state, skip=_HEADS) if whole else load_matching(encoder, state)
+        )
         require_fit(report, path, f"the {target} of smp {self.smp_class}('{self.options.encoder}')")
-        self.context.progress.log("selector_pretrained", selector=self._name(), path=str(path), target=target, **report.as_dict())
+        self.context.progress.log(
+            "selector_pretrained",
+            selector=self._name(),
+            path=str(path),
+            target=target,
+            **report.as_dict(),
+        )
 
     def _split_targets(self, dataset: Dataset) -> np.ndarray:
         if dataset.train.masks is None:
@@ -130,12 +149,16 @@ class SmpSegmenter(TorchSelector):
         h, w = x.shape[-2:]
         return self.model(_pad_to_multiple(self._normalise(x), PAD_MULTIPLE))[..., :h, :w]
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         loss = F.cross_entropy(logits, targets, weight=weights)
         if self.options.dice_weight > 0:
             from segmentation_models_pytorch.losses import DiceLoss
 
-            loss = loss + self.options.dice_weight * DiceLoss(mode="multiclass", from_logits=True)(logits, targets)
+            loss = loss + self.options.dice_weight * DiceLoss(mode="multiclass", from_logits=True)(
+                logits, targets
+            )
         return loss
 
     @torch.inference_mode()
@@ -150,7 +173,9 @@ class SmpSegmenter(TorchSelector):
         step = self.options.eval_batch_size
         out = []
         for i in range(0, len(images), step):
-            x = _pad_to_multiple(self._normalise(images[i : i + step].to(self.device, torch.float32)), PAD_MULTIPLE)
+            x = _pad_to_multiple(
+                self._normalise(images[i : i + step].to(self.device, torch.float32)), PAD_MULTIPLE
+            )
             out.append(model.encoder(x)[-1].mean(dim=(2, 3)).float().cpu())
         return torch.cat(out) if out else torch.empty(0)
 
@@ -164,7 +189,9 @@ class SmpSegmenter(TorchSelector):
         scores: list[float] = []
         for chunk, images in self._sample_chunks(samples):
             masks = torch.stack([self._mask(s) for s in chunk])
-            dice = dice_per_sample(self.predict(images), masks, self.num_classes, self.options.score_include_background)
+            dice = dice_per_sample(
+                self.predict(images), masks, self.num_classes, self.options.score_include_background
+            )
             scores.extend(dice.tolist())
         return scores
 

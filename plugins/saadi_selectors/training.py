@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 from abc import abstractmethod
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -77,7 +78,9 @@ def class_weights(counts: torch.Tensor, mode: str) -> torch.Tensor:
     return weights.float()
 
 
-def adamw(params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def adamw(
+    params: list[torch.nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     """AdamW, fused where this torch supports it for the parameters' device: on CPU the fused
     kernel is ~10× faster than the per-tensor loop, as costly as a whole ResNet-18 step at 32 px."""
     try:
@@ -158,7 +161,9 @@ class TorchSelector(Selector):
         """The training target of one synthetic sample."""
 
     @abstractmethod
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """Training loss of a batch given the per-class ``weights``."""
 
     # ------------------------------------------------------------------ common API
@@ -205,13 +210,20 @@ class TorchSelector(Selector):
     def _accelerator(self) -> Any:
         """The run's accelerator, or a single-process one with this selector's ``mixed_precision``."""
         return make_accelerator(
-            self.context.accelerator, str(self.context.device), self.options.mixed_precision, who=f"selector '{self._name()}'"
+            self.context.accelerator,
+            str(self.context.device),
+            self.options.mixed_precision,
+            who=f"selector '{self._name()}'",
         )
 
-    def _training_tensors(self, dataset: Dataset, extra: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _training_tensors(
+        self, dataset: Dataset, extra: Sequence[Sample]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Real train split plus ``extra`` as ``uint8 (N, 3, H, W)`` images and integer targets."""
         split = dataset.train
-        images = torch.from_numpy(np.ascontiguousarray(split.images)).permute(0, 3, 1, 2).contiguous()
+        images = (
+            torch.from_numpy(np.ascontiguousarray(split.images)).permute(0, 3, 1, 2).contiguous()
+        )
         targets = torch.from_numpy(np.ascontiguousarray(self._split_targets(dataset)))
         if extra:
             size = tuple(images.shape[-2:])
@@ -226,7 +238,9 @@ class TorchSelector(Selector):
             targets = torch.cat([targets.long(), extra_targets.long()])
         targets = targets.long()
         if len(images) < 2:
-            raise DataError(f"selector '{self._name()}' needs at least 2 training images, dataset '{dataset.name}' has {len(images)}")
+            raise DataError(
+                f"selector '{self._name()}' needs at least 2 training images, dataset '{dataset.name}' has {len(images)}"
+            )
         if targets.min() < 0 or targets.max() >= self.num_classes:
             raise DataError(
                 f"training targets of dataset '{dataset.name}' hold class id {int(targets.max())} "
@@ -240,10 +254,20 @@ class TorchSelector(Selector):
 
     def _augment_config(self) -> AugmentConfig:
         o = self.options
-        return AugmentConfig(degrees=o.affine_degrees, translate=o.affine_translate, scale=o.affine_scale, color_jitter=o.color_jitter)
+        return AugmentConfig(
+            degrees=o.affine_degrees,
+            translate=o.affine_translate,
+            scale=o.affine_scale,
+            color_jitter=o.color_jitter,
+        )
 
     def _train(
-        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, accelerator: Any
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        weights: torch.Tensor,
+        accelerator: Any,
     ) -> torch.nn.Module:
         """Warm-up + cosine AdamW on shuffled, augmented batches; returns the trained, unwrapped
         network (the same in every process).
@@ -259,9 +283,19 @@ class TorchSelector(Selector):
                 f"{len(images)} images for {processes} processes"
             )
         batch = min(o.batch_size, len(images) // processes)
-        shuffle = torch.Generator().manual_seed(o.seed)  # the same order in every process, which each shards
-        loader = DataLoader(TensorDataset(images, targets), batch_size=batch, shuffle=True, drop_last=True, generator=shuffle)
-        loader = accelerator.prepare(loader)  # sharded first: its length per process sets the schedule
+        shuffle = torch.Generator().manual_seed(
+            o.seed
+        )  # the same order in every process, which each shards
+        loader = DataLoader(
+            TensorDataset(images, targets),
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+            generator=shuffle,
+        )
+        loader = accelerator.prepare(
+            loader
+        )  # sharded first: its length per process sets the schedule
         per_epoch = len(loader)
         # the prepared scheduler steps once per process at every optimisation step (accelerate's
         # convention for a global batch `processes` times larger), so the schedule counts those
@@ -269,16 +303,22 @@ class TorchSelector(Selector):
         warmup = max(1, int(o.warmup_fraction * total))
         model = model.to(accelerator.device)
         optimizer = adamw(list(model.parameters()), o.lr, o.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total, warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: _lr_factor(step, total, warmup)
+        )
         prepared = accelerator.prepare(model, optimizer, schedule)
         self.model, optimizer, schedule = prepared  # _forward runs the prepared (DDP) network
         # each process augments its own batches with its own random stream (CPU numbers, device pixels)
-        rng = torch.Generator().manual_seed(o.seed + AUGMENT_SEED_OFFSET * (1 + accelerator.process_index))
+        rng = torch.Generator().manual_seed(
+            o.seed + AUGMENT_SEED_OFFSET * (1 + accelerator.process_index)
+        )
         augment = self._augment_config()
         segmentation = self.task == "segmentation"
         batches = ((epoch, x, y) for epoch in range(o.epochs) for x, y in loader)
         if accelerator.is_main_process:
-            batches = self.context.progress.track(batches, f"train selector {self._name()}", total=per_epoch * o.epochs)
+            batches = self.context.progress.track(
+                batches, f"train selector {self._name()}", total=per_epoch * o.epochs
+            )
         self.model.train()
         running = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # loss sum, images
         for step, (epoch, x, y) in enumerate(batches):
@@ -296,8 +336,14 @@ class TorchSelector(Selector):
             running[0] += loss.detach().double() * len(x)
             running[1] += len(x)
             if (step + 1) % per_epoch == 0:
-                total_loss, seen = accelerator.reduce(running, reduction="sum").tolist()  # every process's batches
-                record = {"epoch": epoch + 1, "loss": total_loss / seen, "lr": schedule.get_last_lr()[0]}
+                total_loss, seen = accelerator.reduce(
+                    running, reduction="sum"
+                ).tolist()  # every process's batches
+                record = {
+                    "epoch": epoch + 1,
+                    "loss": total_loss / seen,
+                    "lr": schedule.get_last_lr()[0],
+                }
                 self.history.append(record)
                 if accelerator.is_main_process:
                     self.context.progress.log("selector_epoch", selector=self._name(), **record)
@@ -321,12 +367,16 @@ class TorchSelector(Selector):
 
     def _require_model(self) -> torch.nn.Module:
         if self.model is None:
-            raise PipelineError(f"selector '{self._name()}' is not trained: call fit() or load() first")
+            raise PipelineError(
+                f"selector '{self._name()}' is not trained: call fit() or load() first"
+            )
         return self.model
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != 3:
-            raise DataError(f"selector '{self._name()}' expects images (N, 3, H, W), got {tuple(images.shape)}")
+            raise DataError(
+                f"selector '{self._name()}' expects images (N, 3, H, W), got {tuple(images.shape)}"
+            )
         if self.image_size is not None and tuple(images.shape[-2:]) != self.image_size:
             raise DataError(
                 f"selector '{self._name()}' was trained on {self.image_size} px images, got {tuple(images.shape[-2:])} px"
@@ -339,12 +389,18 @@ class TorchSelector(Selector):
         self._check_images(images)
         model.eval()
         out = [
-            self._forward(images[i : i + self.options.eval_batch_size].to(self.device, torch.float32)).float().cpu()
+            self._forward(
+                images[i : i + self.options.eval_batch_size].to(self.device, torch.float32)
+            )
+            .float()
+            .cpu()
             for i in range(0, len(images), self.options.eval_batch_size)
         ]
         return torch.cat(out) if out else torch.empty(0)
 
-    def _sample_chunks(self, samples: Sequence[Sample]) -> Iterator[tuple[Sequence[Sample], torch.Tensor]]:
+    def _sample_chunks(
+        self, samples: Sequence[Sample]
+    ) -> Iterator[tuple[Sequence[Sample], torch.Tensor]]:
         """``(chunk, images)`` over ``samples`` so a large pool is never stacked at once."""
         step = self.options.eval_batch_size
         for start in range(0, len(samples), step):
@@ -375,7 +431,9 @@ class TorchSelector(Selector):
         path = Path(path)
         meta_file = path / META_FILE
         if not meta_file.is_file() or not (path / MODEL_FILE).is_file():
-            raise DataError(f"'{path}' holds no saved selector ({META_FILE} and {MODEL_FILE} expected)")
+            raise DataError(
+                f"'{path}' holds no saved selector ({META_FILE} and {MODEL_FILE} expected)"
+            )
         meta = json.loads(meta_file.read_text())
         if meta.get("task") != self.task or (self.kind and meta.get("kind") != self.kind):
             raise ConfigError(
@@ -385,7 +443,9 @@ class TorchSelector(Selector):
         self.image_size = tuple(meta["image_size"]) if meta.get("image_size") else None  # type: ignore[assignment]
         self.arch = dict(meta["arch"])
         self.history = list(meta.get("history", []))
-        with torch.random.fork_rng(devices=[]):  # the throw-away initialisation must not move the caller's RNG
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # the throw-away initialisation must not move the caller's RNG
             model = self._build(self.arch)
         model.load_state_dict(torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True))
         self.model = model.to(self.device).eval()

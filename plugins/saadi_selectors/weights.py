@@ -52,7 +52,9 @@ def _resolve_file(path: Path) -> Path:
     for name in _DIRECTORY_FILES:
         if (path / name).is_file():
             return path / name
-    raise ConfigError(f"pretrained_path '{path}' is a directory without any of: {', '.join(_DIRECTORY_FILES)}")
+    raise ConfigError(
+        f"pretrained_path '{path}' is a directory without any of: {', '.join(_DIRECTORY_FILES)}"
+    )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -67,27 +69,39 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             raw = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign files: the user's input problem
-        raise ConfigError(f"pretrained_path '{file}' could not be read as a weights file: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            f"pretrained_path '{file}' could not be read as a weights file: {type(exc).__name__}: {exc}"
+        ) from None
     while isinstance(raw, dict):
         wrapper = next((k for k in _WRAPPER_KEYS if isinstance(raw.get(k), dict)), None)
         if wrapper is None or any(isinstance(v, torch.Tensor) for v in raw.values()):
             break
         raw = raw[wrapper]
     if not isinstance(raw, dict):
-        raise ConfigError(f"pretrained_path '{file}' holds a {type(raw).__name__}, not a state dict")
+        raise ConfigError(
+            f"pretrained_path '{file}' holds a {type(raw).__name__}, not a state dict"
+        )
     state = {k.removeprefix("module."): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
     if not state:
         raise ConfigError(f"pretrained_path '{file}' contains no tensors")
     return state
 
 
-def count_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], skip: tuple[str, ...] = ()) -> int:
+def count_matching(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], skip: tuple[str, ...] = ()
+) -> int:
     """How many tensors of ``state`` fit ``module`` by name and shape (ignoring ``skip`` prefixes)."""
     own = module.state_dict()
-    return sum(1 for k, v in state.items() if not k.startswith(skip) and k in own and own[k].shape == v.shape)
+    return sum(
+        1
+        for k, v in state.items()
+        if not k.startswith(skip) and k in own and own[k].shape == v.shape
+    )
 
 
-def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], skip: tuple[str, ...] = ()) -> LoadReport:
+def load_matching(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], skip: tuple[str, ...] = ()
+) -> LoadReport:
     """Copy every tensor of ``state`` that matches ``module`` by name and shape.
 
     Names starting with a ``skip`` prefix (the task head) are neither loaded nor counted as
@@ -110,7 +124,13 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], skip:
     module.load_state_dict(keep, strict=False)
     expected = [k for k in own if not k.startswith(skip)]
     missing = [k for k in expected if k not in keep]
-    return LoadReport(loaded=len(keep), expected=len(expected), missing=missing, mismatched=mismatched, unexpected=unexpected)
+    return LoadReport(
+        loaded=len(keep),
+        expected=len(expected),
+        missing=missing,
+        mismatched=mismatched,
+        unexpected=unexpected,
+    )
 
 
 def require_fit(report: LoadReport, path: Path, what: str, min_share: float = 0.5) -> None:

@@ -83,7 +83,9 @@ def clean_fraction(similarity: torch.Tensor, threshold: float = CLEAN_SIMILARITY
     return float((similarity >= threshold).float().mean()) if similarity.numel() else 1.0
 
 
-def noisy_decode_accuracy(mask: torch.Tensor, colours: torch.Tensor, sigma: float, seed: int = 0) -> float:
+def noisy_decode_accuracy(
+    mask: torch.Tensor, colours: torch.Tensor, sigma: float, seed: int = 0
+) -> float:
     """Pixel accuracy of decoding ``mask``'s colours after adding Gaussian noise of std ``sigma``
     per channel (seeded): the coding's margin against imperfect generation."""
     coded = encode_mask(mask, colours)

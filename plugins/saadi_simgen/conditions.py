@@ -49,10 +49,15 @@ def pattern_id(pattern: Pattern, class_names: Sequence[str]) -> str:
     return "presence:" + "+".join(names)
 
 
-def presence_condition(pattern: Pattern, class_names: Sequence[str], train_masks: int | None = None) -> Condition:
+def presence_condition(
+    pattern: Pattern, class_names: Sequence[str], train_masks: int | None = None
+) -> Condition:
     """The condition asking for ``pattern``; ``meta`` holds its class ids and names (and, for the
     pool's conditions, how many training masks show it)."""
-    meta: dict[str, object] = {"presence": list(pattern), "classes": [class_names[k] for k in pattern]}
+    meta: dict[str, object] = {
+        "presence": list(pattern),
+        "classes": [class_names[k] for k in pattern],
+    }
     if train_masks is not None:
         meta["train_masks"] = int(train_masks)
     return Condition(id=pattern_id(pattern, class_names), meta=meta)
@@ -72,5 +77,7 @@ def pattern_of(condition: Condition, num_classes: int) -> Pattern:
         )
     ids = sorted({int(k) for k in raw})
     if any(k < 1 or k >= num_classes for k in ids):
-        raise PipelineError(f"simgen: condition '{condition.id}' asks for class ids {ids} outside 1..{num_classes - 1}")
+        raise PipelineError(
+            f"simgen: condition '{condition.id}' asks for class ids {ids} outside 1..{num_classes - 1}"
+        )
     return tuple(ids)

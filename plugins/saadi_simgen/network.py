@@ -35,7 +35,9 @@ class JointSpace:
 
     def __init__(self, num_classes: int, resolution: int, factor: int) -> None:
         if resolution % factor:
-            raise ConfigError(f"simgen: resolution {resolution} is not a multiple of unshuffle_factor {factor}")
+            raise ConfigError(
+                f"simgen: resolution {resolution} is not a multiple of unshuffle_factor {factor}"
+            )
         self.num_classes, self.resolution, self.factor = num_classes, resolution, factor
         self.colours = palette(num_classes)
 
@@ -107,8 +109,14 @@ def check_unet(unet: Any, space: JointSpace, num_labels: int | None, where: str)
         )
     labels = unet.config.num_class_embeds
     if labels != num_labels:
-        wanted = "no label embedding (conditioning 'none')" if num_labels is None else f"{num_labels} label embeddings"
-        raise ConfigError(f"simgen: {where} has a UNet with num_class_embeds={labels}, but this dataset needs {wanted}")
+        wanted = (
+            "no label embedding (conditioning 'none')"
+            if num_labels is None
+            else f"{num_labels} label embeddings"
+        )
+        raise ConfigError(
+            f"simgen: {where} has a UNet with num_class_embeds={labels}, but this dataset needs {wanted}"
+        )
     check_resolution(space.resolution, space.factor, len(unet.config.block_out_channels))
 
 

@@ -24,7 +24,9 @@ class SimGenOptions(GeneratorOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(default=0, description="seed of weight initialisation and training randomness")
+    seed: int = Field(
+        default=0, description="seed of weight initialisation and training randomness"
+    )
     pretrained: Path | None = Field(
         default=None,
         description="local directory to start from: a saved simgen generator, or a diffusers UNet2DModel in unet/ "
@@ -48,13 +50,22 @@ class SimGenOptions(GeneratorOptions):
         min_length=1,
         description="block_out_channels per level (tiny: 32/64 - 64/128 cost ~2.4x per step on this CPU)",
     )
-    layers_per_block: int = Field(default=1, ge=1, description="ResNet blocks per level (paper: 2 ConvBlocks)")
-    mid_attention: bool = Field(
-        default=True, description="self-attention in the mid block (where LoRA's to_q/to_k/to_v/to_out.0 live)"
+    layers_per_block: int = Field(
+        default=1, ge=1, description="ResNet blocks per level (paper: 2 ConvBlocks)"
     )
-    attention_head_dim: int = Field(default=32, ge=1, description="head dimension of the mid-block attention")
-    norm_num_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
-    act_fn: Literal["silu", "gelu"] = Field(default="silu", description="ResNet activation (paper: GELU)")
+    mid_attention: bool = Field(
+        default=True,
+        description="self-attention in the mid block (where LoRA's to_q/to_k/to_v/to_out.0 live)",
+    )
+    attention_head_dim: int = Field(
+        default=32, ge=1, description="head dimension of the mid-block attention"
+    )
+    norm_num_groups: int = Field(
+        default=32, ge=1, description="GroupNorm groups (must divide every channel count)"
+    )
+    act_fn: Literal["silu", "gelu"] = Field(
+        default="silu", description="ResNet activation (paper: GELU)"
+    )
 
     # ---- conditioning
     conditioning: Literal["none", "class-presence"] = Field(
@@ -64,12 +75,19 @@ class SimGenOptions(GeneratorOptions):
         "can be asked for",
     )
     condition_dropout: float = Field(
-        default=0.1, ge=0, le=1, description="class-presence: share of training steps on the null label (for guidance)"
+        default=0.1,
+        ge=0,
+        le=1,
+        description="class-presence: share of training steps on the null label (for guidance)",
     )
-    guidance_scale: float = Field(default=1.0, ge=0, description="class-presence: classifier-free guidance; 1 = none")
+    guidance_scale: float = Field(
+        default=1.0, ge=0, description="class-presence: classifier-free guidance; 1 = none"
+    )
 
     # ---- diffusion
-    num_train_timesteps: int = Field(default=250, ge=10, description="diffusion timesteps (paper: 250)")
+    num_train_timesteps: int = Field(
+        default=250, ge=10, description="diffusion timesteps (paper: 250)"
+    )
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = Field(
         default="squaredcos_cap_v2",
         description="noise schedule; cosine reaches pure noise at t=T with 250 steps (DDPM's linear betas leave "
@@ -81,25 +99,42 @@ class SimGenOptions(GeneratorOptions):
     )
 
     # ---- training
-    max_steps: int = Field(default=700, ge=0, description="optimiser steps (0 = use 'pretrained' as it is)")
+    max_steps: int = Field(
+        default=700, ge=0, description="optimiser steps (0 = use 'pretrained' as it is)"
+    )
     batch_size: int = Field(default=32, ge=1, description="image+mask pairs per step and process")
     learning_rate: float = Field(default=1e-3, gt=0)
     lr_warmup_steps: int = Field(default=50, ge=0)
-    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay (0 = Adam, as the paper)")
+    weight_decay: float = Field(
+        default=0.0, ge=0, description="AdamW weight decay (0 = Adam, as the paper)"
+    )
     grad_clip: float = Field(default=1.0, gt=0)
-    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="max EMA decay of the trained weights; 0 disables EMA")
-    ema_power: float = Field(default=0.75, gt=0, description="EMA warm-up: decay at step k = 1 - (1 + k)^-power (capped)")
-    random_flip: bool = Field(default=True, description="random horizontal/vertical flips of image+mask pairs")
+    ema_decay: float = Field(
+        default=0.999,
+        ge=0,
+        lt=1,
+        description="max EMA decay of the trained weights; 0 disables EMA",
+    )
+    ema_power: float = Field(
+        default=0.75, gt=0, description="EMA warm-up: decay at step k = 1 - (1 + k)^-power (capped)"
+    )
+    random_flip: bool = Field(
+        default=True, description="random horizontal/vertical flips of image+mask pairs"
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         default="auto", description="'auto' = bf16 on a CUDA device that supports it, else fp32"
     )
     log_every: int = Field(default=25, ge=1, description="training steps per progress log event")
 
     # ---- sampling
-    sampler: Literal["ddim", "dpm-solver++"] = Field(default="ddim", description="deterministic sampler")
+    sampler: Literal["ddim", "dpm-solver++"] = Field(
+        default="ddim", description="deterministic sampler"
+    )
     sampling_steps: int = Field(default=10, ge=1, description="denoising steps per sample")
     sample_batch_size: int = Field(
-        default=16, ge=1, description="fixed internal batch size of sampling (samples are bit-identical for a given value)"
+        default=16,
+        ge=1,
+        description="fixed internal batch size of sampling (samples are bit-identical for a given value)",
     )
 
     @model_validator(mode="after")
@@ -107,7 +142,9 @@ class SimGenOptions(GeneratorOptions):
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError("every block_out_channels entry must be divisible by norm_num_groups")
         if self.mid_attention and self.block_out_channels[-1] % self.attention_head_dim:
-            raise ValueError("the last block_out_channels entry must be divisible by attention_head_dim")
+            raise ValueError(
+                "the last block_out_channels entry must be divisible by attention_head_dim"
+            )
         return self
 
 

@@ -47,8 +47,12 @@ def train_unet(
     device = accelerator.device
     unet.to(device).requires_grad_(True).train()
     params = list(unet.parameters())
-    optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=options.weight_decay)
-    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=options.lr_warmup_steps)
+    optimizer = torch.optim.AdamW(
+        params, lr=options.learning_rate, weight_decay=options.weight_decay
+    )
+    lr_schedule = get_scheduler(
+        "constant_with_warmup", optimizer, num_warmup_steps=options.lr_warmup_steps
+    )
     model, optimizer, lr_schedule = accelerator.prepare(unet, optimizer, lr_schedule)
     ema = ModuleEMA([unet], options.ema_decay, options.ema_power) if options.ema_decay > 0 else None
 
@@ -76,12 +80,16 @@ def train_unet(
         kwargs: dict[str, torch.Tensor] = {}
         if pattern_rows is not None:
             drop = torch.rand(batch, generator=rng) < options.condition_dropout
-            kwargs["class_labels"] = torch.where(drop, torch.full((batch,), null_label), pattern_rows[rows]).to(device)
+            kwargs["class_labels"] = torch.where(
+                drop, torch.full((batch,), null_label), pattern_rows[rows]
+            ).to(device)
         x0 = space.encode(x.to(device), m.to(device))
         x_t = scheduler.add_noise(x0, noise, t)
         with accelerator.autocast():
             prediction = model(x_t, t, **kwargs).sample
-        loss = torch.nn.functional.mse_loss(prediction.float(), training_target(scheduler, x0, noise, t))
+        loss = torch.nn.functional.mse_loss(
+            prediction.float(), training_target(scheduler, x0, noise, t)
+        )
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(params, options.grad_clip)
@@ -91,7 +99,9 @@ def train_unet(
         if ema is not None:
             ema.step()
         value = float(loss.detach())
-        history.append({"step": len(history) + 1, "loss": value, "lr": float(lr_schedule.get_last_lr()[0])})
+        history.append(
+            {"step": len(history) + 1, "loss": value, "lr": float(lr_schedule.get_last_lr()[0])}
+        )
         window.append(value)
         if len(history) % options.log_every == 0 or len(history) == options.max_steps:
             progress.log("simgen.train", step=len(history), loss=float(np.mean(window)))

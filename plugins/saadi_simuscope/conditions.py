@@ -60,7 +60,9 @@ class SimulatorFrames:
 
 def require_segmentation(dataset: Dataset) -> None:
     """Clear errors for datasets SimuScope cannot use (checked before any training)."""
-    dataset.require_training_masks("generator 'simuscope' turns labelled simulator frames into realistic ones")
+    dataset.require_training_masks(
+        "generator 'simuscope' turns labelled simulator frames into realistic ones"
+    )
 
 
 def _class_map(root: Path, dataset: Dataset) -> tuple[ClassMap, np.ndarray]:
@@ -69,14 +71,21 @@ def _class_map(root: Path, dataset: Dataset) -> tuple[ClassMap, np.ndarray]:
     if not path.is_file():  # masks hold the dataset's class ids directly
         ids = np.arange(dataset.num_classes)
         names = list(dataset.class_names)
-        return ClassMap(path=Path(f"{dataset.name} class ids 0-{dataset.num_classes - 1}"), names=names, form="index", values=list(ids)), ids
+        return ClassMap(
+            path=Path(f"{dataset.name} class ids 0-{dataset.num_classes - 1}"),
+            names=names,
+            form="index",
+            values=list(ids),
+        ), ids
     class_map = read_class_map(path)
     unknown = [n for n in class_map.names if n not in dataset.class_names]
     if unknown:
         raise DataError(
             f"{path}: class '{unknown[0]}' is not a class of dataset '{dataset.name}' ({', '.join(dataset.class_names)})"
         )
-    return class_map, np.array([dataset.class_names.index(n) for n in class_map.names], dtype=np.int64)
+    return class_map, np.array(
+        [dataset.class_names.index(n) for n in class_map.names], dtype=np.int64
+    )
 
 
 def read_simulator_dir(root: Path, dataset: Dataset) -> SimulatorFrames:
@@ -85,14 +94,18 @@ def read_simulator_dir(root: Path, dataset: Dataset) -> SimulatorFrames:
     frame_dir, mask_dir = root / FRAMES_DIR, root / MASKS_DIR
     for folder in (root, frame_dir, mask_dir):
         if not folder.is_dir():
-            raise DataError(f"simulator folder not found: {folder} (option 'simulator_dir' needs {FRAMES_DIR}/ and {MASKS_DIR}/)")
+            raise DataError(
+                f"simulator folder not found: {folder} (option 'simulator_dir' needs {FRAMES_DIR}/ and {MASKS_DIR}/)"
+            )
     frame_files = list_images(frame_dir)
     if not frame_files:
         raise DataError(f"no simulator frames in {frame_dir}")
     masks_by_stem: dict[str, Path] = {}
     for path in list_images(mask_dir):
         if path.stem in masks_by_stem:
-            raise DataError(f"{masks_by_stem[path.stem]} and {path} share the stem '{path.stem}'; masks are matched to frames by stem")
+            raise DataError(
+                f"{masks_by_stem[path.stem]} and {path} share the stem '{path.stem}'; masks are matched to frames by stem"
+            )
         masks_by_stem[path.stem] = path
     class_map, to_dataset = _class_map(root, dataset)
     size = dataset.image_size
@@ -101,7 +114,9 @@ def read_simulator_dir(root: Path, dataset: Dataset) -> SimulatorFrames:
     for i, path in enumerate(frame_files):
         mask_path = masks_by_stem.get(path.stem)
         if mask_path is None:
-            raise DataError(f"no label mask for simulator frame {path} (expected {mask_dir / path.stem}.png)")
+            raise DataError(
+                f"no label mask for simulator frame {path} (expected {mask_dir / path.stem}.png)"
+            )
         frames[i], original = read_image(path, size, "crop")
         labels[i] = to_dataset[read_mask(mask_path, class_map, original, size, "crop")]
     return SimulatorFrames(frames=frames, labels=labels, names=[p.stem for p in frame_files])
@@ -113,7 +128,9 @@ def simulator_frames(dataset: Dataset, options: SimuScopeOptions) -> SimulatorFr
     if options.simulator_dir is not None:
         return read_simulator_dir(options.simulator_dir, dataset)
     masks = np.asarray(dataset.train.masks)
-    return SimulatorFrames(frames=render(masks, dataset.num_classes), labels=masks, names=list(dataset.train.ids))
+    return SimulatorFrames(
+        frames=render(masks, dataset.num_classes), labels=masks, names=list(dataset.train.ids)
+    )
 
 
 def select_indices(n_total: int, n_conditions: int | None, seed: int) -> list[int]:
@@ -131,9 +148,17 @@ def build_conditions(dataset: Dataset, options: SimuScopeOptions) -> list[Condit
     conditions = []
     for index in select_indices(len(source), options.n_conditions, options.seed):
         name = source.names[index]
-        frame = torch.from_numpy(np.ascontiguousarray(source.frames[index])).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        frame = (
+            torch.from_numpy(np.ascontiguousarray(source.frames[index]))
+            .permute(2, 0, 1)
+            .float()
+            .div(127.5)
+            .sub(1.0)
+        )
         label = torch.from_numpy(np.ascontiguousarray(source.labels[index])).long()
-        conditions.append(Condition(id=f"sim:{name}", mask=label, control=frame, meta={"source": name}))
+        conditions.append(
+            Condition(id=f"sim:{name}", mask=label, control=frame, meta={"source": name})
+        )
         for flip_x, flip_y in FLIPS[: options.flip_copies]:
             dims = [d for d, on in ((-1, flip_x), (-2, flip_y)) if on]
             tag = "x" * flip_x + "y" * flip_y

@@ -43,11 +43,15 @@ def soft_edges(frames: torch.Tensor) -> torch.Tensor:
 
 def label_colours(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Colour-coded label maps ``(N, 3, H, W)`` in ``[0, 1]`` of class ids ``(N, H, W)``."""
-    colours = torch.from_numpy(palette(num_classes) / 255.0).to(device=labels.device, dtype=torch.float32)
+    colours = torch.from_numpy(palette(num_classes) / 255.0).to(
+        device=labels.device, dtype=torch.float32
+    )
     return colours[labels.long()].permute(0, 3, 1, 2).contiguous()
 
 
-def control_image(kind: str, frames: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def control_image(
+    kind: str, frames: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> torch.Tensor:
     """The ControlNet input for simulator ``frames`` (``(N, 3, H, W)`` in ``[-1, 1]``) and their
     ``labels`` (``(N, H, W)``, same size)."""
     if kind == "frame":

@@ -68,7 +68,9 @@ def conditioning_channels(factor: int, base: int) -> tuple[int, ...]:
     one stride-2 stage per halving, doubling the width each time."""
     levels = round(math.log2(factor))
     if 2**levels != factor:
-        raise ConfigError(f"simuscope: the autoencoder factor {factor} is not a power of 2, which a ControlNet needs")
+        raise ConfigError(
+            f"simuscope: the autoencoder factor {factor} is not a power of 2, which a ControlNet needs"
+        )
     return tuple(base * 2**i for i in range(levels + 1))
 
 
@@ -80,7 +82,9 @@ def build_controlnet(unet: Any, factor: int, base_channels: int, seed: int) -> A
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ControlNetModel.from_unet(
-            unet, conditioning_embedding_out_channels=conditioning_channels(factor, base_channels), conditioning_channels=3
+            unet,
+            conditioning_embedding_out_channels=conditioning_channels(factor, base_channels),
+            conditioning_channels=3,
         )
 
 
@@ -90,7 +94,9 @@ def load_controlnet(path: Path, unet: Any, factor: int) -> Any:
 
     root = Path(path).expanduser().resolve()
     if not (root / "config.json").is_file():
-        raise DataError(f"simuscope option 'controlnet': no diffusers ControlNet (config.json) in {root}")
+        raise DataError(
+            f"simuscope option 'controlnet': no diffusers ControlNet (config.json) in {root}"
+        )
     with quiet_hf_progress():
         controlnet = ControlNetModel.from_pretrained(root)
     mismatch = [
@@ -99,7 +105,9 @@ def load_controlnet(path: Path, unet: Any, factor: int) -> Any:
         if list(_as_list(controlnet.config[key])) != list(_as_list(unet.config[key]))
     ]
     if mismatch:
-        raise ConfigError(f"simuscope option 'controlnet': {root} does not fit the UNet ({', '.join(mismatch)} differ)")
+        raise ConfigError(
+            f"simuscope option 'controlnet': {root} does not fit the UNet ({', '.join(mismatch)} differ)"
+        )
     embedding = controlnet.config.conditioning_embedding_out_channels
     if 2 ** (len(embedding) - 1) != factor:
         raise ConfigError(

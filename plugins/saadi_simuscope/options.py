@@ -21,7 +21,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from saadi_core.diffusion.latent_options import PAPER_FINE_TUNING, LatentDiffusionOptions, PredictionType
+from saadi_core.diffusion.latent_options import (
+    PAPER_FINE_TUNING,
+    LatentDiffusionOptions,
+    PredictionType,
+)
 
 #: '{class}' becomes the classes the simulator label shows ("gallbladder, cystic duct and tool")
 DEFAULT_PROMPT = "a realistic laparoscopic cholecystectomy frame showing {class}"
@@ -37,7 +41,10 @@ DPONetwork = Literal["unet", "controlnet", "both"]
 class SimuScopeOptions(LatentDiffusionOptions):
     """Stable Diffusion UNet + style LoRA + ControlNet, img2img from simulator frames."""
 
-    seed: int = Field(default=0, description="seed of weight initialisation, training randomness and condition selection")
+    seed: int = Field(
+        default=0,
+        description="seed of weight initialisation, training randomness and condition selection",
+    )
     prompt_template: str = Field(
         default=DEFAULT_PROMPT,
         description="text prompt of a frame; '{class}' is replaced by the classes its label shows, e.g. "
@@ -60,13 +67,19 @@ class SimuScopeOptions(LatentDiffusionOptions):
         description="what the ControlNet sees: 'frame' = the simulator frame, 'edges' = its soft edge map (the "
         "authors' soft-edge ControlNet), 'labels' = its label map in a fixed colour code",
     )
-    control_scale: float = Field(default=1.0, ge=0, description="ControlNet conditioning scale (multiplies its residuals)")
+    control_scale: float = Field(
+        default=1.0, ge=0, description="ControlNet conditioning scale (multiplies its residuals)"
+    )
     control_embedding_channels: int = Field(
-        default=16, ge=4, description="width of the first layer of a new ControlNet's conditioning encoder (doubles per downsampling)"
+        default=16,
+        ge=4,
+        description="width of the first layer of a new ControlNet's conditioning encoder (doubles per downsampling)",
     )
 
     # ---- architecture when built from config
-    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], description="UNet block_out_channels")
+    block_out_channels: list[int] = Field(
+        default_factory=lambda: [32, 64], description="UNet block_out_channels"
+    )
     unet_attention: list[bool] = Field(
         default_factory=lambda: [False, False],
         description="cross-attention per UNet level (0 = full latent size); the mid block always attends",
@@ -99,15 +112,26 @@ class SimuScopeOptions(LatentDiffusionOptions):
         description="share of control-stage examples trained without control, so a UNet trained here also denoises "
         "real frames on its own (what the style stage fine-tunes)",
     )
-    random_flip: bool = Field(default=True, description="random horizontal/vertical flips of training pairs")
+    random_flip: bool = Field(
+        default=True, description="random horizontal/vertical flips of training pairs"
+    )
 
     # ---- style stage (LoRA on the UNet, fused into it afterwards)
-    n_style_frames: int = Field(default=100, ge=1, description="real training frames the style LoRA learns from (a seeded subset)")
-    style_steps: int = Field(default=100, ge=0, description="optimiser steps of the style LoRA; 0 = no style stage")
+    n_style_frames: int = Field(
+        default=100,
+        ge=1,
+        description="real training frames the style LoRA learns from (a seeded subset)",
+    )
+    style_steps: int = Field(
+        default=100, ge=0, description="optimiser steps of the style LoRA; 0 = no style stage"
+    )
     style_rank: int = Field(default=8, ge=1, description="rank of the style LoRA (alpha = rank)")
-    style_learning_rate: float = Field(default=1e-3, gt=0, description="AdamW learning rate of the style LoRA")
+    style_learning_rate: float = Field(
+        default=1e-3, gt=0, description="AdamW learning rate of the style LoRA"
+    )
     style_target_modules: list[str] = Field(
-        default_factory=lambda: list(TINY_STYLE_TARGETS), description="UNet layer names (suffixes) the style LoRA adapts"
+        default_factory=lambda: list(TINY_STYLE_TARGETS),
+        description="UNet layer names (suffixes) the style LoRA adapts",
     )
 
     # ---- conditions (simulator frames)
@@ -118,10 +142,15 @@ class SimuScopeOptions(LatentDiffusionOptions):
         "renders the dataset's training masks",
     )
     n_conditions: int | None = Field(
-        default=16, ge=1, description="simulator frames used as conditions (a seeded subset); None = all of them"
+        default=16,
+        ge=1,
+        description="simulator frames used as conditions (a seeded subset); None = all of them",
     )
     flip_copies: int = Field(
-        default=0, ge=0, le=3, description="flipped copies of each simulator frame added as conditions (x, y, both)"
+        default=0,
+        ge=0,
+        le=3,
+        description="flipped copies of each simulator frame added as conditions (x, y, both)",
     )
 
     # ---- sampling (img2img)
@@ -133,7 +162,9 @@ class SimuScopeOptions(LatentDiffusionOptions):
         "denoised from there (1 = from pure noise, the frame enters through the ControlNet only)",
     )
     sampling_steps: int = Field(
-        default=8, ge=1, description="sampler steps of the full schedule; img2img runs the last round(strength x steps)"
+        default=8,
+        ge=1,
+        description="sampler steps of the full schedule; img2img runs the last round(strength x steps)",
     )
 
     # ---- alignment

@@ -27,7 +27,8 @@ from scipy import ndimage
 
 #: simulator materials of toy-seg's classes (background, gallbladder, cystic duct, cystic artery, tool)
 TOY_MATERIALS = np.array(
-    [[225, 150, 175], [60, 170, 150], [245, 235, 110], [225, 50, 120], [100, 125, 210]], dtype=np.float32
+    [[225, 150, 175], [60, 170, 150], [245, 235, 110], [225, 50, 120], [100, 125, 210]],
+    dtype=np.float32,
 )
 
 #: darkening at the image corners (light fall-off) and at region borders (rim shading)
@@ -50,7 +51,9 @@ def palette(num_classes: int) -> np.ndarray:
 def _light(size: tuple[int, int]) -> np.ndarray:
     """Radial fall-off ``(H, W)``: 1 at the centre, ``1 - LIGHT_FALLOFF`` in the corners."""
     h, w = size
-    yy, xx = np.meshgrid((np.arange(h) + 0.5) / h - 0.5, (np.arange(w) + 0.5) / w - 0.5, indexing="ij")
+    yy, xx = np.meshgrid(
+        (np.arange(h) + 0.5) / h - 0.5, (np.arange(w) + 0.5) / w - 0.5, indexing="ij"
+    )
     return (1.0 - LIGHT_FALLOFF * (yy**2 + xx**2) / 0.5).astype(np.float32)
 
 

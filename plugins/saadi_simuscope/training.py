@@ -62,7 +62,11 @@ class StageNetwork(nn.Module):
         return self
 
     def _diffusers_models(self) -> list[Any]:
-        return [m for m in self.network.modules() if getattr(m, "_supports_gradient_checkpointing", False)]
+        return [
+            m
+            for m in self.network.modules()
+            if getattr(m, "_supports_gradient_checkpointing", False)
+        ]
 
     def enable_gradient_checkpointing(self) -> None:
         for model in self._diffusers_models():
@@ -85,7 +89,13 @@ class TrainingPairs:
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return (
+        torch.from_numpy(np.ascontiguousarray(images))
+        .permute(0, 3, 1, 2)
+        .float()
+        .div(127.5)
+        .sub(1.0)
+    )
 
 
 def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -112,9 +122,15 @@ def train_control(
     network = ControlledUNet(model.unet, controlnet)
     trained = [*controlnet.parameters(), *(model.unet.parameters() if train_unet else [])]
     stage = dataclasses.replace(model, unet=StageNetwork(network, trained))
-    loop = LatentTrainingLoop(stage, prompts, options, accelerator, progress, name="simuscope-control")
+    loop = LatentTrainingLoop(
+        stage, prompts, options, accelerator, progress, name="simuscope-control"
+    )
     device = accelerator.device
-    images, sims, labels = _to_tensor(pairs.images), _to_tensor(pairs.sim_frames), torch.from_numpy(pairs.labels).long()
+    images, sims, labels = (
+        _to_tensor(pairs.images),
+        _to_tensor(pairs.sim_frames),
+        torch.from_numpy(pairs.labels).long(),
+    )
     prompt_rows = torch.from_numpy(pairs.prompt_rows).long()
     rng = torch.Generator().manual_seed(options.seed + 1 + accelerator.process_index)
     scheduler = model.noise_scheduler
@@ -127,21 +143,33 @@ def train_control(
         if options.random_flip:
             x, sim, label = random_flips(rng, x, sim, label)
         drop_prompt = torch.rand(batch, generator=rng) < options.prompt_dropout
-        rows = torch.where(drop_prompt, torch.full_like(pick, loop.uncond_index), prompt_rows[pick]).to(device)
-        keep_control = (torch.rand(batch, generator=rng) >= options.control_dropout).float().view(-1, 1, 1, 1).to(device)
+        rows = torch.where(
+            drop_prompt, torch.full_like(pick, loop.uncond_index), prompt_rows[pick]
+        ).to(device)
+        keep_control = (
+            (torch.rand(batch, generator=rng) >= options.control_dropout)
+            .float()
+            .view(-1, 1, 1, 1)
+            .to(device)
+        )
         noise = torch.randn((batch, *model.latent_shape), generator=rng).to(device)
         t = torch.randint(0, num_timesteps, (batch,), generator=rng).to(device)
 
         x = resize_images(x.to(device), model.resolution)
         control = control_image(
-            options.control_input, resize_images(sim.to(device), model.resolution), resize_masks(label.to(device), model.resolution), num_classes
+            options.control_input,
+            resize_images(sim.to(device), model.resolution),
+            resize_masks(label.to(device), model.resolution),
+            num_classes,
         )
         with torch.no_grad():
             x0 = model.autoencoder.encode(x).float()
         x_t = scheduler.add_noise(x0, noise, t)
         states = gather_rows(loop.prompt_states(), rows)
         with accelerator.autocast():
-            prediction = loop.unet(x_t, t, states, control, control_scale=keep_control * options.control_scale)
+            prediction = loop.unet(
+                x_t, t, states, control, control_scale=keep_control * options.control_scale
+            )
         loop.update(F.mse_loss(prediction.float(), training_target(scheduler, x0, noise, t)))
     return loop.finish()
 
@@ -171,7 +199,9 @@ def train_style(
     unet = model.unet
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
-        params = attach_lora(unet, lora_config(options.style_target_modules, options.style_rank), STYLE_ADAPTER)
+        params = attach_lora(
+            unet, lora_config(options.style_target_modules, options.style_rank), STYLE_ADAPTER
+        )
     stage_options = options.model_copy(
         update={
             "max_steps": options.style_steps,
@@ -181,7 +211,9 @@ def train_style(
         }
     )
     stage = dataclasses.replace(model, unet=StageNetwork(UNetOnly(unet), params))
-    loop = LatentTrainingLoop(stage, prompts, stage_options, accelerator, progress, name="simuscope-style")
+    loop = LatentTrainingLoop(
+        stage, prompts, stage_options, accelerator, progress, name="simuscope-style"
+    )
     device = accelerator.device
     frames = _to_tensor(images)
     rows_of = torch.from_numpy(prompt_rows).long()

@@ -24,7 +24,12 @@ import torch
 from saadi_core.diffusion.builders import resize_images
 from saadi_core.diffusion.latent import LatentDiffusionModel
 from saadi_core.diffusion.latent_generator import LatentDiffusionGenerator, LatentDiffusionTarget
-from saadi_core.diffusion.sampling import build_sampling_scheduler, denoise, initial_noise, map_fixed_batches
+from saadi_core.diffusion.sampling import (
+    build_sampling_scheduler,
+    denoise,
+    initial_noise,
+    map_fixed_batches,
+)
 from saadi_core.errors import ConfigError, DataError, PipelineError
 from saadi_core.interfaces import Condition, RunContext, Sample
 from saadi_ssd.options import SSDOptions
@@ -57,7 +62,9 @@ class SSDGenerator(LatentDiffusionGenerator):
             return condition.prompt
         if condition.class_name is not None:
             return self.prompt(condition.class_name)
-        raise PipelineError(f"ssd needs a class prompt, but condition '{condition.id}' has neither prompt nor class_name")
+        raise PipelineError(
+            f"ssd needs a class prompt, but condition '{condition.id}' has neither prompt nor class_name"
+        )
 
     # ------------------------------------------------------------------ training
 
@@ -74,18 +81,34 @@ class SSDGenerator(LatentDiffusionGenerator):
     def _text_time_embedding(self) -> bool:
         return self.options.unet_text_time_embedding
 
-    def _train(self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any) -> list[dict[str, float]]:
+    def _train(
+        self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any
+    ) -> list[dict[str, float]]:
         assert dataset.train.labels is not None
         return train_model(
-            model, dataset.train.images, dataset.train.labels, prompts, self.options, accelerator, self.context.progress
+            model,
+            dataset.train.images,
+            dataset.train.labels,
+            prompts,
+            self.options,
+            accelerator,
+            self.context.progress,
         )
 
     # ------------------------------------------------------------------ sampling
 
-    def _predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.require_model().unet(x_t, t, encoder_hidden_states=cond["encoder_hidden_states"]).sample
+    def _predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        return (
+            self.require_model()
+            .unet(x_t, t, encoder_hidden_states=cond["encoder_hidden_states"])
+            .sample
+        )
 
-    def sample(self, conditions: Sequence[Condition], n_per_condition: int, seed: int) -> list[Sample]:
+    def sample(
+        self, conditions: Sequence[Condition], n_per_condition: int, seed: int
+    ) -> list[Sample]:
         """``n_per_condition`` images per condition; sample ``i`` of condition ``c`` starts from
         noise seeded by ``(seed, c.id, i)`` and is denoised in fixed-size batches, so it is
         bit-identical however many samples are requested together."""
@@ -114,16 +137,24 @@ class SSDGenerator(LatentDiffusionGenerator):
             )
             with torch.no_grad():
                 images = model.autoencoder.decode(latents)
-            return resize_images(images.float(), self.image_size or model.resolution).clamp(-1.0, 1.0)
+            return resize_images(images.float(), self.image_size or model.resolution).clamp(
+                -1.0, 1.0
+            )
 
         steps = range(0, len(items), self.options.sample_batch_size)
         images = []
         for start in self.context.progress.track(steps, "sample ssd", total=len(steps)):
             stop = start + self.options.sample_batch_size
-            images.append(map_fixed_batches(run, [noise[start:stop], embeddings[start:stop]], self.options.sample_batch_size))
+            images.append(
+                map_fixed_batches(
+                    run, [noise[start:stop], embeddings[start:stop]], self.options.sample_batch_size
+                )
+            )
         stacked = torch.cat(images).cpu()
         return [
-            Sample(image=stacked[j].contiguous(), condition=c, generator=self.kind, seed=seed, index=i)
+            Sample(
+                image=stacked[j].contiguous(), condition=c, generator=self.kind, seed=seed, index=i
+            )
             for j, (c, i) in enumerate(items)
         ]
 
@@ -151,10 +182,15 @@ class SSDTarget(LatentDiffusionTarget):
         images = torch.stack([s.image for s in samples]).to(device=gen.device, dtype=torch.float32)
         chunk = gen.options.sample_batch_size
         x0 = torch.cat(
-            [model.autoencoder.encode(resize_images(images[i : i + chunk], model.resolution)) for i in range(0, len(images), chunk)]
+            [
+                model.autoencoder.encode(resize_images(images[i : i + chunk], model.resolution))
+                for i in range(0, len(images), chunk)
+            ]
         ).float()
         states = gen.embed_prompts([gen._prompt_for(s.condition) for s in samples])
         return x0, {"encoder_hidden_states": states}
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         return self.generator._predict(x_t, t, cond)

@@ -36,7 +36,10 @@ PAPER_PROMPT = "An image of {class} in laparoscopic gynecological surgery"
 class SSDOptions(LatentDiffusionOptions):
     """Text-conditioned latent diffusion: UNet2DConditionModel + autoencoder + CLIP text encoder."""
 
-    prompt_template: str = Field(default=PAPER_PROMPT, description="per-class prompt; '{class}' is replaced by the class name")
+    prompt_template: str = Field(
+        default=PAPER_PROMPT,
+        description="per-class prompt; '{class}' is replaced by the class name",
+    )
 
     # ---- where the model comes from
     pretrained: Literal["embedded"] | Path | None = Field(
@@ -48,14 +51,17 @@ class SSDOptions(LatentDiffusionOptions):
     )
 
     # ---- architecture when built from config
-    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], description="UNet block_out_channels")
+    block_out_channels: list[int] = Field(
+        default_factory=lambda: [32, 64], description="UNet block_out_channels"
+    )
     unet_attention: list[bool] = Field(
         default_factory=lambda: [False, False],
         description="cross-attention per UNet level (0 = full latent size); the mid block always attends, and in tiny "
         "that is where the prompt enters (attention at level 1 doubled the step time)",
     )
     unet_text_time_embedding: bool = Field(
-        default=True, description="also add the pooled text states to the timestep embedding (global class signal)"
+        default=True,
+        description="also add the pooled text states to the timestep embedding (global class signal)",
     )
 
     # ---- diffusion
@@ -72,13 +78,16 @@ class SSDOptions(LatentDiffusionOptions):
         description="optimiser steps of base training; None = FINE_TUNE_STEPS (400) from the embedded weights, "
         "SCRATCH_STEPS (1500) otherwise",
     )
-    random_flip: bool = Field(default=False, description="random horizontal flips of training images")
+    random_flip: bool = Field(
+        default=False, description="random horizontal flips of training images"
+    )
 
     # ---- sampling
     sampling_steps: int = Field(
-        default=12, ge=1, description="denoising steps per sample (tiny: 12; 20 or 30 gave the same oracle pass within noise)"
+        default=12,
+        ge=1,
+        description="denoising steps per sample (tiny: 12; 20 or 30 gave the same oracle pass within noise)",
     )
-
 
     @model_validator(mode="after")
     def _default_steps(self) -> SSDOptions:

@@ -49,7 +49,9 @@ def train_model(
     indexing ``prompts``; returns the per-step history (``step``, ``loss``, ``lr``)."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    data = TensorDataset(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), torch.from_numpy(labels))
+    data = TensorDataset(
+        torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), torch.from_numpy(labels)
+    )
     loader = DataLoader(
         data,
         batch_size=min(options.batch_size, len(data)),
@@ -57,7 +59,9 @@ def train_model(
         drop_last=True,
         generator=torch.Generator().manual_seed(options.seed),
     )
-    loop = LatentTrainingLoop(model, prompts, options, accelerator, progress, name="ssd", data=loader)
+    loop = LatentTrainingLoop(
+        model, prompts, options, accelerator, progress, name="ssd", data=loader
+    )
     device = accelerator.device
     scheduler = model.noise_scheduler
     rng = torch.Generator(device=device).manual_seed(options.seed + 1 + accelerator.process_index)
@@ -75,7 +79,9 @@ def train_model(
         with torch.no_grad():
             x0 = model.autoencoder.encode(x).float()
         drop = torch.rand(n, generator=rng, device=device) < options.prompt_dropout
-        rows = torch.where(drop, torch.full_like(class_ids, loop.uncond_index), class_ids.to(device))
+        rows = torch.where(
+            drop, torch.full_like(class_ids, loop.uncond_index), class_ids.to(device)
+        )
         embeddings = loop.prompt_states()
         noise = torch.randn(x0.shape, generator=rng, device=device)
         t = torch.randint(0, num_timesteps, (n,), generator=rng, device=device)

@@ -30,10 +30,13 @@ if TYPE_CHECKING:  # pragma: no cover
 def require_segmentation(dataset: Dataset) -> None:
     """Clear errors for datasets SSI cannot use (checked before any training)."""
     masks = dataset.require_training_masks(
-        "generator 'ssi' inpaints regions of segmentation masks", " (use a class-prompted generator such as ssd)"
+        "generator 'ssi' inpaints regions of segmentation masks",
+        " (use a class-prompted generator such as ssd)",
     )
     if not (masks > 0).any():
-        raise DataError(f"dataset '{dataset.name}': the training masks contain background only; nothing to inpaint")
+        raise DataError(
+            f"dataset '{dataset.name}': the training masks contain background only; nothing to inpaint"
+        )
 
 
 def select_indices(n_total: int, n_conditions: int | None, seed: int) -> list[int]:
@@ -48,7 +51,10 @@ def draw_augmentation(options: SSIOptions, source: str, copy: int) -> dict[str, 
     """The transform of augmented copy ``copy`` of mask ``source`` (JSON-serialisable, stored in
     the condition's meta): flips, and for 'affine' a rotation (degrees), zoom and shift."""
     rng = np.random.default_rng(sample_seed(options.seed, f"ssi-augment:{source}", copy))
-    params: dict[str, Any] = {"flip_x": bool(rng.random() < 0.5), "flip_y": bool(rng.random() < 0.5)}
+    params: dict[str, Any] = {
+        "flip_x": bool(rng.random() < 0.5),
+        "flip_y": bool(rng.random() < 0.5),
+    }
     if options.condition_augment == "affine":
         params.update(
             angle=float(rng.uniform(-options.affine_degrees, options.affine_degrees)),
@@ -59,7 +65,9 @@ def draw_augmentation(options: SSIOptions, source: str, copy: int) -> dict[str, 
     return params
 
 
-def apply_augmentation(image: torch.Tensor, mask: torch.Tensor, params: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_augmentation(
+    image: torch.Tensor, mask: torch.Tensor, params: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Transform ``image`` ``(3, H, W)`` and ``mask`` ``(H, W)`` identically."""
     dims = [d for d, key in ((-1, "flip_x"), (-2, "flip_y")) if params.get(key)]
     if dims:
@@ -77,8 +85,16 @@ def apply_augmentation(image: torch.Tensor, mask: torch.Tensor, params: dict[str
         dtype=torch.float32,
     )[None]
     grid = F.affine_grid(theta, [1, 1, *mask.shape], align_corners=False)
-    warped = F.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)[0]
-    labels = F.grid_sample(mask[None, None].float(), grid, mode="nearest", padding_mode="reflection", align_corners=False)
+    warped = F.grid_sample(
+        image[None].float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )[0]
+    labels = F.grid_sample(
+        mask[None, None].float(),
+        grid,
+        mode="nearest",
+        padding_mode="reflection",
+        align_corners=False,
+    )
     return warped.clamp(-1.0, 1.0).contiguous(), labels[0, 0].round().long().contiguous()
 
 
@@ -97,7 +113,9 @@ def build_conditions(dataset: Dataset, options: SSIOptions) -> list[Condition]:
         source = split.ids[index]
         image = split.image_tensor([index])[0]
         mask = torch.from_numpy(np.ascontiguousarray(split.masks[index])).long()
-        conditions.append(Condition(id=f"mask:{source}", mask=mask, control=image, meta={"source": source}))
+        conditions.append(
+            Condition(id=f"mask:{source}", mask=mask, control=image, meta={"source": source})
+        )
         for copy in range(1, copies + 1):
             params = draw_augmentation(options, source, copy)
             aug_image, aug_mask = apply_augmentation(image, mask, params)

@@ -52,7 +52,13 @@ import torch
 from saadi_core.diffusion.builders import resize_images, resize_masks
 from saadi_core.diffusion.latent import LatentDiffusionModel
 from saadi_core.diffusion.latent_generator import LatentDiffusionGenerator, LatentDiffusionTarget
-from saadi_core.diffusion.sampling import build_sampling_scheduler, denoise, initial_noise, map_fixed_batches, sample_seed
+from saadi_core.diffusion.sampling import (
+    build_sampling_scheduler,
+    denoise,
+    initial_noise,
+    map_fixed_batches,
+    sample_seed,
+)
 from saadi_core.errors import DataError, PipelineError
 from saadi_core.interfaces import Condition, RunContext, Sample
 from saadi_ssi.conditions import build_conditions, require_segmentation
@@ -93,10 +99,18 @@ class SSIGenerator(LatentDiffusionGenerator):
     def _check_dataset(self, dataset: Dataset) -> None:
         require_segmentation(dataset)
 
-    def _train(self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any) -> list[dict[str, float]]:
+    def _train(
+        self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any
+    ) -> list[dict[str, float]]:
         assert dataset.train.masks is not None
         return train_model(
-            model, dataset.train.images, dataset.train.masks, prompts, self.options, accelerator, self.context.progress
+            model,
+            dataset.train.images,
+            dataset.train.masks,
+            prompts,
+            self.options,
+            accelerator,
+            self.context.progress,
         )
 
     def fit(self, dataset: Dataset) -> None:
@@ -105,7 +119,9 @@ class SSIGenerator(LatentDiffusionGenerator):
         super().fit(dataset)
         self.background_trained = self.options.background_view_share > 0
         n = len(dataset.train)
-        picks = np.unique(np.linspace(0, n - 1, min(self.options.background_bank, n)).round().astype(int))
+        picks = np.unique(
+            np.linspace(0, n - 1, min(self.options.background_bank, n)).round().astype(int)
+        )
         self.background_bank = np.ascontiguousarray(dataset.train.images[picks])
 
     # ------------------------------------------------------------------ helpers
@@ -125,11 +141,17 @@ class SSIGenerator(LatentDiffusionGenerator):
 
     def _label_map(self, mask: torch.Tensor | None, where: str) -> torch.Tensor:
         if mask is None:
-            raise PipelineError(f"generator 'ssi' inpaints the regions of a mask, but {where} has no mask")
+            raise PipelineError(
+                f"generator 'ssi' inpaints the regions of a mask, but {where} has no mask"
+            )
         if mask.dim() != 2 or mask.is_floating_point():
-            raise PipelineError(f"ssi: the mask of {where} must be an integer (H, W) class map, got {mask.dtype} {tuple(mask.shape)}")
+            raise PipelineError(
+                f"ssi: the mask of {where} must be an integer (H, W) class map, got {mask.dtype} {tuple(mask.shape)}"
+            )
         if mask.numel() and (int(mask.min()) < 0 or int(mask.max()) >= len(self.class_names)):
-            raise PipelineError(f"ssi: the mask of {where} holds class ids outside [0, {len(self.class_names)})")
+            raise PipelineError(
+                f"ssi: the mask of {where} holds class ids outside [0, {len(self.class_names)})"
+            )
         return resize_masks(mask[None].long().to(self.device), self.require_model().resolution)[0]
 
     def _known_image(self, condition: Condition) -> torch.Tensor:
@@ -142,20 +164,38 @@ class SSIGenerator(LatentDiffusionGenerator):
                 "trained without background views (background_view_share=0), so it cannot paint a background"
             )
         if self.background_bank is None or not len(self.background_bank):
-            raise PipelineError("ssi: the model has no background bank; fit() or load() a generator first")
+            raise PipelineError(
+                "ssi: the model has no background bank; fit() or load() a generator first"
+            )
         pick = sample_seed(0, condition.id, 0) % len(self.background_bank)
-        return torch.from_numpy(self.background_bank[pick]).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        return (
+            torch.from_numpy(self.background_bank[pick])
+            .permute(2, 0, 1)
+            .float()
+            .div(127.5)
+            .sub(1.0)
+        )
 
-    def _view_predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _view_predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         model = self.require_model()
         return inpaint_predict(
-            model.unet, model.noise_scheduler, x_t, t, cond["mask"], cond["masked_latent"], cond["context"],
+            model.unet,
+            model.noise_scheduler,
+            x_t,
+            t,
+            cond["mask"],
+            cond["masked_latent"],
+            cond["context"],
             cond["encoder_hidden_states"],
         )
 
     # ------------------------------------------------------------------ sampling
 
-    def sample(self, conditions: Sequence[Condition], n_per_condition: int, seed: int) -> list[Sample]:
+    def sample(
+        self, conditions: Sequence[Condition], n_per_condition: int, seed: int
+    ) -> list[Sample]:
         """``n_per_condition`` images per condition; each region pass of sample ``i`` of condition
         ``c`` starts from noise seeded by ``(seed, c.id + '#' + class id, i)`` and runs on
         fixed-size chunks, so samples are bit-identical however many are requested together."""
@@ -188,19 +228,31 @@ class SSIGenerator(LatentDiffusionGenerator):
             regions = torch.stack([labels[items[j][0].id] == k for j in jobs]).float()[:, None]
             index = torch.tensor(jobs, device=device)
             updated = map_fixed_batches(
-                lambda *xs, k=k: self._inpaint_pass(scheduler, states[k : k + 1], empty, *xs), [noise, canvas[index], regions], chunk
+                lambda *xs, k=k: self._inpaint_pass(scheduler, states[k : k + 1], empty, *xs),
+                [noise, canvas[index], regions],
+                chunk,
             )
             canvas = canvas.index_copy(0, index, updated)
 
         samples = []
         for j, (c, i) in enumerate(items):
             assert c.mask is not None
-            image = resize_images(canvas[j : j + 1], tuple(c.mask.shape))[0].clamp(-1.0, 1.0).cpu().contiguous()
+            image = (
+                resize_images(canvas[j : j + 1], tuple(c.mask.shape))[0]
+                .clamp(-1.0, 1.0)
+                .cpu()
+                .contiguous()
+            )
             region_names = [self.class_names[k] for k in passes[c.id]]
             background = "generated" if self.regenerates_background(c) else "known image"
             samples.append(
                 Sample(
-                    image=image, condition=c, generator=self.kind, seed=seed, index=i, mask=c.mask.detach().cpu().long(),
+                    image=image,
+                    condition=c,
+                    generator=self.kind,
+                    seed=seed,
+                    index=i,
+                    mask=c.mask.detach().cpu().long(),
                     meta={"regions": region_names, "background": background},
                 )
             )
@@ -230,7 +282,15 @@ class SSIGenerator(LatentDiffusionGenerator):
             "encoder_hidden_states": states.expand(n, *states.shape[1:]),
         }
         uncond = {**cond, "encoder_hidden_states": empty} if empty is not None else None
-        x = denoise(self._view_predict, scheduler, noise, cond, self.options.sampling_steps, self.options.guidance_scale, uncond)
+        x = denoise(
+            self._view_predict,
+            scheduler,
+            noise,
+            cond,
+            self.options.sampling_steps,
+            self.options.guidance_scale,
+            uncond,
+        )
         generated = autoencoder.decode(x * mask + context * (1.0 - mask)).float()
         return generated * region + canvas * (1.0 - region)
 
@@ -286,13 +346,21 @@ class SSITarget(LatentDiffusionTarget):
         images = torch.stack([s.image for s in samples]).to(device=device, dtype=torch.float32)
         images = resize_images(images, model.resolution)
         labels = torch.stack(
-            [gen._label_map(s.mask if s.mask is not None else s.condition.mask, f"sample of '{s.condition.id}'") for s in samples]
+            [
+                gen._label_map(
+                    s.mask if s.mask is not None else s.condition.mask,
+                    f"sample of '{s.condition.id}'",
+                )
+                for s in samples
+            ]
         )
         views = torch.zeros((len(samples), n_classes), dtype=torch.bool, device=device)
         for row, (s, label) in enumerate(zip(samples, labels)):
             views[row, gen.passes(s.condition, label)] = True
         chunk = gen.options.sample_batch_size
-        x0 = torch.cat([model.autoencoder.encode(images[i : i + chunk]) for i in range(0, len(images), chunk)]).float()
+        x0 = torch.cat(
+            [model.autoencoder.encode(images[i : i + chunk]) for i in range(0, len(images), chunk)]
+        ).float()
         factor = model.autoencoder.factor
         view_masks, masked = [], []
         for k in range(n_classes):
@@ -300,7 +368,12 @@ class SSITarget(LatentDiffusionTarget):
             view_masks.append(latent_mask(region, factor))
             masked.append(
                 torch.cat(
-                    [model.autoencoder.encode(images[i : i + chunk] * (1.0 - region[i : i + chunk])) for i in range(0, len(images), chunk)]
+                    [
+                        model.autoencoder.encode(
+                            images[i : i + chunk] * (1.0 - region[i : i + chunk])
+                        )
+                        for i in range(0, len(images), chunk)
+                    ]
                 ).float()
                 * views[:, k, None, None, None]
             )
@@ -314,7 +387,9 @@ class SSITarget(LatentDiffusionTarget):
         }
         return x0, cond
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         model = self.generator.require_model()
         context = cond["context"]
         result = exact_prediction(self.noise_scheduler, x_t, context, t)
@@ -323,10 +398,18 @@ class SSITarget(LatentDiffusionTarget):
             return result
         masks = cond["view_masks"][rows, classes]
         out = inpaint_predict(
-            model.unet, self.noise_scheduler, x_t[rows], t[rows], masks, cond["masked_latents"][rows, classes],
-            context[rows], cond["encoder_hidden_states"][rows, classes],
+            model.unet,
+            self.noise_scheduler,
+            x_t[rows],
+            t[rows],
+            masks,
+            cond["masked_latents"][rows, classes],
+            context[rows],
+            cond["encoder_hidden_states"][rows, classes],
         )
-        for k in classes.unique(sorted=True):  # ascending class order: later passes win on shared cells
+        for k in classes.unique(
+            sorted=True
+        ):  # ascending class order: later passes win on shared cells
             sel = classes == k
             r, m = rows[sel], masks[sel]
             result = result.index_copy(0, r, m * out[sel] + (1.0 - m) * result[r])

@@ -50,7 +50,9 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (squared.sum(dim=(1, 2, 3)) / area.clamp_min(1.0)).mean()
 
 
-def exact_prediction(scheduler: Any, x_t: torch.Tensor, x0: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def exact_prediction(
+    scheduler: Any, x_t: torch.Tensor, x0: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """The ideal network output for ``x_t`` when the clean latent ``x0`` is known, in the
     scheduler's ``prediction_type``: ``x0`` ("sample"), ``ε = (x_t − α x0)/σ`` ("epsilon"),
     ``α ε − σ x0`` ("v_prediction"), with ``α² = ᾱ_t`` and ``σ² = 1 − ᾱ_t``."""
@@ -68,7 +70,9 @@ def exact_prediction(scheduler: Any, x_t: torch.Tensor, x0: torch.Tensor, timest
     raise ValueError(f"unsupported prediction_type '{kind}' (epsilon, sample or v_prediction)")
 
 
-def unet_input(x_t: torch.Tensor, mask: torch.Tensor, masked_latent: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+def unet_input(
+    x_t: torch.Tensor, mask: torch.Tensor, masked_latent: torch.Tensor, context: torch.Tensor
+) -> torch.Tensor:
     """The inpainting UNet's input: Eq. 2 blend ‖ region mask ‖ masked-image latent (SD's order)."""
     blended = masked_blend(x_t, context, mask)
     return torch.cat([blended, mask.to(blended.dtype), masked_latent.to(blended.dtype)], dim=1)
@@ -86,5 +90,9 @@ def inpaint_predict(
 ) -> torch.Tensor:
     """One view's prediction: the network inside the region, :func:`exact_prediction` of the
     known ``context`` latent outside it."""
-    out = unet(unet_input(x_t, mask, masked_latent, context), timesteps, encoder_hidden_states=encoder_hidden_states).sample
+    out = unet(
+        unet_input(x_t, mask, masked_latent, context),
+        timesteps,
+        encoder_hidden_states=encoder_hidden_states,
+    ).sample
     return mask * out.float() + (1.0 - mask) * exact_prediction(scheduler, x_t, context, timesteps)

@@ -31,9 +31,13 @@ class SSIOptions(LatentDiffusionOptions):
     """Mask-conditioned latent inpainting: UNet2DConditionModel fed noisy latent ‖ region mask ‖
     masked-image latent, cross-attending to the region's class prompt."""
 
-    seed: int = Field(default=0, description="seed of weight initialisation, training randomness and condition selection")
+    seed: int = Field(
+        default=0,
+        description="seed of weight initialisation, training randomness and condition selection",
+    )
     prompt_template: str = Field(
-        default=PAPER_PROMPT, description="per-region prompt; '{class}' is replaced by the class name (underscores as spaces)"
+        default=PAPER_PROMPT,
+        description="per-region prompt; '{class}' is replaced by the class name (underscores as spaces)",
     )
 
     # ---- where the model comes from
@@ -79,7 +83,9 @@ class SSIOptions(LatentDiffusionOptions):
         description="share of training views that inpaint the background region (teaches the background prompt, "
         "needed for conditions without a known image and for regenerate_background); 0 = foreground only",
     )
-    random_flip: bool = Field(default=True, description="random horizontal/vertical flips of training image+mask pairs")
+    random_flip: bool = Field(
+        default=True, description="random horizontal/vertical flips of training image+mask pairs"
+    )
 
     # ---- conditions
     n_conditions: int | None = Field(
@@ -93,10 +99,20 @@ class SSIOptions(LatentDiffusionOptions):
         description="augmented copies of each condition mask (and its known image): 'flip' = random flips, "
         "'affine' = flips + small rotation/scale/shift",
     )
-    augment_copies: int = Field(default=1, ge=1, description="augmented copies per mask when condition_augment is not 'none'")
-    affine_degrees: float = Field(default=10.0, ge=0, le=45, description="max rotation of 'affine' augmentation")
-    affine_translate: float = Field(default=0.05, ge=0, le=0.25, description="max shift of 'affine', as a fraction of the size")
-    affine_scale: float = Field(default=0.1, ge=0, le=0.5, description="max relative zoom of 'affine' (1 ± value)")
+    augment_copies: int = Field(
+        default=1,
+        ge=1,
+        description="augmented copies per mask when condition_augment is not 'none'",
+    )
+    affine_degrees: float = Field(
+        default=10.0, ge=0, le=45, description="max rotation of 'affine' augmentation"
+    )
+    affine_translate: float = Field(
+        default=0.05, ge=0, le=0.25, description="max shift of 'affine', as a fraction of the size"
+    )
+    affine_scale: float = Field(
+        default=0.1, ge=0, le=0.5, description="max relative zoom of 'affine' (1 ± value)"
+    )
 
     # ---- sampling
     regenerate_background: bool = Field(
@@ -111,7 +127,6 @@ class SSIOptions(LatentDiffusionOptions):
         "mask is one of them (picked by the condition id)",
     )
     sampling_steps: int = Field(default=5, ge=1, description="denoising steps of each region pass")
-
 
     @model_validator(mode="after")
     def _default_steps(self) -> SSIOptions:

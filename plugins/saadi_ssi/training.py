@@ -32,13 +32,17 @@ from saadi_ssi.inpaint import latent_mask, masked_mse, unet_input
 from saadi_ssi.options import SSIOptions
 
 
-def view_table(masks: np.ndarray, num_classes: int, background_share: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def view_table(
+    masks: np.ndarray, num_classes: int, background_share: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All views ``(image index, class id)`` with their sampling weights.
 
     Foreground classes share ``1 - background_share`` equally, and within a class every image
     that shows it is equally likely; background views (class 0) share ``background_share``.
     """
-    present = np.stack([(masks == k).reshape(len(masks), -1).any(axis=1) for k in range(num_classes)], axis=1)
+    present = np.stack(
+        [(masks == k).reshape(len(masks), -1).any(axis=1) for k in range(num_classes)], axis=1
+    )
     images, classes = np.nonzero(present)
     per_class = present.sum(axis=0)
     foreground = [k for k in range(1, num_classes) if per_class[k] > 0]
@@ -47,7 +51,11 @@ def view_table(masks: np.ndarray, num_classes: int, background_share: float) -> 
         weights[classes == k] = (1.0 - background_share) / len(foreground) / per_class[k]
     if per_class[0] > 0:
         weights[classes == 0] = background_share / per_class[0]
-    return torch.from_numpy(images).long(), torch.from_numpy(classes).long(), torch.from_numpy(weights)
+    return (
+        torch.from_numpy(images).long(),
+        torch.from_numpy(classes).long(),
+        torch.from_numpy(weights),
+    )
 
 
 def train_model(
@@ -66,7 +74,9 @@ def train_model(
     device = accelerator.device
     pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     labels = torch.from_numpy(np.ascontiguousarray(masks)).long()
-    view_images, view_classes, view_weights = view_table(masks, len(prompts), options.background_view_share)
+    view_images, view_classes, view_weights = view_table(
+        masks, len(prompts), options.background_view_share
+    )
     autoencoder = model.autoencoder
     scheduler = model.noise_scheduler
     rng = torch.Generator().manual_seed(options.seed + 1 + accelerator.process_index)
@@ -81,7 +91,9 @@ def train_model(
         if options.random_flip:
             x, label = random_flips(rng, x, label)
         drop = torch.rand(batch, generator=rng) < options.prompt_dropout
-        prompt_rows = torch.where(drop, torch.full_like(classes, loop.uncond_index), classes).to(device)
+        prompt_rows = torch.where(drop, torch.full_like(classes, loop.uncond_index), classes).to(
+            device
+        )
         noise = torch.randn((batch, *model.latent_shape), generator=rng).to(device)
         t = torch.randint(0, num_timesteps, (batch,), generator=rng).to(device)
 
@@ -96,6 +108,10 @@ def train_model(
         target = training_target(scheduler, x0, noise, t)
         embeddings = loop.prompt_states()
         with accelerator.autocast():
-            prediction = loop.unet(unet_input(x_t, mask, masked_latent, x0), t, encoder_hidden_states=embeddings[prompt_rows]).sample
+            prediction = loop.unet(
+                unet_input(x_t, mask, masked_latent, x0),
+                t,
+                encoder_hidden_states=embeddings[prompt_rows],
+            ).sample
         loop.update(masked_mse(prediction, target, mask))
     return loop.finish()

@@ -23,7 +23,8 @@ def saadi_summary_entries(run: Any) -> dict[str, Any]:
             "feature_extractor": (fidelity.get("feature_extractor") or {}).get("label"),
             **{v: {k: m[k] for k in HEADLINE if k in m} for v, m in fidelity["variants"].items()},
             "comparison": {
-                k: {f: b.get(f) for f in ("difference", "ci95", "verdict")} for k, b in (fidelity.get("comparison") or {}).items()
+                k: {f: b.get(f) for f in ("difference", "ci95", "verdict")}
+                for k, b in (fidelity.get("comparison") or {}).items()
             },
         }
     }
@@ -34,4 +35,6 @@ def saadi_terminal_summary(summary: dict[str, Any], write: Any) -> None:
     for key, block in ((summary.get("fidelity") or {}).get("comparison") or {}).items():
         interval = block.get("ci95")
         bounds = f" [{interval[0]:+.4g}, {interval[1]:+.4g}]" if interval else ""
-        write(f"fidelity {key} aligned − base {block['difference']:+.4g}{bounds} (95 % paired bootstrap): {block['verdict']}")
+        write(
+            f"fidelity {key} aligned − base {block['difference']:+.4g}{bounds} (95 % paired bootstrap): {block['verdict']}"
+        )

@@ -23,8 +23,16 @@ def saadi_evaluate_samples(evaluation: Any) -> dict[str, Any] | None:
     }
     if not counts:
         return None
-    groups = paired_groups(evaluation.samples["base"], evaluation.samples["aligned"]) if "aligned" in counts else None
-    return {"label_preservation": label_preservation(counts, dataset.class_names, groups, seed=evaluation.seed)}
+    groups = (
+        paired_groups(evaluation.samples["base"], evaluation.samples["aligned"])
+        if "aligned" in counts
+        else None
+    )
+    return {
+        "label_preservation": label_preservation(
+            counts, dataset.class_names, groups, seed=evaluation.seed
+        )
+    }
 
 
 @hookimpl

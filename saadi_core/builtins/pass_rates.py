@@ -16,7 +16,11 @@ def saadi_evaluate_samples(evaluation: Any) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     for variant in evaluation.variants:
-        scores, passed, oracle = evaluation.scores[variant], evaluation.selector_pass[variant], evaluation.oracle_pass[variant]
+        scores, passed, oracle = (
+            evaluation.scores[variant],
+            evaluation.selector_pass[variant],
+            evaluation.oracle_pass[variant],
+        )
         results[variant] = {
             "n": len(scores),
             "mean_score": sum(scores) / len(scores),
@@ -24,9 +28,13 @@ def saadi_evaluate_samples(evaluation: Any) -> dict[str, Any]:
             "oracle_rate": None if oracle is None else sum(oracle) / len(oracle),
         }
     if evaluation.paired:
-        results["selector_pass"] = mcnemar_exact(evaluation.selector_pass["base"], evaluation.selector_pass["aligned"])
+        results["selector_pass"] = mcnemar_exact(
+            evaluation.selector_pass["base"], evaluation.selector_pass["aligned"]
+        )
         if evaluation.oracle_pass["base"] is not None:
-            results["oracle_pass"] = mcnemar_exact(evaluation.oracle_pass["base"], evaluation.oracle_pass["aligned"])
+            results["oracle_pass"] = mcnemar_exact(
+                evaluation.oracle_pass["base"], evaluation.oracle_pass["aligned"]
+            )
     return results
 
 

@@ -70,7 +70,14 @@ def cache_key(kind: str, options: dict[str, Any], root: Path, exclude: Path | No
     from saadi_core.store import content_key
 
     resolved = root.expanduser().resolve()
-    return content_key("dataset-cache", CACHE_FORMAT, kind, options, str(resolved), file_fingerprint(resolved, exclude))
+    return content_key(
+        "dataset-cache",
+        CACHE_FORMAT,
+        kind,
+        options,
+        str(resolved),
+        file_fingerprint(resolved, exclude),
+    )
 
 
 def _save(entry: Path, dataset: Dataset) -> None:

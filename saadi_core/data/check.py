@@ -20,7 +20,13 @@ from saadi_core.data.options import FolderClsOptions, FolderSegOptions
 from saadi_core.errors import ConfigError, DataError
 
 Layout = Literal["auto", "cls", "classification", "seg", "segmentation"]
-_LAYOUTS: dict[str, str | None] = {"auto": None, "cls": "cls", "classification": "cls", "seg": "seg", "segmentation": "seg"}
+_LAYOUTS: dict[str, str | None] = {
+    "auto": None,
+    "cls": "cls",
+    "classification": "cls",
+    "seg": "seg",
+    "segmentation": "seg",
+}
 
 
 def detect_layout(root: Path, images_dir: str = "images", masks_dir: str = "masks") -> str:
@@ -32,9 +38,13 @@ def detect_layout(root: Path, images_dir: str = "images", masks_dir: str = "mask
         raise DataError(f"dataset path is not a folder: {root}")
     if (root / images_dir).is_dir() and (root / masks_dir).is_dir():
         return "seg"
-    class_folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and list_images(p)]
+    class_folders = [
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and list_images(p)
+    ]
     if (root / images_dir).is_dir() and len(class_folders) <= 1:
-        raise DataError(f"mask folder not found: {root / masks_dir} (segmentation layout: {images_dir}/ + {masks_dir}/ + classes.yaml)")
+        raise DataError(
+            f"mask folder not found: {root / masks_dir} (segmentation layout: {images_dir}/ + {masks_dir}/ + classes.yaml)"
+        )
     if class_folders:
         return "cls"
     raise DataError(
@@ -46,13 +56,20 @@ def _split_summary(dataset: Dataset, split: str) -> dict[str, Any]:
     s = getattr(dataset, split)
     if dataset.task == "classification":
         counts = np.bincount(s.labels, minlength=dataset.num_classes)
-        return {"images": len(s), "images_per_class": dict(zip(dataset.class_names, counts.tolist()))}
-    present = np.stack([(s.masks == k).any(axis=(1, 2)) for k in range(dataset.num_classes)], axis=1)
+        return {
+            "images": len(s),
+            "images_per_class": dict(zip(dataset.class_names, counts.tolist())),
+        }
+    present = np.stack(
+        [(s.masks == k).any(axis=(1, 2)) for k in range(dataset.num_classes)], axis=1
+    )
     pixels = np.bincount(s.masks.ravel(), minlength=dataset.num_classes)
     return {
         "images": len(s),
         "images_per_class": dict(zip(dataset.class_names, present.sum(axis=0).tolist())),
-        "pixel_share": dict(zip(dataset.class_names, np.round(pixels / max(int(pixels.sum()), 1), 4).tolist())),
+        "pixel_share": dict(
+            zip(dataset.class_names, np.round(pixels / max(int(pixels.sum()), 1), 4).tolist())
+        ),
     }
 
 
@@ -67,13 +84,17 @@ def check_path(path: str | Path, layout: Layout = "auto", **options: Any) -> dic
     root = Path(path).expanduser()
     if layout not in _LAYOUTS:
         raise ConfigError(f"unknown layout '{layout}' (use auto, classification or segmentation)")
-    kind = _LAYOUTS[layout] or detect_layout(root, options.get("images_dir", "images"), options.get("masks_dir", "masks"))
+    kind = _LAYOUTS[layout] or detect_layout(
+        root, options.get("images_dir", "images"), options.get("masks_dir", "masks")
+    )
     model = FolderClsOptions if kind == "cls" else FolderSegOptions
     try:
         opts = model(root=root, **options)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(f"invalid option for {kind} layout: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(
+            f"invalid option for {kind} layout: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
     dataset = load_folder_cls(opts) if kind == "cls" else load_folder_seg(opts)  # type: ignore[arg-type]
     return {
         "path": str(root),
@@ -108,5 +129,9 @@ def check_dataset(kind: str, path: str | Path, **options: Any) -> dict[str, Any]
         "split": dataset.meta.get("split"),
         "train": _split_summary(dataset, "train"),
         "test": _split_summary(dataset, "test"),
-        **{k: dataset.meta[k] for k in ("frames_without_labels", "frames_per_official_split", "cache") if k in dataset.meta},
+        **{
+            k: dataset.meta[k]
+            for k in ("frames_without_labels", "frames_per_official_split", "cache")
+            if k in dataset.meta
+        },
     }

@@ -73,7 +73,17 @@ SHAPE_NAMES: list[str] = [
     "halfdisk",
 ]
 
-MATERIAL_NAMES: list[str] = ["background", "moss", "slate", "amber", "ink", "chalk", "rust", "jade", "steel"]
+MATERIAL_NAMES: list[str] = [
+    "background",
+    "moss",
+    "slate",
+    "amber",
+    "ink",
+    "chalk",
+    "rust",
+    "jade",
+    "steel",
+]
 
 #: object colours of the shape view (none is a toy-cls organ colour)
 CORPUS_PALETTE: np.ndarray = np.array(
@@ -113,15 +123,22 @@ def _regular_polygon(n: int, radius: float, phase: float = 0.0) -> np.ndarray:
     return np.stack([radius * np.cos(a), radius * np.sin(a)], axis=1).astype(np.float32)
 
 
-def _square(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _square(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     r = rng.uniform(0.18, 0.26) * size
     return polygon_sdf(u, v, _regular_polygon(4, r, np.pi / 4)), 0.5 * r
 
 
-def _star(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _star(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     # union of two triangles (a hexagram): convex pieces keep polygon_sdf exact inside
     r = rng.uniform(0.2, 0.28) * size
-    sdf = np.minimum(polygon_sdf(u, v, _regular_polygon(3, r, np.pi / 2)), polygon_sdf(u, v, _regular_polygon(3, r, -np.pi / 2)))
+    sdf = np.minimum(
+        polygon_sdf(u, v, _regular_polygon(3, r, np.pi / 2)),
+        polygon_sdf(u, v, _regular_polygon(3, r, -np.pi / 2)),
+    )
     return sdf, 0.3 * r
 
 
@@ -130,31 +147,43 @@ def _box(u: np.ndarray, v: np.ndarray, a: float, b: float) -> np.ndarray:
     return polygon_sdf(u, v, np.ascontiguousarray(verts))
 
 
-def _cross(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _cross(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     arm = rng.uniform(0.2, 0.27) * size
     half = max(rng.uniform(0.05, 0.075) * size, 2.0)
     return np.minimum(_box(u, v, arm, half), _box(u, v, half, arm)), half
 
 
-def _crescent(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _crescent(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     r = rng.uniform(0.2, 0.26) * size
     shift = r * rng.uniform(0.45, 0.6)
-    return np.maximum(ellipse_sdf(u, v, r, r), -ellipse_sdf(u - shift, v, r * 0.9, r * 0.9)), 0.25 * r
+    return np.maximum(
+        ellipse_sdf(u, v, r, r), -ellipse_sdf(u - shift, v, r * 0.9, r * 0.9)
+    ), 0.25 * r
 
 
-def _hexagon(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _hexagon(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     r = rng.uniform(0.18, 0.26) * size
     return polygon_sdf(u, v, _regular_polygon(6, r)), 0.5 * r
 
 
-def _capsule(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _capsule(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     length = rng.uniform(0.18, 0.26) * size
     half = rng.uniform(0.07, 0.11) * size
     du = np.maximum(np.abs(u) - length, 0.0)
     return (np.sqrt(du**2 + v**2) - half).astype(np.float32), half
 
 
-def _triplet(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _triplet(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     r = max(rng.uniform(0.06, 0.08) * size, 3.0)
     spread = rng.uniform(0.15, 0.2) * size
     centres = _regular_polygon(3, spread, rng.uniform(0, 2 * np.pi))
@@ -162,11 +191,15 @@ def _triplet(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) 
     return sdf, 0.45 * r
 
 
-def _chevron(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _chevron(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     arm = rng.uniform(0.2, 0.28) * size
     half = max(rng.uniform(0.04, 0.06) * size, 1.8)
     open_ = rng.uniform(0.5, 0.8)
-    points = np.array([[-arm * open_, -arm], [arm * 0.3, 0.0], [-arm * open_, arm]], dtype=np.float32)
+    points = np.array(
+        [[-arm * open_, -arm], [arm * 0.3, 0.0], [-arm * open_, arm]], dtype=np.float32
+    )
     return _band_local(u, v, points, half), half
 
 
@@ -181,7 +214,9 @@ def _band_local(u: np.ndarray, v: np.ndarray, points: np.ndarray, half: float) -
     return best - np.float32(half)
 
 
-def _zigzag(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _zigzag(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     width = rng.uniform(0.25, 0.32) * size
     amp = rng.uniform(0.07, 0.11) * size
     n = int(rng.integers(3, 5))
@@ -191,25 +226,33 @@ def _zigzag(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -
     return _band_local(u, v, np.stack([xs, ys], axis=1).astype(np.float32), half), half
 
 
-def _diamond(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _diamond(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     a = rng.uniform(0.22, 0.3) * size
     b = a * rng.uniform(0.45, 0.6)
     verts = np.array([[a, 0], [0, b], [-a, 0], [0, -b]], dtype=np.float32)
     return polygon_sdf(u, v, verts), 0.4 * b
 
 
-def _frame(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _frame(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     outer = rng.uniform(0.2, 0.26) * size
     inner = max(outer * rng.uniform(0.5, 0.6), 3.4)
     return np.maximum(_box(u, v, outer, outer), -_box(u, v, inner, inner)), 0.5 * (outer - inner)
 
 
-def _halfdisk(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _halfdisk(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     r = rng.uniform(0.22, 0.3) * size
     return np.maximum(ellipse_sdf(u, v, r, r), -v), 0.4 * r
 
 
-def _arc(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _arc(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     """A region outline only (segmentation view), never a shape class."""
     radius = rng.uniform(0.25, 0.45) * size
     half = max(rng.uniform(0.025, 0.05) * size, 1.5)
@@ -232,7 +275,13 @@ SHAPES: dict[str, ShapeFn] = {
 }
 
 
-def _place(rng: np.random.Generator, size: int, shape: ShapeFn, scale: float = 1.0, spread: tuple[float, float] = (0.3, 0.7)) -> tuple[np.ndarray, float]:
+def _place(
+    rng: np.random.Generator,
+    size: int,
+    shape: ShapeFn,
+    scale: float = 1.0,
+    spread: tuple[float, float] = (0.3, 0.7),
+) -> tuple[np.ndarray, float]:
     for _ in range(30):
         cx, cy = rng.uniform(*spread, 2) * size
         u, v = local_coords(size, cx, cy, rng.uniform(0.0, 2 * np.pi))
@@ -245,11 +294,20 @@ def _place(rng: np.random.Generator, size: int, shape: ShapeFn, scale: float = 1
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    base = BACKGROUNDS[rng.integers(len(BACKGROUNDS))] * rng.uniform(0.9, 1.1) + rng.uniform(-8, 8, 3)
+    base = BACKGROUNDS[rng.integers(len(BACKGROUNDS))] * rng.uniform(0.9, 1.1) + rng.uniform(
+        -8, 8, 3
+    )
     return tissue(rng, size, base.astype(np.float32), vessels=int(rng.integers(0, 4)))
 
 
-def _shaded_layer(rng: np.random.Generator, size: int, colour: np.ndarray, sdf: np.ndarray, thickness: float, grain: float) -> np.ndarray:
+def _shaded_layer(
+    rng: np.random.Generator,
+    size: int,
+    colour: np.ndarray,
+    sdf: np.ndarray,
+    thickness: float,
+    grain: float,
+) -> np.ndarray:
     shade = 0.85 + 0.15 * np.clip(-sdf / max(thickness, 1.0), 0.0, 1.0)
     noise = 1.0 + grain * smooth_noise(rng, size, max(size // 6, 4))[..., 0]
     return np.clip(colour[None, None, :] * (shade * noise)[..., None], 0, 255).astype(np.float32)
@@ -262,36 +320,60 @@ def draw_shape_images(labels: np.ndarray, image_size: int, rng: np.random.Genera
         image = _background(rng, image_size)
         sdf, thickness = _place(rng, image_size, SHAPES[SHAPE_NAMES[int(label)]])
         image *= (1.0 - 0.1 * coverage(sdf - 2.0))[..., None]
-        colour = CORPUS_PALETTE[rng.integers(len(CORPUS_PALETTE))] * rng.uniform(0.9, 1.1) + rng.uniform(-8, 8, 3)
-        layer = _shaded_layer(rng, image_size, colour.astype(np.float32), sdf, thickness, rng.uniform(0.02, 0.08))
+        colour = CORPUS_PALETTE[rng.integers(len(CORPUS_PALETTE))] * rng.uniform(
+            0.9, 1.1
+        ) + rng.uniform(-8, 8, 3)
+        layer = _shaded_layer(
+            rng, image_size, colour.astype(np.float32), sdf, thickness, rng.uniform(0.02, 0.08)
+        )
         if rng.random() < 0.6:
-            specular(rng, layer, sdf < -0.5 * thickness, float(np.clip(0.35 * thickness, 0.8, 2.5)), rng.uniform(0.5, 1.0))
+            specular(
+                rng,
+                layer,
+                sdf < -0.5 * thickness,
+                float(np.clip(0.35 * thickness, 0.8, 2.5)),
+                rng.uniform(0.5, 1.0),
+            )
         paint(image, layer, coverage(sdf))
         images[i] = to_uint8(image)
     return images
 
 
 # --------------------------------------------------------------------------- materials (segmentation view)
-def _material_layer(rng: np.random.Generator, size: int, material: str, sdf: np.ndarray, thickness: float) -> np.ndarray:
+def _material_layer(
+    rng: np.random.Generator, size: int, material: str, sdf: np.ndarray, thickness: float
+) -> np.ndarray:
     """How a region of ``material`` looks: a colour family and a texture of its own."""
-    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij")
+    yy, xx = np.meshgrid(
+        np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij"
+    )
     jitter = rng.uniform(0.92, 1.08)
     if material == "moss":  # mottled green, coarse blotches
         base = np.array([70, 130, 60], np.float32) * jitter
         tex = 1.0 + 0.18 * smooth_noise(rng, size, max(size // 5, 6))[..., 0]
-        return np.clip(base * tex[..., None] * (0.85 + 0.15 * np.clip(-sdf / max(thickness, 1), 0, 1))[..., None], 0, 255)
+        return np.clip(
+            base
+            * tex[..., None]
+            * (0.85 + 0.15 * np.clip(-sdf / max(thickness, 1), 0, 1))[..., None],
+            0,
+            255,
+        )
     if material == "slate":  # dark grey with parallel stripes
         base = np.array([85, 90, 100], np.float32) * jitter
         a = rng.uniform(0, np.pi)
         stripes = 1.0 + 0.2 * np.sin((xx * np.cos(a) + yy * np.sin(a)) * rng.uniform(0.9, 1.3))
         return np.clip(base * stripes[..., None], 0, 255)
     if material == "amber":  # glossy orange, strong rim shading and a highlight
-        layer = _shaded_layer(rng, size, np.array([215, 130, 30], np.float32) * jitter, sdf, thickness, 0.03)
+        layer = _shaded_layer(
+            rng, size, np.array([215, 130, 30], np.float32) * jitter, sdf, thickness, 0.03
+        )
         layer *= (0.75 + 0.25 * np.clip(-sdf / max(thickness, 1), 0, 1))[..., None]
         specular(rng, layer, sdf < -0.4 * thickness, float(np.clip(0.4 * thickness, 0.8, 2.5)), 1.0)
         return layer
     if material == "ink":  # very dark blue, flat
-        return _shaded_layer(rng, size, np.array([25, 30, 80], np.float32) * jitter, sdf, thickness, 0.02)
+        return _shaded_layer(
+            rng, size, np.array([25, 30, 80], np.float32) * jitter, sdf, thickness, 0.02
+        )
     if material == "chalk":  # off-white with fine speckles
         base = np.array([230, 228, 220], np.float32) * jitter
         speck = 1.0 - 0.12 * (rng.random((size, size)) < 0.12)
@@ -306,8 +388,12 @@ def _material_layer(rng: np.random.Generator, size: int, material: str, sdf: np.
         grad = 1.0 + 0.15 * ((xx - size / 2) * np.cos(a) + (yy - size / 2) * np.sin(a)) / (size / 2)
         return np.clip(base * grad[..., None], 0, 255)
     if material == "steel":  # light blue-grey metal, bright streak along its length
-        layer = _shaded_layer(rng, size, np.array([165, 175, 190], np.float32) * jitter, sdf, thickness, 0.02)
-        layer *= (0.8 + 0.35 * np.exp(-((sdf + 0.5 * thickness) ** 2) / max(thickness, 1.0)))[..., None]
+        layer = _shaded_layer(
+            rng, size, np.array([165, 175, 190], np.float32) * jitter, sdf, thickness, 0.02
+        )
+        layer *= (0.8 + 0.35 * np.exp(-((sdf + 0.5 * thickness) ** 2) / max(thickness, 1.0)))[
+            ..., None
+        ]
         return np.clip(layer, 0, 255)
     raise ValueError(material)  # pragma: no cover
 
@@ -315,7 +401,9 @@ def _material_layer(rng: np.random.Generator, size: int, material: str, sdf: np.
 _REGION_SHAPES: list[ShapeFn] = [*SHAPES.values(), _arc]
 
 
-def draw_material_scenes(n: int, image_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def draw_material_scenes(
+    n: int, image_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes with 2-4 material regions each: ``uint8 (N, S, S, 3)`` images and ``int64
     (N, S, S)`` masks (ids index :data:`MATERIAL_NAMES`; later regions occlude earlier ones)."""
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
@@ -326,10 +414,16 @@ def draw_material_scenes(n: int, image_size: int, rng: np.random.Generator) -> t
         materials = rng.choice(np.arange(1, len(MATERIAL_NAMES)), size=count, replace=False)
         for m in materials:
             shape = _REGION_SHAPES[rng.integers(len(_REGION_SHAPES))]
-            sdf, thickness = _place(rng, image_size, shape, scale=rng.uniform(0.6, 1.1), spread=(0.2, 0.8))
+            sdf, thickness = _place(
+                rng, image_size, shape, scale=rng.uniform(0.6, 1.1), spread=(0.2, 0.8)
+            )
             alpha = coverage(sdf)
             image *= (1.0 - 0.08 * coverage(sdf - 2.0))[..., None]
-            paint(image, _material_layer(rng, image_size, MATERIAL_NAMES[int(m)], sdf, thickness), alpha)
+            paint(
+                image,
+                _material_layer(rng, image_size, MATERIAL_NAMES[int(m)], sdf, thickness),
+                alpha,
+            )
             masks[i][alpha > 0.5] = int(m)
         images[i] = to_uint8(image)
     return images, masks

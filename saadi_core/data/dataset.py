@@ -35,14 +35,20 @@ class Split:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def image_tensor(self, index: slice | list[int] | np.ndarray | None = None) -> "torch.Tensor":
+    def image_tensor(self, index: slice | list[int] | np.ndarray | None = None) -> torch.Tensor:
         """Images as ``float32 (N, 3, H, W)`` in ``[-1, 1]``."""
         import torch
 
         arr = self.images if index is None else self.images[index]
-        return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        return (
+            torch.from_numpy(np.ascontiguousarray(arr))
+            .permute(0, 3, 1, 2)
+            .float()
+            .div(127.5)
+            .sub(1.0)
+        )
 
-    def subset(self, index: list[int] | np.ndarray) -> "Split":
+    def subset(self, index: list[int] | np.ndarray) -> Split:
         idx = np.asarray(index, dtype=np.int64)
         return Split(
             images=self.images[idx],
@@ -62,7 +68,9 @@ class Oracle(Protocol):
     array ``(N,)``.
     """
 
-    def check(self, images: np.ndarray, labels: np.ndarray | None = None, masks: np.ndarray | None = None) -> np.ndarray: ...
+    def check(
+        self, images: np.ndarray, labels: np.ndarray | None = None, masks: np.ndarray | None = None
+    ) -> np.ndarray: ...
 
 
 @dataclass
@@ -105,7 +113,9 @@ class Dataset:
         so bad data stops before any training."""
         masks = self.train.masks
         if self.task != "segmentation" or masks is None:
-            raise ConfigError(f"{user} and needs a segmentation dataset; '{self.name}' is {self.task}{hint}")
+            raise ConfigError(
+                f"{user} and needs a segmentation dataset; '{self.name}' is {self.task}{hint}"
+            )
         if len(masks) == 0:
             raise DataError(f"dataset '{self.name}': the train split is empty")
         low, high = int(masks.min()), int(masks.max())

@@ -30,9 +30,10 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
@@ -61,7 +62,9 @@ def _require_dir(path: Path, what: str) -> Path:
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (sorted; hidden files skipped)."""
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     )
 
 
@@ -69,7 +72,13 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+    ) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"cannot read {what} {path}: {reason}") from None
     return image
@@ -96,7 +105,11 @@ def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
     values = np.asarray(image)
     if image.mode == "F":
         finite = np.isfinite(values)
-        low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+        low, high = (
+            (float(values[finite].min()), float(values[finite].max()))
+            if finite.any()
+            else (0.0, 0.0)
+        )
         if not finite.all() or low < 0.0 or high > 1.0:
             raise DataError(
                 f"cannot read image {path}: float pixels must lie in [0, 1], found {low:.4g}..{high:.4g}"
@@ -107,7 +120,9 @@ def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
     else:
         low, high = int(values.min()), int(values.max())
         if low < 0 or high > 65535:
-            raise DataError(f"cannot read image {path}: {image.mode} pixels {low}..{high} are not 16-bit; save it as 8- or 16-bit")
+            raise DataError(
+                f"cannot read image {path}: {image.mode} pixels {low}..{high} are not 16-bit; save it as 8- or 16-bit"
+            )
         scaled = values.astype(np.float64) * (255.0 / 65535.0)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
@@ -119,7 +134,11 @@ def read_image(path: Path, image_size: int, fit: str) -> tuple[np.ndarray, tuple
     if image.mode in _WIDE_MODES:
         image = _to_8bit(image, path)
     if image.mode != "RGB":
-        image = image.convert("RGBA").convert("RGB") if "transparency" in image.info else image.convert("RGB")
+        image = (
+            image.convert("RGBA").convert("RGB")
+            if "transparency" in image.info
+            else image.convert("RGB")
+        )
     image = _square(image, fit).resize((image_size, image_size), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.uint8), original
 
@@ -139,7 +158,11 @@ class ClassMap:
 
     def lookup(self) -> tuple[np.ndarray, np.ndarray]:
         """Sorted pixel codes and the class id of each (colours packed as ``r << 16 | g << 8 | b``)."""
-        codes = [(r << 16) | (g << 8) | b for r, g, b in self.values] if self.form == "colour" else list(self.values)
+        codes = (
+            [(r << 16) | (g << 8) | b for r, g, b in self.values]
+            if self.form == "colour"
+            else list(self.values)
+        )
         order = np.argsort(codes, kind="stable")
         return np.asarray(codes, dtype=np.int64)[order], order.astype(np.int64)
 
@@ -162,7 +185,11 @@ CLASS_MAP_FORMS = (
 def _entry_lines(node: yaml.Node | None) -> dict[Any, int]:
     """Line of each key of a YAML mapping (or item of a list), for errors about one class."""
     if isinstance(node, yaml.MappingNode):
-        return {yaml.safe_load(k.value) if isinstance(k, yaml.ScalarNode) else None: k.start_mark.line + 1 for k, _ in node.value}
+        return {
+            yaml.safe_load(k.value) if isinstance(k, yaml.ScalarNode) else None: k.start_mark.line
+            + 1
+            for k, _ in node.value
+        }
     if isinstance(node, yaml.SequenceNode):
         return {i: item.start_mark.line + 1 for i, item in enumerate(node.value)}
     return {}
@@ -194,7 +221,9 @@ def read_class_map(path: Path) -> ClassMap:
     if all(isinstance(k, int) and not isinstance(k, bool) for k in raw):
         bad = next((k for k, v in raw.items() if not (isinstance(v, str) and v)), None)
         if bad is not None:
-            raise DataError(f"class map {at(bad)}: value {bad} has no class name; in the index form every value maps to a name")
+            raise DataError(
+                f"class map {at(bad)}: value {bad} has no class name; in the index form every value maps to a name"
+            )
         negative = next((k for k in raw if k < 0), None)
         if negative is not None:
             raise DataError(f"class map {at(negative)}: mask value {negative} is negative")
@@ -207,16 +236,25 @@ def read_class_map(path: Path) -> ClassMap:
             raise DataError(f"class map {at(shared)}: two classes share the colour of '{shared}'")
     else:
         odd = next(
-            (k for k, v in raw.items() if not (isinstance(k, int) and isinstance(v, str)) and not (isinstance(k, str) and _is_colour(v))),
+            (
+                k
+                for k, v in raw.items()
+                if not (isinstance(k, int) and isinstance(v, str))
+                and not (isinstance(k, str) and _is_colour(v))
+            ),
             next(iter(raw)),
         )
-        raise DataError(f"class map {at(odd)}: entry '{odd}' does not fit a layout; use {CLASS_MAP_FORMS}")
+        raise DataError(
+            f"class map {at(odd)}: entry '{odd}' does not fit a layout; use {CLASS_MAP_FORMS}"
+        )
     if len(set(names)) != len(names):
         raise DataError(f"class map {path}: duplicate class names")
     return ClassMap(path=path, names=names, form=form, values=values)
 
 
-def read_mask(path: Path, class_map: ClassMap, expected_size: tuple[int, int], image_size: int, fit: str) -> np.ndarray:
+def read_mask(
+    path: Path, class_map: ClassMap, expected_size: tuple[int, int], image_size: int, fit: str
+) -> np.ndarray:
     """``int64 (S, S)`` class ids of one mask, after checking its size and every pixel value."""
     mask = _open(path, "mask")
     if mask.size != expected_size:
@@ -229,7 +267,10 @@ def read_mask(path: Path, class_map: ClassMap, expected_size: tuple[int, int], i
     else:
         if mask.mode in ("RGB", "RGBA"):
             rgb = np.asarray(mask.convert("RGB"), dtype=np.int64)
-            if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            if not (
+                np.array_equal(rgb[..., 0], rgb[..., 1])
+                and np.array_equal(rgb[..., 0], rgb[..., 2])
+            ):
                 raise DataError(
                     f"mask {path} is a colour image but {class_map.path.name} maps pixel values; "
                     "give colours ({name: [r, g, b]}) or save single-channel/palette-index masks"
@@ -244,10 +285,18 @@ def read_mask(path: Path, class_map: ClassMap, expected_size: tuple[int, int], i
     bad = known[pos] != codes
     if bad.any():
         code = int(codes[bad][0])
-        shown = f"colour {[code >> 16, (code >> 8) & 255, code & 255]}" if class_map.form == "colour" else f"value {code}"
-        raise DataError(f"mask {path} has {shown} ({int(bad.sum())} px) that is not in {class_map.path.name}")
+        shown = (
+            f"colour {[code >> 16, (code >> 8) & 255, code & 255]}"
+            if class_map.form == "colour"
+            else f"value {code}"
+        )
+        raise DataError(
+            f"mask {path} has {shown} ({int(bad.sum())} px) that is not in {class_map.path.name}"
+        )
     ids = class_ids[pos].astype(np.uint8 if len(known) <= 256 else np.int32)
-    resized = _square(Image.fromarray(ids), fit).resize((image_size, image_size), Image.Resampling.NEAREST)
+    resized = _square(Image.fromarray(ids), fit).resize(
+        (image_size, image_size), Image.Resampling.NEAREST
+    )
     return np.asarray(resized).astype(np.int64)
 
 
@@ -281,7 +330,9 @@ def _find_split_file(root: Path, option: Path | None) -> Path | None:
         return path
     present = [root / name for name in SPLIT_FILES if (root / name).is_file()]
     if len(present) > 1:
-        raise DataError(f"both {present[0]} and {present[1]} exist; keep one or choose with the split_file option")
+        raise DataError(
+            f"both {present[0]} and {present[1]} exist; keep one or choose with the split_file option"
+        )
     return present[0] if present else None
 
 
@@ -297,7 +348,9 @@ def _read_split_entries(path: Path) -> Iterator[tuple[str, str, str]]:
         for split, entries in raw.items():
             for entry in entries:
                 if not isinstance(entry, str):
-                    raise DataError(f"split file {path}: entries of '{split}' must be file names, got {entry!r}")
+                    raise DataError(
+                        f"split file {path}: entries of '{split}' must be file names, got {entry!r}"
+                    )
                 yield entry, str(split), f"'{split}' list"
         return
     if path.suffix.lower() != ".csv":
@@ -307,10 +360,16 @@ def _read_split_entries(path: Path) -> Iterator[tuple[str, str, str]]:
             reader = csv.DictReader(handle)
             columns = [c.strip().lower() for c in (reader.fieldnames or [])]
             if "file" not in columns or "split" not in columns:
-                raise DataError(f"split file {path} needs columns 'file' and 'split' (found: {', '.join(columns) or 'none'})")
+                raise DataError(
+                    f"split file {path} needs columns 'file' and 'split' (found: {', '.join(columns) or 'none'})"
+                )
             reader.fieldnames = columns
             for row in reader:
-                yield (row["file"] or "").strip(), (row["split"] or "").strip(), f"line {reader.line_num}"
+                yield (
+                    (row["file"] or "").strip(),
+                    (row["split"] or "").strip(),
+                    f"line {reader.line_num}",
+                )
     except UnicodeDecodeError as exc:
         raise DataError(f"split file {path} is not UTF-8 text: {exc.reason}") from None
 
@@ -325,19 +384,29 @@ def split_from_file(path: Path, items: list[_Item]) -> dict[str, list[int]]:
     for entry, split, where in _read_split_entries(path):
         split = split.lower()
         if split not in SPLITS:
-            raise DataError(f"split file {path}: {where}: split '{split}' is not one of {', '.join(SPLITS)}")
+            raise DataError(
+                f"split file {path}: {where}: split '{split}' is not one of {', '.join(SPLITS)}"
+            )
         key = entry.replace("\\", "/")
         hits = index.get(key[2:] if key.startswith("./") else key)
         if not hits:
-            raise DataError(f"split file {path}: {where}: '{entry}' is not an image of this dataset")
+            raise DataError(
+                f"split file {path}: {where}: '{entry}' is not an image of this dataset"
+            )
         if len(hits) > 1:
-            raise DataError(f"split file {path}: {where}: '{entry}' matches {len(hits)} images; give the path relative to the root")
+            raise DataError(
+                f"split file {path}: {where}: '{entry}' matches {len(hits)} images; give the path relative to the root"
+            )
         i = hits[0]
         if assigned.setdefault(i, split) != split:
-            raise DataError(f"split file {path}: {where}: '{entry}' is listed in both train and test")
+            raise DataError(
+                f"split file {path}: {where}: '{entry}' is listed in both train and test"
+            )
     missing = [items[i].id for i in range(len(items)) if i not in assigned]
     if missing:
-        raise DataError(f"split file {path} gives no split for {len(missing)} image(s), e.g. {missing[0]}")
+        raise DataError(
+            f"split file {path} gives no split for {len(missing)} image(s), e.g. {missing[0]}"
+        )
     return {s: sorted(i for i, v in assigned.items() if v == s) for s in SPLITS}
 
 
@@ -355,7 +424,9 @@ def stratified_split(strata: np.ndarray, test_fraction: float, seed: int) -> dic
     return {"train": [i for i in range(len(strata)) if i not in held], "test": sorted(test)}
 
 
-def _make_splits(root: Path, options: FolderClsOptions | FolderSegOptions, items: list[_Item], strata: np.ndarray) -> tuple[dict[str, list[int]], str]:
+def _make_splits(
+    root: Path, options: FolderClsOptions | FolderSegOptions, items: list[_Item], strata: np.ndarray
+) -> tuple[dict[str, list[int]], str]:
     split_path = _find_split_file(root, options.split_file)
     if split_path is not None:
         splits, how = split_from_file(split_path, items), f"file {split_path}"
@@ -364,12 +435,18 @@ def _make_splits(root: Path, options: FolderClsOptions | FolderSegOptions, items
         how = f"stratified test_fraction={options.test_fraction} seed={options.seed}"
     for name in SPLITS:
         if not splits[name]:
-            where = f"split file {split_path}" if split_path else f"test_fraction={options.test_fraction} with {len(items)} images"
+            where = (
+                f"split file {split_path}"
+                if split_path
+                else f"test_fraction={options.test_fraction} with {len(items)} images"
+            )
             raise DataError(f"the {name} split is empty ({where})")
     return splits, how
 
 
-def _track(context: object | None, iterable: Iterable[Any], description: str, total: int) -> Iterable[Any]:
+def _track(
+    context: object | None, iterable: Iterable[Any], description: str, total: int
+) -> Iterable[Any]:
     progress = getattr(context, "progress", None)
     return progress.track(iterable, description, total=total) if progress is not None else iterable
 
@@ -396,7 +473,15 @@ def load_folder_cls(options: FolderClsOptions, context: object | None = None) ->
         files = list_images(folder)
         if not files:
             raise DataError(f"class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
-        items += [_Item(id=f.relative_to(root).as_posix(), path=f, rel_to_folder=f.relative_to(root).as_posix(), label=label) for f in files]
+        items += [
+            _Item(
+                id=f.relative_to(root).as_posix(),
+                path=f,
+                rel_to_folder=f.relative_to(root).as_posix(),
+                label=label,
+            )
+            for f in files
+        ]
     labels = np.array([it.label for it in items], dtype=np.int64)
     splits, how = _make_splits(root, options, items, labels)
     names = [p.name for p in class_dirs]
@@ -430,7 +515,9 @@ def _by_stem(files: list[Path], folder: Path) -> dict[str, Path]:
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
-            raise DataError(f"{stems[f.stem]} and {f} in {folder} share the stem '{f.stem}'; masks are matched by stem")
+            raise DataError(
+                f"{stems[f.stem]} and {f} in {folder} share the stem '{f.stem}'; masks are matched by stem"
+            )
         stems[f.stem] = f
     return stems
 
@@ -440,7 +527,9 @@ def load_folder_seg(options: FolderSegOptions, context: object | None = None) ->
     root = _require_dir(Path(options.root).expanduser(), "dataset folder")
     image_dir = _require_dir(root / options.images_dir, "image folder")
     mask_dir = _require_dir(root / options.masks_dir, "mask folder")
-    class_map = read_class_map(options.class_map if options.class_map.is_absolute() else root / options.class_map)
+    class_map = read_class_map(
+        options.class_map if options.class_map.is_absolute() else root / options.class_map
+    )
     image_files = list_images(image_dir)
     if not image_files:
         raise DataError(f"no images in {image_dir} ({', '.join(IMAGE_EXTENSIONS)})")
@@ -451,7 +540,11 @@ def load_folder_seg(options: FolderSegOptions, context: object | None = None) ->
         mask_path = masks_by_stem.get(f.stem)
         if mask_path is None:
             raise DataError(f"no mask for image {f} (expected {mask_dir / f.stem}.png)")
-        items.append(_Item(id=f.relative_to(root).as_posix(), path=f, rel_to_folder=f.name, mask_path=mask_path))
+        items.append(
+            _Item(
+                id=f.relative_to(root).as_posix(), path=f, rel_to_folder=f.name, mask_path=mask_path
+            )
+        )
 
     s = options.image_size
     images = np.empty((len(items), s, s, 3), dtype=np.uint8)
@@ -466,11 +559,15 @@ def load_folder_seg(options: FolderSegOptions, context: object | None = None) ->
         originals.append(original)
     for k, name in enumerate(class_map.names):
         if not present[:, k].any():
-            raise DataError(f"class '{name}' of {class_map.path} never appears in any mask in {mask_dir}")
+            raise DataError(
+                f"class '{name}' of {class_map.path} never appears in any mask in {mask_dir}"
+            )
 
     # stratify by each image's rarest present class, so rare classes reach both splits
     frequency = present.sum(axis=0)
-    strata = np.array([int(np.flatnonzero(row)[np.argmin(frequency[row])]) for row in present], dtype=np.int64)
+    strata = np.array(
+        [int(np.flatnonzero(row)[np.argmin(frequency[row])]) for row in present], dtype=np.int64
+    )
     splits, how = _make_splits(root, options, items, strata)
 
     def split(idx: list[int]) -> Split:

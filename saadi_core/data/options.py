@@ -19,12 +19,18 @@ class _Options(BaseModel):
 class ToyClsOptions(_Options):
     """``toy-cls``: five organ classes, imbalanced, drawn from ``seed``."""
 
-    seed: int = Field(default=0, description="train and test are drawn from independent sub-seeds of this")
+    seed: int = Field(
+        default=0, description="train and test are drawn from independent sub-seeds of this"
+    )
     n_train: int = Field(
-        default=500, ge=5, description="training images (class shares are kept exactly); small, as the real sets SAADi targets"
+        default=500,
+        ge=5,
+        description="training images (class shares are kept exactly); small, as the real sets SAADi targets",
     )
     n_test: int = Field(default=400, ge=5, description="test images")
-    image_size: int = Field(default=64, ge=32, le=1024, description="side of the square images in pixels")
+    image_size: int = Field(
+        default=64, ge=32, le=1024, description="side of the square images in pixels"
+    )
 
 
 class ToySegOptions(_Options):
@@ -36,24 +42,36 @@ class ToySegOptions(_Options):
         "differ by texture, shading and fine structure on varied backgrounds and lighting, judged region by region "
         "(the tiny generators trained here pass it 0-3 %: opt-in until one learns it, docs/benchmarks.md)",
     )
-    seed: int = Field(default=0, description="train and test are drawn from independent sub-seeds of this")
+    seed: int = Field(
+        default=0, description="train and test are drawn from independent sub-seeds of this"
+    )
     n_train: int = Field(default=600, ge=1, description="training images")
     n_test: int = Field(default=200, ge=1, description="test images")
-    image_size: int = Field(default=64, ge=32, le=1024, description="side of the square images in pixels")
+    image_size: int = Field(
+        default=64, ge=32, le=1024, description="side of the square images in pixels"
+    )
 
 
 class _FolderOptions(_Options):
     root: Path = Field(description="dataset folder")
-    image_size: int = Field(default=64, ge=8, le=4096, description="images are resized to image_size × image_size")
+    image_size: int = Field(
+        default=64, ge=8, le=4096, description="images are resized to image_size × image_size"
+    )
     fit: Literal["crop", "stretch"] = Field(
-        default="crop", description="'crop': centre-crop to a square before resizing (keeps aspect); 'stretch': resize directly"
+        default="crop",
+        description="'crop': centre-crop to a square before resizing (keeps aspect); 'stretch': resize directly",
     )
     split_file: Path | None = Field(
         default=None,
         description="CSV (columns file,split) or JSON ({train: [...], test: [...]}); relative paths are "
         "taken from root; default: root/split.csv or root/split.json if present, else a seeded stratified split",
     )
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="share of each class held out when no split file is given")
+    test_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="share of each class held out when no split file is given",
+    )
     seed: int = Field(default=0, description="seed of the stratified split")
 
 

@@ -72,13 +72,22 @@ def _border(a: np.ndarray, width: int = 2) -> np.ndarray:
     """Border pixels of one ``(H, W, C)`` array as ``(K, C)``."""
     c = a.shape[-1]
     return np.concatenate(
-        [a[:width].reshape(-1, c), a[-width:].reshape(-1, c), a[width:-width, :width].reshape(-1, c), a[width:-width, -width:].reshape(-1, c)]
+        [
+            a[:width].reshape(-1, c),
+            a[-width:].reshape(-1, c),
+            a[width:-width, :width].reshape(-1, c),
+            a[width:-width, -width:].reshape(-1, c),
+        ]
     )
 
 
 def _quadratic_design(size_h: int, size_w: int) -> np.ndarray:
     yy, xx = np.meshgrid(np.linspace(-1, 1, size_h), np.linspace(-1, 1, size_w), indexing="ij")
-    return np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], axis=-1).reshape(-1, 6).astype(np.float32)
+    return (
+        np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], axis=-1)
+        .reshape(-1, 6)
+        .astype(np.float32)
+    )
 
 
 def _moment_ellipse_iou(component: np.ndarray) -> tuple[float, float]:
@@ -93,7 +102,9 @@ def _moment_ellipse_iou(component: np.ndarray) -> tuple[float, float]:
     d = np.stack([xx - cx, yy - cy], axis=-1) @ evecs
     inside = (d[..., 0] ** 2 / (4 * evals[0]) + d[..., 1] ** 2 / (4 * evals[1])) <= 1.0
     union = np.logical_or(inside, component).sum()
-    return float(np.sqrt(evals[1] / evals[0])), float(np.logical_and(inside, component).sum() / max(union, 1))
+    return float(np.sqrt(evals[1] / evals[0])), float(
+        np.logical_and(inside, component).sum() / max(union, 1)
+    )
 
 
 class ToyClsOracle:
@@ -118,7 +129,10 @@ class ToyClsOracle:
             background = ~ndimage.binary_dilation(dist > cfg.fg_threshold, _SQUARE, iterations=2)
             if background.sum() >= design.shape[1] * 4:
                 weighted = design * background.reshape(-1, 1)  # least squares on background pixels
-                coef = np.linalg.solve(weighted.T @ design + 1e-6 * np.eye(design.shape[1]), weighted.T @ f.reshape(-1, c))
+                coef = np.linalg.solve(
+                    weighted.T @ design + 1e-6 * np.eye(design.shape[1]),
+                    weighted.T @ f.reshape(-1, c),
+                )
                 dist = np.linalg.norm(f - (design @ coef).reshape(h, w, c), axis=-1)
             masks[i] = dist > cfg.fg_threshold
             rest = dist[~ndimage.binary_dilation(masks[i], _SQUARE, iterations=2)]
@@ -157,7 +171,8 @@ class ToyClsOracle:
                 feat.update(
                     area=float(comp.sum()) / area,
                     hole=float((filled & ~comp).sum()) / float(filled.sum()),
-                    thickness=float(ndimage.distance_transform_edt(comp).max()) / float(np.sqrt(comp.sum())),
+                    thickness=float(ndimage.distance_transform_edt(comp).max())
+                    / float(np.sqrt(comp.sum())),
                     elongation=elongation,
                     ellipse_iou=iou,
                 )
@@ -185,7 +200,10 @@ class ToyClsOracle:
             return OVARY if two_blobs and compact else UNKNOWN
         if f["hole"] >= cfg.colon_min_hole:
             return COLON
-        if f["thickness"] <= cfg.oviduct_max_thickness or f["elongation"] >= cfg.oviduct_min_elongation:
+        if (
+            f["thickness"] <= cfg.oviduct_max_thickness
+            or f["elongation"] >= cfg.oviduct_min_elongation
+        ):
             return OVIDUCT
         if f["area"] < cfg.large_min_area:
             return UNKNOWN
@@ -195,7 +213,9 @@ class ToyClsOracle:
         """Class id per image (``int64 (N,)``); ``-1`` when the image shows no recognisable organ."""
         return np.array([self._decide(f) for f in self.features(images)], dtype=np.int64)
 
-    def check(self, images: np.ndarray, labels: np.ndarray | None = None, masks: np.ndarray | None = None) -> np.ndarray:
+    def check(
+        self, images: np.ndarray, labels: np.ndarray | None = None, masks: np.ndarray | None = None
+    ) -> np.ndarray:
         """``bool (N,)``: does each image show its intended class ``labels[i]``?"""
         if labels is None:
             raise ValueError("ToyClsOracle.check needs the intended class labels")
@@ -204,4 +224,3 @@ class ToyClsOracle:
         if predicted.shape != labels.shape:
             raise ValueError(f"{len(predicted)} images but {len(labels)} labels")
         return predicted == labels
-

@@ -20,7 +20,9 @@ def as_batch(images: np.ndarray) -> np.ndarray:
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"oracle expects uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        raise ValueError(
+            f"oracle expects uint8 images (N, H, W, 3), got {images.dtype} {images.shape}"
+        )
     return images
 
 

@@ -62,7 +62,9 @@ def pixel_features(images: np.ndarray, sigma: float, brightness_weight: float) -
 def _calibrate(cfg: SegOracleConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit one Gaussian per class (mean, precision, log-determinant) to interior pixels of
     calibration scenes; cached, since every ``toy-seg`` dataset builds an oracle."""
-    images, masks = draw_scenes(cfg.calibration_images, 64, np.random.default_rng(cfg.calibration_seed))
+    images, masks = draw_scenes(
+        cfg.calibration_images, 64, np.random.default_rng(cfg.calibration_seed)
+    )
     feats = pixel_features(images, cfg.smooth_sigma, cfg.brightness_weight)
     means, precisions, log_dets = [], [], []
     for k in range(len(CLASS_NAMES)):
@@ -72,7 +74,11 @@ def _calibrate(cfg: SegOracleConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray
         means.append(x.mean(axis=0))
         precisions.append(np.linalg.inv(cov))
         log_dets.append(np.linalg.slogdet(cov)[1])
-    return np.array(means, np.float32), np.array(precisions, np.float32), np.array(log_dets, np.float32)
+    return (
+        np.array(means, np.float32),
+        np.array(precisions, np.float32),
+        np.array(log_dets, np.float32),
+    )
 
 
 class ToySegOracle:
@@ -95,7 +101,9 @@ class ToySegOracle:
         post = np.exp(loglik)
         post /= post.sum(axis=-1, keepdims=True)
         if cfg.posterior_sigma > 0:
-            post = ndimage.gaussian_filter(post, sigma=(0, cfg.posterior_sigma, cfg.posterior_sigma, 0))
+            post = ndimage.gaussian_filter(
+                post, sigma=(0, cfg.posterior_sigma, cfg.posterior_sigma, 0)
+            )
         return post
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -124,9 +132,10 @@ class ToySegOracle:
             scores[i] = float(np.mean(per_class)) if per_class else 1.0
         return scores
 
-    def check(self, images: np.ndarray, labels: np.ndarray | None = None, masks: np.ndarray | None = None) -> np.ndarray:
+    def check(
+        self, images: np.ndarray, labels: np.ndarray | None = None, masks: np.ndarray | None = None
+    ) -> np.ndarray:
         """``bool (N,)``: does each image realise its intended mask ``masks[i]``?"""
         if masks is None:
             raise ValueError("ToySegOracle.check needs the intended masks")
         return self.dice(images, masks) >= self.config.threshold
-

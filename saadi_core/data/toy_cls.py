@@ -22,7 +22,8 @@ Train and test come from independent sub-seeds of ``seed``, so the test images d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -87,16 +88,22 @@ _MIN_BLOB_PX = 3.6  # radius of an ovary disk
 _MIN_GAP_PX = 3.5  # gap between the two ovary disks
 
 
-def _colon(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _colon(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     outer = rng.uniform(0.20, 0.26) * size
     squash = rng.uniform(0.85, 1.0)
     inner = max(outer * rng.uniform(0.5, 0.6), _MIN_HOLE_PX)
     outer = max(outer, inner + _MIN_BAND_PX)
-    sdf = np.maximum(ellipse_sdf(u, v, outer, outer * squash), -ellipse_sdf(u, v, inner, inner * squash))
+    sdf = np.maximum(
+        ellipse_sdf(u, v, outer, outer * squash), -ellipse_sdf(u, v, inner, inner * squash)
+    )
     return sdf, 0.5 * (outer - inner) * squash
 
 
-def _liver(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _liver(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     radius = rng.uniform(0.27, 0.33) * size
     angles = np.deg2rad(np.array([90.0, 210.0, 330.0]) + rng.uniform(-15, 15, 3))
     radii = radius * rng.uniform(0.9, 1.1, 3)
@@ -104,31 +111,43 @@ def _liver(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) ->
     return polygon_sdf(u, v, vertices), 0.45 * radius
 
 
-def _ovary(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _ovary(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     r1, r2 = np.maximum(rng.uniform(0.08, 0.105, 2) * size, _MIN_BLOB_PX)
     gap = max(rng.uniform(0.06, 0.15) * size, _MIN_GAP_PX)
     half = 0.5 * (r1 + r2 + gap)
     squash = rng.uniform(0.8, 1.0, 2)
-    sdf = np.minimum(ellipse_sdf(u + half, v, r1, r1 * squash[0]), ellipse_sdf(u - half, v, r2, r2 * squash[1]))
+    sdf = np.minimum(
+        ellipse_sdf(u + half, v, r1, r1 * squash[0]), ellipse_sdf(u - half, v, r2, r2 * squash[1])
+    )
     return sdf, 0.45 * min(r1, r2)
 
 
-def _oviduct(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _oviduct(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     radius = rng.uniform(0.30, 0.55) * size
     length = rng.uniform(0.60, 0.80) * size
     half_width = max(rng.uniform(0.03, 0.04) * size, _MIN_BAND_PX / 2)
     half_angle = min(0.5 * length / radius, 1.3)
     # shift so the arc's middle, not its centre of curvature, sits at the placement point
-    return arc_band_sdf(u + radius * np.cos(half_angle / 2), v, radius, half_angle, half_width), half_width
+    return arc_band_sdf(
+        u + radius * np.cos(half_angle / 2), v, radius, half_angle, half_width
+    ), half_width
 
 
-def _uterus(rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+def _uterus(
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, float]:
     a = rng.uniform(0.22, 0.29) * size
     b = a * rng.uniform(0.6, 0.75)
     return ellipse_sdf(u, v, a, b), 0.5 * b
 
 
-_SHAPES: list[Callable[[np.random.Generator, int, np.ndarray, np.ndarray], tuple[np.ndarray, float]]] = [
+_SHAPES: list[
+    Callable[[np.random.Generator, int, np.ndarray, np.ndarray], tuple[np.ndarray, float]]
+] = [
     _colon,
     _liver,
     _ovary,
@@ -151,7 +170,9 @@ def _place(rng: np.random.Generator, size: int, label: int) -> tuple[np.ndarray,
     return sdf, thickness  # pragma: no cover - the size ranges above always fit within 30 tries
 
 
-def draw_organ_images(labels: np.ndarray, image_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def draw_organ_images(
+    labels: np.ndarray, image_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one image per label. Returns ``uint8 (N, S, S, 3)`` images and ``bool (N, S, S)``
     organ masks (the organ's true support; handy for tests and diagnostics)."""
     n = len(labels)
@@ -164,7 +185,9 @@ def draw_organ_images(labels: np.ndarray, image_size: int, rng: np.random.Genera
         alpha = coverage(sdf)
         # a soft contact shadow makes the organ sit on the tissue
         image *= (1.0 - 0.08 * coverage(sdf - 2.0))[..., None]
-        colour = PALETTE[rng.integers(len(PALETTE))] * rng.uniform(0.92, 1.08) + rng.uniform(-6, 6, 3)
+        colour = PALETTE[rng.integers(len(PALETTE))] * rng.uniform(0.92, 1.08) + rng.uniform(
+            -6, 6, 3
+        )
         shade = 0.9 + 0.1 * np.clip(-sdf / max(thickness, 1.0), 0.0, 1.0)
         grain = 1.0 + 0.05 * smooth_noise(rng, image_size, max(image_size // 6, 4))[..., 0]
         layer = np.clip(colour[None, None, :] * (shade * grain)[..., None], 0, 255)
@@ -184,7 +207,9 @@ def _split(seed_seq: np.random.SeedSequence, n: int, image_size: int, prefix: st
     return Split(images=images, labels=labels, ids=[f"{prefix}/{i:05d}" for i in range(n)])
 
 
-def make_toy_cls(seed: int = 0, n_train: int = 500, n_test: int = 400, image_size: int = 64) -> Dataset:
+def make_toy_cls(
+    seed: int = 0, n_train: int = 500, n_test: int = 400, image_size: int = 64
+) -> Dataset:
     """The ``toy-cls`` dataset (deterministic for given arguments)."""
     from saadi_core.data.oracle_cls import ToyClsOracle
 
@@ -201,7 +226,7 @@ def make_toy_cls(seed: int = 0, n_train: int = 500, n_test: int = 400, image_siz
     )
 
 
-def build(options: "ToyClsOptions", context: object | None = None) -> Dataset:
+def build(options: ToyClsOptions, context: object | None = None) -> Dataset:
     """Dataset builder registered as ``toy-cls`` (``context`` is accepted for the registry's
     ``cls(options, context)`` calling convention and unused)."""
     return make_toy_cls(options.seed, options.n_train, options.n_test, options.image_size)

@@ -82,7 +82,9 @@ def polygon_sdf(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarra
     return d
 
 
-def arc_band_sdf(u: np.ndarray, v: np.ndarray, radius: float, half_angle: float, half_width: float) -> np.ndarray:
+def arc_band_sdf(
+    u: np.ndarray, v: np.ndarray, radius: float, half_angle: float, half_width: float
+) -> np.ndarray:
     """Signed distance to a band of ``half_width`` around a circular arc with round caps.
 
     The arc has its centre of curvature at the frame origin, radius ``radius`` and spans
@@ -121,7 +123,9 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def degrade(images: np.ndarray, rng: np.random.Generator, blur_sigma: float = 1.0, noise_std: float = 8.0) -> np.ndarray:
+def degrade(
+    images: np.ndarray, rng: np.random.Generator, blur_sigma: float = 1.0, noise_std: float = 8.0
+) -> np.ndarray:
     """Blur (Gaussian, ``blur_sigma`` px) and add Gaussian noise (``noise_std`` in 0–255 units):
     roughly what a small, under-trained diffusion model does to fine detail. Used to check that
     the oracles judge content, not pixel-perfect rendering."""
@@ -133,7 +137,9 @@ def degrade(images: np.ndarray, rng: np.random.Generator, blur_sigma: float = 1.
     return to_uint8(x)
 
 
-def tissue(rng: np.random.Generator, size: int, base_rgb: np.ndarray, vessels: int = 2) -> np.ndarray:
+def tissue(
+    rng: np.random.Generator, size: int, base_rgb: np.ndarray, vessels: int = 2
+) -> np.ndarray:
     """A wet-tissue background: ``base_rgb`` modulated by smooth luminance and colour noise, a
     finer mottling, a few faint vessels and a mild endoscope vignette.
 
@@ -155,7 +161,9 @@ def tissue(rng: np.random.Generator, size: int, base_rgb: np.ndarray, vessels: i
     return image
 
 
-def specular(rng: np.random.Generator, layer: np.ndarray, inside: np.ndarray, sigma: float, strength: float) -> None:
+def specular(
+    rng: np.random.Generator, layer: np.ndarray, inside: np.ndarray, sigma: float, strength: float
+) -> None:
     """Add one glossy highlight (a soft spot of ``sigma`` px) to a colour ``layer`` at a random
     pixel of ``inside`` (boolean mask), in place.
 

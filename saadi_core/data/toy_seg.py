@@ -57,8 +57,12 @@ P_ARTERY = 0.5
 P_TOOL = 0.7
 
 
-def _jitter(rng: np.random.Generator, rgb: np.ndarray, gain: float = 0.08, offset: float = 6.0) -> np.ndarray:
-    return rgb * rng.uniform(1 - gain, 1 + gain) + rng.uniform(-offset, offset, 3).astype(np.float32)
+def _jitter(
+    rng: np.random.Generator, rgb: np.ndarray, gain: float = 0.08, offset: float = 6.0
+) -> np.ndarray:
+    return rgb * rng.uniform(1 - gain, 1 + gain) + rng.uniform(-offset, offset, 3).astype(
+        np.float32
+    )
 
 
 def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 8) -> np.ndarray:
@@ -66,7 +70,9 @@ def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 8) -> np.nd
     return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
 
 
-def _curve(rng: np.random.Generator, start: np.ndarray, direction: float, length: float, bend: float) -> np.ndarray:
+def _curve(
+    rng: np.random.Generator, start: np.ndarray, direction: float, length: float, bend: float
+) -> np.ndarray:
     """A gently bent curve (quadratic Bézier) of about ``length`` px leaving ``start``."""
     d = np.array([np.cos(direction), np.sin(direction)])
     normal = np.array([-d[1], d[0]])
@@ -80,7 +86,11 @@ def _gallbladder(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     image centre, so duct and artery stay mostly in view)."""
     centre = rng.uniform(0.25, 0.75, 2) * size
     towards = np.array([size / 2, size / 2]) - centre
-    base_angle = np.arctan2(towards[1], towards[0]) if np.hypot(*towards) > 0.05 * size else rng.uniform(0, 2 * np.pi)
+    base_angle = (
+        np.arctan2(towards[1], towards[0])
+        if np.hypot(*towards) > 0.05 * size
+        else rng.uniform(0, 2 * np.pi)
+    )
     angle = base_angle + rng.uniform(-0.9, 0.9)
     a = rng.uniform(0.22, 0.32) * size
     b = a * rng.uniform(0.55, 0.8)
@@ -88,7 +98,9 @@ def _gallbladder(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     body = centre - 0.35 * a * np.array([np.cos(angle), np.sin(angle)])
     u, v = local_coords(size, body[0], body[1], angle)
     phi = np.arctan2(v / b, u / a)
-    wobble = 1.0 + sum(rng.uniform(-0.06, 0.06) * np.cos(k * phi + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4))
+    wobble = 1.0 + sum(
+        rng.uniform(-0.06, 0.06) * np.cos(k * phi + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4)
+    )
     rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
     sdf = (rho - wobble) * b  # first-order distance, fine for anti-aliasing
     neck = body + 0.9 * a * np.array([np.cos(angle), np.sin(angle)])
@@ -101,7 +113,12 @@ def _tool(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     side = int(rng.integers(4))
     along = rng.uniform(0.15, 0.85) * size
     outside = -0.1 * size
-    entry = {0: (along, outside), 1: (size - outside, along), 2: (along, size - outside), 3: (outside, along)}[side]
+    entry = {
+        0: (along, outside),
+        1: (size - outside, along),
+        2: (along, size - outside),
+        3: (outside, along),
+    }[side]
     inward = {0: np.pi / 2, 1: np.pi, 2: -np.pi / 2, 3: 0.0}[side] + rng.uniform(-0.6, 0.6)
     reach = rng.uniform(0.4, 0.65) * size
     half_width = max(rng.uniform(0.06, 0.08) * size, _MIN_TOOL_PX)
@@ -112,13 +129,28 @@ def _tool(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     jaw_len = rng.uniform(0.09, 0.13) * size
     opening = rng.uniform(0.15, 0.45)
     jaws = [
-        polyline_band_sdf(size, np.stack([tip, tip + jaw_len * np.array([np.cos(inward + s * opening), np.sin(inward + s * opening)])]), 0.45 * half_width)
+        polyline_band_sdf(
+            size,
+            np.stack(
+                [
+                    tip,
+                    tip
+                    + jaw_len
+                    * np.array([np.cos(inward + s * opening), np.sin(inward + s * opening)]),
+                ]
+            ),
+            0.45 * half_width,
+        )
         for s in (-1.0, 1.0)
     ]
     sdf = np.minimum(shaft, np.minimum(*jaws))
     _, v = local_coords(size, tip[0], tip[1], inward)
     across = np.clip(v / half_width, -1.5, 1.5)
-    shade = 0.7 + 0.25 * (1 - np.clip(across**2, 0, 1)) + 0.35 * np.exp(-(((across + 0.35) / 0.25) ** 2))
+    shade = (
+        0.7
+        + 0.25 * (1 - np.clip(across**2, 0, 1))
+        + 0.35 * np.exp(-(((across + 0.35) / 0.25) ** 2))
+    )
     return sdf, shade.astype(np.float32)
 
 
@@ -134,33 +166,57 @@ def draw_scenes(n: int, image_size: int, rng: np.random.Generator) -> tuple[np.n
         sdf, neck, angle = _gallbladder(rng, s)
         alpha = coverage(sdf)
         image *= (1.0 - 0.08 * coverage(sdf - 2.0))[..., None]
-        mottle = 1.0 + 0.07 * smooth_noise(rng, s, max(s // 8, 4))[..., 0] + 0.03 * smooth_noise(rng, s, max(s // 3, 8))[..., 0]
+        mottle = (
+            1.0
+            + 0.07 * smooth_noise(rng, s, max(s // 8, 4))[..., 0]
+            + 0.03 * smooth_noise(rng, s, max(s // 3, 8))[..., 0]
+        )
         rim = 0.85 + 0.15 * np.clip(-sdf / (0.1 * s), 0.0, 1.0)
-        paint(image, _jitter(rng, GALLBLADDER_RGB)[None, None, :] * (mottle * rim)[..., None], alpha)
+        paint(
+            image, _jitter(rng, GALLBLADDER_RGB)[None, None, :] * (mottle * rim)[..., None], alpha
+        )
         label[sdf < 0] = GALLBLADDER
 
         if rng.random() < P_DUCT:
             half_width = max(rng.uniform(0.035, 0.045) * s, _MIN_DUCT_PX)
-            path = _curve(rng, neck, angle + rng.uniform(-0.5, 0.5), rng.uniform(0.3, 0.45) * s, 0.25)
+            path = _curve(
+                rng, neck, angle + rng.uniform(-0.5, 0.5), rng.uniform(0.3, 0.45) * s, 0.25
+            )
             sdf = polyline_band_sdf(s, path, half_width)
             shade = 0.85 + 0.15 * np.clip(-sdf / half_width, 0.0, 1.0)
-            paint(image, _jitter(rng, DUCT_RGB, offset=4.0)[None, None, :] * shade[..., None], coverage(sdf))
+            paint(
+                image,
+                _jitter(rng, DUCT_RGB, offset=4.0)[None, None, :] * shade[..., None],
+                coverage(sdf),
+            )
             label[sdf < 0] = DUCT
 
         if rng.random() < P_ARTERY:
             half_width = max(rng.uniform(0.025, 0.03) * s, _MIN_ARTERY_PX)
             side = rng.choice([-1.0, 1.0])
-            start = neck + side * rng.uniform(0.08, 0.14) * s * np.array([-np.sin(angle), np.cos(angle)])
-            path = _curve(rng, start, angle + side * rng.uniform(0.1, 0.5), rng.uniform(0.25, 0.4) * s, 0.3)
+            start = neck + side * rng.uniform(0.08, 0.14) * s * np.array(
+                [-np.sin(angle), np.cos(angle)]
+            )
+            path = _curve(
+                rng, start, angle + side * rng.uniform(0.1, 0.5), rng.uniform(0.25, 0.4) * s, 0.3
+            )
             sdf = polyline_band_sdf(s, path, half_width)
             shade = 0.85 + 0.25 * np.clip(-sdf / half_width, 0.0, 1.0)
-            paint(image, _jitter(rng, ARTERY_RGB, offset=4.0)[None, None, :] * shade[..., None], coverage(sdf))
+            paint(
+                image,
+                _jitter(rng, ARTERY_RGB, offset=4.0)[None, None, :] * shade[..., None],
+                coverage(sdf),
+            )
             label[sdf < 0] = ARTERY
 
         if rng.random() < P_TOOL:
             sdf, shade = _tool(rng, s)
             image *= (1.0 - 0.15 * coverage(sdf - 2.5))[..., None]
-            layer = np.clip(_jitter(rng, TOOL_RGB, gain=0.06, offset=3.0)[None, None, :] * shade[..., None], 0, 255)
+            layer = np.clip(
+                _jitter(rng, TOOL_RGB, gain=0.06, offset=3.0)[None, None, :] * shade[..., None],
+                0,
+                255,
+            )
             paint(image, layer, coverage(sdf))
             label[sdf < 0] = TOOL
 
@@ -174,7 +230,9 @@ def _split(seed_seq: np.random.SeedSequence, n: int, image_size: int, prefix: st
     return Split(images=images, masks=masks, ids=[f"{prefix}/{i:05d}" for i in range(n)])
 
 
-def make_toy_seg(seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64) -> Dataset:
+def make_toy_seg(
+    seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64
+) -> Dataset:
     """The ``toy-seg`` dataset (deterministic for given arguments)."""
     from saadi_core.data.oracle_seg import ToySegOracle
 

@@ -74,7 +74,9 @@ def build_cond_unet(
     if len(block_out_channels) != len(attention_levels):
         raise ValueError("block_out_channels and attention_levels must have the same length")
     if any(c % norm_num_groups for c in block_out_channels):
-        raise ValueError(f"every block channel count must be divisible by norm_num_groups={norm_num_groups}")
+        raise ValueError(
+            f"every block channel count must be divisible by norm_num_groups={norm_num_groups}"
+        )
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
     return UNet2DConditionModel(
@@ -130,11 +132,15 @@ class PixelUnshuffleAutoencoder(nn.Module):
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        config = {"kind": "pixel-unshuffle", "factor": self.factor, "scaling_factor": self.scaling_factor}
+        config = {
+            "kind": "pixel-unshuffle",
+            "factor": self.factor,
+            "scaling_factor": self.scaling_factor,
+        }
         (directory / PIXEL_UNSHUFFLE_CONFIG).write_text(json.dumps(config, indent=2))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "PixelUnshuffleAutoencoder":
+    def from_pretrained(cls, directory: str | Path) -> PixelUnshuffleAutoencoder:
         config = json.loads((Path(directory) / PIXEL_UNSHUFFLE_CONFIG).read_text())
         return cls(factor=config["factor"], scaling_factor=config["scaling_factor"])
 
@@ -173,13 +179,15 @@ class KLAutoencoder(nn.Module):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         dtype = next(self.vae.parameters()).dtype
-        return self.vae.decode((latents / self.scaling_factor + self._shift()).to(dtype)).sample.float()
+        return self.vae.decode(
+            (latents / self.scaling_factor + self._shift()).to(dtype)
+        ).sample.float()
 
     def save_pretrained(self, directory: str | Path) -> None:
         self.vae.save_pretrained(directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "KLAutoencoder":
+    def from_pretrained(cls, directory: str | Path) -> KLAutoencoder:
         from diffusers import AutoencoderKL
 
         return cls(AutoencoderKL.from_pretrained(directory))
@@ -274,7 +282,9 @@ def build_word_tokenizer(texts: Iterable[str], max_length: int | None = None) ->
     )
 
 
-def build_clip_text_encoder(tokenizer: Any, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4) -> Any:
+def build_clip_text_encoder(
+    tokenizer: Any, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4
+) -> Any:
     """A small ``CLIPTextModel`` sized to ``tokenizer`` (vocabulary, sequence length, special
     token ids); its ``last_hidden_state`` is the UNet's ``encoder_hidden_states`` as in SD.
     Initialised from torch's global RNG."""
@@ -299,7 +309,11 @@ def tokenize_prompts(tokenizer: Any, prompts: Sequence[str]) -> torch.Tensor:
     """Token ids ``(N, L)`` padded/truncated to the tokenizer's ``model_max_length`` (SD's
     convention: the text encoder always sees full-length sequences)."""
     return tokenizer(
-        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        list(prompts),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
     ).input_ids
 
 
@@ -376,7 +390,9 @@ class ModuleEMA:
     there is one set of sampling weights (and adapters attached later see the averaged ones).
     """
 
-    def __init__(self, modules: Sequence[nn.Module], decay: float = 0.999, power: float = 0.75) -> None:
+    def __init__(
+        self, modules: Sequence[nn.Module], decay: float = 0.999, power: float = 0.75
+    ) -> None:
         from diffusers.training_utils import EMAModel
 
         self.parameters = [p for m in modules for p in m.parameters() if p.requires_grad]
@@ -397,12 +413,18 @@ def resolve_mixed_precision(option: str, device: str) -> str:
     fp16: no loss scaling and no fp16 NaNs; trainable weights stay fp32 either way)."""
     if option != "auto":
         return option
-    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    if (
+        str(device).startswith("cuda")
+        and torch.cuda.is_available()
+        and torch.cuda.is_bf16_supported()
+    ):
         return "bf16"
     return "no"
 
 
-def make_accelerator(existing: Any | None, device: str, mixed_precision: str = "auto", who: str = "this component") -> Any:
+def make_accelerator(
+    existing: Any | None, device: str, mixed_precision: str = "auto", who: str = "this component"
+) -> Any:
     """The run's ``accelerate.Accelerator`` if one was launched (``RunContext.accelerator``),
     else a single-process one on ``device``. Training code written against it runs unchanged
     under ``accelerate launch`` with several processes. ``who`` names the component in the error

@@ -101,7 +101,9 @@ def diffusion_dpo_loss(
             f"{tuple(target.shape)} must have the same shape"
         )
     if target.shape[0] % 2:
-        raise ValueError(f"expected winners then losers (an even batch), got {target.shape[0]} rows")
+        raise ValueError(
+            f"expected winners then losers (an even batch), got {target.shape[0]} rows"
+        )
     model_err = _per_sample_error(model_pred, target)
     ref_err = _per_sample_error(ref_pred, target).detach()
     model_w, model_l = model_err.chunk(2)

@@ -76,14 +76,23 @@ def vocabulary(tokenizer: Any) -> list[str]:
     return sorted(vocab, key=vocab.__getitem__)
 
 
-def export_weights(model: Any, path: Path, *, name: str, options: Any, info: dict[str, Any]) -> None:
+def export_weights(
+    model: Any, path: Path, *, name: str, options: Any, info: dict[str, Any]
+) -> None:
     """Write ``model``'s UNet and text encoder (a :class:`~saadi_core.diffusion.latent.
     LatentDiffusionModel`) to the safetensors file ``path``; ``info`` (corpus, steps, …) goes
     into the metadata next to the configs, vocabulary and architecture."""
     from safetensors.torch import save_file
 
-    tensors = {f"unet.{k}": v.detach().cpu().contiguous() for k, v in model.unet.state_dict().items()}
-    tensors.update({f"text_encoder.{k}": v.detach().cpu().contiguous() for k, v in model.text_encoder.state_dict().items()})
+    tensors = {
+        f"unet.{k}": v.detach().cpu().contiguous() for k, v in model.unet.state_dict().items()
+    }
+    tensors.update(
+        {
+            f"text_encoder.{k}": v.detach().cpu().contiguous()
+            for k, v in model.text_encoder.state_dict().items()
+        }
+    )
     metadata = {
         "format": FORMAT,
         "generator": name,
@@ -106,14 +115,18 @@ def read_weights(path: Path, *, name: str) -> tuple[dict[str, torch.Tensor], dic
 
     hint = "reinstall saadi, or set the generator option pretrained: none to train from scratch"
     if not path.is_file():
-        raise EmbeddedWeightsError(f"embedded weights of generator '{name}' not found: {path} ({hint})")
+        raise EmbeddedWeightsError(
+            f"embedded weights of generator '{name}' not found: {path} ({hint})"
+        )
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # damaged header or body
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EmbeddedWeightsError(f"embedded weights of generator '{name}' are corrupt or unreadable: {path} ({reason}; {hint})") from None
+        raise EmbeddedWeightsError(
+            f"embedded weights of generator '{name}' are corrupt or unreadable: {path} ({reason}; {hint})"
+        ) from None
     if metadata.get("format") != FORMAT or metadata.get("generator") != name:
         raise EmbeddedWeightsError(
             f"not embedded weights of generator '{name}' (format {metadata.get('format')!r}, generator "
@@ -124,7 +137,6 @@ def read_weights(path: Path, *, name: str) -> tuple[dict[str, torch.Tensor], dic
 
 def _check_architecture(metadata: dict[str, str], options: Any, name: str, path: Path) -> None:
     from saadi_core.errors import ConfigError
-
     from saadi_core.options import RENAMED
 
     # files written before the diffusers vocabulary name some options the old way
@@ -137,7 +149,9 @@ def _check_architecture(metadata: dict[str, str], options: Any, name: str, path:
             )
 
 
-def extended_tokenizer(metadata: dict[str, str], prompts: list[str], *, name: str) -> tuple[Any, int]:
+def extended_tokenizer(
+    metadata: dict[str, str], prompts: list[str], *, name: str
+) -> tuple[Any, int]:
     """The corpus vocabulary (ids unchanged) extended by every new word of ``prompts``; returns
     the tokenizer and the number of corpus tokens. A prompt longer than the text encoder's
     positions is a :class:`~saadi_core.errors.ConfigError` (it would be cut silently)."""
@@ -157,7 +171,9 @@ def extended_tokenizer(metadata: dict[str, str], prompts: list[str], *, name: st
     tokenizer = build_word_tokenizer([" ".join(words), *prompts, ""], max_length=max_length)
     vocab = tokenizer.get_vocab()
     if any(vocab.get(token) != i for i, token in enumerate(corpus_vocab)):
-        raise EmbeddedWeightsError(f"embedded weights of generator '{name}': the stored vocabulary does not rebuild in order")
+        raise EmbeddedWeightsError(
+            f"embedded weights of generator '{name}': the stored vocabulary does not rebuild in order"
+        )
     for prompt in prompts:
         length = len(tokenizer(prompt).input_ids)
         if length > max_length:
@@ -188,17 +204,29 @@ def load_embedded(
     _check_architecture(metadata, options, name, path)
     tokenizer, n_corpus = extended_tokenizer(metadata, prompts, name=name)
     model = build_from_config(
-        options, prompts, resolution, name=name, inpainting=inpainting, text_time_embedding=text_time_embedding, tokenizer=tokenizer
+        options,
+        prompts,
+        resolution,
+        name=name,
+        inpainting=inpainting,
+        text_time_embedding=text_time_embedding,
+        tokenizer=tokenizer,
     )
     unet_state = {k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")}
-    text_state = {k[len("text_encoder.") :]: v for k, v in tensors.items() if k.startswith("text_encoder.")}
+    text_state = {
+        k[len("text_encoder.") :]: v for k, v in tensors.items() if k.startswith("text_encoder.")
+    }
     built = model.text_encoder.state_dict()
     try:
-        key = next(k for k in built if k.endswith("token_embedding.weight"))  # the prefix differs across transformers versions
+        key = next(
+            k for k in built if k.endswith("token_embedding.weight")
+        )  # the prefix differs across transformers versions
         stored = text_state[key]
         fresh = built[key].clone()
         if stored.shape[0] != n_corpus or stored.shape[1] != fresh.shape[1]:
-            raise ValueError(f"token embedding {tuple(stored.shape)} for a vocabulary of {n_corpus}")
+            raise ValueError(
+                f"token embedding {tuple(stored.shape)} for a vocabulary of {n_corpus}"
+            )
         fresh[n_corpus:] += stored.mean(dim=0)
         fresh[:n_corpus] = stored
         text_state[key] = fresh
@@ -206,5 +234,7 @@ def load_embedded(
         model.text_encoder.load_state_dict(text_state, strict=True)
     except (KeyError, RuntimeError, ValueError, StopIteration) as exc:
         reason = str(exc).splitlines()[0]
-        raise EmbeddedWeightsError(f"embedded weights of generator '{name}' do not fit its model: {path} ({reason})") from None
+        raise EmbeddedWeightsError(
+            f"embedded weights of generator '{name}' do not fit its model: {path} ({reason})"
+        ) from None
     return model

@@ -104,7 +104,9 @@ def _check_resolution(resolution: int, factor: int, levels: int, name: str) -> N
         )
 
 
-def _check_unet_channels(unet: Any, latent_channels: int, inpainting: bool, name: str, where: str) -> None:
+def _check_unet_channels(
+    unet: Any, latent_channels: int, inpainting: bool, name: str, where: str
+) -> None:
     want_in, want_out = unet_channels(latent_channels, inpainting)
     have_in, have_out = int(unet.config.in_channels), int(unet.config.out_channels)
     if (have_in, have_out) == (want_in, want_out):
@@ -116,7 +118,9 @@ def _check_unet_channels(unet: Any, latent_channels: int, inpainting: bool, name
         )
     else:
         need = f"{latent_channels}-channel latents need {want_in} / {want_out} (check option 'autoencoder')"
-    raise ConfigError(f"{name}: {where} has a UNet with {have_in} input / {have_out} output channels, but {need}")
+    raise ConfigError(
+        f"{name}: {where} has a UNet with {have_in} input / {have_out} output channels, but {need}"
+    )
 
 
 def _require_dir(path: Path, what: str) -> Path:
@@ -126,7 +130,9 @@ def _require_dir(path: Path, what: str) -> Path:
 
 
 def _load_kl(path: Path, name: str) -> KLAutoencoder:
-    _require_dir(path, f"AutoencoderKL directory ({name} option 'autoencoder_path' / pretrained vae/)")
+    _require_dir(
+        path, f"AutoencoderKL directory ({name} option 'autoencoder_path' / pretrained vae/)"
+    )
     with quiet_hf_progress():
         return KLAutoencoder.from_pretrained(path)
 
@@ -154,7 +160,9 @@ def build_from_config(
             "or 'autoencoder_path'; the tiny profile uses autoencoder='pixel-unshuffle'"
         )
     if options.prediction_type is None:
-        raise ConfigError(f"{name} option 'prediction_type' must be set when the model is built from config (no 'pretrained')")
+        raise ConfigError(
+            f"{name} option 'prediction_type' must be set when the model is built from config (no 'pretrained')"
+        )
     autoencoder = (
         PixelUnshuffleAutoencoder(options.unshuffle_factor)
         if options.autoencoder == "pixel-unshuffle"
@@ -165,7 +173,9 @@ def build_from_config(
     in_channels, out_channels = unet_channels(autoencoder.latent_channels, inpainting)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
-        text_encoder = build_clip_text_encoder(tokenizer, options.text_hidden_size, options.text_layers, options.text_heads)
+        text_encoder = build_clip_text_encoder(
+            tokenizer, options.text_hidden_size, options.text_layers, options.text_heads
+        )
         unet = build_cond_unet(
             sample_size=resolution // autoencoder.factor,
             in_channels=in_channels,
@@ -184,10 +194,15 @@ def build_from_config(
         beta_schedule=options.beta_schedule,
         prediction_type=options.prediction_type,
         # latents in the image range can be clipped like pixels; VAE latents cannot
-        clip_sample=isinstance(autoencoder, PixelUnshuffleAutoencoder) and autoencoder.scaling_factor == 1.0,
+        clip_sample=isinstance(autoencoder, PixelUnshuffleAutoencoder)
+        and autoencoder.scaling_factor == 1.0,
     )
-    references = {"autoencoder": str(options.autoencoder_path.resolve())} if options.autoencoder_path else {}
-    return LatentDiffusionModel(unet, text_encoder, tokenizer, autoencoder, scheduler, resolution, references)
+    references = (
+        {"autoencoder": str(options.autoencoder_path.resolve())} if options.autoencoder_path else {}
+    )
+    return LatentDiffusionModel(
+        unet, text_encoder, tokenizer, autoencoder, scheduler, resolution, references
+    )
 
 
 def load_pretrained(
@@ -203,29 +218,48 @@ def load_pretrained(
     from transformers import AutoTokenizer, CLIPTextModel
 
     assert options.pretrained is not None
-    root = _require_dir(Path(options.pretrained).expanduser().resolve(), f"{name} option 'pretrained': directory")
+    root = _require_dir(
+        Path(options.pretrained).expanduser().resolve(), f"{name} option 'pretrained': directory"
+    )
     for sub in SD_SUBFOLDERS:
-        _require_dir(root / sub, f"{name} option 'pretrained': {_family(inpainting)} sub-folder '{sub}/'")
+        _require_dir(
+            root / sub, f"{name} option 'pretrained': {_family(inpainting)} sub-folder '{sub}/'"
+        )
     with quiet_hf_progress():
         unet = UNet2DConditionModel.from_pretrained(root / "unet")
         text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder")
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
         scheduler = DDPMScheduler.from_pretrained(root / "scheduler")
-    if options.prediction_type is not None and options.prediction_type != scheduler.config.prediction_type:
-        scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type=options.prediction_type)
+    if (
+        options.prediction_type is not None
+        and options.prediction_type != scheduler.config.prediction_type
+    ):
+        scheduler = DDPMScheduler.from_config(
+            scheduler.config, prediction_type=options.prediction_type
+        )
     references = {"text_encoder": str(root / "text_encoder")}
     if options.autoencoder == "kl":
-        vae_dir = Path(options.autoencoder_path).expanduser().resolve() if options.autoencoder_path else root / "vae"
+        vae_dir = (
+            Path(options.autoencoder_path).expanduser().resolve()
+            if options.autoencoder_path
+            else root / "vae"
+        )
         autoencoder: PixelUnshuffleAutoencoder | KLAutoencoder = _load_kl(vae_dir, name)
         references["autoencoder"] = str(vae_dir)
     else:
         autoencoder = PixelUnshuffleAutoencoder(options.unshuffle_factor)
-    _check_unet_channels(unet, autoencoder.latent_channels, inpainting, name, f"pretrained directory {root}")
+    _check_unet_channels(
+        unet, autoencoder.latent_channels, inpainting, name, f"pretrained directory {root}"
+    )
     if int(text_encoder.config.hidden_size) != int(unet.config.cross_attention_dim):
-        raise ConfigError(f"{name} option 'pretrained': text encoder width does not match the UNet's cross_attention_dim in {root}")
+        raise ConfigError(
+            f"{name} option 'pretrained': text encoder width does not match the UNet's cross_attention_dim in {root}"
+        )
     size = resolution or int(unet.config.sample_size) * autoencoder.factor
     _check_resolution(size, autoencoder.factor, len(unet.config.block_out_channels), name)
-    return LatentDiffusionModel(unet, text_encoder, tokenizer, autoencoder, scheduler, size, references)
+    return LatentDiffusionModel(
+        unet, text_encoder, tokenizer, autoencoder, scheduler, size, references
+    )
 
 
 def _meta_file(name: str) -> str:
@@ -238,7 +272,9 @@ def save_model(model: LatentDiffusionModel, path: Path, meta: dict[str, Any], *,
     The UNet must be the plain base model: adapters belong to the aligner, which saves them itself.
     """
     if getattr(model.unet, "peft_config", None):
-        raise RuntimeError(f"{name}.save writes base weights only; remove adapters first (the aligner saves its own)")
+        raise RuntimeError(
+            f"{name}.save writes base weights only; remove adapters first (the aligner saves its own)"
+        )
     path.mkdir(parents=True, exist_ok=True)
     with quiet_hf_progress():
         model.unet.save_pretrained(path / "unet")
@@ -248,7 +284,11 @@ def save_model(model: LatentDiffusionModel, path: Path, meta: dict[str, Any], *,
             model.text_encoder.save_pretrained(path / "text_encoder")
         if "autoencoder" not in model.references:
             model.autoencoder.save_pretrained(path / "autoencoder")
-    write_record(path, _meta_file(name), {"format": FORMAT, "resolution": model.resolution, "references": model.references, **meta})
+    write_record(
+        path,
+        _meta_file(name),
+        {"format": FORMAT, "resolution": model.resolution, "references": model.references, **meta},
+    )
 
 
 def load_saved(path: Path, *, name: str) -> tuple[LatentDiffusionModel, dict[str, Any]]:
@@ -256,13 +296,17 @@ def load_saved(path: Path, *, name: str) -> tuple[LatentDiffusionModel, dict[str
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    record = read_record(path, _meta_file(name), FORMAT, name, parts=("unet", "tokenizer", "scheduler"))
+    record = read_record(
+        path, _meta_file(name), FORMAT, name, parts=("unet", "tokenizer", "scheduler")
+    )
     references: dict[str, str] = record.pop("references")
     text_dir = Path(references.get("text_encoder", path / "text_encoder"))
     ae_dir = Path(references.get("autoencoder", path / "autoencoder"))
     for where in (text_dir, ae_dir):
         _require_dir(where, f"component of the saved {name} generator {path}")
-    parts = load_parts(path, {"unet": UNet2DConditionModel, "tokenizer": AutoTokenizer, "scheduler": DDPMScheduler})
+    parts = load_parts(
+        path, {"unet": UNet2DConditionModel, "tokenizer": AutoTokenizer, "scheduler": DDPMScheduler}
+    )
     with quiet_hf_progress():
         text_encoder = CLIPTextModel.from_pretrained(text_dir)
     model = LatentDiffusionModel(

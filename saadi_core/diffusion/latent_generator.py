@@ -71,7 +71,9 @@ class LatentDiffusionGenerator(Generator):
         """Raise a clear error for a dataset this generator cannot train on (before any work)."""
 
     @abstractmethod
-    def _train(self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any) -> list[dict[str, float]]:
+    def _train(
+        self, model: LatentDiffusionModel, dataset: Dataset, prompts: list[str], accelerator: Any
+    ) -> list[dict[str, float]]:
         """Train ``model`` in place on ``dataset.train``; ``prompts[k]`` is class ``k``'s prompt.
         Returns the per-step history."""
 
@@ -83,12 +85,19 @@ class LatentDiffusionGenerator(Generator):
     def embedded_weights(self) -> Path:
         """The file ``pretrained: embedded`` loads: ``weights/{name}-tiny.safetensors`` next to
         the generator's module (shipped as package data; see :mod:`saadi_core.diffusion.embedded`)."""
-        return Path(inspect.getfile(type(self))).parent / "weights" / f"{self.name}-tiny.safetensors"
+        return (
+            Path(inspect.getfile(type(self))).parent / "weights" / f"{self.name}-tiny.safetensors"
+        )
 
     def fit(self, dataset: Dataset) -> None:
         self._check_dataset(dataset)
         prompts = [self.prompt(name) for name in dataset.class_names]
-        accelerator = make_accelerator(self.context.accelerator, self.context.device, self.options.mixed_precision, who=f"generator '{self.name}'")
+        accelerator = make_accelerator(
+            self.context.accelerator,
+            self.context.device,
+            self.options.mixed_precision,
+            who=f"generator '{self.name}'",
+        )
         if self.options.pretrained == "embedded":
             model = load_embedded(
                 self.embedded_weights(),
@@ -100,7 +109,9 @@ class LatentDiffusionGenerator(Generator):
                 text_time_embedding=self._text_time_embedding,
             )
         elif self.options.pretrained is not None:
-            model = load_pretrained(self.options, self.options.resolution, name=self.name, inpainting=self.inpainting)
+            model = load_pretrained(
+                self.options, self.options.resolution, name=self.name, inpainting=self.inpainting
+            )
         else:
             model = build_from_config(
                 self.options,
@@ -119,7 +130,9 @@ class LatentDiffusionGenerator(Generator):
 
     def require_model(self) -> LatentDiffusionModel:
         if self.model is None:
-            raise PipelineError(f"generator '{self.name}' has no weights yet: call fit() or load() first")
+            raise PipelineError(
+                f"generator '{self.name}' has no weights yet: call fit() or load() first"
+            )
         return self.model
 
     @property

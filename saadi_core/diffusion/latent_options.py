@@ -35,7 +35,9 @@ class LatentDiffusionOptions(GeneratorOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(default=0, description="seed of weight initialisation and training randomness")
+    seed: int = Field(
+        default=0, description="seed of weight initialisation and training randomness"
+    )
     prompt_template: str
 
     # ---- where the model comes from
@@ -50,12 +52,18 @@ class LatentDiffusionOptions(GeneratorOptions):
         description="'pixel-unshuffle': fixed lossless space-to-depth (no training, tiny profile); "
         "'kl': a diffusers AutoencoderKL loaded from pretrained/vae or autoencoder_path",
     )
-    autoencoder_path: Path | None = Field(default=None, description="local AutoencoderKL directory (overrides pretrained/vae)")
+    autoencoder_path: Path | None = Field(
+        default=None, description="local AutoencoderKL directory (overrides pretrained/vae)"
+    )
     unshuffle_factor: int = Field(
-        default=4, ge=1, description="pixel-unshuffle factor f: 64x64x3 images become (64/f)x(64/f)x(3f^2) latents"
+        default=4,
+        ge=1,
+        description="pixel-unshuffle factor f: 64x64x3 images become (64/f)x(64/f)x(3f^2) latents",
     )
     resolution: int | None = Field(
-        default=None, ge=8, description="training/sampling size; None = the dataset's size (or the pretrained model's native size)"
+        default=None,
+        ge=8,
+        description="training/sampling size; None = the dataset's size (or the pretrained model's native size)",
     )
 
     # ---- architecture when built from config
@@ -63,15 +71,20 @@ class LatentDiffusionOptions(GeneratorOptions):
     unet_attention: list[bool]
     layers_per_block: int = Field(default=1, ge=1)
     attention_head_dim: int = Field(default=32, ge=1, description="attention head dimension")
-    norm_num_groups: int = Field(default=32, ge=1, description="GroupNorm groups (must divide every channel count)")
-    text_hidden_size: int = Field(default=64, ge=8, description="CLIP text encoder width (= UNet cross_attention_dim)")
+    norm_num_groups: int = Field(
+        default=32, ge=1, description="GroupNorm groups (must divide every channel count)"
+    )
+    text_hidden_size: int = Field(
+        default=64, ge=8, description="CLIP text encoder width (= UNet cross_attention_dim)"
+    )
     text_layers: int = Field(default=2, ge=1)
     text_heads: int = Field(default=4, ge=1)
 
     # ---- diffusion
     num_train_timesteps: int = Field(default=1000, ge=10)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = Field(
-        default="squaredcos_cap_v2", description="noise schedule when built from config (pretrained keeps its own)"
+        default="squaredcos_cap_v2",
+        description="noise schedule when built from config (pretrained keeps its own)",
     )
     prediction_type: PredictionType | None
 
@@ -82,12 +95,24 @@ class LatentDiffusionOptions(GeneratorOptions):
     lr_warmup_steps: int = Field(default=50, ge=0)
     weight_decay: float = Field(default=1e-2, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
-    train_text_encoder: bool = Field(default=True, description="train the text encoder jointly with the UNet")
-    prompt_dropout: float = Field(
-        default=0.1, ge=0, le=1, description="probability of training on the empty prompt (enables classifier-free guidance)"
+    train_text_encoder: bool = Field(
+        default=True, description="train the text encoder jointly with the UNet"
     )
-    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="max EMA decay of the trained weights; 0 disables EMA")
-    ema_power: float = Field(default=0.75, gt=0, description="EMA warm-up: decay at step k = 1 - (1 + k)^-power (capped)")
+    prompt_dropout: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="probability of training on the empty prompt (enables classifier-free guidance)",
+    )
+    ema_decay: float = Field(
+        default=0.999,
+        ge=0,
+        lt=1,
+        description="max EMA decay of the trained weights; 0 disables EMA",
+    )
+    ema_power: float = Field(
+        default=0.75, gt=0, description="EMA warm-up: decay at step k = 1 - (1 + k)^-power (capped)"
+    )
     random_flip: bool
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         default="auto", description="'auto' = bf16 on a CUDA device that supports it, else fp32"
@@ -96,18 +121,28 @@ class LatentDiffusionOptions(GeneratorOptions):
     log_every: int = Field(default=25, ge=1, description="training steps per progress log event")
 
     # ---- sampling
-    sampler: Literal["ddim", "dpm-solver++"] = Field(default="ddim", description="deterministic sampler (DDIM eta=0 or DPM-Solver++)")
+    sampler: Literal["ddim", "dpm-solver++"] = Field(
+        default="ddim", description="deterministic sampler (DDIM eta=0 or DPM-Solver++)"
+    )
     sampling_steps: int
-    guidance_scale: float = Field(default=1.0, ge=0, description="classifier-free guidance scale; 1 = no guidance")
+    guidance_scale: float = Field(
+        default=1.0, ge=0, description="classifier-free guidance scale; 1 = no guidance"
+    )
     sample_batch_size: int = Field(
-        default=16, ge=1, description="fixed internal batch size of sampling (samples are bit-identical for a given value)"
+        default=16,
+        ge=1,
+        description="fixed internal batch size of sampling (samples are bit-identical for a given value)",
     )
 
     @field_validator("pretrained", mode="before")
     @classmethod
     def _none_word(cls, value: Any) -> Any:
         """``pretrained: none`` in YAML (or ``--set ...pretrained=none``) means no pretrained weights."""
-        return None if isinstance(value, str) and value.strip().lower() in ("none", "null", "") else value
+        return (
+            None
+            if isinstance(value, str) and value.strip().lower() in ("none", "null", "")
+            else value
+        )
 
     @field_validator("prompt_template")
     @classmethod
@@ -121,7 +156,7 @@ class LatentDiffusionOptions(GeneratorOptions):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "LatentDiffusionOptions":
+    def _consistent(self) -> LatentDiffusionOptions:
         if len(self.block_out_channels) != len(self.unet_attention):
             raise ValueError("block_out_channels and unet_attention must have the same length")
         if any(c % self.norm_num_groups for c in self.block_out_channels):

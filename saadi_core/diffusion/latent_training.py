@@ -62,7 +62,13 @@ class LatentTrainingLoop:
     ) -> None:
         from diffusers.optimization import get_scheduler
 
-        self.model, self.options, self.accelerator, self.progress, self.name = model, options, accelerator, progress, name
+        self.model, self.options, self.accelerator, self.progress, self.name = (
+            model,
+            options,
+            accelerator,
+            progress,
+            name,
+        )
         device = accelerator.device
         model.to(device)
         unet, text_encoder, autoencoder = model.unet, model.text_encoder, model.autoencoder
@@ -75,15 +81,23 @@ class LatentTrainingLoop:
 
         trainable = [unet, text_encoder] if self.train_text else [unet]
         self.parameters = [p for m in trainable for p in m.parameters()]
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=options.learning_rate, weight_decay=options.weight_decay)
-        self.lr_scheduler = get_scheduler("constant_with_warmup", self.optimizer, num_warmup_steps=options.lr_warmup_steps)
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=options.learning_rate, weight_decay=options.weight_decay
+        )
+        self.lr_scheduler = get_scheduler(
+            "constant_with_warmup", self.optimizer, num_warmup_steps=options.lr_warmup_steps
+        )
         extra = [] if data is None else [data]
         prepared = accelerator.prepare(*trainable, self.optimizer, *extra, self.lr_scheduler)
         self.unet = prepared[0]
         self.text_encoder = prepared[1] if self.train_text else text_encoder
         self.optimizer, self.lr_scheduler = prepared[len(trainable)], prepared[-1]
         self.data = prepared[len(trainable) + 1] if data is not None else None
-        self.ema = ModuleEMA(trainable, options.ema_decay, options.ema_power) if options.ema_decay > 0 else None
+        self.ema = (
+            ModuleEMA(trainable, options.ema_decay, options.ema_power)
+            if options.ema_decay > 0
+            else None
+        )
 
         # the unique prompts (one per class + the empty one) are encoded once per step and indexed
         self.prompt_ids = tokenize_prompts(model.tokenizer, [*prompts, ""]).to(device)
@@ -121,7 +135,9 @@ class LatentTrainingLoop:
             self.ema.step()
         value = float(loss.detach())
         step = len(self.history) + 1
-        self.history.append({"step": step, "loss": value, "lr": float(self.lr_scheduler.get_last_lr()[0])})
+        self.history.append(
+            {"step": step, "loss": value, "lr": float(self.lr_scheduler.get_last_lr()[0])}
+        )
         self._window.append(value)
         if step % self.options.log_every == 0 or step == self.options.max_steps:
             self.progress.log(f"{self.name}.train", step=step, loss=float(np.mean(self._window)))

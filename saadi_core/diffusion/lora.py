@@ -19,12 +19,17 @@ merge their adapters into the base weights first.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft import (
+    LoraConfig,
+    get_peft_model_state_dict,
+    inject_adapter_in_model,
+    set_peft_model_state_dict,
+)
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 
@@ -50,7 +55,9 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 
 
-def lora_config(target_modules: Sequence[str], rank: int = 8, alpha: float | None = None, dropout: float = 0.0) -> LoraConfig:
+def lora_config(
+    target_modules: Sequence[str], rank: int = 8, alpha: float | None = None, dropout: float = 0.0
+) -> LoraConfig:
     """A LoRA config; ``alpha`` defaults to ``rank`` (scale 1, so the learning rate does not have to
     change with the rank). ``init_lora_weights=True`` sets B = 0: the adapted module starts equal to
     the base, which is what makes Diffusion-DPO's initial loss exactly ln 2."""
@@ -72,14 +79,18 @@ def has_lora(module: torch.nn.Module, adapter_name: str) -> bool:
     return adapter_name in (getattr(module, "peft_config", None) or {})
 
 
-def attach_lora(module: torch.nn.Module, config: LoraConfig, adapter_name: str) -> list[torch.nn.Parameter]:
+def attach_lora(
+    module: torch.nn.Module, config: LoraConfig, adapter_name: str
+) -> list[torch.nn.Parameter]:
     """Inject a LoRA adapter into ``module`` in place and return its (fp32) trainable parameters.
 
     Adapter weights are kept in float32 even when the base is bf16/fp16: tiny LoRA updates vanish
     in half precision and fp16 LoRA training is a known NaN source.
     """
     if has_lora(module, adapter_name):
-        raise PipelineError(f"the network already carries a LoRA adapter named '{adapter_name}'; load a fresh base generator")
+        raise PipelineError(
+            f"the network already carries a LoRA adapter named '{adapter_name}'; load a fresh base generator"
+        )
     others = sorted(getattr(module, "peft_config", None) or {})
     if others:
         # peft would make the new adapter the only active one, silently switching the generator's own
@@ -105,7 +116,11 @@ def attach_lora(module: torch.nn.Module, config: LoraConfig, adapter_name: str) 
 def lora_parameters(module: torch.nn.Module, adapter_name: str) -> list[torch.nn.Parameter]:
     """The parameters of adapter ``adapter_name`` (in ``named_parameters`` order)."""
     marker = f".{adapter_name}."
-    return [p for n, p in module.named_parameters() if "lora_" in n and (marker in n or n.endswith(f".{adapter_name}"))]
+    return [
+        p
+        for n, p in module.named_parameters()
+        if "lora_" in n and (marker in n or n.endswith(f".{adapter_name}"))
+    ]
 
 
 def set_adapters_enabled(module: torch.nn.Module, enabled: bool) -> None:
@@ -145,12 +160,18 @@ def lora_state_dict(module: torch.nn.Module, adapter_name: str) -> dict[str, tor
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
-def load_lora_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], adapter_name: str) -> None:
+def load_lora_state_dict(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], adapter_name: str
+) -> None:
     """Copy ``state`` (from :func:`lora_state_dict`) into the adapter; every adapter weight must
     be present, so a checkpoint of another network fails instead of half-loading."""
     result = set_peft_model_state_dict(module, state, adapter_name=adapter_name)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
-    missing = [k for k in getattr(result, "missing_keys", []) or [] if "lora_" in k and f".{adapter_name}." in k]
+    missing = [
+        k
+        for k in getattr(result, "missing_keys", []) or []
+        if "lora_" in k and f".{adapter_name}." in k
+    ]
     if unexpected or missing:
         example = (unexpected or missing)[0]
         raise PipelineError(

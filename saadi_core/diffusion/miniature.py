@@ -52,16 +52,35 @@ class SDShape:
 
 #: a few 10k-parameter model per part at 32 px (latents 4x8x8 through a 4x VAE)
 MINIATURE = SDShape(
-    unet_channels=(16, 32), unet_attention=(False, True), unet_layers=1, unet_head_dim=8, unet_norm_groups=8,
-    vae_channels=(8, 16, 16), vae_layers=1, vae_norm_groups=8,
-    text_width=16, text_layers=1, text_heads=2, image_size=32, controlnet_embedding=(8, 16, 16),
+    unet_channels=(16, 32),
+    unet_attention=(False, True),
+    unet_layers=1,
+    unet_head_dim=8,
+    unet_norm_groups=8,
+    vae_channels=(8, 16, 16),
+    vae_layers=1,
+    vae_norm_groups=8,
+    text_width=16,
+    text_layers=1,
+    text_heads=2,
+    image_size=32,
+    controlnet_embedding=(8, 16, 16),
 )
 
 #: Stable Diffusion 1.5's widths (UNet (320, 640, 1280, 1280), VAE 8x, CLIP ViT-L/14 text side)
 SD15 = SDShape(
-    unet_channels=(320, 640, 1280, 1280), unet_attention=(True, True, True, False), unet_layers=2, unet_head_dim=8,
-    unet_norm_groups=32, vae_channels=(128, 256, 512, 512), vae_layers=2, vae_norm_groups=32,
-    text_width=768, text_layers=12, text_heads=12, image_size=512,
+    unet_channels=(320, 640, 1280, 1280),
+    unet_attention=(True, True, True, False),
+    unet_layers=2,
+    unet_head_dim=8,
+    unet_norm_groups=32,
+    vae_channels=(128, 256, 512, 512),
+    vae_layers=2,
+    vae_norm_groups=32,
+    text_width=768,
+    text_layers=12,
+    text_heads=12,
+    image_size=512,
 )
 
 
@@ -93,32 +112,62 @@ def build_parts(shape: SDShape, *, inpainting: bool = False, seed: int = 0) -> d
         torch.manual_seed(seed)
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
-                vocab_size=len(tokenizer), hidden_size=shape.text_width, intermediate_size=4 * shape.text_width,
-                num_hidden_layers=shape.text_layers, num_attention_heads=shape.text_heads,
-                max_position_embeddings=tokenizer.model_max_length, projection_dim=shape.text_width,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                vocab_size=len(tokenizer),
+                hidden_size=shape.text_width,
+                intermediate_size=4 * shape.text_width,
+                num_hidden_layers=shape.text_layers,
+                num_attention_heads=shape.text_heads,
+                max_position_embeddings=tokenizer.model_max_length,
+                projection_dim=shape.text_width,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
             )
         )
         levels = len(shape.vae_channels)
         vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=shape.vae_channels,
-            down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
-            layers_per_block=shape.vae_layers, norm_num_groups=shape.vae_norm_groups, sample_size=shape.image_size,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=shape.vae_channels,
+            down_block_types=("DownEncoderBlock2D",) * levels,
+            up_block_types=("UpDecoderBlock2D",) * levels,
+            layers_per_block=shape.vae_layers,
+            norm_num_groups=shape.vae_norm_groups,
+            sample_size=shape.image_size,
         )
         down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in shape.unet_attention)
-        up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(shape.unet_attention))
+        up = tuple(
+            "CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(shape.unet_attention)
+        )
         unet = UNet2DConditionModel(
-            sample_size=shape.image_size // shape.vae_factor, in_channels=9 if inpainting else 4, out_channels=4,
-            block_out_channels=shape.unet_channels, layers_per_block=shape.unet_layers, down_block_types=down,
-            up_block_types=up, cross_attention_dim=shape.text_width, attention_head_dim=shape.unet_head_dim,
+            sample_size=shape.image_size // shape.vae_factor,
+            in_channels=9 if inpainting else 4,
+            out_channels=4,
+            block_out_channels=shape.unet_channels,
+            layers_per_block=shape.unet_layers,
+            down_block_types=down,
+            up_block_types=up,
+            cross_attention_dim=shape.text_width,
+            attention_head_dim=shape.unet_head_dim,
             norm_num_groups=shape.unet_norm_groups,
         )
     # SD 1.5's training schedule (epsilon prediction, scaled-linear betas)
-    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
-    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae, "unet": unet, "scheduler": scheduler}
+    scheduler = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "vae": vae,
+        "unet": unet,
+        "scheduler": scheduler,
+    }
 
 
-def save_stable_diffusion(root: Path, shape: SDShape = MINIATURE, *, inpainting: bool = False, seed: int = 0) -> Path:
+def save_stable_diffusion(
+    root: Path, shape: SDShape = MINIATURE, *, inpainting: bool = False, seed: int = 0
+) -> Path:
     """Write a Stable Diffusion (``inpainting``: SD inpainting) directory to ``root``; returns it."""
     from saadi_core.diffusion.builders import quiet_hf_progress
 
@@ -144,7 +193,9 @@ def save_controlnet(root: Path, sd_dir: Path, shape: SDShape = MINIATURE, *, see
         unet = UNet2DConditionModel.from_pretrained(Path(sd_dir) / "unet")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=shape.controlnet_embedding)
+        controlnet = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=shape.controlnet_embedding
+        )
         with torch.no_grad():
             for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
                 conv.weight.normal_(0, 0.05)

@@ -60,7 +60,9 @@ def build_sampling_scheduler(config: Any, kind: str = "ddim") -> Any:
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     if kind == "ddim":
-        return DDIMScheduler.from_config(config, timestep_spacing="trailing", set_alpha_to_one=True, steps_offset=0)
+        return DDIMScheduler.from_config(
+            config, timestep_spacing="trailing", set_alpha_to_one=True, steps_offset=0
+        )
     if kind == "dpm-solver++":
         return DPMSolverMultistepScheduler.from_config(
             config,

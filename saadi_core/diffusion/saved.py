@@ -21,7 +21,9 @@ def write_record(path: Path, record_file: str, record: dict[str, Any]) -> None:
     (Path(path) / record_file).write_text(json.dumps(record, indent=2))
 
 
-def read_record(path: Path, record_file: str, fmt: int, name: str, parts: Sequence[str] = ()) -> dict[str, Any]:
+def read_record(
+    path: Path, record_file: str, fmt: int, name: str, parts: Sequence[str] = ()
+) -> dict[str, Any]:
     """The record of a saved ``name`` generator at ``path``, checked: present, of format ``fmt``,
     with every sub-directory in ``parts``."""
     path = Path(path)
@@ -30,7 +32,9 @@ def read_record(path: Path, record_file: str, fmt: int, name: str, parts: Sequen
         raise DataError(f"not a saved {name} generator (missing {record_file}): {path}")
     record = json.loads(file.read_text())
     if record.get("format") != fmt:
-        raise DataError(f"unsupported {name} save format {record.get('format')!r} in {file} (this version reads format {fmt})")
+        raise DataError(
+            f"unsupported {name} save format {record.get('format')!r} in {file} (this version reads format {fmt})"
+        )
     for part in parts:
         if not (path / part).is_dir():
             raise DataError(f"saved {name} generator {path} lacks its '{part}/' directory")

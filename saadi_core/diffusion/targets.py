@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 
-def training_target(scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def training_target(
+    scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """``noise`` for epsilon-prediction, ``x0`` for sample-prediction, the velocity
     ``alpha_t * noise - sigma_t * x0`` for v-prediction (via the diffusers scheduler)."""
     kind = scheduler.config.prediction_type

@@ -110,10 +110,14 @@ class FidelityInputs:
         for name in ("real", "synthetic", "reference"):
             images = getattr(self, name)
             if images is not None and (images.dim() != 4 or images.shape[1] != 3):
-                raise DataError(f"fidelity inputs: '{name}' must be images (N, 3, H, W), got {tuple(images.shape)}")
+                raise DataError(
+                    f"fidelity inputs: '{name}' must be images (N, 3, H, W), got {tuple(images.shape)}"
+                )
         size = tuple(self.real.shape[-2:])
         if tuple(self.synthetic.shape[-2:]) != size:
-            raise DataError(f"fidelity inputs: synthetic images are {tuple(self.synthetic.shape[-2:])} px, real ones {size} px")
+            raise DataError(
+                f"fidelity inputs: synthetic images are {tuple(self.synthetic.shape[-2:])} px, real ones {size} px"
+            )
         if self.reference is not None and self.reference.shape != self.synthetic.shape:
             raise DataError(
                 f"fidelity inputs: 'reference' {tuple(self.reference.shape)} must match 'synthetic' {tuple(self.synthetic.shape)} "
@@ -153,7 +157,9 @@ class SelectorFeatures:
 
 
 def selector_features(
-    selector: Selector, trained_on: str = "this run's real data", standardise_on: torch.Tensor | None = None
+    selector: Selector,
+    trained_on: str = "this run's real data",
+    standardise_on: torch.Tensor | None = None,
 ) -> FeatureExtractor:
     """The offline default feature extractor: ``selector.features`` (e.g. the pooled backbone
     of the stage-2 selector). Needs no download, but its FID/KID are in that network's feature
@@ -212,13 +218,25 @@ class InceptionFeatures:
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                x = images[start : start + self.batch_size].to(self.device, torch.float32).clamp(-1.0, 1.0)
-                x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False, antialias=True)
+                x = (
+                    images[start : start + self.batch_size]
+                    .to(self.device, torch.float32)
+                    .clamp(-1.0, 1.0)
+                )
+                x = F.interpolate(
+                    x,
+                    size=(self.resize, self.resize),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )
                 out.append(self.model(x).double().cpu())
         return torch.cat(out) if out else torch.empty(0, 2048, dtype=torch.float64)
 
 
-def inception_features(weights_path: str | Path, device: str = "cpu", batch_size: int = 32, resize: int = 299) -> FeatureExtractor:
+def inception_features(
+    weights_path: str | Path, device: str = "cpu", batch_size: int = 32, resize: int = 299
+) -> FeatureExtractor:
     """Inception-v3 pool features (2048-d) from LOCAL weights; never downloads.
 
     The installed torchmetrics needs torch-fidelity (which downloads its weights) for its own
@@ -236,27 +254,51 @@ def inception_features(weights_path: str | Path, device: str = "cpu", batch_size
 
     path = Path(weights_path).expanduser()
     if path.is_dir():
-        raise ConfigError(f"Inception weights '{path}' is a folder; give the weights file inside it")
+        raise ConfigError(
+            f"Inception weights '{path}' is a folder; give the weights file inside it"
+        )
     if not path.is_file():
-        raise ConfigError(f"Inception weights file '{path}' not found (give a local inception_v3 state dict; nothing is downloaded)")
+        raise ConfigError(
+            f"Inception weights file '{path}' not found (give a local inception_v3 state dict; nothing is downloaded)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as exc:  # corrupt / not a torch file
-        raise ConfigError(f"Inception weights file '{path}' could not be read: {type(exc).__name__}: {exc}") from None
+    except (
+        RuntimeError,
+        ValueError,
+        EOFError,
+        OSError,
+        pickle.UnpicklingError,
+    ) as exc:  # corrupt / not a torch file
+        raise ConfigError(
+            f"Inception weights file '{path}' could not be read: {type(exc).__name__}: {exc}"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     head = state.get("fc.weight") if isinstance(state, dict) else None
     if head is None or head.dim() != 2:
-        raise ConfigError(f"Inception weights file '{path}' holds no inception_v3 state dict (no 'fc.weight' tensor)")
+        raise ConfigError(
+            f"Inception weights file '{path}' holds no inception_v3 state dict (no 'fc.weight' tensor)"
+        )
     aux = any(key.startswith("AuxLogits.") for key in state)
     with torch.random.fork_rng(devices=[]):
-        model = inception_v3(weights=None, aux_logits=aux, init_weights=False, num_classes=int(head.shape[0]), transform_input=False)
+        model = inception_v3(
+            weights=None,
+            aux_logits=aux,
+            init_weights=False,
+            num_classes=int(head.shape[0]),
+            transform_input=False,
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()  # torch lists the missing/unexpected keys after line 1
+        lines = (
+            str(exc).strip().splitlines()
+        )  # torch lists the missing/unexpected keys after line 1
         detail = " ".join(line.strip() for line in lines[1:3]) or lines[0]
-        raise ConfigError(f"Inception weights file '{path}' does not fit torchvision's inception_v3: {detail}") from None
+        raise ConfigError(
+            f"Inception weights file '{path}' does not fit torchvision's inception_v3: {detail}"
+        ) from None
     model.fc = torch.nn.Identity()  # the 2048-d pooled features FID is defined on
     model = model.to(device).eval()
     return InceptionFeatures(
@@ -282,7 +324,11 @@ class _MemoFeatures:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         data = images.detach().cpu().contiguous()
-        key = (tuple(data.shape), str(data.dtype), hashlib.sha256(data.numpy().tobytes()).hexdigest())
+        key = (
+            tuple(data.shape),
+            str(data.dtype),
+            hashlib.sha256(data.numpy().tobytes()).hexdigest(),
+        )
         if key not in self._cache:
             feats = self.extractor(images).detach().double().cpu()
             if feats.dim() != 2 or feats.shape[0] != images.shape[0]:
@@ -314,14 +360,18 @@ def json_safe(value: Any, where: str = "metric") -> Any:
         return int(value)
     if callable(getattr(value, "tolist", None)):  # NumPy / torch scalars and arrays
         return json_safe(value.tolist(), where)
-    raise PluginError(f"{where} returned a value that is not JSON-serialisable: {type(value).__name__}")
+    raise PluginError(
+        f"{where} returned a value that is not JSON-serialisable: {type(value).__name__}"
+    )
 
 
 def _metric_of(registry: Registry, kind: str, raw: dict[str, Any] | None, profile: str) -> Any:
     entry = registry.get("metric", kind)
     metric = entry.load()(entry.build_options(raw, profile))
     if not callable(getattr(metric, "compute", None)):
-        raise PluginError(f"plugin '{entry.plugin}': metric '{kind}' built an object without compute(inputs)")
+        raise PluginError(
+            f"plugin '{entry.plugin}': metric '{kind}' built an object without compute(inputs)"
+        )
     return metric
 
 
@@ -351,10 +401,15 @@ def compute_fidelity(
     extractors = {id(inputs.features): inputs.features for inputs in inputs_by_variant.values()}
     if len(extractors) != 1:
         names = sorted({f.name for f in extractors.values()})
-        raise ValueError(f"all variants must share one feature extractor object, got {len(extractors)} ({', '.join(names)})")
+        raise ValueError(
+            f"all variants must share one feature extractor object, got {len(extractors)} ({', '.join(names)})"
+        )
     memo = _MemoFeatures(next(iter(extractors.values())))
     kinds = registry.kinds("metric") if kinds is None else list(kinds)
-    metrics = {kind: _metric_of(registry, kind, dict((options or {}).get(kind) or {}), profile) for kind in kinds}
+    metrics = {
+        kind: _metric_of(registry, kind, dict((options or {}).get(kind) or {}), profile)
+        for kind in kinds
+    }
 
     result: dict[str, Any] = {
         "feature_extractor": {"name": memo.name, "label": memo.label},
@@ -362,7 +417,9 @@ def compute_fidelity(
     }
     notes: dict[tuple[str, str], list[str]] = {}
     jobs = [(variant, kind) for variant in inputs_by_variant for kind in kinds]
-    tracked = progress.track(jobs, "fidelity metrics", total=len(jobs)) if progress is not None else jobs
+    tracked = (
+        progress.track(jobs, "fidelity metrics", total=len(jobs)) if progress is not None else jobs
+    )
     for variant, kind in tracked:
         metric = metrics[kind]
         name = str(getattr(metric, "name", kind))
@@ -373,10 +430,13 @@ def compute_fidelity(
         target = result.setdefault(section, {}).setdefault(variant, {})
         clash = sorted(set(out) & set(target))
         if clash:
-            raise PluginError(f"metric '{name}' returns {', '.join(clash)}, already set by another metric for '{variant}'")
+            raise PluginError(
+                f"metric '{name}' returns {', '.join(clash)}, already set by another metric for '{variant}'"
+            )
         target.update(json_safe(out, f"metric '{name}'"))
     result["notes"] = [
-        f"{name}: {text}" + ("" if len(variants) == len(inputs_by_variant) else f" [{', '.join(variants)}]")
+        f"{name}: {text}"
+        + ("" if len(variants) == len(inputs_by_variant) else f" [{', '.join(variants)}]")
         for (name, text), variants in notes.items()
     ]
     return result

@@ -7,7 +7,8 @@ foreground classes, background reported separately, as surgical segmentation pap
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,13 +46,23 @@ def dice_scores(pred: np.ndarray, true: np.ndarray, class_names: Sequence[str]) 
         per_class[name] = 2.0 * float((p & t).sum()) / denom if denom else 0.0
         if c >= 1 and t.any():
             foreground.append(per_class[name])
-    return {"mean_dice": float(np.mean(foreground)) if foreground else 0.0, "per_class_dice": per_class}
+    return {
+        "mean_dice": float(np.mean(foreground)) if foreground else 0.0,
+        "per_class_dice": per_class,
+    }
 
 
-def class_presence(masks: Sequence[np.ndarray] | np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+def class_presence(
+    masks: Sequence[np.ndarray] | np.ndarray, class_names: Sequence[str]
+) -> dict[str, float]:
     """Share of masks that hold each class (at least one pixel)."""
-    present = np.asarray([[np.any(np.asarray(m) == c) for c in range(len(class_names))] for m in masks], dtype=bool)
-    return {name: float(present[:, c].mean()) if len(present) else 0.0 for c, name in enumerate(class_names)}
+    present = np.asarray(
+        [[np.any(np.asarray(m) == c) for c in range(len(class_names))] for m in masks], dtype=bool
+    )
+    return {
+        name: float(present[:, c].mean()) if len(present) else 0.0
+        for c, name in enumerate(class_names)
+    }
 
 
 def presence_drops(presence: dict[str, dict[str, float]], min_drop: float = 0.1) -> list[str]:
@@ -91,5 +102,9 @@ def mean_iou(counts: np.ndarray, exclude: Sequence[int] = ()) -> tuple[float, di
     show, minus ``exclude``: a class absent from every label neither counts as perfect nor as
     failed. Returns the mean and the per-class IoU; the mean is NaN when no class is left."""
     total = np.asarray(counts).reshape(-1, 3, np.asarray(counts).shape[-1]).sum(axis=0)
-    per_class = {c: float(total[0, c] / total[1, c]) for c in range(total.shape[1]) if total[2, c] > 0 and c not in exclude}
+    per_class = {
+        c: float(total[0, c] / total[1, c])
+        for c in range(total.shape[1])
+        if total[2, c] > 0 and c not in exclude
+    }
     return (float(np.mean(list(per_class.values()))) if per_class else float("nan")), per_class

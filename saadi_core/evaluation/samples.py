@@ -41,7 +41,9 @@ def paired_groups(base: Sequence[Sample], aligned: Sequence[Sample]) -> Any:
     return np.array([ids[c] for c, _ in keys])
 
 
-def label_counts(selector: Selector, samples: Sequence[Sample], num_classes: int, batch_size: int = 64) -> Any:
+def label_counts(
+    selector: Selector, samples: Sequence[Sample], num_classes: int, batch_size: int = 64
+) -> Any:
     """Per sample, the pixel counts ``(N, 3, K)`` (:func:`~saadi_core.evaluation.metrics.iou_counts`)
     of the selector's prediction against the mask the sample carries."""
     import numpy as np
@@ -54,7 +56,9 @@ def label_counts(selector: Selector, samples: Sequence[Sample], num_classes: int
         for start in range(0, len(samples), batch_size):
             batch = samples[start : start + batch_size]
             predicted = selector.predict(torch.stack([s.image for s in batch])).cpu().numpy()
-            counts += [iou_counts(pred, s.mask.numpy(), num_classes) for s, pred in zip(batch, predicted)]  # type: ignore[union-attr]
+            counts += [
+                iou_counts(pred, s.mask.numpy(), num_classes) for s, pred in zip(batch, predicted)
+            ]  # type: ignore[union-attr]
     return np.stack(counts)
 
 
@@ -80,6 +84,9 @@ def label_preservation(
     if groups is not None:
         base, aligned = counts_by_variant["base"], counts_by_variant["aligned"]
         result["change"] = paired_bootstrap(
-            groups, lambda rows: mean_iou(base[rows])[0], lambda rows: mean_iou(aligned[rows])[0], seed=seed
+            groups,
+            lambda rows: mean_iou(base[rows])[0],
+            lambda rows: mean_iou(aligned[rows])[0],
+            seed=seed,
         )
     return result

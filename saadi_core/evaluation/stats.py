@@ -8,7 +8,8 @@ reported without it; docs/method.md (lessons): ±3–4 points is noise at 320 sa
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest
@@ -50,7 +51,9 @@ def mcnemar_exact(base_pass: Sequence[bool], aligned_pass: Sequence[bool]) -> di
     }
 
 
-def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
+def paired_interval(
+    differences: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float] | None:
     """t confidence interval of the mean of paired differences (e.g. aligned − real per seed);
     ``None`` under two values, where no interval exists."""
     from scipy.stats import t
@@ -58,12 +61,17 @@ def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> t
     values = np.asarray(differences, dtype=float)
     if values.size < 2:
         return None
-    half = float(t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+    half = float(
+        t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    )
     return float(values.mean() - half), float(values.mean() + half)
 
 
 def interval_verdict(
-    interval: tuple[float, float] | None, baseline: str = "real-only", unit: str = "seeds", higher_is_better: bool = True
+    interval: tuple[float, float] | None,
+    baseline: str = "real-only",
+    unit: str = "seeds",
+    higher_is_better: bool = True,
 ) -> str:
     """Wording that never calls a difference whose interval contains 0 an improvement
     (``higher_is_better=False`` for distances such as FID: a difference above 0 is worse)."""
@@ -119,10 +127,18 @@ def paired_bootstrap(
     values = np.asarray(draws, dtype=float)
     values = values[np.isfinite(values)]
     tail = (1 - confidence) / 2 * 100
-    interval = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))) if groups.size >= 2 and values.size else None
+    interval = (
+        (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+        if groups.size >= 2 and values.size
+        else None
+    )
     everything = np.arange(groups.size)
     base_value, aligned_value = base(everything), aligned(everything)
-    unit = f"the {len(members)} conditions" if clustered else f"samples within each of the {len(members)} conditions"
+    unit = (
+        f"the {len(members)} conditions"
+        if clustered
+        else f"samples within each of the {len(members)} conditions"
+    )
     return {
         "base": base_value,
         "aligned": aligned_value,
@@ -131,6 +147,8 @@ def paired_bootstrap(
         "n_groups": len(members),
         "n_items": int(groups.size),
         "higher_is_better": higher_is_better,
-        "verdict": interval_verdict(interval, baseline="base", unit="samples", higher_is_better=higher_is_better),
+        "verdict": interval_verdict(
+            interval, baseline="base", unit="samples", higher_is_better=higher_is_better
+        ),
         "method": f"paired bootstrap resampling {unit}, {n_resamples} resamples",
     }

@@ -8,7 +8,8 @@ alone, and figures are freed as soon as they are rendered.
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 #: the page's only stylesheet, inlined so the file is self-contained (no fonts, no scripts)
 CSS = """

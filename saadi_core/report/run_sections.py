@@ -7,8 +7,9 @@ costs its own section, never the report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,9 @@ def run_sections(run: RunData, prefix: str = "", compact: bool = False) -> list[
                 f"could not render this section from the run's files ({type(exc).__name__}: {exc})"
             )
         out.append(Section(prefix + anchor, title, body))
-    plugin_sections = [Section(prefix + anchor, title, body) for anchor, title, body in _plugin_sections(run)]
+    plugin_sections = [
+        Section(prefix + anchor, title, body) for anchor, title, body in _plugin_sections(run)
+    ]
     return out[:-1] + plugin_sections + out[-1:]  # before "Config and versions"
 
 
@@ -767,7 +770,13 @@ def fidelity_comparison_table(comparison: dict[str, Any]) -> str:
     for key, block in comparison.items():
         interval = block.get("ci95")
         verdict = str(block.get("verdict", "not tested"))
-        tone = "good" if verdict.startswith("better") else "bad" if verdict.startswith("worse") else "neutral"
+        tone = (
+            "good"
+            if verdict.startswith("better")
+            else "bad"
+            if verdict.startswith("worse")
+            else "neutral"
+        )
         rows.append(
             [
                 text(key),
@@ -780,7 +789,11 @@ def fidelity_comparison_table(comparison: dict[str, Any]) -> str:
         )
     return (
         "<h3>Aligned vs base (paired bootstrap)</h3>"
-        + table(("value", "base", "aligned", "aligned − base", "95 % CI", "reading"), rows, text_columns=(0, 5))
+        + table(
+            ("value", "base", "aligned", "aligned − base", "95 % CI", "reading"),
+            rows,
+            text_columns=(0, 5),
+        )
         + note(
             "Both variants come from the same seeds and conditions; the real set stays fixed while "
             "conditions (10 or more) or samples within each condition are resampled. kid_whole_set "

@@ -3,7 +3,8 @@ intervals, per-class results, pass rates per arm, and every run of the study (co
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from saadi_core.errors import SaadiError
 from saadi_core.report import figures
@@ -279,7 +280,10 @@ def pass_rates(study: StudyData) -> str:
             "<h3>Base vs aligned on the same seeds (exact McNemar)</h3>" + pass_rate_table(tests)
         )
     if preserved:
-        parts.append("<h3>Label preservation (selector mIoU vs the samples' masks)</h3>" + _preservation_table(preserved))
+        parts.append(
+            "<h3>Label preservation (selector mIoU vs the samples' masks)</h3>"
+            + _preservation_table(preserved)
+        )
     return note(
         "Pass rates of each arm's evaluation samples (selector: score ≥ h; oracle: toy data only)."
     ) + "".join(parts)
@@ -297,12 +301,18 @@ def _preservation_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                 text(where),
                 pct((block.get("base") or {}).get("miou")),
                 pct((block.get("aligned") or {}).get("miou")),
-                f"{change['difference'] * 100:+.1f}" if change.get("difference") is not None else "—",
+                f"{change['difference'] * 100:+.1f}"
+                if change.get("difference") is not None
+                else "—",
                 f"[{interval[0] * 100:+.1f}, {interval[1] * 100:+.1f}]" if interval else "—",
                 verdict_span(wording, tone) if change else "—",
             ]
         )
-    return table(("arm, seed", "base", "aligned", "aligned − base (points)", "95 % CI", "reading"), body, text_columns=(0, 5))
+    return table(
+        ("arm, seed", "base", "aligned", "aligned − base (points)", "95 % CI", "reading"),
+        body,
+        text_columns=(0, 5),
+    )
 
 
 def runs(study: StudyData, registry: Any = None) -> str:

@@ -7,7 +7,8 @@ exact McNemar test, study comparisons from their 95 % confidence interval.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 ALPHA = 0.05
 

@@ -22,7 +22,12 @@ SLOTS = ("aligner", "generator", "selector", "pairing")
 
 
 def run(
-    session: RunSession, trained: StageResult, pool: StageResult, scored: StageResult, paired: StageResult, selector_stage: StageResult
+    session: RunSession,
+    trained: StageResult,
+    pool: StageResult,
+    scored: StageResult,
+    paired: StageResult,
+    selector_stage: StageResult,
 ) -> StageResult:
     def compute(out: Path) -> dict[str, Any]:
         pair_set = session.pair_set(pool, scored, paired)
@@ -50,16 +55,26 @@ def run(
         aligner.save(result, out / "aligner")
         atomic_write_json(out / "history.json", {"history": result.history, "meta": result.meta})
         last = next((h for h in reversed(result.history) if "implicit_accuracy" in h), {})
-        return {"steps": len(result.history), "implicit_accuracy": last.get("implicit_accuracy"), "meta": result.meta}
+        return {
+            "steps": len(result.history),
+            "implicit_accuracy": last.get("implicit_accuracy"),
+            "meta": result.meta,
+        }
 
-    return session.stage(NAME, session.params("aligner"), compute, [trained, paired, selector_stage], slots=SLOTS)
+    return session.stage(
+        NAME, session.params("aligner"), compute, [trained, paired, selector_stage], slots=SLOTS
+    )
 
 
 def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
     stats = pair_set.stats
     constant = scored.outputs.get("std") is not None and scored.outputs["std"] < NEAR_CONSTANT_STD
     return PipelineError(
-        (f"the selector gave near-constant scores (std {scored.outputs['std']:.3f}), so " if constant else "")
+        (
+            f"the selector gave near-constant scores (std {scored.outputs['std']:.3f}), so "
+            if constant
+            else ""
+        )
         + "no preference pairs were found "
         f"({len(stats.get('conditions_without_winner', []))} condition(s) without a winner, "
         f"{len(stats.get('conditions_without_loser', []))} without a loser); "
@@ -77,11 +92,21 @@ def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str
 
     def validate(generator: Generator, size: int | None = None) -> dict[str, Any]:
         conditions = generator.conditions(session.dataset)
-        samples = generator.sample(conditions, per_condition(size or session.sizes["validation_size"], len(conditions)), seed)
+        samples = generator.sample(
+            conditions,
+            per_condition(size or session.sizes["validation_size"], len(conditions)),
+            seed,
+        )
         scores = selector.score(samples)
-        metrics: dict[str, Any] = {"selector_pass": sum(s >= threshold for s in scores) / len(scores), "mean_score": sum(scores) / len(scores)}
+        metrics: dict[str, Any] = {
+            "selector_pass": sum(s >= threshold for s in scores) / len(scores),
+            "mean_score": sum(scores) / len(scores),
+        }
         # per-sample values on the same seeds every call: aligners compare candidates paired
-        metrics["per_sample"] = {"selector_pass": [float(s >= threshold) for s in scores], "mean_score": list(scores)}
+        metrics["per_sample"] = {
+            "selector_pass": [float(s >= threshold) for s in scores],
+            "mean_score": list(scores),
+        }
         oracle = oracle_pass(session.dataset, samples)
         if oracle is not None:
             metrics["oracle_pass"] = sum(oracle) / len(oracle)

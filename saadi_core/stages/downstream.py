@@ -14,7 +14,12 @@ from saadi_core.session import RunSession
 from saadi_core.stages.names import DATA, TRAIN_SELECTOR, downstream_stage, sample_stage
 from saadi_core.store import StageResult, atomic_write_json
 
-INPUTS = (DATA, sample_stage("base"), sample_stage("aligned"), TRAIN_SELECTOR)  # the selector when reused
+INPUTS = (
+    DATA,
+    sample_stage("base"),
+    sample_stage("aligned"),
+    TRAIN_SELECTOR,
+)  # the selector when reused
 OUTPUTS: tuple[str, ...] = ()  # the metrics are the stage's outputs
 
 
@@ -23,7 +28,13 @@ def params(session: RunSession, seed: int, scale: float | None) -> dict[str, Any
 
 
 def run_one(
-    session: RunSession, data: StageResult, label: str, sources: Sequence[StageResult], scale: float, seed: int, selector_stage: StageResult
+    session: RunSession,
+    data: StageResult,
+    label: str,
+    sources: Sequence[StageResult],
+    scale: float,
+    seed: int,
+    selector_stage: StageResult,
 ) -> StageResult:
     """One downstream model: trained on real data plus ``scale × |train|`` synthetic samples
     drawn equally from ``sources`` (one for base or aligned, several for a study's mix),
@@ -36,9 +47,15 @@ def run_one(
             # same kind, options and seed on the same real data: the selector's test result
             # is this model's (training is deterministic per seed)
             session.progress.say(f"[bold]downstream[/]: real (seed {seed}) = the trained selector")
-            return {"metrics": selector_stage.outputs["test"], "n_synthetic": 0, "reused": TRAIN_SELECTOR}
+            return {
+                "metrics": selector_stage.outputs["test"],
+                "n_synthetic": 0,
+                "reused": TRAIN_SELECTOR,
+            }
         extra = synthetic(session, sources, scale)
-        session.progress.say(f"[bold]downstream[/]: {variant_key(label, scale, bool(sources))} (seed {seed}, {len(extra)} synthetic)")
+        session.progress.say(
+            f"[bold]downstream[/]: {variant_key(label, scale, bool(sources))} (seed {seed}, {len(extra)} synthetic)"
+        )
         model = session.create("downstream")
         if "seed" in type(model.options).model_fields:
             model.options = model.options.model_copy(update={"seed": seed})
@@ -47,11 +64,20 @@ def run_one(
 
     deps = [data, *sources, *([selector_stage] if reuse else [])]
     name = downstream_stage(label, scale if sources else None, seed)
-    return session.stage(name, params(session, seed, scale if sources else None), compute, deps, slots=("downstream",))
+    return session.stage(
+        name,
+        params(session, seed, scale if sources else None),
+        compute,
+        deps,
+        slots=("downstream",),
+    )
 
 
 def run_all(
-    session: RunSession, data: StageResult, sources: dict[str, Sequence[StageResult]], selector_stage: StageResult
+    session: RunSession,
+    data: StageResult,
+    sources: dict[str, Sequence[StageResult]],
+    selector_stage: StageResult,
 ) -> dict[str, dict[str, Any]]:
     """Real-only and every synthetic set at every scale, for every downstream seed:
     ``{seed: {"real" | "real+<label>@<scale>x": metrics}}`` (also written to the run.s
@@ -59,7 +85,9 @@ def run_all(
     results: dict[str, dict[str, Any]] = {}
     for seed in session.config.evaluation.downstream_seeds:
         by_variant = results.setdefault(str(seed), {})
-        by_variant["real"] = run_one(session, data, "real", (), 1.0, seed, selector_stage).outputs["metrics"]
+        by_variant["real"] = run_one(session, data, "real", (), 1.0, seed, selector_stage).outputs[
+            "metrics"
+        ]
         for scale in session.config.evaluation.scales:
             for label, stages in sources.items():
                 stage = run_one(session, data, label, stages, scale, seed, selector_stage)
@@ -74,7 +102,10 @@ def selector_is_downstream(session: RunSession, seed: int) -> bool:
     options = session.options["downstream"]
     if "seed" in type(options).model_fields:
         options = options.model_copy(update={"seed": seed})
-    return session.config.downstream.kind == session.config.selector.kind and options == session.options["selector"]
+    return (
+        session.config.downstream.kind == session.config.selector.kind
+        and options == session.options["selector"]
+    )
 
 
 def synthetic(session: RunSession, sources: Sequence[StageResult], scale: float) -> list[Sample]:
@@ -119,9 +150,17 @@ def aggregate(results: dict[str, dict[str, Any]], task: str) -> dict[str, Any]:
     out: dict[str, Any] = {"metric": metric}
     for variant in variants:
         values = [r[variant][metric] for r in results.values() if variant in r]
-        out[variant] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n_seeds": len(values)}
+        out[variant] = {
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values)),
+            "n_seeds": len(values),
+        }
         if variant != "real":
-            differences = [r[variant][metric] - r["real"][metric] for r in results.values() if variant in r and "real" in r]
+            differences = [
+                r[variant][metric] - r["real"][metric]
+                for r in results.values()
+                if variant in r and "real" in r
+            ]
             interval = paired_interval(differences)
             out[variant]["vs_real"] = {
                 "difference": float(np.mean(differences)),

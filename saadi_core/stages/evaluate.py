@@ -30,7 +30,9 @@ def params(session: RunSession) -> dict[str, Any]:
     return {"threshold": session.threshold()}
 
 
-def run(session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult) -> StageResult:
+def run(
+    session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult
+) -> StageResult:
     threshold = session.threshold()
     dataset = session.dataset
 
@@ -39,8 +41,15 @@ def run(session: RunSession, samples: dict[str, StageResult], selector_stage: St
 
         selector = session.load_selector(selector_stage)
         evaluation = Evaluation(
-            dataset=dataset, selector=selector, samples={}, scores={}, selector_pass={}, oracle_pass={},
-            threshold=threshold, seed=session.eval_seed, warn=session.warn,
+            dataset=dataset,
+            selector=selector,
+            samples={},
+            scores={},
+            selector_pass={},
+            oracle_pass={},
+            threshold=threshold,
+            seed=session.eval_seed,
+            warn=session.warn,
         )
         for variant, stage in samples.items():
             (out / variant).mkdir()
@@ -53,12 +62,19 @@ def run(session: RunSession, samples: dict[str, StageResult], selector_stage: St
             # per-sample record (same order as samples.pt): report histograms and grids
             atomic_write_json(
                 out / variant / "scores.json",
-                {"scores": scores, "threshold": threshold, "selector": evaluation.selector_pass[variant], "oracle": evaluation.oracle_pass[variant]},
+                {
+                    "scores": scores,
+                    "threshold": threshold,
+                    "selector": evaluation.selector_pass[variant],
+                    "oracle": evaluation.oracle_pass[variant],
+                },
             )
         return {"seed": session.eval_seed} | evaluate_samples(session.registry, evaluation)
 
     deps = [*samples.values(), selector_stage]
-    return session.stage(NAME, params(session), compute, deps, hooks=(HOOK,), slots=("selector", "dataset"))
+    return session.stage(
+        NAME, params(session), compute, deps, hooks=(HOOK,), slots=("selector", "dataset")
+    )
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

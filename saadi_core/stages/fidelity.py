@@ -25,7 +25,10 @@ HEADLINE = ("fid", "kid_mean", "kid_std", "psnr", "ms_ssim", "diversity_ms_ssim"
 
 
 def params(session: RunSession) -> dict[str, Any]:
-    return session.config.fidelity.model_dump(mode="json") | {"profile": session.config.profile, "selector_features": "standardised"}
+    return session.config.fidelity.model_dump(mode="json") | {
+        "profile": session.config.profile,
+        "selector_features": "standardised",
+    }
 
 
 def metric_kinds(session: RunSession) -> list[tuple[str, str]]:
@@ -34,7 +37,9 @@ def metric_kinds(session: RunSession) -> list[tuple[str, str]]:
     return [("metric", k) for k in (session.registry.kinds("metric") if kinds is None else kinds)]
 
 
-def run_variant(session: RunSession, variant: str, samples: StageResult, selector_stage: StageResult) -> StageResult:
+def run_variant(
+    session: RunSession, variant: str, samples: StageResult, selector_stage: StageResult
+) -> StageResult:
     """One variant's fidelity metrics."""
     fidelity = session.config.fidelity
 
@@ -44,20 +49,37 @@ def run_variant(session: RunSession, variant: str, samples: StageResult, selecto
 
         features, problem = feature_extractor(session, selector_stage)
         if features is None:
-            result: dict[str, Any] = {"variants": {}, "memorisation": {}, "notes": [f"not computed: {problem}"]}
+            result: dict[str, Any] = {
+                "variants": {},
+                "memorisation": {},
+                "notes": [f"not computed: {problem}"],
+            }
         else:
             result = compute_fidelity(
-                session.registry, {variant: fidelity_inputs(session, load_samples(samples.path), features)},
-                kinds=fidelity.metrics, profile=session.config.profile, options=fidelity.options, progress=session.progress,
+                session.registry,
+                {variant: fidelity_inputs(session, load_samples(samples.path), features)},
+                kinds=fidelity.metrics,
+                profile=session.config.profile,
+                options=fidelity.options,
+                progress=session.progress,
             )
         atomic_write_json(out / "fidelity.json", result)
         headline = result.get("variants", {}).get(variant, {})
         return {k: headline[k] for k in HEADLINE if k in headline}
 
-    return session.stage(fidelity_stage(variant), params(session), compute, [samples, selector_stage], slots=("selector",), kinds=metric_kinds(session))
+    return session.stage(
+        fidelity_stage(variant),
+        params(session),
+        compute,
+        [samples, selector_stage],
+        slots=("selector",),
+        kinds=metric_kinds(session),
+    )
 
 
-def run_compare(session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult) -> StageResult:
+def run_compare(
+    session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult
+) -> StageResult:
     """Aligned − base of the metrics that implement ``compare`` (FID, KID), with paired
     bootstrap intervals over conditions: base and aligned samples share seeds and conditions,
     so a fidelity difference is reported with its significance like the pass rates."""
@@ -73,22 +95,45 @@ def run_compare(session: RunSession, samples: dict[str, StageResult], selector_s
         base, aligned = (load_samples(samples[v].path) for v in ("base", "aligned"))
         groups = paired_groups(base, aligned)
         if groups is None:
-            return {"comparison": {}, "notes": ["not compared: base and aligned samples are not paired by condition and index"]}
+            return {
+                "comparison": {},
+                "notes": [
+                    "not compared: base and aligned samples are not paired by condition and index"
+                ],
+            }
         return compare_fidelity(
-            session.registry, fidelity_inputs(session, base, features), fidelity_inputs(session, aligned, features), groups,
-            kinds=fidelity.metrics, profile=session.config.profile, options=fidelity.options,
+            session.registry,
+            fidelity_inputs(session, base, features),
+            fidelity_inputs(session, aligned, features),
+            groups,
+            kinds=fidelity.metrics,
+            profile=session.config.profile,
+            options=fidelity.options,
         )
 
     deps = [samples["base"], samples["aligned"], selector_stage]
-    return session.stage(FIDELITY_COMPARE, params(session), compute, deps, slots=("selector",), kinds=metric_kinds(session))
+    return session.stage(
+        FIDELITY_COMPARE,
+        params(session),
+        compute,
+        deps,
+        slots=("selector",),
+        kinds=metric_kinds(session),
+    )
 
 
-def run_all(session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult) -> dict[str, Any]:
+def run_all(
+    session: RunSession, samples: dict[str, StageResult], selector_stage: StageResult
+) -> dict[str, Any]:
     """Every variant's fidelity stage and, with base and aligned, their comparison, merged
     into the run's ``fidelity.json``."""
     merged: dict[str, Any] = {"variants": {}, "memorisation": {}, "notes": []}
     for variant, stage in samples.items():
-        result = json.loads((run_variant(session, variant, stage, selector_stage).path / "fidelity.json").read_text())
+        result = json.loads(
+            (
+                run_variant(session, variant, stage, selector_stage).path / "fidelity.json"
+            ).read_text()
+        )
         merged.setdefault("feature_extractor", result.get("feature_extractor"))
         for section in ("variants", "memorisation"):
             merged[section].update(result.get(section, {}))
@@ -111,7 +156,10 @@ def feature_extractor(session: RunSession, selector_stage: StageResult) -> tuple
     if weights is not None:
         return inception_features(weights, device=session.context.device), None
     try:
-        return selector_features(session.load_selector(selector_stage), standardise_on=session.dataset.train.image_tensor()), None
+        return selector_features(
+            session.load_selector(selector_stage),
+            standardise_on=session.dataset.train.image_tensor(),
+        ), None
     except ConfigError as exc:
         return None, str(exc)
 
@@ -133,6 +181,10 @@ def fidelity_inputs(session: RunSession, loaded: Sequence[Sample], features: Any
         class_names=list(session.dataset.class_names),
         features=features,
         real_masks=torch.as_tensor(train.masks) if segmentation else None,
-        synthetic_masks=torch.stack([s.mask if s.mask is not None else s.condition.mask for s in loaded]) if segmentation else None,
+        synthetic_masks=torch.stack(
+            [s.mask if s.mask is not None else s.condition.mask for s in loaded]
+        )
+        if segmentation
+        else None,
         reference=torch.stack(controls) if all(c is not None for c in controls) else None,
     )

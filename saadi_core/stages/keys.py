@@ -21,11 +21,19 @@ from saadi_core.lifecycle import hook_plugins
 CODE_FORMAT = 1
 
 #: config slot -> registry category (the downstream model is a selector kind)
-CATEGORY = {"generator": "generator", "selector": "selector", "pairing": "pairing", "aligner": "aligner",
-            "downstream": "selector", "dataset": "dataset"}
+CATEGORY = {
+    "generator": "generator",
+    "selector": "selector",
+    "pairing": "pairing",
+    "aligner": "aligner",
+    "downstream": "selector",
+    "dataset": "dataset",
+}
 
 
-def code_versions(registry: Any, kinds: Iterable[tuple[str, str]] = (), hooks: Iterable[str] = ()) -> dict[str, Any]:
+def code_versions(
+    registry: Any, kinds: Iterable[tuple[str, str]] = (), hooks: Iterable[str] = ()
+) -> dict[str, Any]:
     """``{"format", "saadi", "plugins": {plugin: version}}`` for the plugins providing ``kinds``
     (``(category, kind)`` pairs) and implementing ``hooks``."""
     plugins: dict[str, str] = {}

@@ -29,7 +29,10 @@ def run(session: RunSession, pool: StageResult, scored: StageResult) -> StageRes
         index = {id(s): i for i, s in enumerate(samples)}
         atomic_write_json(
             out / "pairs.json",
-            {"pairs": [[index[id(p.winner)], index[id(p.loser)]] for p in pair_set.pairs], "stats": pair_set.stats},
+            {
+                "pairs": [[index[id(p.winner)], index[id(p.loser)]] for p in pair_set.pairs],
+                "stats": pair_set.stats,
+            },
         )
         return {k: v for k, v in pair_set.stats.items() if not isinstance(v, list)} | {
             "conditions_without_winner": len(pair_set.stats.get("conditions_without_winner", [])),

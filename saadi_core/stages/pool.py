@@ -21,7 +21,11 @@ OUTPUTS = ("samples.pt",)
 def params(session: RunSession) -> dict[str, Any]:
     pool = session.config.pool
     fixed = pool.n_per_condition
-    out = {"n_per_condition": fixed, "pool_size": None if fixed else session.sizes["pool_size"], "seed": session.pool_seed}
+    out = {
+        "n_per_condition": fixed,
+        "pool_size": None if fixed else session.sizes["pool_size"],
+        "seed": session.pool_seed,
+    }
     if pool.min_winners:
         out |= {"min_winners": pool.min_winners, "max_per_condition": pool.max_per_condition}
     return out
@@ -40,7 +44,9 @@ def run(session: RunSession, trained: StageResult, selector_stage: StageResult) 
         samples = distributed.sample(generator, conditions, n, session.pool_seed)
         outputs: dict[str, Any] = {"n_conditions": len(conditions), "n_per_condition": n}
         if pool.min_winners:
-            extra, outputs["adaptive"] = top_up(session, generator, conditions, samples, n, session.load_selector(selector_stage))
+            extra, outputs["adaptive"] = top_up(
+                session, generator, conditions, samples, n, session.load_selector(selector_stage)
+            )
             samples = [*samples, *extra]
         save_samples(out, samples)
         return outputs | {"n_samples": len(samples)}
@@ -51,7 +57,12 @@ def run(session: RunSession, trained: StageResult, selector_stage: StageResult) 
 
 
 def top_up(
-    session: RunSession, generator: Generator, conditions: Sequence[Any], samples: Sequence[Sample], n: int, selector: Selector
+    session: RunSession,
+    generator: Generator,
+    conditions: Sequence[Any],
+    samples: Sequence[Sample],
+    n: int,
+    selector: Selector,
 ) -> tuple[list[Sample], dict[str, Any]]:
     """Adaptive pool (docs/method.md, "rare classes had no winners"): sample more for every
     condition with fewer than ``min_winners`` winners or losers, in rounds of ``n`` per
@@ -78,13 +89,17 @@ def top_up(
         batch = [s for s in batch if counts[s.condition.id][0] + s.index < cap]
         count(batch)
         extra.extend(batch)
-        session.progress.say(f"[bold]pool[/]: round {round_}: +{len(batch)} samples for {len(short)} condition(s) short of {k} winners/losers")
+        session.progress.say(
+            f"[bold]pool[/]: round {round_}: +{len(batch)} samples for {len(short)} condition(s) short of {k} winners/losers"
+        )
     lacking = [c.id for c in conditions if min(counts[c.id][1:]) < k]
     summary = {
         "min_winners": k,
         "cap_per_condition": cap,
         "added": len(extra),
-        "per_condition": {cid: {"samples": v[0], "winners": v[1], "losers": v[2]} for cid, v in counts.items()},
+        "per_condition": {
+            cid: {"samples": v[0], "winners": v[1], "losers": v[2]} for cid, v in counts.items()
+        },
         "still_short": lacking,
     }
     return extra, summary

@@ -19,10 +19,16 @@ OUTPUTS = ("samples.pt",)
 
 def params(session: RunSession) -> dict[str, Any]:
     evaluation = session.config.evaluation
-    return {"n_per_condition": evaluation.n_per_condition, "max_scale": max(evaluation.scales), "seed": session.eval_seed}
+    return {
+        "n_per_condition": evaluation.n_per_condition,
+        "max_scale": max(evaluation.scales),
+        "seed": session.eval_seed,
+    }
 
 
-def run(session: RunSession, variant: str, trained: StageResult, aligned: StageResult | None = None) -> StageResult:
+def run(
+    session: RunSession, variant: str, trained: StageResult, aligned: StageResult | None = None
+) -> StageResult:
     n_train = len(session.dataset.train)
     evaluation = session.config.evaluation
 
@@ -30,9 +36,16 @@ def run(session: RunSession, variant: str, trained: StageResult, aligned: StageR
         from saadi_core import distributed
         from saadi_core.samples_io import save_samples
 
-        generator = session.load_generator(trained) if aligned is None else session.aligned_generator(trained, aligned)
+        generator = (
+            session.load_generator(trained)
+            if aligned is None
+            else session.aligned_generator(trained, aligned)
+        )
         conditions = generator.conditions(session.dataset)
-        n = max(evaluation.n_per_condition or 0, math.ceil(max(evaluation.scales) * n_train / len(conditions)))
+        n = max(
+            evaluation.n_per_condition or 0,
+            math.ceil(max(evaluation.scales) * n_train / len(conditions)),
+        )
         samples = distributed.sample(generator, conditions, n, session.eval_seed)
         save_samples(out, samples)
         return {"n_per_condition": n, "n_samples": len(samples), "seed": session.eval_seed}

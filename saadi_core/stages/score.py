@@ -35,7 +35,9 @@ def run(session: RunSession, pool: StageResult, selector_stage: StageResult) -> 
     return session.stage(NAME, {}, compute, [pool, selector_stage], slots=SLOTS)
 
 
-def diagnose(session: RunSession, samples: Sequence[Sample], scores: Sequence[float]) -> dict[str, Any]:
+def diagnose(
+    session: RunSession, samples: Sequence[Sample], scores: Sequence[float]
+) -> dict[str, Any]:
     """Score statistics and warnings before any pairing (a blind selector gives no signal)."""
     import numpy as np
 
@@ -54,18 +56,25 @@ def diagnose(session: RunSession, samples: Sequence[Sample], scores: Sequence[fl
             "use a stronger selector or check that classes are not separable by a trivial cue"
         )
     if diag["share_below_h"] < 0.05 or diag["share_below_h"] > 0.95:
-        diag["warnings"].append(f"{diag['share_below_h']:.0%} of the pool is below h={h}: few pairs; adjust h or the pool size")
+        diag["warnings"].append(
+            f"{diag['share_below_h']:.0%} of the pool is below h={h}: few pairs; adjust h or the pool size"
+        )
     per_condition: dict[str, Any] = {}
     for sample, value in zip(samples, values):
         per_condition.setdefault(sample.condition.id, []).append(float(value))
     for cid, group in list(per_condition.items()):
         arr = np.asarray(group)
         per_condition[cid] = {
-            "n": int(arr.size), "mean": float(arr.mean()), "std": float(arr.std()),
-            "winners": int(np.sum(arr >= h)), "losers": int(np.sum(arr < h)),
+            "n": int(arr.size),
+            "mean": float(arr.mean()),
+            "std": float(arr.std()),
+            "winners": int(np.sum(arr >= h)),
+            "losers": int(np.sum(arr < h)),
         }
     diag["per_condition"] = per_condition
-    one_sided = sorted(cid for cid, c in per_condition.items() if not c["winners"] or not c["losers"])
+    one_sided = sorted(
+        cid for cid, c in per_condition.items() if not c["winners"] or not c["losers"]
+    )
     if one_sided:
         diag["warnings"].append(
             f"{len(one_sided)} of {len(per_condition)} condition(s) have no winner or no loser "

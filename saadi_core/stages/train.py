@@ -23,7 +23,9 @@ def run_generator(session: RunSession, data: StageResult) -> StageResult:
         generator.save(out / "model")
         return {"kind": generator.kind}
 
-    return session.stage(TRAIN_GENERATOR, session.params("generator"), compute, [data], slots=("generator",))
+    return session.stage(
+        TRAIN_GENERATOR, session.params("generator"), compute, [data], slots=("generator",)
+    )
 
 
 def run_selector(session: RunSession, data: StageResult) -> StageResult:
@@ -35,4 +37,6 @@ def run_selector(session: RunSession, data: StageResult) -> StageResult:
         selector.save(out / "model")
         return {"test": session.evaluate_model(selector)}
 
-    return session.stage(TRAIN_SELECTOR, session.params("selector"), compute, [data], slots=("selector",))
+    return session.stage(
+        TRAIN_SELECTOR, session.params("selector"), compute, [data], slots=("selector",)
+    )

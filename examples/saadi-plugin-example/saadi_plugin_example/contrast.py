@@ -31,13 +31,22 @@ def evaluate(samples: dict[str, Sequence[Any]], seed: int) -> dict[str, Any]:
     from saadi_core.evaluation.samples import paired_groups
     from saadi_core.evaluation.stats import paired_bootstrap
 
-    values = {v: rms_contrast(torch.stack([s.image for s in loaded])) for v, loaded in samples.items()}
-    result: dict[str, Any] = {v: {"mean": float(c.mean()), "n": int(c.size)} for v, c in values.items()}
+    values = {
+        v: rms_contrast(torch.stack([s.image for s in loaded])) for v, loaded in samples.items()
+    }
+    result: dict[str, Any] = {
+        v: {"mean": float(c.mean()), "n": int(c.size)} for v, c in values.items()
+    }
     if "base" in samples and "aligned" in samples:
         groups = paired_groups(samples["base"], samples["aligned"])
         if groups is not None:
             base, aligned = values["base"], values["aligned"]
-            change = paired_bootstrap(groups, lambda rows: float(base[rows].mean()), lambda rows: float(aligned[rows].mean()), seed=seed)
+            change = paired_bootstrap(
+                groups,
+                lambda rows: float(base[rows].mean()),
+                lambda rows: float(aligned[rows].mean()),
+                seed=seed,
+            )
             result["change"] = {k: change[k] for k in ("difference", "ci95", "verdict")}
     return result
 
@@ -58,11 +67,17 @@ def section(entry: dict[str, Any]) -> str:
     """The report section's HTML (every value escaped by saadi's markup helpers)."""
     from saadi_core.report.markup import fmt, note, table, text
 
-    rows = [[text(v), fmt(entry[v]["mean"], 4), text(entry[v]["n"])] for v in ("base", "aligned") if v in entry]
+    rows = [
+        [text(v), fmt(entry[v]["mean"], 4), text(entry[v]["n"])]
+        for v in ("base", "aligned")
+        if v in entry
+    ]
     body = table(["variant", "RMS contrast (mean)", "samples"], rows)
     change = entry.get("change")
     if change:
         interval = change["ci95"]
         bounds = f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else ""
-        body += note(f"aligned − base {change['difference']:+.4f}{bounds} (95 % paired bootstrap): {change['verdict']}")
+        body += note(
+            f"aligned − base {change['difference']:+.4f}{bounds} (95 % paired bootstrap): {change['verdict']}"
+        )
     return body

@@ -15,11 +15,15 @@ class TinyCNNOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channels: int = Field(default=16, ge=1, description="width of the first conv layer (doubled per layer)")
+    channels: int = Field(
+        default=16, ge=1, description="width of the first conv layer (doubled per layer)"
+    )
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=32, ge=1)
     lr: float = Field(default=3e-3, gt=0, description="Adam learning rate")
-    class_weighted: bool = Field(default=True, description="weigh the loss by inverse class frequency")
+    class_weighted: bool = Field(
+        default=True, description="weigh the loss by inverse class frequency"
+    )
     seed: int = Field(default=0, description="seeds weight init and batch order")
 
 
@@ -28,4 +32,9 @@ class Top1Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="winner needs score >= threshold, loser < threshold")
+    threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="winner needs score >= threshold, loser < threshold",
+    )

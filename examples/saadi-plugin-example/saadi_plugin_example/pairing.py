@@ -10,7 +10,7 @@ else. No torch needed: pairing only looks at scores and condition ids.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from saadi_core.interfaces import Pair, PairingStrategy, PairSet, Sample
 
@@ -40,7 +40,11 @@ class Top1(PairingStrategy):
             if loser is None:
                 without_loser.append(condition_id)
             if winner is not None and loser is not None:
-                pairs.append(Pair(samples[winner], samples[loser], float(scores[winner]), float(scores[loser])))
+                pairs.append(
+                    Pair(
+                        samples[winner], samples[loser], float(scores[winner]), float(scores[loser])
+                    )
+                )
 
         stats = {
             "n_pairs": len(pairs),

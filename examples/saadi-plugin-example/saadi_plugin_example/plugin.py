@@ -64,4 +64,6 @@ def saadi_report_sections(run):
     from saadi_plugin_example.contrast import KEY, section
 
     entry = run.summary.get(KEY) if isinstance(run.summary, dict) else None
-    return [("example-contrast", "Image contrast (example plugin)", section(entry))] if entry else None
+    return (
+        [("example-contrast", "Image contrast (example plugin)", section(entry))] if entry else None
+    )

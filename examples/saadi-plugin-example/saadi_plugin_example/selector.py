@@ -9,8 +9,8 @@ sample was *asked* to show, and a save/load round trip that reproduces those sco
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -27,10 +27,17 @@ def _network(channels: int, num_classes: int) -> nn.Module:
     """Three conv blocks and a linear head; global pooling makes it independent of image size."""
     c1, c2, c3 = channels, channels * 2, channels * 4
     return nn.Sequential(
-        nn.Conv2d(3, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(c3, num_classes),
+        nn.Conv2d(3, c1, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c2, c3, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c3, num_classes),
     )
 
 
@@ -77,7 +84,9 @@ class TinyCNN(Selector):
         loss_fn = nn.CrossEntropyLoss(weight=weight)
 
         model.train()
-        for _ in self.context.progress.track(range(opts.epochs), "train example-tinycnn", total=opts.epochs):
+        for _ in self.context.progress.track(
+            range(opts.epochs), "train example-tinycnn", total=opts.epochs
+        ):
             for batch in torch.randperm(len(labels), generator=order_rng).split(opts.batch_size):
                 x = images[batch].to(self.context.device)
                 y = labels[batch].to(self.context.device)
@@ -101,7 +110,9 @@ class TinyCNN(Selector):
     @torch.no_grad()
     def _probabilities(self, images: torch.Tensor) -> torch.Tensor:
         if self.model is None:
-            raise PipelineError(f"selector '{self.kind or 'example-tinycnn'}' must be fit or loaded before use")
+            raise PipelineError(
+                f"selector '{self.kind or 'example-tinycnn'}' must be fit or loaded before use"
+            )
         out = [
             self.model(chunk.float().to(self.context.device)).softmax(dim=1).cpu()
             for chunk in images.split(self.options.batch_size)
@@ -110,7 +121,11 @@ class TinyCNN(Selector):
 
     def _intended_classes(self, samples: Sequence[Sample]) -> list[int]:
         ids = [s.condition.class_id for s in samples]
-        bad = [s.condition.id for s, c in zip(samples, ids) if c is None or not 0 <= c < len(self.class_names)]
+        bad = [
+            s.condition.id
+            for s, c in zip(samples, ids)
+            if c is None or not 0 <= c < len(self.class_names)
+        ]
         if bad:
             raise DataError(
                 f"selector '{self.kind or 'example-tinycnn'}' needs samples conditioned on a class id in "
@@ -122,7 +137,9 @@ class TinyCNN(Selector):
 
     def save(self, path: Path) -> None:
         if self.model is None:
-            raise PipelineError(f"selector '{self.kind or 'example-tinycnn'}' has nothing to save: fit or load it first")
+            raise PipelineError(
+                f"selector '{self.kind or 'example-tinycnn'}' has nothing to save: fit or load it first"
+            )
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), path / _WEIGHTS)
