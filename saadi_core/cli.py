@@ -258,9 +258,7 @@ def run(
     if data_root is not None:
         overrides = deep_merge(overrides, {"dataset": {"options": {"root": str(data_root)}}})
     if log_with:
-        overrides["log_with"] = [
-            n.strip().lower() for value in log_with for n in value.split(",") if n.strip()
-        ]
+        overrides["log_with"] = _tracker_names(log_with)
     for assignment in set_ or []:
         overrides = deep_merge(overrides, parse_assignment(assignment))
     run_config, doc = build_run_config(config, overrides)
@@ -275,6 +273,11 @@ def run(
 
     if is_main_process():  # the other processes of a multi-process run wrote nothing to show
         print_summary(result, out)
+
+
+def _tracker_names(values: list[str]) -> list[str]:
+    """``--log-with a --log-with b`` or ``--log-with a,b`` as one list of tracker names."""
+    return [n.strip().lower() for value in values for n in value.split(",") if n.strip()]
 
 
 @app.command()
@@ -295,6 +298,12 @@ def study(
             "--executor-option", help="An executor option: --executor-option partition=gpu"
         ),
     ] = None,
+    log_with: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Experiment tracker for every arm's run: tensorboard, mlflow or wandb (repeat for several)."
+        ),
+    ] = None,
 ) -> None:
     """Run several arms (generators, aligners, mixes) on one dataset and compare them.
 
@@ -313,7 +322,9 @@ def study(
     for assignment in executor_option or []:
         executor_options = deep_merge(executor_options, parse_assignment(assignment))
 
-    config, doc = load_config_file(file)
+    config, doc = load_config_file(
+        file, {"log_with": _tracker_names(log_with)} if log_with else None
+    )
     if not isinstance(config, StudyConfig):
         raise SaadiError(
             f"{file}: not a study config (a study has a list of 'arms'); use `saadi run --config {file}`"

@@ -38,6 +38,10 @@ def _check_device(value: str) -> str:
     return value
 
 
+#: the experiment trackers ``log_with`` may name (saadi_core.tracking)
+TrackerName = Literal["tensorboard", "mlflow", "wandb"]
+
+
 class Strict(BaseModel):
     """Base for all config models: unknown keys are errors, not silently ignored."""
 
@@ -179,7 +183,7 @@ class RunConfig(Strict):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
-    log_with: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+    log_with: list[TrackerName] = Field(
         default_factory=list,
         description="experiment trackers that receive the run's curves, timings and summary (saadi_core.tracking)",
     )
@@ -271,6 +275,10 @@ class StudyConfig(Strict):
     )
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     arms: list[ArmConfig] = Field(min_length=1)
+    log_with: list[TrackerName] = Field(
+        default_factory=list,
+        description="experiment trackers for every (arm, seed) run, each under its run name (arm-seedN)",
+    )
 
     _known_device = field_validator("device")(_check_device)
 
@@ -470,11 +478,14 @@ def build_run_config(
     return _validate(RunConfig, data, doc), doc
 
 
-def load_config_file(path: Path) -> tuple[RunConfig | StudyConfig, YamlDoc]:
-    """Validate a YAML file as a study (it has ``arms``) or a run config."""
+def load_config_file(
+    path: Path, overrides: dict[str, Any] | None = None
+) -> tuple[RunConfig | StudyConfig, YamlDoc]:
+    """Validate a YAML file as a study (it has ``arms``) or a run config, with CLI
+    ``overrides`` merged on top (their errors read like the file's)."""
     doc = YamlDoc(path)
     model: type[BaseModel] = StudyConfig if "arms" in doc.data else RunConfig
-    return _validate(model, doc.data, doc), doc
+    return _validate(model, deep_merge(doc.data, overrides or {}), doc), doc
 
 
 def validate_components(

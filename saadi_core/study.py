@@ -68,6 +68,7 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Regi
         downstream=study.downstream,
         pool=study.pool,
         fidelity=study.fidelity,
+        log_with=study.log_with,
         evaluation=EvaluationConfig(
             scales=study.scales,
             downstream_seeds=downstream_seeds(study, seed),

@@ -263,3 +263,35 @@ def test_filter_on_a_mix_is_refused(tmp_path):
             tmp_path,
             arms=[{"name": "a", "generator": "shift"}, {"name": "m", "mix": ["a"], "filter": True}],
         )
+
+
+@pytest.mark.slow  # needs the tracking extra, which CI installs before the slow tests
+def test_study_log_with_tracks_every_arm_run_under_its_own_name(tmp_path, registry, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from saadi_core import cli
+
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    cfg = study_config(tmp_path, seeds=[0], scales=[1]).model_dump(mode="json")
+    file = tmp_path / "study.yaml"
+    file.write_text(yaml.safe_dump(cfg))
+    cli.main(["--quiet", "study", str(file), "--log-with", "tensorboard"])
+    runs = tmp_path / "s" / "runs"
+    for arm in ("base", "aligned"):
+        events = list((runs / f"{arm}-seed0" / "tracking" / "tensorboard").rglob("events.out.*"))
+        assert events, f"no TensorBoard events for arm {arm}"
+
+
+def test_study_log_with_names_an_unknown_tracker_in_one_line(
+    tmp_path, registry, monkeypatch, capsys
+):
+    from saadi_core import cli
+
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    file = tmp_path / "study.yaml"
+    file.write_text(yaml.safe_dump(study_config(tmp_path).model_dump(mode="json")))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["study", str(file), "--log-with", "neptune"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert "study.yaml" in err and "log_with" in err
+    assert not (tmp_path / "s").exists()  # nothing ran
