@@ -21,9 +21,9 @@ import numpy as np
 
 from saadi_core.data.cache import cached_load
 from saadi_core.data.dataset import Dataset
-from saadi_core.data.folders import list_images, read_image
+from saadi_core.data.folders import list_images, read_image, resize_labels
 from saadi_core.errors import DataError
-from saadi_datasets.common import assemble, decode_mask, require_dir, resize_labels, sizes, track
+from saadi_datasets.common import assemble, decode_mask, require_dir, sizes, track
 from saadi_datasets.options import AutoLaparoOptions
 
 TOOLS = ("grasping_forceps", "ligasure", "dissecting_forceps", "electric_hook")

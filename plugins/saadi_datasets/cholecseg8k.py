@@ -23,14 +23,13 @@ import numpy as np
 
 from saadi_core.data.cache import cached_load
 from saadi_core.data.dataset import Dataset
-from saadi_core.data.folders import read_image
+from saadi_core.data.folders import read_image, resize_labels
 from saadi_core.errors import DataError
 from saadi_datasets.common import (
     assemble,
     decode_mask,
     group_split,
     require_dir,
-    resize_labels,
     sizes,
     track,
 )

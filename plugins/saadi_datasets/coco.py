@@ -130,7 +130,7 @@ def load_coco_split(
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[int, int]], int]:
     """Images, resized label maps, ids, original sizes and the number of frames without any
     annotation, for every image listed in one COCO file."""
-    from saadi_datasets.common import resize_labels
+    from saadi_core.data.folders import resize_labels
 
     coco = read_coco(path)
     records = sorted(coco.dataset["images"], key=lambda r: str(r["file_name"]))

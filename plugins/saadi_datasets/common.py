@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from saadi_core.data.dataset import Dataset, Split
+from saadi_core.data.folders import open_image
 from saadi_core.errors import DataError
 
 
@@ -28,38 +28,6 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
     return path
-
-
-def open_image(path: Path, what: str) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-    ) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read {what} {path}: {reason}") from None
-    return image
-
-
-def _square(image: Image.Image, fit: str) -> Image.Image:
-    if fit == "stretch":
-        return image
-    w, h = image.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    return image.crop((left, top, left + side, top + side))
-
-
-def resize_labels(ids: np.ndarray, size: int, fit: str) -> np.ndarray:
-    """``int64 (S, S)`` from a ``uint8`` label map, cropped like the image and resized with
-    nearest neighbour so class ids survive."""
-    image = _square(Image.fromarray(ids.astype(np.uint8)), fit)
-    return np.asarray(image.resize((size, size), Image.Resampling.NEAREST)).astype(np.int64)
 
 
 def decode_mask(

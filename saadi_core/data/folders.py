@@ -68,7 +68,8 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-def _open(path: Path, what: str) -> Image.Image:
+def open_image(path: Path, what: str) -> Image.Image:
+    """Open and decode ``path``; an unreadable file is a one-line DataError naming it."""
     try:
         image = Image.open(path)
         image.load()
@@ -84,7 +85,8 @@ def _open(path: Path, what: str) -> Image.Image:
     return image
 
 
-def _square(image: Image.Image, fit: str) -> Image.Image:
+def square_crop(image: Image.Image, fit: str) -> Image.Image:
+    """The centred square of ``image`` (``fit="crop"``) or the image itself (``"stretch"``)."""
     if fit == "stretch":
         return image
     w, h = image.size
@@ -129,7 +131,7 @@ def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
 
 def read_image(path: Path, image_size: int, fit: str) -> tuple[np.ndarray, tuple[int, int]]:
     """``uint8 (S, S, 3)`` RGB image and the original ``(width, height)``."""
-    image = _open(path, "image")
+    image = open_image(path, "image")
     original = image.size
     if image.mode in _WIDE_MODES:
         image = _to_8bit(image, path)
@@ -139,7 +141,7 @@ def read_image(path: Path, image_size: int, fit: str) -> tuple[np.ndarray, tuple
             if "transparency" in image.info
             else image.convert("RGB")
         )
-    image = _square(image, fit).resize((image_size, image_size), Image.Resampling.BICUBIC)
+    image = square_crop(image, fit).resize((image_size, image_size), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.uint8), original
 
 
@@ -256,7 +258,7 @@ def read_mask(
     path: Path, class_map: ClassMap, expected_size: tuple[int, int], image_size: int, fit: str
 ) -> np.ndarray:
     """``int64 (S, S)`` class ids of one mask, after checking its size and every pixel value."""
-    mask = _open(path, "mask")
+    mask = open_image(path, "mask")
     if mask.size != expected_size:
         raise DataError(
             f"mask {path} is {mask.size[0]}x{mask.size[1]} but its image is {expected_size[0]}x{expected_size[1]}"
@@ -294,10 +296,14 @@ def read_mask(
             f"mask {path} has {shown} ({int(bad.sum())} px) that is not in {class_map.path.name}"
         )
     ids = class_ids[pos].astype(np.uint8 if len(known) <= 256 else np.int32)
-    resized = _square(Image.fromarray(ids), fit).resize(
-        (image_size, image_size), Image.Resampling.NEAREST
-    )
-    return np.asarray(resized).astype(np.int64)
+    return resize_labels(ids, image_size, fit)
+
+
+def resize_labels(ids: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """``int64 (S, S)`` from a label map of class ids, cropped like the image and resized with
+    nearest neighbour so class ids survive."""
+    image = square_crop(Image.fromarray(ids), fit)
+    return np.asarray(image.resize((size, size), Image.Resampling.NEAREST)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- splits
