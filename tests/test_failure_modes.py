@@ -450,7 +450,16 @@ def test_ctrl_c_during_a_real_run_exits_130_and_resume_keeps_finished_stages(
         "--set",
         "dataset.options.n_test=10",
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that starts CI in the background hands its children SIGINT *ignored*, and Python
+    # then installs no KeyboardInterrupt handler: give the run the default, as a terminal would
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 90
     while not (site / "fitting").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
