@@ -19,6 +19,7 @@ rest), so image and mask agree exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -225,8 +226,15 @@ def draw_scenes(n: int, image_size: int, rng: np.random.Generator) -> tuple[np.n
     return images, masks
 
 
-def _split(seed_seq: np.random.SeedSequence, n: int, image_size: int, prefix: str) -> Split:
-    images, masks = draw_scenes(n, image_size, np.random.default_rng(seed_seq))
+def scene_split(
+    draw: Callable[[int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    seed_seq: np.random.SeedSequence,
+    n: int,
+    image_size: int,
+    prefix: str,
+) -> Split:
+    """``n`` scenes drawn by ``draw`` (version 1's or 2's ``draw_scenes``) as a split."""
+    images, masks = draw(n, image_size, np.random.default_rng(seed_seq))
     return Split(images=images, masks=masks, ids=[f"{prefix}/{i:05d}" for i in range(n)])
 
 
@@ -241,8 +249,8 @@ def make_toy_seg(
         name="toy-seg",
         task="segmentation",
         class_names=list(CLASS_NAMES),
-        train=_split(train_seq, n_train, image_size, "toy-seg/train"),
-        test=_split(test_seq, n_test, image_size, "toy-seg/test"),
+        train=scene_split(draw_scenes, train_seq, n_train, image_size, "toy-seg/train"),
+        test=scene_split(draw_scenes, test_seq, n_test, image_size, "toy-seg/test"),
         oracle=ToySegOracle(),
         source=f"embedded:toy-seg seed={seed}",
         meta={"seed": seed},

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from saadi_core.data.dataset import Dataset, Split
+from saadi_core.data.dataset import Dataset
 from saadi_core.data.toy_draw import (
     _smoothing_matrix,
     coverage,
@@ -51,6 +51,7 @@ from saadi_core.data.toy_seg import (
     TOOL,
     _curve,
     _gallbladder,
+    scene_split,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -316,11 +317,6 @@ def draw_scenes_with_kinds(
     return images, masks, kinds
 
 
-def _split(seed_seq: np.random.SeedSequence, n: int, image_size: int, prefix: str) -> Split:
-    images, masks = draw_scenes(n, image_size, np.random.default_rng(seed_seq))
-    return Split(images=images, masks=masks, ids=[f"{prefix}/{i:05d}" for i in range(n)])
-
-
 def make_toy_seg_v2(
     seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64
 ) -> Dataset:
@@ -332,8 +328,8 @@ def make_toy_seg_v2(
         name="toy-seg",
         task="segmentation",
         class_names=list(CLASS_NAMES),
-        train=_split(train_seq, n_train, image_size, "toy-seg/train"),
-        test=_split(test_seq, n_test, image_size, "toy-seg/test"),
+        train=scene_split(draw_scenes, train_seq, n_train, image_size, "toy-seg/train"),
+        test=scene_split(draw_scenes, test_seq, n_test, image_size, "toy-seg/test"),
         oracle=ToySegOracleV2(),
         source=f"embedded:toy-seg version=2 seed={seed}",
         meta={"seed": seed, "version": 2},
