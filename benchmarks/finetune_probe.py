@@ -27,6 +27,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=32)
+    parser.add_argument("--version", type=int, default=2, help="toy-cls version (1 or 2)")
     parser.add_argument(
         "--set", nargs="*", default=[], help="extra ssd options key=value (numbers parsed)"
     )
@@ -37,7 +38,7 @@ def main() -> None:
     from saadi_core.data.toy_cls import make_toy_cls
     from saadi_core.registry import get_registry
 
-    dataset = make_toy_cls(seed=args.seed)
+    dataset = make_toy_cls(seed=args.seed, version=args.version)
     extra = {}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -71,7 +72,7 @@ def main() -> None:
             f"{passed[labels == k].mean():.2f}" for k in range(len(dataset.class_names))
         )
         print(
-            f"pretrained={args.pretrained} steps={steps} train={trained:.0f}s oracle pass={passed.mean():.3f} "
+            f"toy-cls v{args.version} pretrained={args.pretrained} steps={steps} train={trained:.0f}s oracle pass={passed.mean():.3f} "
             f"(n={len(passed)}; {'/'.join(dataset.class_names)}: {per_class}) {extra}",
             flush=True,
         )

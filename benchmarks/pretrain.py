@@ -140,7 +140,7 @@ def pretrain(
     model = build_from_config(
         opts,
         prompts,
-        corpus.image_size,
+        opts.resolution or corpus.image_size,
         name=generator.name,
         inpainting=generator.inpainting,
         text_time_embedding=generator._text_time_embedding,

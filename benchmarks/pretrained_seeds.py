@@ -48,11 +48,28 @@ def row(seed: int, pretrained: str, wall: float, summary: dict[str, Any]) -> str
     kappa = "n/a" if pool_oracle is None else f"{pool_oracle:.2f}"
     diag_oracle = find({k: v for k, v in summary.items() if k != "oracle_pass"}, "oracle_pass")
     pool = f"{100 * diag_oracle:.1f} %" if isinstance(diag_oracle, float) else "n/a"
-    flips = f"+{oracle.get('fail_to_pass', '?')}/−{oracle.get('pass_to_fail', '?')}, p = {oracle.get('p_value', float('nan')):.3g}"
     return (
         f"| {seed} | {pretrained} | {wall:.0f} s | {train:.0f} s | {100 * oracle.get('base_rate', float('nan')):.1f} % | {pool} | {kappa} | "
-        f"{100 * oracle.get('base_rate', float('nan')):.1f} → {100 * oracle.get('aligned_rate', float('nan')):.1f} % ({flips}) |"
+        f"{_change(summary.get('selector_pass') or {})} | {_change(oracle)} | {_downstream(summary.get('downstream') or {})} |"
     )
+
+
+def _change(rates: dict[str, Any]) -> str:
+    """``base → aligned %`` with McNemar's flips and p."""
+    nan = float("nan")
+    return (
+        f"{100 * rates.get('base_rate', nan):.1f} → {100 * rates.get('aligned_rate', nan):.1f} % "
+        f"(+{rates.get('fail_to_pass', '?')}/−{rates.get('pass_to_fail', '?')}, p = {rates.get('p_value', nan):.3g})"
+    )
+
+
+def _downstream(downstream: dict[str, Any]) -> str:
+    """``real / +base / +aligned`` means of the downstream metric."""
+    values = [
+        next((v["mean"] for k, v in downstream.items() if k.startswith(prefix)), float("nan"))
+        for prefix in ("real", "real+base", "real+aligned")
+    ]
+    return " / ".join(f"{v:.3f}" for v in values)
 
 
 def main() -> int:
@@ -66,9 +83,10 @@ def main() -> int:
     args = parser.parse_args()
 
     print(
-        "| seed | pretrained | wall | train generator | base oracle pass (eval) | pool oracle pass | κ selector–oracle (pool) | oracle base → aligned |"
+        "| seed | pretrained | wall | train generator | base oracle pass (eval) | pool oracle pass | κ selector–oracle (pool) "
+        "| selector base → aligned | oracle base → aligned | downstream macro F1 real / + base / + aligned |"
     )
-    print("|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for seed in args.seeds:
         name = f"seed{seed}-{args.pretrained}"
         command = [

@@ -23,6 +23,7 @@ SIZE = 16
 LATENT_SMALL: dict[str, Any] = {
     "seed": 3,
     "pretrained": None,  # built from config (the embedded weights are for the tiny architecture)
+    "resolution": None,  # the test images' own size
     "unshuffle_factor": 2,
     "block_out_channels": [16, 32],
     "unet_attention": [False, True],

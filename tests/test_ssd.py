@@ -129,7 +129,8 @@ def test_sampling_is_deterministic_and_batch_independent(trained, dataset: Datas
 
 def test_classifier_free_guidance_changes_samples(trained, dataset: Dataset) -> None:
     condition = trained.conditions(dataset)[:1]
-    plain = trained.sample(condition, 1, seed=2)[0].image
+    with guidance_scale(trained, 1.0):
+        plain = trained.sample(condition, 1, seed=2)[0].image
     with guidance_scale(trained, 3.0):
         guided = trained.sample(condition, 1, seed=2)[0].image
     assert guided.shape == plain.shape

@@ -17,11 +17,14 @@ from saadi_core.errors import ConfigError
 from saadi_core.registry import Registry
 
 
-@pytest.fixture(scope="module")
-def cls_images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """40 images per class (balanced, so per-class failures show), with the organ masks."""
+@pytest.fixture(scope="module", params=[1, 2], ids=["v1", "v2"])
+def cls_images(request) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """40 images per class (balanced, so per-class failures show), with the organ masks, for each
+    toy-cls version (the oracle must judge both)."""
     labels = np.repeat(np.arange(5), 40)
-    images, organ = toy_cls.draw_organ_images(labels, 64, np.random.default_rng(123))
+    images, organ = toy_cls.draw_organ_images(
+        labels, 64, np.random.default_rng(123), version=request.param
+    )
     return images, labels, organ
 
 
@@ -101,9 +104,28 @@ def test_cls_oracle_accuracy_clean_and_degraded(cls_images, cls_oracle) -> None:
     assert min(per_class) >= 0.9, per_class
 
 
-def test_cls_oracle_on_the_toy_test_split(cls_oracle) -> None:
-    ds = toy_cls.make_toy_cls(seed=1, n_train=5, n_test=400)
+@pytest.mark.parametrize("version", [1, 2])
+def test_cls_oracle_on_the_toy_test_split(cls_oracle, version) -> None:
+    ds = toy_cls.make_toy_cls(seed=1, n_train=5, n_test=400, version=version)
     assert np.mean(cls_oracle.check(ds.test.images, ds.test.labels)) >= 0.95
+
+
+def test_toy_cls_version_2_is_the_bolder_default_and_version_1_stays_reachable() -> None:
+    """Version 2 draws the thin parts thicker (what a tiny generator can draw); version 1 is
+    unchanged and still selected by name through the registry."""
+    from saadi_core.data.options import ToyClsOptions
+
+    assert ToyClsOptions().version == 2
+    v1 = toy_cls.make_toy_cls(seed=5, n_train=30, n_test=5, version=1)
+    v2 = toy_cls.make_toy_cls(seed=5, n_train=30, n_test=5)
+    assert "version=2" in v2.source and "version" not in v1.source
+    assert not np.array_equal(v1.train.images, v2.train.images)
+    assert np.array_equal(v1.train.labels, v2.train.labels)  # same classes, drawn differently
+    built = toy_cls.build(ToyClsOptions(version=1, seed=5, n_train=30, n_test=5))
+    assert np.array_equal(built.train.images, v1.train.images)
+    old, new = toy_cls.SIZES[1], toy_cls.SIZES[2]
+    assert new.oviduct_half_width[0] > old.oviduct_half_width[1]
+    assert new.ovary_radius[0] > old.ovary_radius[1]
 
 
 def test_cls_oracle_rejects_wrong_classes(cls_images, cls_oracle) -> None:
@@ -122,10 +144,13 @@ def test_cls_oracle_rejects_garbage(cls_oracle) -> None:
         assert not cls_oracle.check(garbage, np.zeros(len(garbage), dtype=np.int64)).any()
 
 
-def test_cls_oracle_works_at_other_sizes(cls_oracle) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_cls_oracle_works_at_other_sizes(cls_oracle, version) -> None:
     labels = np.repeat(np.arange(5), 10)
     for size in (32, 96):
-        images, _ = toy_cls.draw_organ_images(labels, size, np.random.default_rng(size))
+        images, _ = toy_cls.draw_organ_images(
+            labels, size, np.random.default_rng(size), version=version
+        )
         assert np.mean(cls_oracle.check(images, labels)) >= 0.95
         assert np.mean(cls_oracle.check(degrade(images, np.random.default_rng(0)), labels)) >= 0.9
 

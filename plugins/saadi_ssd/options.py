@@ -6,7 +6,11 @@ chosen by measurement on ``toy-cls`` (oracle pass rate of 80 samples, ``docs/ben
 a 0.75 M-parameter UNet (32/64 channels, cross-attention in the mid block only) trained for many
 cheap steps beat a 4 M one trained for few (0.30 vs 0.06 oracle pass in similar CPU time), and
 x0-prediction ("sample") gave clean, single-coloured organs where v-prediction still showed
-speckle after the same steps (0.17 vs 0.06 at 600 steps). The ``paper`` profile
+speckle after the same steps (0.17 vs 0.06 at 600 steps). The same UNet works at **32 px**
+(pixel-unshuffle 2, latents 16×16×12) with **classifier-free guidance 3**: at 64 px (unshuffle 4,
+16×16×48) its samples were coloured blobs that hardly depended on the class (toy-cls version 2:
+oracle 21 % after 1500 steps), at 32 px it draws the organs and the class decides which (52 %
+with guidance 3, 33 % without). The ``paper`` profile
 (see :data:`PAPER_PROFILE`) fine-tunes a local Stable Diffusion directory. Kept free of torch so
 plugin discovery stays fast.
 
@@ -43,11 +47,26 @@ class SSDOptions(LatentDiffusionOptions):
 
     # ---- where the model comes from
     pretrained: Literal["embedded"] | Path | None = Field(
-        default=None,
-        description="'embedded': start from the weights pretrained on the toy corpus that ship with ssd "
-        "and fine-tune (docs/pretraining.md); a path: a local diffusers Stable Diffusion directory (unet/, vae/, "
-        "text_encoder/, tokenizer/, scheduler/); None (or 'none'): build a small model from the options below and "
-        "train it from scratch (tiny default until the finished embedded weights beat it: docs/pretraining.md)",
+        default="embedded",
+        description="'embedded' (tiny default): start from the weights pretrained on the toy corpus that ship with "
+        "ssd and fine-tune them (docs/pretraining.md); a path: a local diffusers Stable Diffusion directory (unet/, "
+        "vae/, text_encoder/, tokenizer/, scheduler/); None (or 'none'): build a small model from the options below "
+        "and train it from scratch",
+    )
+
+    # ---- resolution (tiny: half the toy image size, see the module docstring)
+    resolution: int | None = Field(
+        default=32,
+        ge=8,
+        description="training/sampling size, samples are resized to the dataset's size; None = the dataset's size "
+        "(or the pretrained model's native size). tiny: 32 - at 64 px the same UNet drew blobs that ignored the "
+        "class (oracle 21 %), at 32 px it draws the organs (52 % with guidance 3; docs/benchmarks.md)",
+    )
+    unshuffle_factor: int = Field(
+        default=2,
+        ge=1,
+        description="pixel-unshuffle factor f: (resolution)^2 x 3 images become (resolution/f)^2 x 3f^2 latents. "
+        "tiny: 2 (32 px -> 16x16x12)",
     )
 
     # ---- architecture when built from config
@@ -75,7 +94,7 @@ class SSDOptions(LatentDiffusionOptions):
     max_steps: int | None = Field(
         default=None,
         ge=0,
-        description="optimiser steps of base training; None = FINE_TUNE_STEPS (400) from the embedded weights, "
+        description="optimiser steps of base training; None = FINE_TUNE_STEPS (800) from the embedded weights, "
         "SCRATCH_STEPS (1500) otherwise",
     )
     random_flip: bool = Field(
@@ -83,6 +102,12 @@ class SSDOptions(LatentDiffusionOptions):
     )
 
     # ---- sampling
+    guidance_scale: float = Field(
+        default=3.0,
+        ge=0,
+        description="classifier-free guidance scale; 1 = no guidance. tiny: 3 - without guidance the tiny model's "
+        "samples hardly depend on the class (docs/benchmarks.md)",
+    )
     sampling_steps: int = Field(
         default=12,
         ge=1,
@@ -99,8 +124,13 @@ class SSDOptions(LatentDiffusionOptions):
 #: base-training steps from scratch (tiny, measured: docs/benchmarks.md) and from the embedded
 #: pretrained weights (docs/benchmarks.md, "Pretrained embedded generators")
 SCRATCH_STEPS = 1500
-FINE_TUNE_STEPS = 400
+FINE_TUNE_STEPS = 800
 
 #: the paper's setting (:data:`~saadi_core.diffusion.latent_options.PAPER_FINE_TUNING`: fine-tune
 #: a local SD directory for 3000 steps, sample with 30) with random flips of the training images.
-PAPER_PROFILE: dict[str, Any] = {**PAPER_FINE_TUNING, "pretrained": None, "random_flip": True}
+PAPER_PROFILE: dict[str, Any] = {
+    **PAPER_FINE_TUNING,
+    "pretrained": None,
+    "random_flip": True,
+    "resolution": None,
+}

@@ -23,6 +23,7 @@ Train and test come from independent sub-seeds of ``seed``, so the test images d
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,12 +89,35 @@ _MIN_BLOB_PX = 3.6  # radius of an ovary disk
 _MIN_GAP_PX = 3.5  # gap between the two ovary disks
 
 
+@dataclass(frozen=True)
+class ShapeSizes:
+    """Size ranges of the organ shapes, as fractions of the image size (one set per version).
+
+    Version 2 draws the same five shapes bolder (a thicker ring with a wider hole, larger ovary
+    disks further apart, a wider oviduct band) so that the thin parts a tiny generator blurs away
+    in version 1 become drawable: measured, version 1 leaves that generator at 15-25 % oracle pass
+    (``docs/benchmarks.md``), below the "mostly plausible, a minority task-wrong" regime the method
+    assumes."""
+
+    colon_outer: tuple[float, float]
+    colon_hole: tuple[float, float]
+    ovary_radius: tuple[float, float]
+    ovary_gap: tuple[float, float]
+    oviduct_half_width: tuple[float, float]
+
+
+SIZES: dict[int, ShapeSizes] = {
+    1: ShapeSizes((0.20, 0.26), (0.5, 0.6), (0.08, 0.105), (0.06, 0.15), (0.03, 0.04)),
+    2: ShapeSizes((0.24, 0.29), (0.45, 0.55), (0.11, 0.135), (0.10, 0.16), (0.055, 0.07)),
+}
+
+
 def _colon(
-    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray, sizes: ShapeSizes
 ) -> tuple[np.ndarray, float]:
-    outer = rng.uniform(0.20, 0.26) * size
+    outer = rng.uniform(*sizes.colon_outer) * size
     squash = rng.uniform(0.85, 1.0)
-    inner = max(outer * rng.uniform(0.5, 0.6), _MIN_HOLE_PX)
+    inner = max(outer * rng.uniform(*sizes.colon_hole), _MIN_HOLE_PX)
     outer = max(outer, inner + _MIN_BAND_PX)
     sdf = np.maximum(
         ellipse_sdf(u, v, outer, outer * squash), -ellipse_sdf(u, v, inner, inner * squash)
@@ -102,7 +126,7 @@ def _colon(
 
 
 def _liver(
-    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray, sizes: ShapeSizes
 ) -> tuple[np.ndarray, float]:
     radius = rng.uniform(0.27, 0.33) * size
     angles = np.deg2rad(np.array([90.0, 210.0, 330.0]) + rng.uniform(-15, 15, 3))
@@ -112,10 +136,10 @@ def _liver(
 
 
 def _ovary(
-    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray, sizes: ShapeSizes
 ) -> tuple[np.ndarray, float]:
-    r1, r2 = np.maximum(rng.uniform(0.08, 0.105, 2) * size, _MIN_BLOB_PX)
-    gap = max(rng.uniform(0.06, 0.15) * size, _MIN_GAP_PX)
+    r1, r2 = np.maximum(rng.uniform(*sizes.ovary_radius, 2) * size, _MIN_BLOB_PX)
+    gap = max(rng.uniform(*sizes.ovary_gap) * size, _MIN_GAP_PX)
     half = 0.5 * (r1 + r2 + gap)
     squash = rng.uniform(0.8, 1.0, 2)
     sdf = np.minimum(
@@ -125,11 +149,11 @@ def _ovary(
 
 
 def _oviduct(
-    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray, sizes: ShapeSizes
 ) -> tuple[np.ndarray, float]:
     radius = rng.uniform(0.30, 0.55) * size
     length = rng.uniform(0.60, 0.80) * size
-    half_width = max(rng.uniform(0.03, 0.04) * size, _MIN_BAND_PX / 2)
+    half_width = max(rng.uniform(*sizes.oviduct_half_width) * size, _MIN_BAND_PX / 2)
     half_angle = min(0.5 * length / radius, 1.3)
     # shift so the arc's middle, not its centre of curvature, sits at the placement point
     return arc_band_sdf(
@@ -138,7 +162,7 @@ def _oviduct(
 
 
 def _uterus(
-    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray
+    rng: np.random.Generator, size: int, u: np.ndarray, v: np.ndarray, sizes: ShapeSizes
 ) -> tuple[np.ndarray, float]:
     a = rng.uniform(0.22, 0.29) * size
     b = a * rng.uniform(0.6, 0.75)
@@ -146,7 +170,9 @@ def _uterus(
 
 
 _SHAPES: list[
-    Callable[[np.random.Generator, int, np.ndarray, np.ndarray], tuple[np.ndarray, float]]
+    Callable[
+        [np.random.Generator, int, np.ndarray, np.ndarray, ShapeSizes], tuple[np.ndarray, float]
+    ]
 ] = [
     _colon,
     _liver,
@@ -156,14 +182,16 @@ _SHAPES: list[
 ]
 
 
-def _place(rng: np.random.Generator, size: int, label: int) -> tuple[np.ndarray, float]:
+def _place(
+    rng: np.random.Generator, size: int, label: int, sizes: ShapeSizes
+) -> tuple[np.ndarray, float]:
     """Draw shape parameters and a pose until the organ lies fully inside the image (the oracle
     may then assume a ring's hole is closed and both ovary disks are visible)."""
     shape = _SHAPES[label]
     for _ in range(_MAX_PLACEMENT_TRIES):
         cx, cy = rng.uniform(0.3, 0.7, 2) * size
         u, v = local_coords(size, cx, cy, rng.uniform(0.0, 2 * np.pi))
-        sdf, thickness = shape(rng, size, u, v)
+        sdf, thickness = shape(rng, size, u, v, sizes)
         border = np.concatenate([sdf[0], sdf[-1], sdf[:, 0], sdf[:, -1]])
         if border.min() > 1.5:
             return sdf, thickness
@@ -171,7 +199,7 @@ def _place(rng: np.random.Generator, size: int, label: int) -> tuple[np.ndarray,
 
 
 def draw_organ_images(
-    labels: np.ndarray, image_size: int, rng: np.random.Generator
+    labels: np.ndarray, image_size: int, rng: np.random.Generator, version: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one image per label. Returns ``uint8 (N, S, S, 3)`` images and ``bool (N, S, S)``
     organ masks (the organ's true support; handy for tests and diagnostics)."""
@@ -181,7 +209,7 @@ def draw_organ_images(
     for i, label in enumerate(labels):
         base = TISSUE_RGB * rng.uniform(0.92, 1.08) + rng.uniform(-6, 6, 3)
         image = tissue(rng, image_size, base)
-        sdf, thickness = _place(rng, image_size, int(label))
+        sdf, thickness = _place(rng, image_size, int(label), SIZES[version])
         alpha = coverage(sdf)
         # a soft contact shadow makes the organ sit on the tissue
         image *= (1.0 - 0.08 * coverage(sdf - 2.0))[..., None]
@@ -199,16 +227,18 @@ def draw_organ_images(
     return images, organ
 
 
-def _split(seed_seq: np.random.SeedSequence, n: int, image_size: int, prefix: str) -> Split:
+def _split(
+    seed_seq: np.random.SeedSequence, n: int, image_size: int, prefix: str, version: int
+) -> Split:
     rng = np.random.default_rng(seed_seq)
     labels = np.repeat(np.arange(len(CLASS_NAMES), dtype=np.int64), class_counts(n))
     rng.shuffle(labels)
-    images, _ = draw_organ_images(labels, image_size, rng)
+    images, _ = draw_organ_images(labels, image_size, rng, version)
     return Split(images=images, labels=labels, ids=[f"{prefix}/{i:05d}" for i in range(n)])
 
 
 def make_toy_cls(
-    seed: int = 0, n_train: int = 500, n_test: int = 400, image_size: int = 64
+    seed: int = 0, n_train: int = 500, n_test: int = 400, image_size: int = 64, version: int = 2
 ) -> Dataset:
     """The ``toy-cls`` dataset (deterministic for given arguments)."""
     from saadi_core.data.oracle_cls import ToyClsOracle
@@ -218,15 +248,21 @@ def make_toy_cls(
         name="toy-cls",
         task="classification",
         class_names=list(CLASS_NAMES),
-        train=_split(train_seq, n_train, image_size, "toy-cls/train"),
-        test=_split(test_seq, n_test, image_size, "toy-cls/test"),
+        train=_split(train_seq, n_train, image_size, "toy-cls/train", version),
+        test=_split(test_seq, n_test, image_size, "toy-cls/test", version),
         oracle=ToyClsOracle(),
-        source=f"embedded:toy-cls seed={seed}",
-        meta={"seed": seed, "class_shares": dict(zip(CLASS_NAMES, CLASS_SHARES.tolist()))},
+        source=f"embedded:toy-cls seed={seed}" + (f" version={version}" if version != 1 else ""),
+        meta={
+            "seed": seed,
+            "version": version,
+            "class_shares": dict(zip(CLASS_NAMES, CLASS_SHARES.tolist())),
+        },
     )
 
 
 def build(options: ToyClsOptions, context: object | None = None) -> Dataset:
     """Dataset builder registered as ``toy-cls`` (``context`` is accepted for the registry's
     ``cls(options, context)`` calling convention and unused)."""
-    return make_toy_cls(options.seed, options.n_train, options.n_test, options.image_size)
+    return make_toy_cls(
+        options.seed, options.n_train, options.n_test, options.image_size, options.version
+    )
