@@ -5,7 +5,7 @@ on a large *related but different* corpus (:mod:`saadi_core.data.corpus` — oth
 materials, palettes, backgrounds and class names than any target toy set), so that a run only
 fine-tunes it on a few hundred target images (``pretrained: embedded``, the tiny default).
 
-    python benchmarks/pretrain.py ssd [--steps 4000] [--out PATH] [--threads 1]
+    python benchmarks/pretrain.py ssd [--steps 3000] [--out PATH] [--threads 1]
     python benchmarks/pretrain.py ssi [--steps 3000]
 
 ``ssd`` (and any class-prompted generator) trains on the shape view ``corpus-cls``; ``ssi`` (mask-
@@ -32,7 +32,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "ssd": {
         "view": "cls",
         "n": 6000,
-        "steps": 4000,
+        "steps": 3000,
         "options": {"learning_rate": 1e-3, "lr_warmup_steps": 100},
     },
     "ssi": {

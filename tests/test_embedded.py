@@ -229,3 +229,25 @@ def test_pretrained_embedded_starts_from_the_shipped_tensors(registry: Registry,
 def test_shipped_weights_fit_the_size_budget(registry: Registry) -> None:
     files = [registry.create("generator", kind, {}).embedded_weights() for kind in ("ssd", "ssi")]
     assert sum(f.stat().st_size for f in files) <= SHIPPED_LIMIT_MB * 2**20
+
+
+def test_shipped_weights_are_the_ones_documented(registry: Registry) -> None:
+    """docs/pretraining.md names each shipped file's SHA-256: replacing the weights without
+    re-documenting (and re-measuring) them fails here."""
+    import hashlib
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "pretraining.md").read_text()
+    for kind in ("ssd", "ssi"):
+        path = registry.create("generator", kind, {}).embedded_weights()
+        assert hashlib.sha256(path.read_bytes()).hexdigest() in docs, path.name
+
+
+def test_default_ssd_fits_its_shipped_weights(registry: Registry) -> None:
+    """The tiny default (pretrained: embedded) loads the shipped file: its architecture options
+    match the file's (a default changed without re-pretraining is a ConfigError at fit time)."""
+    from saadi_core.diffusion.embedded import _check_architecture, read_weights
+
+    generator = registry.create("generator", "ssd", {})
+    path = generator.embedded_weights()
+    _, metadata = read_weights(path, name="ssd")
+    _check_architecture(metadata, generator.options, "ssd", path)
