@@ -64,10 +64,14 @@ def _change(rates: dict[str, Any]) -> str:
 
 
 def _downstream(downstream: dict[str, Any]) -> str:
-    """``real / +base / +aligned`` means of the downstream metric."""
+    """``real / +base / +aligned`` means of the downstream metric (keys ``real``,
+    ``real+base@<scale>x``, ``real+aligned@<scale>x``; the first scale of each)."""
     values = [
-        next((v["mean"] for k, v in downstream.items() if k.startswith(prefix)), float("nan"))
-        for prefix in ("real", "real+base", "real+aligned")
+        next(
+            (v["mean"] for k, v in downstream.items() if k.split("@")[0] == variant),
+            float("nan"),
+        )
+        for variant in ("real", "real+base", "real+aligned")
     ]
     return " / ".join(f"{v:.3f}" for v in values)
 
