@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from saadi_core.diffusion.lora import (
+    adapters_merged,
     attach_lora,
     has_lora,
     load_lora,
@@ -37,6 +38,7 @@ from saadi_core.diffusion.lora import (
     lora_config,
     lora_parameters,
     lora_state_dict,
+    merge_lora,
     save_lora,
     set_lora_train_mode,
 )
@@ -326,7 +328,8 @@ class LoraAligner(Aligner):
 
         def validate(step: int) -> bool:
             assert inputs.validate is not None
-            raw = call_validator(inputs.validate, generator, opts.validation_size)
+            with adapters_merged(module):
+                raw = call_validator(inputs.validate, generator, opts.validation_size)
             set_lora_train_mode(module)  # sampling may have switched modes
             stop, extra = selection.update(
                 step, raw, lambda: lora_state_dict(module, self.adapter_name)
@@ -458,7 +461,10 @@ class LoraAligner(Aligner):
         )
 
     def restore(self, generator: Generator, path: Path) -> Generator:
-        """Attach the saved adapter to a freshly loaded base ``generator``'s network."""
+        """Attach the saved adapter to a freshly loaded base ``generator``'s network and merge it
+        into the weights: the restored generator only samples, and merged it samples as fast as
+        the base (same samples up to float rounding)."""
         module = diffusion_target_of(generator, self.kind).trainable_module()
         load_lora(module, Path(path) / ADAPTER_DIR, self.adapter_name)
+        merge_lora(module)
         return generator

@@ -39,6 +39,7 @@ __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "adapters_disabled",
+    "adapters_merged",
     "attach_lora",
     "has_lora",
     "load_lora",
@@ -46,6 +47,7 @@ __all__ = [
     "lora_config",
     "lora_parameters",
     "lora_state_dict",
+    "merge_lora",
     "save_lora",
     "set_adapters_enabled",
     "set_lora_train_mode",
@@ -138,6 +140,44 @@ def adapters_disabled(module: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         set_adapters_enabled(module, True)
+
+
+def merge_lora(module: torch.nn.Module) -> None:
+    """Fold every LoRA adapter of ``module`` into its base weights (peft's layer ``merge``), for a
+    network that will only sample from now on.
+
+    Why: an unmerged adapter runs two extra small products beside every adapted layer; on the
+    tiny networks that made sampling the aligned generator about 1.8× as slow as the base. Merged,
+    the outputs equal the unmerged network's up to float rounding. Do not train or switch
+    adapters off afterwards: the base weights are no longer the reference.
+    """
+    for layer in _tuner_layers(module):
+        layer.merge()
+
+
+@contextmanager
+def adapters_merged(module: torch.nn.Module) -> Iterator[None]:
+    """Sample with the adapters folded into the weights, then put back the exact base weights.
+
+    Why: validation samples hundreds of images mid-training, and an unmerged adapter makes that
+    about 1.8× as slow on the tiny networks. peft's ``unmerge`` subtracts the update again, which
+    leaves the base weights off by float rounding; Diffusion-DPO's reference is those base
+    weights, so they are copied back exactly instead.
+    """
+    layers = _tuner_layers(module)
+    saved = [
+        [(p, p.detach().clone()) for p in layer.get_base_layer().parameters()] for layer in layers
+    ]
+    for layer in layers:
+        layer.merge()
+    try:
+        yield
+    finally:
+        for layer, params in zip(layers, saved):
+            layer.unmerge()  # peft's bookkeeping (merged flag) ...
+            with torch.no_grad():
+                for p, original in params:  # ... and the exact weights
+                    p.copy_(original)
 
 
 def set_lora_train_mode(module: torch.nn.Module) -> None:
