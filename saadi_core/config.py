@@ -97,6 +97,9 @@ class PoolConfig(Strict):
     )
 
 
+DownstreamBudget = Literal["steps", "epochs"]
+
+
 class EvaluationConfig(Strict):
     """How base and aligned generators are compared and the downstream model trained."""
 
@@ -122,6 +125,12 @@ class EvaluationConfig(Strict):
     downstream_variants: list[Literal["base", "aligned"]] = Field(
         default_factory=lambda: ["base", "aligned"],
         description="synthetic sets that each train a downstream model next to real-only (a study arm trains only its own)",
+    )
+    downstream_budget: DownstreamBudget = Field(
+        default="steps",
+        description="'steps': a downstream model trained on real + synthetic data makes as many optimiser steps as "
+        "the real-only one (its epochs scaled by |real| / (|real| + |synthetic|)), so a difference comes from "
+        "the data, not from longer training; 'epochs': every model trains the same epochs (more steps with more data)",
     )
 
     @field_validator("scales")
@@ -274,6 +283,9 @@ class StudyConfig(Strict):
         "samples are judged over several downstream trainings",
     )
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    downstream_budget: DownstreamBudget = Field(
+        default="steps", description="as the run option evaluation.downstream_budget"
+    )
     arms: list[ArmConfig] = Field(min_length=1)
     log_with: list[TrackerName] = Field(
         default_factory=list,

@@ -34,6 +34,7 @@ from saadi_core.interfaces import (
 )
 from saadi_core.pipeline import run_pipeline
 from saadi_core.registry import Registry
+from saadi_core.stages.downstream import equal_step_epochs
 
 COLOURS = torch.tensor([[0.8, -0.8, -0.8], [-0.8, 0.8, -0.8]])
 CALLS: list[str] = []
@@ -44,6 +45,10 @@ class Opts(BaseModel):
     seed: int = 0
     strength: float = 0.8
     threshold: float = 0.5
+
+
+class SelectorOpts(Opts):
+    epochs: int = 6
 
 
 class ColourOracle:
@@ -119,6 +124,7 @@ class ShiftGenerator(Generator):
 class ColourSelector(Selector):
     def fit(self, dataset, extra=()):
         CALLS.append(f"fit-selector:{len(extra)}")
+        CALLS.append(f"epochs:{len(extra)}:{self.options.epochs}")
 
     def predict(self, images):
         mean = images.mean(dim=(2, 3))
@@ -195,7 +201,7 @@ class FakePlugin:
 
     @hookimpl
     def saadi_register_selectors(self, register):
-        register("colour", ColourSelector, options=Opts)
+        register("colour", ColourSelector, options=SelectorOpts)
 
     @hookimpl
     def saadi_register_pairings(self, register):
@@ -380,6 +386,32 @@ def test_downstream_real_is_trained_when_it_differs_from_the_selector(tmp_path, 
         "fit-selector:20",
         "fit-selector:20",
     ]
+
+
+def test_downstream_budget_is_equal_steps_by_default_or_equal_epochs(tmp_path, registry):
+    """Real + 1x synthetic is twice the data: equal steps halve its epochs; equal epochs keep them.
+    Real-only trains the same under both budgets, so its stage is reused."""
+    CALLS.clear()
+    run_pipeline(config(tmp_path), registry, quiet=True)
+    assert sorted(c for c in CALLS if c.startswith("epochs")) == [
+        "epochs:0:6",
+        "epochs:20:3",
+        "epochs:20:3",
+    ]
+    CALLS.clear()
+    evaluation = {"n_per_condition": 40, "downstream_budget": "epochs"}
+    run_pipeline(config(tmp_path, evaluation=evaluation), registry, quiet=True)
+    assert sorted(c for c in CALLS if c.startswith("epochs")) == ["epochs:20:6", "epochs:20:6"]
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["stages"]["downstream-real-s0"]["cached"]
+
+
+@pytest.mark.parametrize(
+    ("epochs", "n_real", "n_synthetic", "expected"),
+    [(30, 500, 500, 15), (30, 500, 1000, 10), (30, 500, 0, 30), (1, 10, 1000, 1)],
+)
+def test_equal_step_epochs(epochs, n_real, n_synthetic, expected):
+    assert equal_step_epochs(epochs, n_real, n_synthetic) == expected
 
 
 def test_options_without_kind_apply_to_the_task_default(tmp_path, registry, monkeypatch):

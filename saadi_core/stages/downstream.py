@@ -24,7 +24,10 @@ OUTPUTS: tuple[str, ...] = ()  # the metrics are the stage's outputs
 
 
 def params(session: RunSession, seed: int, scale: float | None) -> dict[str, Any]:
-    return session.params("downstream") | {"seed": seed, "scale": scale}
+    key = session.params("downstream") | {"seed": seed, "scale": scale}
+    if scale is not None:  # real-only trains the same under either budget
+        key["budget"] = session.config.evaluation.downstream_budget
+    return key
 
 
 def run_one(
@@ -57,10 +60,21 @@ def run_one(
             f"[bold]downstream[/]: {variant_key(label, scale, bool(sources))} (seed {seed}, {len(extra)} synthetic)"
         )
         model = session.create("downstream")
-        if "seed" in type(model.options).model_fields:
-            model.options = model.options.model_copy(update={"seed": seed})
+        update: dict[str, Any] = {}
+        fields = type(model.options).model_fields
+        if "seed" in fields:
+            update["seed"] = seed
+        if session.config.evaluation.downstream_budget == "steps" and "epochs" in fields:
+            update["epochs"] = equal_step_epochs(
+                model.options.epochs, len(session.dataset.train), len(extra)
+            )
+        model.options = model.options.model_copy(update=update)
         model.fit(session.dataset, extra=extra)
-        return {"metrics": session.evaluate_model(model), "n_synthetic": len(extra)}
+        return {
+            "metrics": session.evaluate_model(model),
+            "n_synthetic": len(extra),
+            **({"epochs": update["epochs"]} if "epochs" in update else {}),
+        }
 
     deps = [data, *sources, *([selector_stage] if reuse else [])]
     name = downstream_stage(label, scale if sources else None, seed)
@@ -71,6 +85,12 @@ def run_one(
         deps,
         slots=("downstream",),
     )
+
+
+def equal_step_epochs(epochs: int, n_real: int, n_synthetic: int) -> int:
+    """Epochs over ``n_real + n_synthetic`` images that make about as many optimiser steps as
+    ``epochs`` over the ``n_real`` alone (at least one)."""
+    return max(1, round(epochs * n_real / (n_real + n_synthetic)))
 
 
 def run_all(
