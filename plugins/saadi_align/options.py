@@ -99,6 +99,18 @@ class DiffusionDPOOptions(LoraTrainingOptions):
     batch_size: int = Field(
         default=8, ge=1, description="preference pairs per step and process (2× images per forward)"
     )
+    steps: int = Field(
+        default=600,
+        ge=1,
+        description="optimiser steps (paper: 1500). tiny: 600 - on toy-cls v2 (tuning seed 10) 200 steps moved the "
+        "oracle pass by +1.0 points (p = 0.71), 600 steps by +4.2 (p = 0.07) at a smaller FID cost (docs/dpo.md)",
+    )
+    validate_every: int = Field(
+        default=200,
+        ge=1,
+        description="steps between validations (if the run provides a validator); tiny: 200, so the 600 steps cost "
+        "4 validations (the base and 3 candidates)",
+    )
     beta: float = Field(
         default=5000.0,
         gt=0,
