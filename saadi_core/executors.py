@@ -21,6 +21,7 @@ An executor is built as ``cls(options, context)`` like any component and impleme
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -58,7 +59,8 @@ class ProcessesOptions(BaseModel):
     threads_per_worker: int | None = Field(
         default=None,
         ge=1,
-        description="torch threads in each worker; None = the environment's (OMP_NUM_THREADS)",
+        description="torch threads in each worker; None = OMP_NUM_THREADS if set, else the cores shared out "
+        "(cores // workers, at least 1), so the workers do not oversubscribe the machine",
     )
 
 
@@ -105,6 +107,17 @@ def _limit_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def worker_threads(threads: int | None, workers: int) -> int | None:
+    """Torch threads per local worker: the option, else ``OMP_NUM_THREADS`` (None: torch reads it),
+    else the cores shared out. Why: every torch process takes all cores by default, so two workers
+    on two cores would each run two threads and slow each other down."""
+    if threads is not None:
+        return threads
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 class ProcessesExecutor:
     """``workers`` local processes; jobs are handed out in order as workers become free.
 
@@ -130,7 +143,7 @@ class ProcessesExecutor:
             workers,
             mp_context=context,
             initializer=_limit_threads,
-            initargs=(self.options.threads_per_worker,),
+            initargs=(worker_threads(self.options.threads_per_worker, workers),),
         ) as pool:
             return list(pool.map(fn, jobs))
 

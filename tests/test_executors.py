@@ -14,7 +14,7 @@ from test_study import study_config
 
 from saadi_core import hookimpl
 from saadi_core.errors import SaadiError
-from saadi_core.executors import Executor, LocalExecutor, create_executor
+from saadi_core.executors import Executor, LocalExecutor, create_executor, worker_threads
 from saadi_core.registry import NoOptions, Registry
 from saadi_core.study import run_study
 
@@ -206,3 +206,12 @@ def test_filter_arms_and_downstream_seeds_run_as_plain_data_jobs(tmp_path: Path)
         (mix_run / manifest["stages"]["downstream-mix-1x-s0"]["path"] / "stage.json").read_text()
     )
     assert {"sample-base", "sample-filter"} <= set(stage["deps"])
+
+
+def test_local_workers_share_the_cores_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert worker_threads(None, 2) == 4 and worker_threads(None, 16) == 1
+    assert worker_threads(3, 2) == 3  # the option wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert worker_threads(None, 2) is None  # torch reads the environment's setting
