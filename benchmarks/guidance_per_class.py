@@ -14,13 +14,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
+from per_class_oracle import judge, toy_cls_of  # the sibling script (benchmarks/ is sys.path[0])
 
-from saadi_core.data.toy_cls import CLASS_NAMES, make_toy_cls
+from saadi_core.data.toy_cls import CLASS_NAMES
 from saadi_core.interfaces import Generator
 from saadi_core.registry import get_registry
-from saadi_core.samples_io import to_uint8_nhwc
 
 
 def load(run: Path, guidance: float, aligned: bool) -> Generator:
@@ -49,18 +47,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=60, help="samples per class")
     args = parser.parse_args()
     manifest = json.loads((args.run / "manifest.json").read_text())
-    config = manifest["config"]
-    data = make_toy_cls(seed=int(config["dataset"]["options"].get("seed", config["seed"])))
+    data = toy_cls_of(manifest)
     seed = int(manifest["seeds"]["evaluation"])
     print(f"| guidance | variant | {' | '.join(CLASS_NAMES)} | all |")
     print("|---|---|" + "---|" * (len(CLASS_NAMES) + 1))
     for guidance in args.guidance:
         for aligned in (False, True):
             generator = load(args.run, guidance, aligned)
-            samples = generator.sample(generator.conditions(data), args.n, seed)
-            images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
-            labels = np.array([s.condition.class_id for s in samples])
-            passed = data.oracle.check(images, labels=labels)
+            passed, labels = judge(data, generator.sample(generator.conditions(data), args.n, seed))
             rates = [f"{100 * passed[labels == c].mean():.0f} %" for c in range(len(CLASS_NAMES))]
             variant = "aligned" if aligned else "base"
             print(

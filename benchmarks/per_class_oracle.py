@@ -10,22 +10,36 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from saadi_core.data.dataset import Dataset
 from saadi_core.data.toy_cls import CLASS_NAMES, make_toy_cls
+from saadi_core.interfaces import Sample
 from saadi_core.samples_io import load_samples, to_uint8_nhwc
 
 
-def oracle_by_class(run: Path, stage: str, seed: int) -> dict[str, tuple[float, int]]:
-    """``{class: (pass rate, n)}`` of one sample stage, judged by the dataset's oracle."""
-    stages = json.loads((run / "manifest.json").read_text())["stages"]
-    samples = load_samples(run / stages[stage]["path"])
+def toy_cls_of(manifest: dict[str, Any]) -> Dataset:
+    """The run's toy-cls dataset (its oracle judges the samples): the dataset seed, else the run's."""
+    config = manifest["config"]
+    return make_toy_cls(seed=int(config["dataset"]["options"].get("seed", config["seed"])))
+
+
+def judge(data: Dataset, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: whether the oracle passes it, and its class id."""
     images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
     labels = np.array([s.condition.class_id for s in samples])
-    passed = make_toy_cls(seed=seed).oracle.check(images, labels=labels)
+    return data.oracle.check(images, labels=labels), labels
+
+
+def oracle_by_class(run: Path, stage: str, data: Dataset) -> dict[str, tuple[float, int]]:
+    """``{class: (pass rate, n)}`` of one sample stage, judged by the dataset's oracle."""
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    passed, labels = judge(data, load_samples(run / stages[stage]["path"]))
     return {
         name: (float(passed[labels == c].mean()), int((labels == c).sum()))
         for c, name in enumerate(CLASS_NAMES)
@@ -51,10 +65,9 @@ def main() -> int:
     print("| run | class | base oracle pass | aligned oracle pass | change (points) | pairs |")
     print("|---|---|---|---|---|---|")
     for run in args.runs:
-        config = json.loads((run / "manifest.json").read_text())["config"]
-        seed = int(config["dataset"]["options"].get("seed", config["seed"]))
-        base = oracle_by_class(run, "sample-base", seed)
-        aligned = oracle_by_class(run, "sample-aligned", seed)
+        data = toy_cls_of(json.loads((run / "manifest.json").read_text()))
+        base = oracle_by_class(run, "sample-base", data)
+        aligned = oracle_by_class(run, "sample-aligned", data)
         pairs = pairs_by_class(run)
         for name in CLASS_NAMES:
             (b, n), (a, _) = base[name], aligned[name]

@@ -168,8 +168,7 @@ def adapters_merged(module: torch.nn.Module) -> Iterator[None]:
     saved = [
         [(p, p.detach().clone()) for p in layer.get_base_layer().parameters()] for layer in layers
     ]
-    for layer in layers:
-        layer.merge()
+    merge_lora(module)
     try:
         yield
     finally:
