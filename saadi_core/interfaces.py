@@ -314,7 +314,8 @@ class AlignInputs:
     ``validate`` (optional) samples a fixed held-out set of seeds with a generator and returns
     metrics such as ``{"selector_pass": 0.61}`` for validation-based checkpoint selection; it may
     take ``size=`` (number of samples) and return ``"per_sample"``: ``{metric: [value per sample]}``
-    on the same seeds every call, so candidates can be compared paired.
+    on the same seeds every call, so candidates can be compared paired, and ``"groups"``: the
+    condition id of each of those samples (a per-condition guard compares conditions separately).
     """
 
     pairs: PairSet

@@ -15,7 +15,7 @@ from saadi_align.losses import diffusion_kto_loss
 from saadi_align.options import DiffusionKTOOptions, SFTWinnersOptions
 from saadi_align.sft import ADAPTER_NAME as SFT_ADAPTER
 from saadi_align.sft import SFTWinners
-from saadi_align.training import Selection, lower_bound, per_sample_error
+from saadi_align.training import Selection, lower_bound, per_sample_error, worst_condition_bound
 from test_dpo import TinyDiffusion, base_weights, make_dataset, make_pairs, one_thread  # noqa: F401 (fixture)
 
 from saadi_core.conformance import check_aligner
@@ -203,3 +203,37 @@ def test_lcb_rule_keeps_a_consistent_gain_and_rejects_a_noisy_one() -> None:
     point.update(0, _validation(base), dict)
     point.update(1, _validation(noisy), dict)
     assert point.best_step == 1
+
+
+def test_condition_guard_refuses_a_total_gain_bought_with_one_class() -> None:
+    """The toy-cls trade (colon up, liver down): the total's bound is above 0, but one class is
+    significantly worse, so the guarded rule keeps the start and the unguarded one the trade."""
+    groups = ["colon"] * 50 + ["liver"] * 50
+    base = [0] * 50 + [1] * 25 + [0] * 25  # colon 0 %, liver 50 %
+    trade = [1] * 40 + [0] * 10 + [1] * 10 + [0] * 40  # colon 80 %, liver 20 %: +15 points
+    balanced = [1] * 10 + [0] * 40 + [1] * 27 + [0] * 23  # colon +20, liver +4: no class worse
+
+    def validation(values: list[int]) -> dict:
+        return _validation(values) | {"groups": groups}
+
+    guarded = Selection("selector_pass", "max", 0.0, 5, "lcb", 0.9, condition_guard=True)
+    plain = Selection("selector_pass", "max", 0.0, 5, "lcb", 0.9)
+    for selection in (guarded, plain):
+        selection.update(0, validation(base), dict)
+        _, extra = selection.update(1, validation(trade), dict)
+        assert extra["lcb"] > 0
+    assert plain.best_step == 1 and guarded.best_step == 0
+    _, extra = guarded.update(2, validation(balanced), dict)
+    assert extra["worst_condition_upper_bound"] >= 0 and guarded.best_step == 2
+    # the worst class is liver: 15 of its 50 samples flipped down, none up
+    differences = [t - b for t, b in zip(trade, base)]
+    upper = -lower_bound([-d for d in differences[50:]], 0.9)
+    assert upper < 0
+    assert worst_condition_bound(differences, groups, 0.9) == pytest.approx(upper)
+
+
+def test_condition_guard_needs_the_validators_conditions() -> None:
+    selection = Selection("selector_pass", "max", 0.0, 5, "lcb", 0.9, condition_guard=True)
+    selection.update(0, _validation([0, 1] * 10), dict)
+    with pytest.raises(PipelineError, match="condition_guard needs"):
+        selection.update(1, _validation([1, 1] * 10), dict)

@@ -74,6 +74,11 @@ class LoraTrainingOptions(BaseModel):
         description="'lcb': keep the state whose paired validation difference to the start (same seeds) has the "
         "largest one-sided lower confidence bound, and only if it is above 0; 'point': the best point value",
     )
+    condition_guard: bool = Field(
+        default=False,
+        description="with select_rule 'lcb': also refuse a state when any one condition (class prompt or mask) got "
+        "significantly worse on validation (its paired upper confidence bound below 0), whatever the total gain",
+    )
     lcb_confidence: float = Field(
         default=0.9, gt=0.5, lt=1, description="one-sided confidence of the 'lcb' rule's bound"
     )

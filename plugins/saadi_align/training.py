@@ -14,6 +14,12 @@ Checkpoint selection (``select_rule``):
   candidate − start (one-sided, ``lcb_confidence``), and only if that bound is above 0: a
   candidate whose gain could be chance is not kept. It needs per-sample values from the validator
   (``metrics["per_sample"][select_metric]``); without them it falls back to ``point`` and says so.
+
+``condition_guard`` adds a veto to ``lcb``: one adapter serves every condition, and on toy-cls it
+was measured to buy gains on some classes with losses on others (docs/benchmarks.md). With the
+validator's condition of each sample (``metrics["groups"]``), a candidate is refused when any
+condition's paired difference to the start has its one-sided *upper* bound below 0 — that
+condition got significantly worse, whatever the total says.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ ADAPTER_DIR = "adapter"
 HISTORY_FILE = "history.json"
 #: validation entry holding per-sample values (lists aligned with the validator's fixed seeds)
 PER_SAMPLE = "per_sample"
+#: validation entry holding each per-sample value's condition id (for ``condition_guard``)
+GROUPS = "groups"
 
 #: one optimiser step's loss (differentiable) and its logged diagnostics (floats)
 StepOutput = tuple[torch.Tensor, dict[str, float]]
@@ -130,6 +138,22 @@ def lower_bound(differences: Sequence[float], confidence: float) -> float:
     return mean - NormalDist().inv_cdf(confidence) * math.sqrt(var / n)
 
 
+def worst_condition_bound(
+    differences: Sequence[float], groups: Sequence[str] | None, confidence: float
+) -> float:
+    """The smallest one-sided upper confidence bound over the conditions' paired mean differences:
+    below 0 means some condition got significantly worse. Needs each difference's condition."""
+    if groups is None or len(groups) != len(differences):
+        raise PipelineError(
+            "condition_guard needs the validator's condition of every validation sample "
+            f"('{GROUPS}': one id per sample); this validator gives none"
+        )
+    by_group: dict[str, list[float]] = {}
+    for diff, group in zip(differences, groups):
+        by_group.setdefault(str(group), []).append(-diff)
+    return min(-lower_bound(values, confidence) for values in by_group.values())
+
+
 class Selection:
     """Best-adapter bookkeeping for validation-based checkpoint selection and early stopping
     (rules: module docstring)."""
@@ -142,9 +166,10 @@ class Selection:
         patience: int,
         rule: str = "point",
         confidence: float = 0.95,
+        condition_guard: bool = False,
     ) -> None:
         self.metric, self.mode, self.min_delta, self.patience = metric, mode, min_delta, patience
-        self.rule, self.confidence = rule, confidence
+        self.rule, self.confidence, self.condition_guard = rule, confidence, condition_guard
         self.best_value: float | None = None
         self.best_lcb: float | None = None
         self.best_step = 0
@@ -160,7 +185,7 @@ class Selection:
         if self.metric not in metrics:
             raise ConfigError(
                 f"aligner option select_metric='{self.metric}' is not a validation metric; available: "
-                + ", ".join(sorted(k for k in metrics if k != PER_SAMPLE))
+                + ", ".join(sorted(k for k in metrics if k not in (PER_SAMPLE, GROUPS)))
             )
         value = float(metrics[self.metric])
         per_sample = (metrics.get(PER_SAMPLE) or {}).get(self.metric)
@@ -180,6 +205,10 @@ class Selection:
             lcb = lower_bound(diffs, self.confidence)
             extra = {"paired_difference": sum(diffs) / len(diffs), "lcb": lcb}
             better = self.best_lcb is None or lcb > self.best_lcb + self.min_delta
+            if self.condition_guard and self.best_lcb is not None:
+                worst = worst_condition_bound(diffs, metrics.get(GROUPS), self.confidence)
+                extra["worst_condition_upper_bound"] = worst
+                better = better and worst >= 0
             if better:
                 self.best_lcb = lcb
         elif self.best_value is None:
@@ -216,7 +245,7 @@ def call_validator(
 
 def _split_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The scalar validation metrics (what is logged); per-sample lists only feed the selection."""
-    return {k: float(v) for k, v in metrics.items() if k != PER_SAMPLE}
+    return {k: float(v) for k, v in metrics.items() if k not in (PER_SAMPLE, GROUPS)}
 
 
 def set_gradient_checkpointing(module: torch.nn.Module, enabled: bool) -> None:
@@ -319,6 +348,7 @@ class LoraAligner(Aligner):
             opts.patience,
             opts.select_rule,
             opts.lcb_confidence,
+            opts.condition_guard,
         )
         was_training = module.training
 

@@ -86,7 +86,8 @@ def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
 def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str, Any]]:
     """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation),
     selector pass rate and, on toy data, oracle pass rate; ``per_sample`` holds the same per
-    sample (paired checkpoint selection), ``size`` overrides the profile's sample count."""
+    sample (paired checkpoint selection) and ``groups`` each sample's condition (per-condition
+    guard), ``size`` overrides the profile's sample count."""
     seed = session.eval_seed + 10_000
     threshold = session.threshold()
 
@@ -107,6 +108,7 @@ def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str
             "selector_pass": [float(s >= threshold) for s in scores],
             "mean_score": list(scores),
         }
+        metrics["groups"] = [s.condition.id for s in samples]
         oracle = oracle_pass(session.dataset, samples)
         if oracle is not None:
             metrics["oracle_pass"] = sum(oracle) / len(oracle)
