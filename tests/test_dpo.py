@@ -307,6 +307,48 @@ def test_first_step_loss_is_ln2_and_training_improves_fixed_pairs(tmp_path: Path
     assert result.meta["selected"] == "final" and result.meta["n_pairs"] == len(pairs)
 
 
+class GuidedTinyDiffusion(TinyDiffusion):
+    """TinyDiffusion with an unconditional input (class id -1 = the empty prompt), recording
+    the conditioning of every prediction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def unconditional(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"class_ids": torch.full_like(cond["class_ids"], -1)}
+
+    def predict(self, x_t, t, cond):
+        self.seen.append(cond["class_ids"].clone())
+        return self.net(x_t, t, cond["class_ids"].clamp(min=0))
+
+
+def test_condition_dropout_trains_pairs_on_the_unconditional_input(tmp_path: Path) -> None:
+    gen = GuidedTinyDiffusion()
+    make_aligner(steps=30, condition_dropout=0.5).align(
+        gen, AlignInputs(pairs=make_pairs(), dataset=make_dataset()), tmp_path
+    )
+    forwards = gen.seen[::2]  # reference, then adapted, on the same rows: 4 winners, 4 losers
+    assert len(forwards) == 30 and all(torch.equal(a, b) for a, b in zip(forwards, gen.seen[1::2]))
+    dropped = torch.cat([ids == -1 for ids in forwards])
+    assert 0.3 < float(dropped.float().mean()) < 0.7
+    for ids in forwards:  # a winner and its loser are dropped together
+        assert torch.equal(ids[:4] == -1, ids[4:] == -1)
+
+    gen = GuidedTinyDiffusion()
+    make_aligner(steps=5).align(
+        gen, AlignInputs(pairs=make_pairs(), dataset=make_dataset()), tmp_path
+    )
+    assert all((ids >= 0).all() for ids in gen.seen)  # off by default
+
+
+def test_condition_dropout_needs_an_unconditional_input(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="condition_dropout=0.2 needs a generator"):
+        make_aligner(condition_dropout=0.2).align(
+            TinyDiffusion(), AlignInputs(pairs=make_pairs(), dataset=make_dataset()), tmp_path
+        )
+
+
 def test_reference_runs_without_graph_and_adapters_come_back(tmp_path: Path) -> None:
     gen, pairs = TinyDiffusion(), make_pairs(1)
     make_aligner(steps=2).align(gen, AlignInputs(pairs=pairs, dataset=make_dataset()), tmp_path)

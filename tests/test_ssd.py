@@ -204,6 +204,15 @@ def test_diffusion_target_encode_predict(trained, dataset: Dataset) -> None:
     assert not torch.allclose(before, after)
 
 
+def test_unconditional_input_is_the_empty_prompt_guidance_uses(trained, dataset: Dataset) -> None:
+    target = trained.diffusion_target()
+    _, cond = target.encode(trained.sample(trained.conditions(dataset), 1, seed=1))
+    empty = target.unconditional(cond)["encoder_hidden_states"]
+    assert empty.shape == cond["encoder_hidden_states"].shape
+    assert all(torch.equal(row, trained.embed_prompts([""])[0]) for row in empty)
+    assert not torch.equal(empty, cond["encoder_hidden_states"])
+
+
 def test_sampling_goes_through_adapters_on_the_trainable_module(trained, dataset: Dataset) -> None:
     from peft import LoraConfig
 

@@ -43,7 +43,7 @@ from saadi_align.training import (
 from saadi_core.diffusion.dpo import DPOLossOutput, diffusion_dpo_loss
 from saadi_core.diffusion.lora import adapters_disabled
 from saadi_core.diffusion.targets import training_target
-from saadi_core.errors import PipelineError
+from saadi_core.errors import ConfigError, PipelineError
 from saadi_core.interfaces import AlignInputs, DiffusionTarget, Generator, PairSet, Sample
 
 __all__ = [
@@ -147,6 +147,7 @@ class _PairBatches(Batches):
     rng: torch.Generator
     beta: float
     sft_weight: float
+    condition_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         self.meta = {"n_pairs": len(self.cache), "n_encoded_samples": int(self.cache.x0.shape[0])}
@@ -159,6 +160,9 @@ class _PairBatches(Batches):
         n_timesteps = int(self.target.noise_scheduler.config.num_train_timesteps)
         noise = torch.randn((half, *x0.shape[1:]), generator=self.rng).to(device, x0.dtype)
         t = torch.randint(0, n_timesteps, (half,), generator=self.rng).to(device)
+        if self.condition_dropout > 0:
+            drop = torch.rand(half, generator=self.rng) < self.condition_dropout
+            cond = drop_conditions(self.target, cond, torch.cat([drop, drop]).to(device))
         out = dpo_forward(
             self.target,
             x0,
@@ -170,6 +174,17 @@ class _PairBatches(Batches):
             autocast,
         )
         return out.loss, out.metrics()
+
+
+def drop_conditions(
+    target: DiffusionTarget, cond: dict[str, torch.Tensor], drop: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """``cond`` with the rows where ``drop`` is true replaced by the target's unconditional input
+    (a winner and its loser are dropped together, so the pair still compares like with like)."""
+    empty = target.unconditional(cond)  # type: ignore[attr-defined]
+    return {
+        k: torch.where(drop.view(-1, *[1] * (v.dim() - 1)), empty[k], v) for k, v in cond.items()
+    }
 
 
 class DiffusionDPO(LoraAligner):
@@ -203,6 +218,12 @@ class DiffusionDPO(LoraAligner):
         rng: torch.Generator,
     ) -> Batches:
         opts = self.options
+        if opts.condition_dropout > 0 and not hasattr(target, "unconditional"):
+            raise ConfigError(
+                f"aligner option condition_dropout={opts.condition_dropout} needs a generator whose "
+                "DiffusionTarget has unconditional(cond) (classifier-free guidance's input); "
+                f"'{type(generator).__name__}' has none: set condition_dropout to 0"
+            )
         cache = encode_pairs(target, inputs.pairs, opts.encode_batch_size)
         batches = _PairBatches(
             target,
@@ -211,6 +232,7 @@ class DiffusionDPO(LoraAligner):
             rng,
             opts.beta,
             opts.sft_weight,
+            opts.condition_dropout,
         )
         batches.meta |= {
             "beta": opts.beta,

@@ -128,6 +128,14 @@ class DiffusionDPOOptions(LoraTrainingOptions):
         description="winner-likelihood (SFT) regulariser, relative to β: 0.5 doubles the pull towards the "
         "winners at initialisation; 0 = off (the paper's plain Eq. 4)",
     )
+    condition_dropout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="share of pairs trained with the empty prompt (winner and loser alike), so the adapter also "
+        "moves the unconditional prediction that classifier-free guidance subtracts; 0 = the conditional "
+        "prediction only. Needs a generator whose DiffusionTarget has unconditional() (ssd, ssi)",
+    )
 
 
 class SFTWinnersOptions(LoraTrainingOptions):

@@ -189,3 +189,12 @@ class LatentDiffusionTarget:
 
     def lora_target_modules(self) -> list[str]:
         return list(LORA_TARGET_MODULES)
+
+    @torch.no_grad()
+    def unconditional(self, cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``cond`` with every prompt replaced by the empty one: the input of classifier-free
+        guidance's unconditional branch (masks and other entries kept), for aligners that train
+        that branch too (``condition_dropout``)."""
+        states = cond["encoder_hidden_states"]
+        empty = self.generator.embed_prompts([""]).to(states)
+        return {**cond, "encoder_hidden_states": empty.expand_as(states)}
