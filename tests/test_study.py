@@ -149,7 +149,15 @@ def test_study_typo_is_a_config_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["quick", "baseline-comparison", "data-scaling", "iterative-refinement"]
+    "name",
+    [
+        "quick",
+        "baseline-comparison",
+        "data-scaling",
+        "iterative-refinement",
+        "evidence",
+        "evidence-quick",
+    ],
 )
 def test_example_studies_validate(name):
     """The shipped example studies name only installed kinds and valid options."""
