@@ -179,6 +179,13 @@ class Component:
         self.options = options
         self.context = context or RunContext()
 
+    def cache_inputs(self) -> dict[str, str]:
+        """Fingerprints of what this component reads besides its options and the run's data —
+        weights shipped inside a plugin, say. They join the cache key of every stage that uses the
+        component, so replacing such a file recomputes those stages instead of reusing results
+        made from the old one. Default: nothing."""
+        return {}
+
 
 # --------------------------------------------------------------------------- diffusion target
 

@@ -222,13 +222,16 @@ class RunSession:
         )
 
     def params(self, slot: str) -> dict[str, Any]:
-        """The cache-key part of a component: kind, validated options and profile."""
+        """The cache-key part of a component: kind, validated options, profile and, when the
+        component reads files of its own (:meth:`Component.cache_inputs`), their fingerprints."""
         spec: ComponentSpec = getattr(self.config, slot)
-        return {
+        params = {
             "kind": spec.kind,
             "options": self.options[slot].model_dump(mode="json"),
             "profile": self.config.profile,
         }
+        inputs = self.create(slot).cache_inputs()
+        return params | {"inputs": inputs} if inputs else params
 
     def stage(
         self,

@@ -251,3 +251,49 @@ def test_default_ssd_fits_its_shipped_weights(registry: Registry) -> None:
     path = generator.embedded_weights()
     _, metadata = read_weights(path, name="ssd")
     _check_architecture(metadata, generator.options, "ssd", path)
+
+
+@pytest.mark.parametrize("kind", ["ssd", "ssi"])
+def test_embedded_weights_join_the_generators_cache_key(
+    registry: Registry, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-pretrained file changes the key of every stage built on the generator (options
+    alone would not: they still say 'embedded'); no file to read, no fingerprint."""
+    import hashlib
+
+    generator = registry.create("generator", kind, {})
+    shipped = generator.embedded_weights()
+    assert generator.cache_inputs() == {
+        "embedded_weights": hashlib.sha256(shipped.read_bytes()).hexdigest()
+    }
+    changed = bytearray(shipped.read_bytes())
+    changed[-1] ^= 1
+    (tmp_path / shipped.name).write_bytes(bytes(changed))
+    monkeypatch.setattr(type(generator), "embedded_weights", lambda self: tmp_path / shipped.name)
+    assert (
+        generator.cache_inputs()["embedded_weights"]
+        != hashlib.sha256(shipped.read_bytes()).hexdigest()
+    )
+    (tmp_path / shipped.name).unlink()
+    assert generator.cache_inputs() == {"embedded_weights": "missing"}  # fit names the file
+    assert registry.create("generator", kind, {"pretrained": None}).cache_inputs() == {}
+
+
+def test_session_keys_carry_the_generators_inputs(tmp_path: Path) -> None:
+    from saadi_core.config import RunConfig
+    from saadi_core.registry import get_registry
+    from saadi_core.session import RunSession
+
+    config = RunConfig(
+        runs_dir=tmp_path,
+        dataset={"kind": "toy-cls", "options": {"n_train": 10, "n_test": 5}},
+        generator={"kind": "ssd"},
+        selector={"kind": "resnet18"},
+    )
+    session = RunSession(config, get_registry(), True, None)
+    try:
+        params = session.params("generator")
+        assert set(params["inputs"]) == {"embedded_weights"}
+        assert "inputs" not in session.params("selector")  # nothing of its own to read
+    finally:
+        session.store.release()

@@ -32,6 +32,7 @@ from saadi_core.diffusion.latent import (
 )
 from saadi_core.diffusion.latent_options import LatentDiffusionOptions
 from saadi_core.errors import PipelineError
+from saadi_core.integrity import file_sha256
 from saadi_core.interfaces import Generator, RunContext
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +89,15 @@ class LatentDiffusionGenerator(Generator):
         return (
             Path(inspect.getfile(type(self))).parent / "weights" / f"{self.name}-tiny.safetensors"
         )
+
+    def cache_inputs(self) -> dict[str, str]:
+        """The embedded weights' SHA-256 when the run starts from them: a re-pretrained file
+        must retrain the generator, not reuse a model fine-tuned from the old one."""
+        if self.options.pretrained != "embedded":
+            return {}
+        path = self.embedded_weights()
+        # a missing file is reported by fit, with the one-line error that names it
+        return {"embedded_weights": file_sha256(path) if path.is_file() else "missing"}
 
     def fit(self, dataset: Dataset) -> None:
         self._check_dataset(dataset)
