@@ -261,7 +261,7 @@ def test_embedded_weights_join_the_generators_cache_key(
     alone would not: they still say 'embedded'); no file to read, no fingerprint."""
     import hashlib
 
-    generator = registry.create("generator", kind, {})
+    generator = registry.create("generator", kind, {"pretrained": "embedded"})
     shipped = generator.embedded_weights()
     assert generator.cache_inputs() == {
         "embedded_weights": hashlib.sha256(shipped.read_bytes()).hexdigest()
