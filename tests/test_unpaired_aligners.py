@@ -232,6 +232,14 @@ def test_condition_guard_refuses_a_total_gain_bought_with_one_class() -> None:
     assert worst_condition_bound(differences, groups, 0.9) == pytest.approx(upper)
 
 
+def test_condition_guard_needs_the_paired_rule() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="condition_guard needs select_rule 'lcb'"):
+        SFTWinnersOptions(condition_guard=True, select_rule="point")
+    assert SFTWinnersOptions(condition_guard=True).select_rule == "lcb"
+
+
 def test_condition_guard_needs_the_validators_conditions() -> None:
     selection = Selection("selector_pass", "max", 0.0, 5, "lcb", 0.9, condition_guard=True)
     selection.update(0, _validation([0, 1] * 10), dict)

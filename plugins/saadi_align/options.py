@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from saadi_core.config import ComponentSpec
 
@@ -96,6 +96,13 @@ class LoraTrainingOptions(BaseModel):
         description="forward precision of the DPO step; None = the accelerate setting (`accelerate launch "
         "--mixed_precision bf16`). LoRA weights and the loss stay float32 either way",
     )
+
+    @model_validator(mode="after")
+    def _guard_needs_paired_selection(self) -> LoraTrainingOptions:
+        # the guard compares each condition with the start seed for seed: only 'lcb' pairs them
+        if self.condition_guard and self.select_rule != "lcb":
+            raise ValueError("condition_guard needs select_rule 'lcb' (the paired rule)")
+        return self
 
 
 class DiffusionDPOOptions(LoraTrainingOptions):
