@@ -132,6 +132,13 @@ class EvaluationConfig(Strict):
         "the real-only one (its epochs scaled by |real| / (|real| + |synthetic|)), so a difference comes from "
         "the data, not from longer training; 'epochs': every model trains the same epochs (more steps with more data)",
     )
+    downstream_real: int | None = Field(
+        default=None,
+        ge=1,
+        description="real training images each downstream model sees: a class-balanced subset of the train split, the "
+        "same for every variant and seed (synthetic counts scale with it); None = the whole split. Fewer than the "
+        "generator and selector saw leaves a downstream model room to gain from synthetic data",
+    )
 
     @field_validator("scales")
     @classmethod
@@ -285,6 +292,9 @@ class StudyConfig(Strict):
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     downstream_budget: DownstreamBudget = Field(
         default="steps", description="as the run option evaluation.downstream_budget"
+    )
+    downstream_real: int | None = Field(
+        default=None, ge=1, description="as the run option evaluation.downstream_real"
     )
     arms: list[ArmConfig] = Field(min_length=1)
     log_with: list[TrackerName] = Field(

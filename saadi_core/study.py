@@ -73,6 +73,7 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Regi
             scales=study.scales,
             downstream_seeds=downstream_seeds(study, seed),
             downstream_budget=study.downstream_budget,
+            downstream_real=study.downstream_real,
             # a filter arm trains its own downstream models after the run (saadi_core.filter_arm)
             downstream_variants=[arm_label(arm, registry)]
             if arm.mix is None and not arm.filter

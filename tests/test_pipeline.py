@@ -125,6 +125,7 @@ class ColourSelector(Selector):
     def fit(self, dataset, extra=()):
         CALLS.append(f"fit-selector:{len(extra)}")
         CALLS.append(f"epochs:{len(extra)}:{self.options.epochs}")
+        CALLS.append(f"real:{len(dataset.train)}:{np.bincount(dataset.train.labels).tolist()}")
 
     def predict(self, images):
         mean = images.mean(dim=(2, 3))
@@ -404,6 +405,26 @@ def test_downstream_budget_is_equal_steps_by_default_or_equal_epochs(tmp_path, r
     assert sorted(c for c in CALLS if c.startswith("epochs")) == ["epochs:20:6", "epochs:20:6"]
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["stages"]["downstream-real-s0"]["cached"]
+
+
+def test_downstream_models_can_see_fewer_real_images(tmp_path, registry):
+    """downstream_real=6: every downstream model (real-only too, no longer the selector's copy)
+    trains on the same class-balanced 6 real images, with 6 synthetic (1x of what it sees) at
+    equal steps; the selector still sees all 20."""
+    CALLS.clear()
+    evaluation = {"n_per_condition": 40, "downstream_real": 6}
+    run_pipeline(config(tmp_path, evaluation=evaluation), registry, quiet=True)
+    fits = [c for c in CALLS if c.startswith("real:")]
+    full = len(build_dataset(None).train)
+    assert fits[0] == f"real:{full}:{np.bincount(build_dataset(None).train.labels).tolist()}"
+    assert fits[1:] == ["real:6:[3, 3]"] * 3  # real-only, real + base, real + aligned
+    assert sorted(c for c in CALLS if c.startswith("epochs"))[1:] == [
+        "epochs:0:6",
+        "epochs:6:3",
+        "epochs:6:3",
+    ]
+    downstream = json.loads((tmp_path / "r" / "downstream.json").read_text())
+    assert set(downstream["0"]) == {"real", "real+base@1x", "real+aligned@1x"}
 
 
 @pytest.mark.parametrize(

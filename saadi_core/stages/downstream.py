@@ -6,9 +6,13 @@ differences to real-only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from saadi_core.data.dataset import Dataset
 from saadi_core.interfaces import Sample
 from saadi_core.session import RunSession
 from saadi_core.stages.names import DATA, TRAIN_SELECTOR, downstream_stage, sample_stage
@@ -27,7 +31,31 @@ def params(session: RunSession, seed: int, scale: float | None) -> dict[str, Any
     key = session.params("downstream") | {"seed": seed, "scale": scale}
     if scale is not None:  # real-only trains the same under either budget
         key["budget"] = session.config.evaluation.downstream_budget
+    if session.config.evaluation.downstream_real is not None:
+        key["real"] = session.config.evaluation.downstream_real
     return key
+
+
+def real_data(session: RunSession) -> Dataset:
+    """The dataset a downstream model trains on: the run's, with its train split cut to
+    ``evaluation.downstream_real`` images — the first of every class in turn (round-robin, so
+    the classes stay balanced and a smaller cut is a prefix of a larger one)."""
+    n = session.config.evaluation.downstream_real
+    dataset = session.dataset
+    if n is None or n >= len(dataset.train):
+        return dataset
+    labels = dataset.train.labels
+    if labels is None:  # segmentation: no class per image
+        index = list(range(n))
+    else:
+        by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+        index = [
+            rows[depth]
+            for depth in range(max(len(rows) for rows in by_class))
+            for rows in by_class
+            if depth < len(rows)
+        ][:n]
+    return replace(dataset, train=dataset.train.subset(sorted(index)))
 
 
 def run_one(
@@ -43,7 +71,11 @@ def run_one(
     drawn equally from ``sources`` (one for base or aligned, several for a study's mix),
     evaluated on the real test split. Real-only (no sources) has the same key in every arm
     of a study, so it is trained once per seed."""
-    reuse = not sources and selector_is_downstream(session, seed)
+    reuse = (
+        not sources
+        and session.config.evaluation.downstream_real is None
+        and selector_is_downstream(session, seed)
+    )
 
     def compute(out: Path) -> dict[str, Any]:
         if reuse:
@@ -55,7 +87,8 @@ def run_one(
                 "n_synthetic": 0,
                 "reused": TRAIN_SELECTOR,
             }
-        extra = synthetic(session, sources, scale)
+        dataset = real_data(session)
+        extra = synthetic(session, sources, scale, len(dataset.train))
         session.progress.say(
             f"[bold]downstream[/]: {variant_key(label, scale, bool(sources))} (seed {seed}, {len(extra)} synthetic)"
         )
@@ -66,12 +99,13 @@ def run_one(
             update["seed"] = seed
         if session.config.evaluation.downstream_budget == "steps" and "epochs" in fields:
             update["epochs"] = equal_step_epochs(
-                model.options.epochs, len(session.dataset.train), len(extra)
+                model.options.epochs, len(dataset.train), len(extra)
             )
         model.options = model.options.model_copy(update=update)
-        model.fit(session.dataset, extra=extra)
+        model.fit(dataset, extra=extra)
         return {
             "metrics": session.evaluate_model(model),
+            "n_real": len(dataset.train),
             "n_synthetic": len(extra),
             **({"epochs": update["epochs"]} if "epochs" in update else {}),
         }
@@ -128,11 +162,13 @@ def selector_is_downstream(session: RunSession, seed: int) -> bool:
     )
 
 
-def synthetic(session: RunSession, sources: Sequence[StageResult], scale: float) -> list[Sample]:
-    """``scale × |train|`` samples, an equal share from each source, balanced over conditions."""
+def synthetic(
+    session: RunSession, sources: Sequence[StageResult], scale: float, n_real: int
+) -> list[Sample]:
+    """``scale × n_real`` samples, an equal share from each source, balanced over conditions."""
     from saadi_core.samples_io import load_samples
 
-    total = round(scale * len(session.dataset.train))
+    total = round(scale * n_real)
     chosen: list[Sample] = []
     for i, source in enumerate(sources):
         share = total // len(sources) + (1 if i < total % len(sources) else 0)
