@@ -157,6 +157,7 @@ def test_study_typo_is_a_config_error(tmp_path):
         "iterative-refinement",
         "evidence",
         "evidence-quick",
+        "evidence-few-real",
     ],
 )
 def test_example_studies_validate(name):
