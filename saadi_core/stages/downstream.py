@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ INPUTS = (
     TRAIN_SELECTOR,
 )  # the selector when reused
 OUTPUTS: tuple[str, ...] = ()  # the metrics are the stage's outputs
+T = TypeVar("T")
 
 
 def params(session: RunSession, seed: int, scale: float | None) -> dict[str, Any]:
@@ -48,13 +49,7 @@ def real_data(session: RunSession) -> Dataset:
     if labels is None:  # segmentation: no class per image
         index = list(range(n))
     else:
-        by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-        index = [
-            rows[depth]
-            for depth in range(max(len(rows) for rows in by_class))
-            for rows in by_class
-            if depth < len(rows)
-        ][:n]
+        index = round_robin([np.flatnonzero(labels == c) for c in np.unique(labels)])[:n]
     return replace(dataset, train=dataset.train.subset(sorted(index)))
 
 
@@ -182,11 +177,14 @@ def balanced_subset(samples: Sequence[Sample], n: int) -> list[Sample]:
     by_condition: dict[str, list[Sample]] = {}
     for s in samples:
         by_condition.setdefault(s.condition.id, []).append(s)
-    ordered: list[Sample] = []
-    depth = max((len(group) for group in by_condition.values()), default=0)
-    for i in range(depth):
-        ordered.extend(group[i] for group in by_condition.values() if i < len(group))
-    return ordered[:n]
+    return round_robin(list(by_condition.values()))[:n]
+
+
+def round_robin(groups: Sequence[Sequence[T]]) -> list[T]:
+    """The first item of every group, then the second of every group, …: any prefix takes about
+    as many from each group (a balanced subset of every size)."""
+    depth = max((len(group) for group in groups), default=0)
+    return [group[i] for i in range(depth) for group in groups if i < len(group)]
 
 
 def variant_key(label: str, scale: float, synthetic: bool) -> str:
