@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from saadi_align.labelled import real_samples
 from saadi_align.training import (
     ADAPTER_DIR,
     HISTORY_FILE,
@@ -40,7 +41,7 @@ from saadi_align.training import (
     index_cond,
     set_gradient_checkpointing,
 )
-from saadi_core.diffusion.dpo import DPOLossOutput, diffusion_dpo_loss
+from saadi_core.diffusion.dpo import DPOLossOutput, diffusion_dpo_loss, per_sample_error
 from saadi_core.diffusion.lora import adapters_disabled
 from saadi_core.diffusion.targets import training_target
 from saadi_core.errors import ConfigError, PipelineError
@@ -53,6 +54,8 @@ __all__ = [
     "DiffusionDPO",
     "PairSampler",
     "PreferenceCache",
+    "RealAnchor",
+    "anchored_dpo_step",
     "diffusion_target_of",
     "dpo_forward",
     "encode_pairs",
@@ -116,6 +119,24 @@ def reference_prediction(
         return target.predict(x_t, t, cond)
 
 
+def _predictions(
+    target: DiffusionTarget,
+    x0: torch.Tensor,
+    cond: dict[str, torch.Tensor],
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    autocast: Callable[[], AbstractContextManager[Any]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adapted prediction, reference prediction (no graph) and regression goal for every row."""
+    scheduler = target.noise_scheduler
+    x_t = scheduler.add_noise(x0, noise, timesteps)
+    goal = training_target(scheduler, x0, noise, timesteps)
+    with autocast():
+        ref = reference_prediction(target, x_t, timesteps, cond)
+        pred = target.predict(x_t, timesteps, cond)
+    return pred, ref, goal
+
+
 def dpo_forward(
     target: DiffusionTarget,
     x0: torch.Tensor,
@@ -128,13 +149,56 @@ def dpo_forward(
 ) -> DPOLossOutput:
     """Eq. 4 for ``2B`` rows (winners then losers) with ``noise``/``timesteps`` already shared by
     each winner and its loser: one reference forward (no graph) + one adapted forward."""
-    scheduler = target.noise_scheduler
-    x_t = scheduler.add_noise(x0, noise, timesteps)
-    goal = training_target(scheduler, x0, noise, timesteps)
-    with autocast():
-        ref = reference_prediction(target, x_t, timesteps, cond)
-        pred = target.predict(x_t, timesteps, cond)
+    pred, ref, goal = _predictions(target, x0, cond, noise, timesteps, autocast)
     return diffusion_dpo_loss(pred, ref, goal, beta=beta, sft_weight=sft_weight)
+
+
+@dataclass
+class RealAnchor:
+    """Real training images, encoded once, that every DPO step also denoises.
+
+    Their term ``weight · β · mean(err_θ − err_ref)`` has the gradient of the plain denoising loss
+    on real images (the reference part is constant), so the adapter is pulled back towards the
+    data while Eq. 4 pushes it towards the winners — the drift away from the real images' look
+    (FID) is what made DPO's samples worse training data than filtered ones (docs/benchmarks.md).
+    Scaled by β like ``sft_weight``, so the weight means the same at any β.
+    """
+
+    x0: torch.Tensor
+    cond: dict[str, torch.Tensor]
+    sampler: IndexSampler
+    weight: float
+
+
+def anchored_dpo_step(
+    target: DiffusionTarget,
+    pairs: tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor],
+    real: tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor],
+    beta: float,
+    sft_weight: float,
+    real_weight: float,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> StepOutput:
+    """Eq. 4 on the ``2B`` pair rows plus the real-image anchor on ``R`` more rows, in one
+    forward. Each of ``pairs``/``real`` is ``(x0, cond, noise, timesteps)``; the extra metric
+    ``real_delta`` is ``mean(err_θ − err_ref)`` on the real rows (> 0: the adapter denoises real
+    images worse than the base, i.e. it drifts from the data)."""
+    n_pair_rows = pairs[0].shape[0]
+    x0, noise, t = (torch.cat([pairs[i], real[i]]) for i in (0, 2, 3))
+    cond = {k: torch.cat([pairs[1][k], real[1][k]]) for k in pairs[1]}
+    pred, ref, goal = _predictions(target, x0, cond, noise, t, autocast)
+    out = diffusion_dpo_loss(
+        pred[:n_pair_rows], ref[:n_pair_rows], goal[:n_pair_rows], beta=beta, sft_weight=sft_weight
+    )
+    real_delta = (
+        per_sample_error(pred[n_pair_rows:], goal[n_pair_rows:])
+        - per_sample_error(ref[n_pair_rows:], goal[n_pair_rows:]).detach()
+    ).mean()
+    loss = out.loss + real_weight * beta * real_delta
+    return loss, out.metrics() | {
+        "loss": float(loss.detach()),
+        "real_delta": float(real_delta.detach()),
+    }
 
 
 @dataclass
@@ -148,32 +212,40 @@ class _PairBatches(Batches):
     beta: float
     sft_weight: float
     condition_dropout: float = 0.0
+    real: RealAnchor | None = None
 
     def __post_init__(self) -> None:
         self.meta = {"n_pairs": len(self.cache), "n_encoded_samples": int(self.cache.x0.shape[0])}
+        if self.real is not None:
+            self.meta |= {"n_real": int(self.real.x0.shape[0]), "real_weight": self.real.weight}
 
     def step(
         self, device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]
     ) -> StepOutput:
         x0, cond = self.cache.batch(self.sampler.next(), device)
         half = x0.shape[0] // 2
-        n_timesteps = int(self.target.noise_scheduler.config.num_train_timesteps)
-        noise = torch.randn((half, *x0.shape[1:]), generator=self.rng).to(device, x0.dtype)
-        t = torch.randint(0, n_timesteps, (half,), generator=self.rng).to(device)
+        noise, t = self._noise_and_timesteps(half, x0, device)
         if self.condition_dropout > 0:
             drop = torch.rand(half, generator=self.rng) < self.condition_dropout
             cond = drop_conditions(self.target, cond, torch.cat([drop, drop]).to(device))
-        out = dpo_forward(
-            self.target,
-            x0,
-            cond,
-            torch.cat([noise, noise]),
-            torch.cat([t, t]),
-            self.beta,
-            self.sft_weight,
-            autocast,
-        )
+        pairs = (x0, cond, torch.cat([noise, noise]), torch.cat([t, t]))
+        if self.real is not None:
+            rows = self.real.sampler.next()
+            real_x0 = self.real.x0[rows].to(device)
+            real_cond = {k: v.to(device) for k, v in index_cond(self.real.cond, rows).items()}
+            real = (real_x0, real_cond, *self._noise_and_timesteps(len(rows), real_x0, device))
+            return anchored_dpo_step(
+                self.target, pairs, real, self.beta, self.sft_weight, self.real.weight, autocast
+            )
+        out = dpo_forward(self.target, *pairs, self.beta, self.sft_weight, autocast)
         return out.loss, out.metrics()
+
+    def _noise_and_timesteps(
+        self, n: int, x0: torch.Tensor, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n_timesteps = int(self.target.noise_scheduler.config.num_train_timesteps)
+        noise = torch.randn((n, *x0.shape[1:]), generator=self.rng).to(device, x0.dtype)
+        return noise, torch.randint(0, n_timesteps, (n,), generator=self.rng).to(device)
 
 
 def drop_conditions(
@@ -225,6 +297,13 @@ class DiffusionDPO(LoraAligner):
                 f"'{type(generator).__name__}' has none: set condition_dropout to 0"
             )
         cache = encode_pairs(target, inputs.pairs, opts.encode_batch_size)
+        anchor = None
+        if opts.real_weight > 0:
+            real = real_samples(generator, inputs, option="real_weight")
+            real_x0, real_cond = encode_samples(target, real, opts.encode_batch_size)
+            anchor = RealAnchor(
+                real_x0, real_cond, IndexSampler(len(real), opts.batch_size, rng), opts.real_weight
+            )
         batches = _PairBatches(
             target,
             cache,
@@ -233,6 +312,7 @@ class DiffusionDPO(LoraAligner):
             opts.beta,
             opts.sft_weight,
             opts.condition_dropout,
+            anchor,
         )
         batches.meta |= {
             "beta": opts.beta,

@@ -34,10 +34,13 @@ def labelled_pool(inputs: AlignInputs, threshold: float) -> tuple[list[Sample], 
     return samples, labels
 
 
-def real_samples(generator: Generator, inputs: AlignInputs) -> list[Sample]:
+def real_samples(
+    generator: Generator, inputs: AlignInputs, option: str = "real_fraction"
+) -> list[Sample]:
     """The real training images as :class:`Sample` objects under the generator's conditions:
     by class for classification, by identical mask for mask-conditioned generators, under the one
-    condition of a generator that draws its own mask. Anything else is refused clearly."""
+    condition of a generator that draws its own mask. Anything else is refused clearly, naming the
+    aligner ``option`` that asked for real images."""
     import numpy as np
     import torch
 
@@ -52,7 +55,7 @@ def real_samples(generator: Generator, inputs: AlignInputs) -> list[Sample]:
             cond = by_class.get(int(label))
             if cond is None:
                 raise PipelineError(
-                    f"real_fraction: generator '{generator.kind}' has no condition for class id {int(label)}"
+                    f"{option}: generator '{generator.kind}' has no condition for class id {int(label)}"
                 )
             out.append(Sample(image=images[i], condition=cond, generator="real", seed=0, index=i))
         return out
@@ -77,8 +80,8 @@ def real_samples(generator: Generator, inputs: AlignInputs) -> list[Sample]:
         )
     if not out:
         raise PipelineError(
-            f"real_fraction: no real training image matches a condition of generator '{generator.kind}' "
-            "(by class, by mask, or a single unconditional condition); set real_fraction: 0"
+            f"{option}: no real training image matches a condition of generator '{generator.kind}' "
+            f"(by class, by mask, or a single unconditional condition); set {option}: 0"
         )
     return out
 

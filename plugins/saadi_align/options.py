@@ -143,6 +143,13 @@ class DiffusionDPOOptions(LoraTrainingOptions):
         "moves the unconditional prediction that classifier-free guidance subtracts; 0 = the conditional "
         "prediction only. Needs a generator whose DiffusionTarget has unconditional() (ssd, ssi)",
     )
+    real_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="real-image anchor, relative to β like sft_weight: every step also denoises batch_size real "
+        "training images with this weight, pulling the adapter back towards the data while Eq. 4 pushes it "
+        "towards the winners; 0 = off (pairs only)",
+    )
 
 
 class SFTWinnersOptions(LoraTrainingOptions):

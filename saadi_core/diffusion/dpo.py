@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DPOLossOutput", "diffusion_dpo_loss"]
+__all__ = ["DPOLossOutput", "diffusion_dpo_loss", "per_sample_error"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class DPOLossOutput:
         }
 
 
-def _per_sample_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def per_sample_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per sample (over every non-batch dim), in float32."""
     # fp32: under bf16 autocast the model/reference difference is far below bf16 resolution
     return (target.float() - pred.float()).pow(2).flatten(1).mean(dim=1)
 
@@ -104,8 +105,8 @@ def diffusion_dpo_loss(
         raise ValueError(
             f"expected winners then losers (an even batch), got {target.shape[0]} rows"
         )
-    model_err = _per_sample_error(model_pred, target)
-    ref_err = _per_sample_error(ref_pred, target).detach()
+    model_err = per_sample_error(model_pred, target)
+    ref_err = per_sample_error(ref_pred, target).detach()
     model_w, model_l = model_err.chunk(2)
     ref_w, ref_l = ref_err.chunk(2)
     delta_w = model_w - ref_w
