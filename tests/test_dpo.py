@@ -26,7 +26,7 @@ from saadi_align.dpo import (
     encode_pairs,
     reference_prediction,
 )
-from saadi_align.options import DiffusionDPOOptions
+from saadi_align.options import AUTO_REAL_WEIGHT, DiffusionDPOOptions
 
 from saadi_core.conformance import check_aligner
 from saadi_core.data.dataset import Dataset, Split
@@ -197,7 +197,8 @@ def make_pairs(n_per_class: int = 4, seed: int = 0) -> PairSet:
 
 
 def make_aligner(**options) -> DiffusionDPO:
-    base = {"steps": 3, "batch_size": 4, "lr": 3e-3, "beta": 500.0, "seed": 0}
+    # the real-image anchor is off unless a test asks for it: these tests look at the pairs alone
+    base = {"steps": 3, "batch_size": 4, "lr": 3e-3, "beta": 500.0, "seed": 0, "real_weight": 0.0}
     return DiffusionDPO(DiffusionDPOOptions(**{**base, **options}))
 
 
@@ -433,17 +434,27 @@ def test_real_anchor_trains_on_real_rows_and_lowers_their_error(
 
 def test_real_anchor_needs_real_images_under_the_generators_conditions(tmp_path: Path) -> None:
     dataset = make_dataset()
-    dataset.train.labels[:] = 2  # every real image is class c ...
+    dataset.train.labels[:] = 2  # every real image is class c, which the generator does not draw
     gen = TinyDiffusion()
-    gen.conditions = lambda ds: [
-        Condition(id="class:a", class_id=0, class_name="a")
-    ]  # ... not drawn
-    with pytest.raises(
-        PipelineError, match="real_weight: generator 'tiny-diffusion' has no condition"
-    ):
-        make_aligner(real_weight=1.0).align(
-            gen, AlignInputs(pairs=make_pairs(), dataset=dataset), tmp_path
-        )
+    gen.conditions = lambda ds: [Condition(id="class:a", class_id=0, class_name="a")]
+    inputs = AlignInputs(pairs=make_pairs(), dataset=dataset)
+    asked = "real_weight: generator 'tiny-diffusion' has no condition"
+    with pytest.raises(PipelineError, match=asked):
+        make_aligner(real_weight=1.0).align(gen, inputs, tmp_path / "asked")
+    # left at its default (None), the anchor turns itself off and says why
+    result = make_aligner(real_weight=None).align(gen, inputs, tmp_path / "default")
+    assert result.meta["real_anchor"].startswith(f"off: {asked}")
+    assert not any("real_delta" in h for h in result.history)
+
+
+def test_real_anchor_is_on_by_default_where_real_images_fit(tmp_path: Path) -> None:
+    assert DiffusionDPOOptions().real_weight is None
+    gen = RecordingTinyDiffusion()
+    result = make_aligner(real_weight=None, steps=2).align(
+        gen, AlignInputs(pairs=make_pairs(), dataset=make_dataset()), tmp_path
+    )
+    assert result.meta["real_anchor"] == f"on: weight {AUTO_REAL_WEIGHT:g}, 3 real images"
+    assert result.meta["real_weight"] == AUTO_REAL_WEIGHT and {len(ids) for ids in gen.seen} == {12}
 
 
 def test_reference_runs_without_graph_and_adapters_come_back(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from saadi_align.labelled import real_samples
+from saadi_align.options import AUTO_REAL_WEIGHT, DiffusionDPOOptions
 from saadi_align.training import (
     ADAPTER_DIR,
     HISTORY_FILE,
@@ -56,6 +57,7 @@ __all__ = [
     "PreferenceCache",
     "RealAnchor",
     "anchored_dpo_step",
+    "real_anchor",
     "diffusion_target_of",
     "dpo_forward",
     "encode_pairs",
@@ -248,6 +250,34 @@ class _PairBatches(Batches):
         return noise, torch.randint(0, n_timesteps, (n,), generator=self.rng).to(device)
 
 
+def real_anchor(
+    target: DiffusionTarget,
+    generator: Generator,
+    inputs: AlignInputs,
+    opts: DiffusionDPOOptions,
+    rng: torch.Generator,
+) -> tuple[RealAnchor | None, str]:
+    """The real-image anchor ``real_weight`` asks for, and a note for the alignment's meta.
+
+    Left at None, the anchor is on wherever the generator can put the real training images under
+    its own conditions and off (with the reason in the note) where it cannot — SimGen's presence
+    patterns, say — so the default aligns every generator. An explicit weight is a request: a
+    generator that cannot meet it is refused clearly.
+    """
+    weight = AUTO_REAL_WEIGHT if opts.real_weight is None else opts.real_weight
+    if weight == 0:
+        return None, "off (real_weight 0)"
+    try:
+        real = real_samples(generator, inputs, option="real_weight")
+    except PipelineError as err:
+        if opts.real_weight is not None:
+            raise
+        return None, f"off: {err}"
+    x0, cond = encode_samples(target, real, opts.encode_batch_size)
+    anchor = RealAnchor(x0, cond, IndexSampler(len(real), opts.batch_size, rng), weight)
+    return anchor, f"on: weight {weight:g}, {len(real)} real images"
+
+
 def drop_conditions(
     target: DiffusionTarget, cond: dict[str, torch.Tensor], drop: torch.Tensor
 ) -> dict[str, torch.Tensor]:
@@ -297,13 +327,7 @@ class DiffusionDPO(LoraAligner):
                 f"'{type(generator).__name__}' has none: set condition_dropout to 0"
             )
         cache = encode_pairs(target, inputs.pairs, opts.encode_batch_size)
-        anchor = None
-        if opts.real_weight > 0:
-            real = real_samples(generator, inputs, option="real_weight")
-            real_x0, real_cond = encode_samples(target, real, opts.encode_batch_size)
-            anchor = RealAnchor(
-                real_x0, real_cond, IndexSampler(len(real), opts.batch_size, rng), opts.real_weight
-            )
+        anchor, anchor_note = real_anchor(target, generator, inputs, opts, rng)
         batches = _PairBatches(
             target,
             cache,
@@ -315,6 +339,7 @@ class DiffusionDPO(LoraAligner):
             anchor,
         )
         batches.meta |= {
+            "real_anchor": anchor_note,
             "beta": opts.beta,
             "beta_convention": "Eq. 4 beta (= beta_dpo / 2 of the diffusers Diffusion-DPO example)",
         }

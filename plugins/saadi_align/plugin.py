@@ -21,6 +21,7 @@ def saadi_register_aligners(register: Any) -> None:
                 "lr": 1e-5,
                 "beta": 2500.0,
                 "sft_weight": 0.0,
+                "real_weight": 0.0,
                 "batch_size": 4,
                 "validate_every": 100,
                 "target_modules": None,
