@@ -161,9 +161,10 @@ class RealAnchor:
 
     Their term ``weight · β · mean(err_θ − err_ref)`` has the gradient of the plain denoising loss
     on real images (the reference part is constant), so the adapter is pulled back towards the
-    data while Eq. 4 pushes it towards the winners — the drift away from the real images' look
-    (FID) is what made DPO's samples worse training data than filtered ones (docs/benchmarks.md).
-    Scaled by β like ``sft_weight``, so the weight means the same at any β.
+    data while Eq. 4 pushes it towards the winners. On toy-cls it cut DPO's drift away from the
+    real images' look (FID in the selector's features) from +52 to +8 on average and lost no
+    seed (docs/benchmarks.md). Scaled by β like ``sft_weight``, so the weight means the same at
+    any β.
     """
 
     x0: torch.Tensor
