@@ -172,6 +172,13 @@ class RealAnchor:
     sampler: IndexSampler
     weight: float
 
+    def batch(self, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The next ``x0`` and conditioning of real images, on ``device``."""
+        rows = self.sampler.next()
+        return self.x0[rows].to(device), {
+            k: v.to(device) for k, v in index_cond(self.cond, rows).items()
+        }
+
 
 def anchored_dpo_step(
     target: DiffusionTarget,
@@ -233,10 +240,8 @@ class _PairBatches(Batches):
             cond = drop_conditions(self.target, cond, torch.cat([drop, drop]).to(device))
         pairs = (x0, cond, torch.cat([noise, noise]), torch.cat([t, t]))
         if self.real is not None:
-            rows = self.real.sampler.next()
-            real_x0 = self.real.x0[rows].to(device)
-            real_cond = {k: v.to(device) for k, v in index_cond(self.real.cond, rows).items()}
-            real = (real_x0, real_cond, *self._noise_and_timesteps(len(rows), real_x0, device))
+            real_x0, real_cond = self.real.batch(device)
+            real = (real_x0, real_cond, *self._noise_and_timesteps(len(real_x0), real_x0, device))
             return anchored_dpo_step(
                 self.target, pairs, real, self.beta, self.sft_weight, self.real.weight, autocast
             )
