@@ -205,6 +205,23 @@ def test_lcb_rule_keeps_a_consistent_gain_and_rejects_a_noisy_one() -> None:
     assert point.best_step == 1
 
 
+def test_noninferior_rule_keeps_the_latest_state_unless_it_is_significantly_worse() -> None:
+    """An on-policy round can move what the selector cannot see: the rule keeps moving (the latest
+    state, even at no visible gain) and refuses only a state the selector sees as harm."""
+    base = [1] * 20 + [0] * 80
+    flat = [0] * 5 + [1] * 15 + [1] * 5 + [0] * 75  # 5 flips down, 5 up: no visible change
+    worse = [0] * 15 + [1] * 5 + [0] * 80  # 15 flips down, none up: −15 points
+    selection = Selection("selector_pass", "max", 0.0, patience=5, rule="noninferior", confidence=0.9)
+    selection.update(0, _validation(base), dict)
+    _, extra = selection.update(1, _validation(flat), dict)
+    assert extra["paired_difference"] == 0 and extra["lcb"] < 0 < extra["ucb"]
+    assert selection.best_step == 1  # 'lcb' would have kept the start
+    _, extra = selection.update(2, _validation(worse), dict)
+    assert extra["ucb"] < 0 and selection.best_step == 1 and selection.misses == 1
+    selection.update(3, _validation(flat), dict)
+    assert selection.best_step == 3
+
+
 def test_condition_guard_refuses_a_total_gain_bought_with_one_class() -> None:
     """The toy-cls trade (colon up, liver down): the total's bound is above 0, but one class is
     significantly worse, so the guarded rule keeps the start and the unguarded one the trade."""
@@ -235,7 +252,7 @@ def test_condition_guard_refuses_a_total_gain_bought_with_one_class() -> None:
 def test_condition_guard_needs_the_paired_rule() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="condition_guard needs select_rule 'lcb'"):
+    with pytest.raises(ValidationError, match="condition_guard needs a paired select_rule"):
         SFTWinnersOptions(condition_guard=True, select_rule="point")
     assert SFTWinnersOptions(condition_guard=True).select_rule == "lcb"
 

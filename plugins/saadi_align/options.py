@@ -72,10 +72,12 @@ class LoraTrainingOptions(BaseModel):
         ge=0,
         description="improvement of select_metric (or of its lower bound) needed to count as better",
     )
-    select_rule: Literal["lcb", "point"] = Field(
+    select_rule: Literal["lcb", "noninferior", "point"] = Field(
         default="lcb",
         description="'lcb': keep the state whose paired validation difference to the start (same seeds) has the "
-        "largest one-sided lower confidence bound, and only if it is above 0; 'point': the best point value",
+        "largest one-sided lower confidence bound, and only if it is above 0; 'noninferior': keep the latest state "
+        "unless that difference is significantly below 0 (for moves the selector cannot resolve); 'point': the "
+        "best point value",
     )
     condition_guard: bool = Field(
         default=False,
@@ -102,9 +104,9 @@ class LoraTrainingOptions(BaseModel):
 
     @model_validator(mode="after")
     def _guard_needs_paired_selection(self) -> LoraTrainingOptions:
-        # the guard compares each condition with the start seed for seed: only 'lcb' pairs them
-        if self.condition_guard and self.select_rule != "lcb":
-            raise ValueError("condition_guard needs select_rule 'lcb' (the paired rule)")
+        # the guard compares each condition with the start seed for seed: only the paired rules pair them
+        if self.condition_guard and self.select_rule == "point":
+            raise ValueError("condition_guard needs a paired select_rule ('lcb' or 'noninferior')")
         return self
 
 

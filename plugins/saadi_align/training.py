@@ -15,6 +15,11 @@ Checkpoint selection (``select_rule``):
   candidate whose gain could be chance is not kept. It needs per-sample values from the validator
   (``metrics["per_sample"][select_metric]``); without them it falls back to ``point`` and says so.
 
+* ``noninferior``: keep the LATEST state unless its paired difference to the start is significantly
+  negative (one-sided upper bound below 0). For moves the selector cannot resolve: an on-policy
+  round was measured to raise the oracle pass while the selector's pass stayed flat, so ``lcb``
+  refused it (docs/benchmarks.md). It still refuses what the selector sees as harm.
+
 ``condition_guard`` adds a veto to ``lcb``: one adapter serves every condition, and on toy-cls it
 was measured to buy gains on some classes with losses on others (docs/benchmarks.md). With the
 validator's condition of each sample (``metrics["groups"]``), a candidate is refused when any
@@ -125,6 +130,10 @@ class IndexSampler:
         return batch
 
 
+#: selection rules that compare each validation with the first one, sample by sample
+PAIRED_RULES = ("lcb", "noninferior")
+
+
 def lower_bound(differences: Sequence[float], confidence: float) -> float:
     """One-sided lower confidence bound of the mean of paired ``differences`` (normal
     approximation: mean − z·sd/√n; exact 0 when all differences are 0)."""
@@ -189,10 +198,10 @@ class Selection:
             )
         value = float(metrics[self.metric])
         per_sample = (metrics.get(PER_SAMPLE) or {}).get(self.metric)
-        if self.rule == "lcb" and per_sample is None and self.fallback is None:
+        if self.rule in PAIRED_RULES and per_sample is None and self.fallback is None:
             self.fallback = f"the validator gives no per-sample '{self.metric}', so the kept state was chosen by its point value"
         extra: dict[str, float] = {}
-        if self.rule == "lcb" and per_sample is not None:
+        if self.rule in PAIRED_RULES and per_sample is not None:
             values = [float(v) for v in per_sample]
             if self.start is None:
                 self.start = values
@@ -204,7 +213,12 @@ class Selection:
             diffs = [sign * (v - s) for v, s in zip(values, self.start)]
             lcb = lower_bound(diffs, self.confidence)
             extra = {"paired_difference": sum(diffs) / len(diffs), "lcb": lcb}
-            better = self.best_lcb is None or lcb > self.best_lcb + self.min_delta
+            if self.rule == "noninferior":
+                upper = -lower_bound([-d for d in diffs], self.confidence)
+                extra["ucb"] = upper
+                better = upper >= 0
+            else:
+                better = self.best_lcb is None or lcb > self.best_lcb + self.min_delta
             if self.condition_guard and self.best_lcb is not None:
                 worst = worst_condition_bound(diffs, metrics.get(GROUPS), self.confidence)
                 extra["worst_condition_upper_bound"] = worst
