@@ -211,7 +211,9 @@ def test_noninferior_rule_keeps_the_latest_state_unless_it_is_significantly_wors
     base = [1] * 20 + [0] * 80
     flat = [0] * 5 + [1] * 15 + [1] * 5 + [0] * 75  # 5 flips down, 5 up: no visible change
     worse = [0] * 15 + [1] * 5 + [0] * 80  # 15 flips down, none up: −15 points
-    selection = Selection("selector_pass", "max", 0.0, patience=5, rule="noninferior", confidence=0.9)
+    selection = Selection(
+        "selector_pass", "max", 0.0, patience=5, rule="noninferior", confidence=0.9
+    )
     selection.update(0, _validation(base), dict)
     _, extra = selection.update(1, _validation(flat), dict)
     assert extra["paired_difference"] == 0 and extra["lcb"] < 0 < extra["ucb"]
