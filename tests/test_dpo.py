@@ -652,6 +652,34 @@ def test_validation_can_select_the_base_model(tmp_path: Path) -> None:
         assert torch.equal(gen.predict(x_t, t, cond), TinyDiffusion().predict(x_t, t, cond))
 
 
+def test_noninferior_rule_keeps_the_last_adapter_when_the_selector_sees_no_change(
+    tmp_path: Path,
+) -> None:
+    """The on-policy case: validation shows the same per-sample passes at every step. 'lcb' keeps
+    the starting model; 'noninferior' keeps training's last state (and its weights)."""
+
+    def flat(generator):
+        return {"selector_pass": 0.5, "per_sample": {"selector_pass": [1.0, 0.0] * 10}}
+
+    kept = {}
+    for rule in ("lcb", "noninferior"):
+        gen = TinyDiffusion()
+        inputs = AlignInputs(pairs=make_pairs(1), dataset=make_dataset(), validate=flat)
+        result = make_aligner(steps=4, validate_every=2, select_rule=rule).align(
+            gen, inputs, tmp_path / rule
+        )
+        kept[rule] = result.meta["best_step"]
+        if rule == "noninferior":
+            assert result.meta["selected"] == "step 4" and not result.meta["aligned_equals_base"]
+            x0, cond, noise, t = fixed_batch(gen, make_pairs(1))
+            x_t = gen.noise_scheduler.add_noise(x0, noise, t)
+            with torch.no_grad():  # the adapter moved: not the base model
+                assert not torch.equal(
+                    gen.predict(x_t, t, cond), TinyDiffusion().predict(x_t, t, cond)
+                )
+    assert kept == {"lcb": 0, "noninferior": 4}
+
+
 def test_validation_metric_must_exist(tmp_path: Path) -> None:
     inputs = AlignInputs(
         pairs=make_pairs(1), dataset=make_dataset(), validate=ScriptedValidator([0.5])
