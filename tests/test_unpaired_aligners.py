@@ -129,6 +129,29 @@ def test_sft_mixes_real_images_under_the_generators_conditions(tmp_path: Path) -
     assert result.meta["n_real"] == 3 and result.meta["real_per_batch"] == 2
 
 
+def test_sft_on_real_images_alone_is_the_train_longer_control(tmp_path: Path) -> None:
+    """real_fraction 1: no winner needed (this pool has none), every row is a real image, and the
+    real images' denoising error falls against the base network."""
+    gen, inputs = TinyDiffusion(), pool_inputs(1)
+    inputs.scores = [0.1] * len(inputs.pool)
+    result = SFTWinners(
+        SFTWinnersOptions(steps=6, batch_size=3, real_fraction=1.0, lr=1e-2, seed=0)
+    ).align(gen, inputs, tmp_path)
+    assert result.meta["n_winners"] == 0 and result.meta["n_encoded_samples"] == 3
+    assert result.meta["real_per_batch"] == 3
+    real = real_samples(gen, inputs)
+    x0 = torch.stack([s.image for s in real]).repeat(4, 1, 1, 1)
+    cond = {"class_ids": torch.tensor([s.condition.class_id for s in real]).repeat(4)}
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.randint(0, 50, (noise.shape[0],), generator=g)
+    x_t = gen.noise_scheduler.add_noise(x0, noise, t)
+    with torch.no_grad():
+        aligned = per_sample_error(gen.predict(x_t, t, cond), noise).mean()
+        base = per_sample_error(TinyDiffusion().predict(x_t, t, cond), noise).mean()
+    assert aligned < base
+
+
 def test_unpaired_aligners_refuse_a_pool_without_what_they_need(tmp_path: Path) -> None:
     inputs = pool_inputs(1)
     inputs.scores = [0.1] * len(inputs.pool)

@@ -171,8 +171,9 @@ class SFTWinnersOptions(LoraTrainingOptions):
     real_fraction: float = Field(
         default=0.0,
         ge=0,
-        lt=1,
-        description="share of each batch drawn from the real training images (0 = winners only)",
+        le=1,
+        description="share of each batch drawn from the real training images (0 = winners only; 1 = real images "
+        "only, no selector: the 'train longer' control an aligner's gain must beat)",
     )
 
 
