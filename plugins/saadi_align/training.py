@@ -147,6 +147,12 @@ def lower_bound(differences: Sequence[float], confidence: float) -> float:
     return mean - NormalDist().inv_cdf(confidence) * math.sqrt(var / n)
 
 
+def upper_bound(differences: Sequence[float], confidence: float) -> float:
+    """One-sided upper confidence bound of the mean of paired ``differences`` (below 0: the
+    candidate is significantly worse than the start)."""
+    return -lower_bound([-d for d in differences], confidence)
+
+
 def worst_condition_bound(
     differences: Sequence[float], groups: Sequence[str] | None, confidence: float
 ) -> float:
@@ -159,8 +165,8 @@ def worst_condition_bound(
         )
     by_group: dict[str, list[float]] = {}
     for diff, group in zip(differences, groups):
-        by_group.setdefault(str(group), []).append(-diff)
-    return min(-lower_bound(values, confidence) for values in by_group.values())
+        by_group.setdefault(str(group), []).append(diff)
+    return min(upper_bound(values, confidence) for values in by_group.values())
 
 
 class Selection:
@@ -214,7 +220,7 @@ class Selection:
             lcb = lower_bound(diffs, self.confidence)
             extra = {"paired_difference": sum(diffs) / len(diffs), "lcb": lcb}
             if self.rule == "noninferior":
-                upper = -lower_bound([-d for d in diffs], self.confidence)
+                upper = upper_bound(diffs, self.confidence)
                 extra["ucb"] = upper
                 better = upper >= 0
             else:
