@@ -87,6 +87,21 @@ def test_kto_loss_is_one_half_when_model_equals_reference_and_its_gradient_is_si
 # --------------------------------------------------------------------------- the aligners
 
 
+def errors_against_base(gen: TinyDiffusion, samples: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean denoising error of ``gen`` and of an untouched base network on ``samples`` (each 4 times,
+    fixed noise and timesteps)."""
+    x0 = torch.stack([s.image for s in samples]).repeat(4, 1, 1, 1)
+    cond = {"class_ids": torch.tensor([s.condition.class_id for s in samples]).repeat(4)}
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.randint(0, 50, (noise.shape[0],), generator=g)
+    x_t = gen.noise_scheduler.add_noise(x0, noise, t)
+    with torch.no_grad():
+        aligned = per_sample_error(gen.predict(x_t, t, cond), noise).mean()
+        base = per_sample_error(TinyDiffusion().predict(x_t, t, cond), noise).mean()
+    return aligned, base
+
+
 def test_sft_winners_trains_on_winners_only_and_keeps_the_base(tmp_path: Path) -> None:
     gen = TinyDiffusion()
     before = base_weights(gen.net)
@@ -103,17 +118,7 @@ def test_sft_winners_trains_on_winners_only_and_keeps_the_base(tmp_path: Path) -
         torch.equal(before[k], v) for k, v in base_weights(gen.net).items()
     )
     # the winners' denoising error fell relative to the base network
-    winners = [p.winner for p in inputs.pairs]
-    x0 = torch.stack([s.image for s in winners])
-    cond = {"class_ids": torch.tensor([s.condition.class_id for s in winners])}
-    g = torch.Generator().manual_seed(5)
-    noise = torch.randn(x0.repeat(4, 1, 1, 1).shape, generator=g)
-    t = torch.randint(0, 50, (noise.shape[0],), generator=g)
-    x_t = gen.noise_scheduler.add_noise(x0.repeat(4, 1, 1, 1), noise, t)
-    cond4 = {"class_ids": cond["class_ids"].repeat(4)}
-    with torch.no_grad():
-        aligned = per_sample_error(gen.predict(x_t, t, cond4), noise).mean()
-        base = per_sample_error(TinyDiffusion().predict(x_t, t, cond4), noise).mean()
+    aligned, base = errors_against_base(gen, [p.winner for p in inputs.pairs])
     assert aligned < base
 
 
@@ -139,16 +144,7 @@ def test_sft_on_real_images_alone_is_the_train_longer_control(tmp_path: Path) ->
     ).align(gen, inputs, tmp_path)
     assert result.meta["n_winners"] == 0 and result.meta["n_encoded_samples"] == 3
     assert result.meta["real_per_batch"] == 3
-    real = real_samples(gen, inputs)
-    x0 = torch.stack([s.image for s in real]).repeat(4, 1, 1, 1)
-    cond = {"class_ids": torch.tensor([s.condition.class_id for s in real]).repeat(4)}
-    g = torch.Generator().manual_seed(5)
-    noise = torch.randn(x0.shape, generator=g)
-    t = torch.randint(0, 50, (noise.shape[0],), generator=g)
-    x_t = gen.noise_scheduler.add_noise(x0, noise, t)
-    with torch.no_grad():
-        aligned = per_sample_error(gen.predict(x_t, t, cond), noise).mean()
-        base = per_sample_error(TinyDiffusion().predict(x_t, t, cond), noise).mean()
+    aligned, base = errors_against_base(gen, real_samples(gen, inputs))
     assert aligned < base
 
 
