@@ -184,6 +184,41 @@ def test_training_loop_steps_logs_and_freezes() -> None:
     assert not model.unet.training
 
 
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ("constant_with_warmup", [0.5, 1.0, 1.0, 1.0, 1.0]),
+        ("cosine", [0.5, 1.0, 0.75, 0.25, 0.0]),
+        ("linear", [0.5, 1.0, 2 / 3, 1 / 3, 0.0]),
+    ],
+)
+def test_learning_rate_warms_up_then_follows_the_schedule(schedule: str, expected: list) -> None:
+    """A decayed schedule reaches 0 exactly at max_steps, whatever max_steps is."""
+    from accelerate import Accelerator
+
+    options = _demo_options(
+        max_steps=5, lr_warmup_steps=2, learning_rate=1.0, lr_scheduler=schedule, ema_decay=0
+    )
+    model = build_from_config(options, ["a x"], SIZE, name="demo")
+    loop = LatentTrainingLoop(model, ["a x"], options, Accelerator(cpu=True), _Silent(), name="d")
+    x0 = torch.zeros(1, *model.latent_shape)
+    for _ in loop.steps():
+        states = loop.prompt_states()
+        loop.update(
+            loop.unet(x0, torch.tensor([1]), encoder_hidden_states=states[[0]]).sample.pow(2).mean()
+        )
+    # each history entry is the rate after that step's scheduler update
+    assert [h["lr"] for h in loop.finish()] == pytest.approx(expected, abs=1e-6)
+
+
+class _Silent:
+    def track(self, iterable: Any, description: str, total: int | None = None) -> Any:
+        return iterable
+
+    def log(self, event: str, **fields: Any) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------- both plugins
 
 

@@ -93,6 +93,11 @@ class LatentDiffusionOptions(GeneratorOptions):
     batch_size: int = Field(default=32, ge=1, description="per-process batch size")
     learning_rate: float = Field(default=1e-3, gt=0)
     lr_warmup_steps: int = Field(default=50, ge=0)
+    lr_scheduler: Literal["constant_with_warmup", "cosine", "linear"] = Field(
+        default="constant_with_warmup",
+        description="learning-rate schedule after the warm-up (diffusers' names): constant, or decayed to 0 "
+        "at max_steps along a half cosine or a line",
+    )
     weight_decay: float = Field(default=1e-2, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
     train_text_encoder: bool = Field(

@@ -6,10 +6,10 @@ input, which loss — is its own. Around it, the loops are the same and live in
 
 * **set-up** — autoencoder frozen, text encoder trained or frozen (``train_text_encoder``), UNet
   trained (with gradient checkpointing when asked); AdamW over the trained modules with a
-  constant-after-warm-up learning rate; everything handed to ``accelerate`` (so ``accelerate
-  launch`` runs the same loop on several processes and autocasts for bf16); an EMA of the
-  trained weights when ``ema_decay`` > 0; the class prompts and the empty prompt tokenized once
-  (and encoded once when the text encoder is frozen);
+  learning rate warmed up, then constant or decayed (``lr_scheduler``); everything handed to
+  ``accelerate`` (so ``accelerate launch`` runs the same loop on several processes and
+  autocasts for bf16); an EMA of the trained weights when ``ema_decay`` > 0; the class prompts
+  and the empty prompt tokenized once (and encoded once when the text encoder is frozen);
 * **each step** — backward, gradient clipping, optimiser and schedule steps, EMA update, the
   per-step history and a windowed loss log event every ``log_every`` steps;
 * **tear-down** — the trained modules unwrapped back into the model, the EMA average copied
@@ -85,7 +85,10 @@ class LatentTrainingLoop:
             self.parameters, lr=options.learning_rate, weight_decay=options.weight_decay
         )
         self.lr_scheduler = get_scheduler(
-            "constant_with_warmup", self.optimizer, num_warmup_steps=options.lr_warmup_steps
+            options.lr_scheduler,
+            self.optimizer,
+            num_warmup_steps=options.lr_warmup_steps,
+            num_training_steps=options.max_steps,
         )
         extra = [] if data is None else [data]
         prepared = accelerator.prepare(*trainable, self.optimizer, *extra, self.lr_scheduler)
