@@ -12,9 +12,9 @@ from saadi_align.kto import ADAPTER_NAME as KTO_ADAPTER
 from saadi_align.kto import DiffusionKTO
 from saadi_align.labelled import real_samples
 from saadi_align.losses import diffusion_kto_loss
-from saadi_align.options import DiffusionKTOOptions, SFTWinnersOptions
+from saadi_align.options import DiffusionKTOOptions, SFTWinnersOptions, TrainLongerOptions
 from saadi_align.sft import ADAPTER_NAME as SFT_ADAPTER
-from saadi_align.sft import SFTWinners
+from saadi_align.sft import SFTWinners, TrainLonger
 from saadi_align.training import Selection, lower_bound, per_sample_error, worst_condition_bound
 from test_dpo import TinyDiffusion, base_weights, make_dataset, make_pairs, one_thread  # noqa: F401 (fixture)
 
@@ -134,18 +134,33 @@ def test_sft_mixes_real_images_under_the_generators_conditions(tmp_path: Path) -
     assert result.meta["n_real"] == 3 and result.meta["real_per_batch"] == 2
 
 
-def test_sft_on_real_images_alone_is_the_train_longer_control(tmp_path: Path) -> None:
-    """real_fraction 1: no winner needed (this pool has none), every row is a real image, and the
+def test_train_longer_fine_tunes_on_the_real_images_alone(tmp_path: Path) -> None:
+    """The control needs no winner (this pool has none), every row is a real image, and the
     real images' denoising error falls against the base network."""
     gen, inputs = TinyDiffusion(), pool_inputs(1)
     inputs.scores = [0.1] * len(inputs.pool)
-    result = SFTWinners(
-        SFTWinnersOptions(steps=6, batch_size=3, real_fraction=1.0, lr=1e-2, seed=0)
-    ).align(gen, inputs, tmp_path)
+    result = TrainLonger(TrainLongerOptions(steps=6, batch_size=3, lr=1e-2, seed=0)).align(
+        gen, inputs, tmp_path
+    )
     assert result.meta["n_winners"] == 0 and result.meta["n_encoded_samples"] == 3
-    assert result.meta["real_per_batch"] == 3
+    assert result.meta["real_per_batch"] == 3 and "threshold" not in result.meta
     aligned, base = errors_against_base(gen, real_samples(gen, inputs))
     assert aligned < base
+
+
+def test_sft_winners_with_almost_only_real_rows_still_needs_a_winner(tmp_path: Path) -> None:
+    """A real share that rounds to the whole batch trains on no winner, so none is demanded; one
+    that leaves a winner row demands one (the two decisions used to disagree)."""
+    inputs = pool_inputs(1)
+    inputs.scores = [0.1] * len(inputs.pool)
+    whole = SFTWinners(SFTWinnersOptions(steps=1, batch_size=4, real_fraction=0.9, seed=0))
+    assert whole.align(TinyDiffusion(), inputs, tmp_path / "a").meta["n_winners"] == 0
+    with pytest.raises(PipelineError, match="no sample scoring"):
+        SFTWinners(SFTWinnersOptions(steps=1, batch_size=4, real_fraction=0.7)).align(
+            TinyDiffusion(), inputs, tmp_path / "b"
+        )
+    with pytest.raises(ValueError, match="real_fraction"):
+        SFTWinnersOptions(real_fraction=1.0)
 
 
 def test_unpaired_aligners_refuse_a_pool_without_what_they_need(tmp_path: Path) -> None:
@@ -178,8 +193,9 @@ def test_kto_learns_from_a_pool_with_only_losers(tmp_path: Path) -> None:
     [
         lambda: SFTWinners(SFTWinnersOptions(steps=3, batch_size=2, seed=0)),
         lambda: DiffusionKTO(DiffusionKTOOptions(steps=3, batch_size=4, beta=500.0, seed=0)),
+        lambda: TrainLonger(TrainLongerOptions(steps=3, batch_size=2, seed=0)),
     ],
-    ids=["sft-winners", "diffusion-kto"],
+    ids=["sft-winners", "diffusion-kto", "train-longer"],
 )
 def test_unpaired_aligners_pass_the_conformance_check(make, tmp_path: Path) -> None:
     check_aligner(

@@ -171,9 +171,28 @@ class SFTWinnersOptions(LoraTrainingOptions):
     real_fraction: float = Field(
         default=0.0,
         ge=0,
-        le=1,
-        description="share of each batch drawn from the real training images (0 = winners only; 1 = real images "
-        "only, no selector: the 'train longer' control an aligner's gain must beat)",
+        lt=1,
+        description="share of each batch drawn from the real training images (0 = winners only); real images "
+        "alone, with no selector, are the `train-longer` aligner",
+    )
+
+
+class TrainLongerOptions(LoraTrainingOptions):
+    """``train-longer``: the control arm - the same LoRA fine-tuning on the real training images only."""
+
+    steps: int = Field(
+        default=600, ge=1, description="optimiser steps; tiny: 600, diffusion-dpo's default"
+    )
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        description="real images per step and process; tiny: 16, as many images as diffusion-dpo's 8 winners and "
+        "8 anchor images",
+    )
+    validate_every: int = Field(
+        default=200,
+        ge=1,
+        description="steps between validations; tiny: 200, diffusion-dpo's, so both keep a state by the same rule",
     )
 
 

@@ -46,6 +46,14 @@ def saadi_register_aligners(register: Any) -> None:
         profiles={"paper": lora_paper},
     )
     register(
+        "train-longer",
+        "saadi_align.sft:TrainLonger",
+        options="saadi_align.options:TrainLongerOptions",
+        description="the control arm: the same LoRA fine-tuning on the real training images alone (no selector, no "
+        "pool), so an aligner's gain over base can be split into training longer and the preference signal.",
+        profiles={"paper": lora_paper},
+    )
+    register(
         "diffusion-kto",
         "saadi_align.kto:DiffusionKTO",
         options="saadi_align.options:DiffusionKTOOptions",
