@@ -251,6 +251,11 @@ class ArmConfig(Strict):
         description="keep only the generator's (or, with an aligner, the aligned generator's) samples the selector "
         "scores >= h, topped up to the same count per condition (the 'filter' baseline)",
     )
+    control: bool = Field(
+        default=False,
+        description="the control arm (usually `aligner: train-longer`): the evidence table compares every other "
+        "arm's oracle pass (paired McNemar, same evaluation seeds) and downstream metric (paired CI) with it",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ArmConfig:
@@ -258,6 +263,11 @@ class ArmConfig(Strict):
             raise ValueError(f"arm '{self.name}' needs exactly one of 'generator' or 'mix'")
         if self.filter and self.mix is not None:
             raise ValueError(f"arm '{self.name}': filter applies to a generator arm, not a mix")
+        if self.control and (self.aligner is None or self.filter):
+            raise ValueError(
+                f"arm '{self.name}': a control arm is an aligned generator without filter "
+                "(e.g. aligner: train-longer), compared sample by sample with the other arms"
+            )
         return self
 
 
@@ -323,6 +333,9 @@ class StudyConfig(Strict):
                 raise ValueError(
                     f"arm '{arm.name}' mixes other mixes ({', '.join(mixes)}); list their generator arms instead"
                 )
+        controls = [a.name for a in self.arms if a.control]
+        if len(controls) > 1:
+            raise ValueError(f"one control arm per study; marked: {', '.join(controls)}")
         if any(s <= 0 for s in self.scales):
             raise ValueError("scales must be positive multiples of the real train size")
         return self

@@ -5,8 +5,18 @@ label preservation (segmentation), FID in the run's feature space, the downstrea
 std over (study seed × downstream seed) cells, and the paired difference of every cell to the
 ``base`` arm and to the ``filter`` arm with a t-based 95 % confidence interval. The stage time an
 arm needs is added when the table is printed (:func:`evidence_lines`, read from the run stores):
-wall time depends on the machine and its load, and ``study.json`` is the same on every executor. The reference arms are found by shape: ``base`` = the first generator arm without
-aligner or filter, ``filter`` = the first filter arm without aligner.
+wall time depends on the machine and its load, and ``study.json`` is the same on every executor.
+The reference arms are found by shape: ``base`` = the first generator arm without aligner or
+filter, ``filter`` = the first filter arm without aligner.
+
+A study may mark one arm ``control: true`` (usually ``aligner: train-longer``: the same fine-tuning
+on the real images alone). Every row is then also compared with it, downstream (paired CI) and on
+what the images show: the oracle verdicts of the arm's evaluation samples against the control's,
+drawn from the same seeds under the same conditions, with an exact McNemar test per study seed and
+pooled over them. The same paired oracle test against each run's own base samples is given for
+every arm with evaluation samples, so "− base" and "− control" read alike. Filter arms and mixes
+have no evaluation samples of their own (theirs are pool samples), so they get only the
+downstream comparisons.
 
 Cells that share a study seed share the generator, so they are not independent; the table also
 gives the interval over the per-study-seed means (``ci95_by_seed``), the conservative one.
@@ -19,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from saadi_core.config import ArmConfig, StudyConfig
-from saadi_core.evaluation.stats import interval_verdict, paired_interval
+from saadi_core.evaluation.stats import interval_verdict, mcnemar_exact, paired_interval
 
 Cell = tuple[int, str]  # (study seed, downstream seed)
 
@@ -71,6 +81,48 @@ def _comparison(
     }
 
 
+def _oracle_verdicts(run_dir: str, variant: str) -> list[bool] | None:
+    """The oracle's per-sample verdicts on a run's evaluation samples of ``variant`` ("base" or
+    "aligned"), as the evaluate stage recorded them; ``None`` without an oracle or a record."""
+    root = Path(run_dir)
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        path = manifest["stages"]["evaluate"]["path"]
+        record = json.loads((root / path / variant / "scores.json").read_text(encoding="utf-8"))
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+    verdicts = record.get("oracle")
+    return [bool(v) for v in verdicts] if isinstance(verdicts, list) else None
+
+
+def _paired_oracle(
+    runs: dict[int, dict[str, Any]],
+    variant: str,
+    reference: dict[int, dict[str, Any]],
+    reference_variant: str,
+) -> dict[str, Any] | None:
+    """Exact McNemar of an arm's oracle verdicts against a reference's on the same evaluation
+    samples (same seeds and conditions), per study seed and pooled (arm − reference, points)."""
+    per_seed: dict[str, dict[str, Any]] = {}
+    pooled_arm: list[bool] = []
+    pooled_ref: list[bool] = []
+    for seed in sorted(set(runs) & set(reference)):
+        mine = _oracle_verdicts(runs[seed]["run"], variant)
+        theirs = _oracle_verdicts(reference[seed]["run"], reference_variant)
+        if mine is None or theirs is None or len(mine) != len(theirs):
+            continue
+        test = mcnemar_exact(theirs, mine)
+        per_seed[str(seed)] = {
+            k: test[k] for k in ("difference_points", "fail_to_pass", "pass_to_fail", "p_value")
+        }
+        pooled_arm += mine
+        pooled_ref += theirs
+    if not per_seed:
+        return None
+    pooled = mcnemar_exact(pooled_ref, pooled_arm)
+    return {"per_seed": per_seed, "pooled": pooled}
+
+
 def evidence_table(
     study: StudyConfig,
     per_seed: dict[str, dict[int, dict[str, Any]]],
@@ -95,6 +147,7 @@ def evidence_table(
         (a.name for a in study.arms if a.mix is None and a.aligner is None and not a.filter), None
     )
     filt = next((a.name for a in study.arms if a.filter and a.aligner is None), None)
+    control = next((a.name for a in study.arms if a.control), None)
 
     rows = []
     for name, values in downstream.items():
@@ -132,11 +185,29 @@ def evidence_table(
                 "std": (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5,
                 "n_cells": len(scores),
             }
-        for ref_name, label in ((base, "vs_base"), (filt, "vs_filter")):
+        for ref_name, label in ((base, "vs_base"), (filt, "vs_filter"), (control, "vs_control")):
             if ref_name is not None and name != ref_name and name != "real only":
                 row[label] = _comparison(values, downstream[ref_name], ref_name)
+        if arm is not None and arm.mix is None and not arm.filter:
+            variant = _variant(arm, labels[name])
+            row["oracle_vs_base"] = (
+                _paired_oracle(per_seed[name], variant, per_seed[name], "base")
+                if variant != "base"
+                else None
+            )
+            if control is not None and name != control:
+                row["oracle_vs_control"] = _paired_oracle(
+                    per_seed[name], variant, per_seed[control], "aligned"
+                )
         rows.append(row)
-    return {"metric": metric, "scale": scale, "base_arm": base, "filter_arm": filt, "rows": rows}
+    return {
+        "metric": metric,
+        "scale": scale,
+        "base_arm": base,
+        "filter_arm": filt,
+        "control_arm": control,
+        "rows": rows,
+    }
 
 
 def stage_seconds_per_seed(runs: list[str]) -> float | None:
@@ -165,31 +236,43 @@ def evidence_lines(
             else f"{block['difference']:+.3f}"
         )
 
+    def oracle(block: dict[str, Any] | None) -> str:
+        if not block:
+            return "—"
+        test = block["pooled"]
+        return f"{test['difference_points']:+.1f} (p = {test['p_value']:.2g})"
+
+    control = evidence.get("control_arm")
     columns = [
         "arm",
         "oracle pass",
+        f"oracle − {evidence.get('base_arm') or 'base'} (McNemar)",
         "selector pass",
         "label pres. (mIoU)",
         "FID",
         f"{metric} mean ± std (cells)",
         f"− {evidence.get('base_arm') or 'base'} [95 % CI]",
         f"− {evidence.get('filter_arm') or 'filter'} [95 % CI]",
-        "stage s / seed",
     ]
+    if control:
+        columns += [f"oracle − {control} (McNemar)", f"− {control} [95 % CI]"]
+    columns.append("stage s / seed")
     rows = []
     for r in evidence["rows"]:
         m = r.get(metric)
-        rows.append(
-            [
-                r["arm"],
-                pct(r.get("oracle_pass")),
-                pct(r.get("selector_pass")),
-                pct(r.get("label_preservation")),
-                "—" if r.get("fid") is None else f"{r['fid']:.1f}",
-                "—" if m is None else f"{m['mean']:.3f} ± {m['std']:.3f} ({m['n_cells']})",
-                diff(r.get("vs_base")),
-                diff(r.get("vs_filter")),
-                "—" if seconds.get(r["arm"]) is None else f"{seconds[r['arm']]:.0f}",
-            ]
-        )
+        line = [
+            r["arm"],
+            pct(r.get("oracle_pass")),
+            oracle(r.get("oracle_vs_base")),
+            pct(r.get("selector_pass")),
+            pct(r.get("label_preservation")),
+            "—" if r.get("fid") is None else f"{r['fid']:.1f}",
+            "—" if m is None else f"{m['mean']:.3f} ± {m['std']:.3f} ({m['n_cells']})",
+            diff(r.get("vs_base")),
+            diff(r.get("vs_filter")),
+        ]
+        if control:
+            line += [oracle(r.get("oracle_vs_control")), diff(r.get("vs_control"))]
+        line.append("—" if seconds.get(r["arm"]) is None else f"{seconds[r['arm']]:.0f}")
+        rows.append(line)
     return columns, rows

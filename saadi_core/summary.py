@@ -158,7 +158,8 @@ def print_study(result: Any, console: Console) -> None:
         }
         columns, rows = evidence_lines(summary["evidence"], runs)
         etable = Table(
-            title="evidence: arms vs base and vs filter, paired by (seed, downstream seed)"
+            title="evidence: arms vs base, filter and control; oracle paired by sample, downstream "
+            "by (seed, downstream seed)"
         )
         for column in columns:
             etable.add_column(column)

@@ -266,6 +266,76 @@ def test_filter_arms_keep_the_selectors_choice_at_the_same_count_and_feed_the_ev
     )
 
 
+def test_every_arm_is_compared_with_the_control_on_the_same_evaluation_samples(tmp_path, registry):
+    """The control arm's oracle verdicts are paired sample by sample with every other arm's, per
+    seed and pooled; the downstream metric cell by cell."""
+    from saadi_core.evaluation.stats import mcnemar_exact
+    from saadi_core.evidence import evidence_lines
+
+    arms = [
+        {"name": "base", "generator": "shift"},
+        {"name": "aligned", "generator": "shift", "aligner": {"kind": "shrink"}},
+        {
+            "name": "control",
+            "generator": "shift",
+            "aligner": {"kind": "shrink", "options": {"strength": 0.1}},
+            "control": True,
+        },
+    ]
+    cfg = study_config(tmp_path, seeds=[0, 1], scales=[1], arms=arms)
+    evidence = run_study(cfg, registry, quiet=True).summary["evidence"]
+    rows = {r["arm"]: r for r in evidence["rows"]}
+    assert evidence["control_arm"] == "control"
+
+    def verdicts(run: str, variant: str) -> list[bool]:
+        root = tmp_path / "s" / "runs" / run
+        manifest = json.loads((root / "manifest.json").read_text())
+        path = root / manifest["stages"]["evaluate"]["path"] / variant / "scores.json"
+        return json.loads(path.read_text())["oracle"]
+
+    mine = verdicts("aligned-seed0", "aligned") + verdicts("aligned-seed1", "aligned")
+    theirs = verdicts("control-seed0", "aligned") + verdicts("control-seed1", "aligned")
+    pooled = rows["aligned"]["oracle_vs_control"]["pooled"]
+    assert pooled == mcnemar_exact(theirs, mine) and pooled["difference_points"] > 0
+    assert set(rows["aligned"]["oracle_vs_control"]["per_seed"]) == {"0", "1"}
+    # the base arm's samples are the control's own base samples: the control's gain, negated
+    base_vs_control = rows["base"]["oracle_vs_control"]["pooled"]
+    control_vs_base = rows["control"]["oracle_vs_base"]["pooled"]
+    assert base_vs_control["difference_points"] == -control_vs_base["difference_points"]
+    assert (
+        rows["aligned"]["vs_control"]["n_cells"] == 2 and "oracle_vs_control" not in rows["control"]
+    )
+    columns, lines = evidence_lines(evidence)
+    assert "oracle − control (McNemar)" in columns and all(len(x) == len(columns) for x in lines)
+
+
+@pytest.mark.parametrize(
+    "arm, message",
+    [
+        ({"name": "c", "generator": "shift", "control": True}, "a control arm is an aligned"),
+        (
+            {
+                "name": "c",
+                "generator": "shift",
+                "aligner": "shrink",
+                "filter": True,
+                "control": True,
+            },
+            "a control arm is an aligned",
+        ),
+    ],
+)
+def test_a_control_arm_must_be_an_aligned_generator(tmp_path, arm, message):
+    with pytest.raises(Exception, match=message):
+        study_config(tmp_path, arms=[{"name": "a", "generator": "shift"}, arm])
+
+
+def test_one_control_arm_per_study(tmp_path):
+    control = {"generator": "shift", "aligner": "shrink", "control": True}
+    with pytest.raises(Exception, match="one control arm per study"):
+        study_config(tmp_path, arms=[{"name": "a", **control}, {"name": "b", **control}])
+
+
 def test_filter_on_a_mix_is_refused(tmp_path):
     with pytest.raises(Exception, match="filter applies to a generator arm"):
         study_config(
