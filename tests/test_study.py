@@ -307,6 +307,13 @@ def test_every_arm_is_compared_with_the_control_on_the_same_evaluation_samples(t
     )
     columns, lines = evidence_lines(evidence)
     assert "oracle − control (McNemar)" in columns and all(len(x) == len(columns) for x in lines)
+    # the HTML report carries the same table
+    from saadi_core.report.build import build_report
+
+    html = build_report(tmp_path / "s", registry=registry).read_text()
+    section = html.split('<section id="study-evidence">')[1].split("</section>")[0]
+    shown = f"{pooled['difference_points']:+.1f} (p = {pooled['p_value']:.2g})"
+    assert "oracle − control (McNemar)" in section and shown in section
 
 
 @pytest.mark.parametrize(

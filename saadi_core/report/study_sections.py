@@ -1,5 +1,6 @@
 """The study-level sections: arms × scales, the data-scaling plot, comparisons with confidence
-intervals, per-class results, pass rates per arm, and every run of the study (collapsible)."""
+intervals, the evidence table (every arm against base, filter and control), per-class results,
+pass rates per arm, and every run of the study (collapsible)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ STUDY_SECTIONS: tuple[tuple[str, str], ...] = (
     ("study-downstream", "Downstream by arm and scale"),
     ("study-scaling", "Data scaling"),
     ("study-comparisons", "Comparisons"),
+    ("study-evidence", "Does alignment help? Evidence table"),
     ("study-per-class", "Per-class downstream"),
     ("study-pass-rates", "Pass rates by arm"),
     ("study-runs", "Runs"),
@@ -48,6 +50,7 @@ def study_sections(study: StudyData, registry: Any = None) -> list[Section]:
         "study-downstream": downstream,
         "study-scaling": scaling,
         "study-comparisons": comparisons,
+        "study-evidence": evidence,
         "study-per-class": per_class,
         "study-pass-rates": pass_rates,
         "study-runs": lambda s: runs(s, registry),
@@ -129,6 +132,29 @@ def overview(study: StudyData) -> str:
         )
     )
     return "".join(parts)
+
+
+def evidence(study: StudyData) -> str:
+    """The table ``saadi study`` prints (:func:`saadi_core.evidence.evidence_lines`)."""
+    from saadi_core.evidence import evidence_lines
+
+    table_data = study.study.get("evidence")
+    if not table_data:
+        return not_available("study.json has no evidence table (written by an older saadi)")
+    runs = {
+        str(arm.get("name")): [str(r) for r in (arm.get("runs") or {}).values()]
+        for arm in _arms(study)
+        if arm.get("mix") is None
+    }
+    columns, rows = evidence_lines(table_data, runs)
+    reading = (
+        "Oracle columns: what the images really show, paired sample by sample (same seeds, same "
+        "conditions) with an exact McNemar test pooled over the study seeds; a mix or filter arm "
+        "has no evaluation samples of its own. Downstream columns: the paired difference of every "
+        "(seed, downstream seed) cell with a 95 % t interval; an interval holding 0 is no "
+        "difference. Stage seconds: what one seed of the arm costs alone."
+    )
+    return table(columns, [[text(c) for c in row] for row in rows]) + note(reading)
 
 
 def _real_only_line(study: StudyData) -> str:
