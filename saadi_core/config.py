@@ -120,7 +120,9 @@ class EvaluationConfig(Strict):
         description="synthetic amount as multiples of the real train size",
     )
     downstream_seeds: list[int] = Field(
-        default_factory=lambda: [0], min_length=1, description="at least one seed"
+        default_factory=lambda: [0],
+        description="one downstream model per seed (and per synthetic set); [] = none: the generators are "
+        "compared on their samples alone (pass rates, fidelity), in a fraction of the time",
     )
     downstream_variants: list[Literal["base", "aligned"]] = Field(
         default_factory=lambda: ["base", "aligned"],
@@ -295,9 +297,10 @@ class StudyConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     downstream_seeds: int = Field(
         default=1,
-        ge=1,
+        ge=0,
         description="downstream models per study seed (seeds s, s+100, s+200, ...): a generator seed's "
-        "samples are judged over several downstream trainings",
+        "samples are judged over several downstream trainings; 0 = none, the arms are compared on what their "
+        "samples show (oracle, selector, fidelity) alone - the cheap first look at an aligner against the control",
     )
     scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     downstream_budget: DownstreamBudget = Field(
@@ -333,6 +336,12 @@ class StudyConfig(Strict):
                 raise ValueError(
                     f"arm '{arm.name}' mixes other mixes ({', '.join(mixes)}); list their generator arms instead"
                 )
+        mixes = [a.name for a in self.arms if a.mix is not None]
+        if mixes and self.downstream_seeds == 0:
+            raise ValueError(
+                f"mix arms ({', '.join(mixes)}) exist only as downstream training sets; "
+                "they need downstream_seeds >= 1"
+            )
         controls = [a.name for a in self.arms if a.control]
         if len(controls) > 1:
             raise ValueError(f"one control arm per study; marked: {', '.join(controls)}")

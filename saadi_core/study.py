@@ -144,11 +144,12 @@ def summarise(
                 real_by_cell.setdefault((seed, ds), by_variant["real"][metric])
     real_values = [real_by_cell[c] for c in sorted(real_by_cell)]
     arms_out, comparisons = [], []
+    trained_downstream = study.downstream_seeds > 0
     for arm in study.arms:
         label = arm_label(arm, registry)
         runs = per_seed[arm.name]
         downstream: dict[str, Any] = {}
-        for scale in study.scales:
+        for scale in study.scales if trained_downstream else []:
             key = f"real+{label}@{scale:g}x"
             values = {
                 (s, ds): v[key]
@@ -216,7 +217,9 @@ def summarise(
             "mean": float(np.mean(real_values)),
             "std": float(np.std(real_values)),
             "values": real_values,
-        },
+        }
+        if real_values
+        else None,
         "arms": arms_out,
         "comparisons": comparisons,
         "evidence": evidence_table(

@@ -65,7 +65,7 @@ def print_summary(result: Any, console: Console) -> None:
         terminal_summary(result.session.registry, summary, console.print)
 
     downstream = summary.get("downstream") or {}
-    if downstream:
+    if any(isinstance(value, dict) for value in downstream.values()):
         metric = downstream.get("metric", "")
         dtable = Table(title=f"downstream {metric} on the real test split")
         dtable.add_column("training data")
@@ -122,8 +122,37 @@ def label_preservation_line(preserved: dict[str, Any]) -> str:
 
 
 def print_study(result: Any, console: Console) -> None:
-    """Print the study's downstream table (mean ± std over seeds) and its comparisons."""
+    """Print the study's downstream table (mean ± std over seeds), its comparisons and the
+    evidence table."""
     summary = result.summary
+    if summary.get("real_only") is not None:
+        _print_downstream(summary, console)
+    else:
+        console.print(
+            "no downstream models (downstream_seeds: 0): the arms compare on their samples"
+        )
+    if summary.get("evidence"):
+        from saadi_core.evidence import evidence_lines
+
+        runs = {
+            arm["name"]: list(arm["runs"].values())
+            for arm in summary["arms"]
+            if arm.get("mix") is None
+        }
+        columns, rows = evidence_lines(summary["evidence"], runs)
+        etable = Table(
+            title="evidence: arms vs base, filter and control; oracle paired by sample, downstream "
+            "by (seed, downstream seed)"
+        )
+        for column in columns:
+            etable.add_column(column)
+        for row in rows:
+            etable.add_row(*row)
+        console.print(etable)
+    console.print(f"results: {result.root}/study.json")
+
+
+def _print_downstream(summary: dict[str, Any], console: Console) -> None:
     metric = summary["metric"]
     table = Table(
         title=f"{summary['name']}: {metric}, real test split (mean ± std, {len(summary['seeds'])} seeds)"
@@ -148,22 +177,3 @@ def print_study(result: Any, console: Console) -> None:
             c["arm"], f"{c['scale']:g}×", f"{c['difference']:+.3f}", interval, c["verdict"]
         )
     console.print(ctable)
-    if summary.get("evidence"):
-        from saadi_core.evidence import evidence_lines
-
-        runs = {
-            arm["name"]: list(arm["runs"].values())
-            for arm in summary["arms"]
-            if arm.get("mix") is None
-        }
-        columns, rows = evidence_lines(summary["evidence"], runs)
-        etable = Table(
-            title="evidence: arms vs base, filter and control; oracle paired by sample, downstream "
-            "by (seed, downstream seed)"
-        )
-        for column in columns:
-            etable.add_column(column)
-        for row in rows:
-            etable.add_row(*row)
-        console.print(etable)
-    console.print(f"results: {result.root}/study.json")

@@ -21,7 +21,6 @@ from test_pipeline import config as fake_config
 from saadi_core import cli, hookimpl, locks, preflight
 from saadi_core.config import (
     YamlDoc,
-    build_run_config,
     load_config_file,
     parse_assignment,
     validate_components,
@@ -355,15 +354,11 @@ def test_class_map_layouts_lines_and_folders(tmp_path):
         YamlDoc(tmp_path)
 
 
-def test_duplicate_yaml_key_and_empty_downstream_seeds_are_refused(tmp_path):
+def test_duplicate_yaml_key_is_refused(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("seed: 1\nevaluation:\n  scales: [1]\n  scales: [2]\n")
     with pytest.raises(ConfigError, match=rf"^{path}:4: key 'scales' is given twice"):
         load_config_file(path)
-    with pytest.raises(
-        ConfigError, match="evaluation.downstream_seeds: List should have at least 1 item"
-    ):
-        build_run_config(None, {"evaluation": {"downstream_seeds": []}})
 
 
 def test_cli_says_aligned_equals_base_when_validation_kept_the_base():

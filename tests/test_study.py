@@ -316,6 +316,51 @@ def test_every_arm_is_compared_with_the_control_on_the_same_evaluation_samples(t
     assert "oracle − control (McNemar)" in section and shown in section
 
 
+def test_a_study_without_downstream_models_compares_the_arms_on_their_samples(tmp_path, registry):
+    """downstream_seeds 0: no downstream stage runs (the real-only one included), and the evidence
+    table still pairs every arm with base and control on the oracle."""
+    from rich.console import Console
+
+    from saadi_core.summary import print_study
+
+    arms = [
+        {"name": "base", "generator": "shift"},
+        {"name": "aligned", "generator": "shift", "aligner": "shrink"},
+        {"name": "filter", "generator": "shift", "filter": True},
+        {
+            "name": "control",
+            "generator": "shift",
+            "aligner": {"kind": "shrink", "options": {"strength": 0.1}},
+            "control": True,
+        },
+    ]
+    CALLS.clear()
+    cfg = study_config(tmp_path, seeds=[0, 1], scales=[1], downstream_seeds=0, arms=arms)
+    result = run_study(cfg, registry, quiet=True)
+    assert not [c for c in CALLS if c.startswith("fit-selector:") and c != "fit-selector:0"]
+    for run in (tmp_path / "s" / "runs").iterdir():
+        stages = json.loads((run / "manifest.json").read_text())["stages"]
+        assert not [name for name in stages if name.startswith("downstream")], run.name
+    summary = result.summary
+    assert summary["real_only"] is None and summary["comparisons"] == []
+    rows = {r["arm"]: r for r in summary["evidence"]["rows"]}
+    assert rows["aligned"]["oracle_vs_control"]["pooled"]["n"] > 0
+    assert "macro_f1" not in rows["aligned"] and rows["aligned"]["vs_control"] is None
+    console = Console(record=True, width=300)
+    print_study(result, console)
+    printed = console.export_text()
+    assert "no downstream models" in printed and "oracle − control" in printed
+    from saadi_core.report.build import build_report
+
+    html = build_report(tmp_path / "s", registry=registry).read_text()
+    assert "could not render" not in html and "oracle − control (McNemar)" in html
+
+
+def test_mix_arms_need_downstream_models(tmp_path):
+    with pytest.raises(Exception, match="need downstream_seeds >= 1"):
+        study_config(tmp_path, downstream_seeds=0)
+
+
 @pytest.mark.parametrize(
     "arm, message",
     [
