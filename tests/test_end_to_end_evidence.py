@@ -1,5 +1,6 @@
 """The evidence arms with the real plugins on toy-cls at cut-down sizes: real only, base, filter,
-each aligner (DPO, SFT on winners mixed with real images, KTO) and on-policy SFT rounds — wiring
+each aligner (DPO, SFT on winners mixed with real images, KTO), on-policy SFT rounds and the
+train-longer control every other arm is paired with — wiring
 and the evidence table, not quality (aligned + filter and several downstream seeds are covered
 with fakes in test_study). About 1 min on an idle 2-core machine."""
 
@@ -64,13 +65,23 @@ def test_evidence_arms_in_one_study(tmp_path):
                 ),
                 arm("kto", {"kind": "diffusion-kto", "options": FAST}),
                 arm("on-policy", on_policy),
+                arm("control", {"kind": "train-longer", "options": FAST}, control=True),
             ],
         }
     )
     result = run_study(config, get_registry(), quiet=True)
     evidence = result.summary["evidence"]
     rows = {r["arm"]: r for r in evidence["rows"]}
-    assert set(rows) == {"real only", "base", "filter", "dpo", "sft", "kto", "on-policy"}
+    assert set(rows) == {
+        "real only",
+        "base",
+        "filter",
+        "dpo",
+        "sft",
+        "kto",
+        "on-policy",
+        "control",
+    }
     for name in ("dpo", "sft", "kto", "on-policy", "filter"):
         row = rows[name]
         assert (
@@ -89,5 +100,12 @@ def test_evidence_arms_in_one_study(tmp_path):
     assert sft["n_real"] == 40 and sft["n_winners"] == 20  # h = 0: every pool sample is a winner
     on = json.loads((runs / "on-policy-seed0" / "summary.json").read_text())["alignment"]
     assert on["pool"] == "on-policy" and on["rounds"][1]["n_pool"] == 5 * 2
+    control = json.loads((runs / "control-seed0" / "summary.json").read_text())["alignment"]
+    assert control["n_winners"] == 0 and control["n_real"] == 40
+    # every arm with evaluation samples is paired with the control, sample by sample
+    n_eval = json.loads((runs / "dpo-seed0" / "summary.json").read_text())["oracle_pass"]["n"]
+    for name in ("base", "dpo", "sft", "kto", "on-policy"):
+        assert rows[name]["oracle_vs_control"]["pooled"]["n"] == n_eval, name
+    assert rows["dpo"]["vs_control"]["n_cells"] == 1 and "oracle_vs_control" not in rows["filter"]
     dpo = json.loads((runs / "dpo-seed0" / "summary.json").read_text())["alignment"]
     assert dpo["select_rule"] == "lcb"  # the pipeline's validator gives paired per-sample values
