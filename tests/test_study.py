@@ -158,6 +158,7 @@ def test_study_typo_is_a_config_error(tmp_path):
         "evidence",
         "evidence-quick",
         "evidence-few-real",
+        "control",
     ],
 )
 def test_example_studies_validate(name):
