@@ -13,8 +13,9 @@ A study may mark one arm ``control: true`` (usually ``aligner: train-longer``: t
 on the real images alone). Every row is then also compared with it, downstream (paired CI) and on
 what the images show: the oracle verdicts of the arm's evaluation samples against the control's,
 drawn from the same seeds under the same conditions, with an exact McNemar test per study seed and
-pooled over them. The same paired oracle test against each run's own base samples is given for
-every arm with evaluation samples, so "− base" and "− control" read alike. Filter arms and mixes
+pooled over them. The same paired oracle test against each run's own base samples (its
+generator's, which is the ``base`` arm's when they share a generator) is given for every arm with
+evaluation samples, so "− base" and "− control" read alike. Filter arms and mixes
 have no evaluation samples of their own (theirs are pool samples), so they get only the
 downstream comparisons.
 
@@ -246,7 +247,7 @@ def evidence_lines(
     columns = [
         "arm",
         "oracle pass",
-        f"oracle − {evidence.get('base_arm') or 'base'} (McNemar)",
+        "oracle − own base (McNemar)",
         "selector pass",
         "label pres. (mIoU)",
         "FID",
