@@ -25,10 +25,10 @@ from scipy.stats import fisher_exact
 from saadi_core.config import RunConfig
 from saadi_core.data.toy_cls import CLASS_NAMES
 from saadi_core.filter_arm import stage_filter
+from saadi_core.generation import generate
 from saadi_core.registry import get_registry
 from saadi_core.samples_io import load_samples
 from saadi_core.session import RunSession
-from saadi_core.stages import align, data, pair, pool, sample, score, train
 
 
 def filtered_sets(run: Path) -> dict[str, Path]:
@@ -37,22 +37,15 @@ def filtered_sets(run: Path) -> dict[str, Path]:
     config |= {"runs_dir": str(run.parent), "name": run.name}
     session = RunSession(RunConfig(**config), get_registry(), quiet=True, doc=None)
     try:
-        real = data.run(session)
-        trained = train.run_generator(session, real)
-        selector = train.run_selector(session, real)
-        base = sample.run(session, "base", trained)
-        pooled = pool.run(session, trained, selector)
-        scored = score.run(session, pooled, selector)
-        aligned = align.run(
-            session, trained, pooled, scored, pair.run(session, pooled, scored), selector
-        )
-        aligned_samples = sample.run(session, "aligned", trained, aligned)
+        sets = generate(session, aligned=True)
+        base, aligned_samples = sets.samples["base"], sets.samples["aligned"]
+        trained, selector = sets.trained, sets.selector
         return {
             "base": base.path,
             "filter": stage_filter(session, "filter", base, trained, selector).path,
             "aligned": aligned_samples.path,
             "aligned + filter": stage_filter(
-                session, "aligned-filter", aligned_samples, trained, selector, aligned
+                session, "aligned-filter", aligned_samples, trained, selector, sets.aligned
             ).path,
         }
     finally:

@@ -140,40 +140,24 @@ def run_filter_arm(
     """After the arm's ordinary run (all its stages cached): filter its samples, evaluate them
     (selector/oracle pass and what the evaluation plugins add, fidelity) and train the downstream
     models on real + filtered. Writes and returns the arm's summary, and the filtered samples stage."""
+    from saadi_core.generation import generate
     from saadi_core.locks import lock_run
     from saadi_core.run_summary import final_entries
-    from saadi_core.stages import (
-        align,
-        data,
-        downstream,
-        evaluate,
-        fidelity,
-        pair,
-        pool,
-        sample,
-        score,
-        train,
-    )
+    from saadi_core.stages import downstream, evaluate, fidelity
     from saadi_core.store import atomic_write_json
 
     lock_run(session.store.root)  # the ordinary run gave it back when it finished
     try:
-        real = data.run(session)
-        trained = train.run_generator(session, real)
-        selector_stage = train.run_selector(session, real)
-        source = sample.run(session, "base", trained)
-        aligned = None
-        if aligned_arm:
-            pooled = pool.run(session, trained, selector_stage)
-            scored = score.run(session, pooled, selector_stage)
-            paired = pair.run(session, pooled, scored)
-            aligned = align.run(session, trained, pooled, scored, paired, selector_stage)
-            source = sample.run(session, "aligned", trained, aligned)
-        filtered = stage_filter(session, label, source, trained, selector_stage, aligned)
+        sets = generate(session, aligned=aligned_arm)
+        selector_stage = sets.selector
+        source = sets.samples["aligned" if aligned_arm else "base"]
+        filtered = stage_filter(session, label, source, sets.trained, selector_stage, sets.aligned)
         evaluate.run(session, {label: filtered}, selector_stage)
         if session.config.fidelity.metrics != []:
             fidelity.run_all(session, {label: filtered}, selector_stage)
-        trained_downstream = downstream.run_all(session, real, {label: [filtered]}, selector_stage)
+        trained_downstream = downstream.run_all(
+            session, sets.real, {label: [filtered]}, selector_stage
+        )
         summary: dict[str, Any] = {
             "run": str(session.store.root),
             "task": session.dataset.task,

@@ -19,24 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from saadi_core.config import RunConfig, YamlDoc
+from saadi_core.generation import generate
 from saadi_core.registry import Registry
 from saadi_core.run_summary import alignment_entries, final_entries
 from saadi_core.session import (
     RunResult,
     RunSession,
 )
-from saadi_core.stages import (
-    align,
-    data,
-    downstream,
-    evaluate,
-    fidelity,
-    pair,
-    pool,
-    sample,
-    score,
-    train,
-)
+from saadi_core.stages import downstream, evaluate, fidelity
 from saadi_core.store import atomic_write_json
 
 
@@ -58,23 +48,16 @@ def run_pipeline(
     run.progress.say(
         f"[bold]run[/] {run.store.root} (profile {run.config.profile}, device {run.context.device})"
     )
-    real = data.run(run)
-    trained = train.run_generator(run, real)
-    selector = train.run_selector(run, real)
-    samples = {"base": sample.run(run, "base", trained)}
+    sets = generate(run, aligned=run.config.aligner is not None)
+    real, selector, samples = sets.real, sets.selector, sets.samples
     summary: dict[str, Any] = {
         "run": str(run.store.root),
         "task": run.dataset.task,
         "components": {k: v.kind for k, v in run.config.components().items()},
         "selector_test": selector.outputs.get("test"),
     }
-    if run.config.aligner is not None:
-        pooled = pool.run(run, trained, selector)
-        scored = score.run(run, pooled, selector)
-        paired = pair.run(run, pooled, scored)
-        aligned = align.run(run, trained, pooled, scored, paired, selector)
-        samples["aligned"] = sample.run(run, "aligned", trained, aligned)
-        summary |= alignment_entries(scored, paired, aligned)
+    if sets.scored is not None and sets.paired is not None and sets.aligned is not None:
+        summary |= alignment_entries(sets.scored, sets.paired, sets.aligned)
 
     evaluate.run(run, samples, selector)
     if run.config.fidelity.metrics != []:
