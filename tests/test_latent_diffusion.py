@@ -29,6 +29,7 @@ from saadi_core.diffusion.latent import build_from_config, load_saved, save_mode
 from saadi_core.diffusion.latent_options import LatentDiffusionOptions, PredictionType
 from saadi_core.diffusion.latent_training import LatentTrainingLoop
 from saadi_core.errors import ConfigError, DataError, PipelineError
+from saadi_core.interfaces import _SilentProgress
 from saadi_core.registry import OptionsError, Registry
 
 #: per plugin: a dataset of the task it needs and small options
@@ -200,7 +201,9 @@ def test_learning_rate_warms_up_then_follows_the_schedule(schedule: str, expecte
         max_steps=5, lr_warmup_steps=2, learning_rate=1.0, lr_scheduler=schedule, ema_decay=0
     )
     model = build_from_config(options, ["a x"], SIZE, name="demo")
-    loop = LatentTrainingLoop(model, ["a x"], options, Accelerator(cpu=True), _Silent(), name="d")
+    loop = LatentTrainingLoop(
+        model, ["a x"], options, Accelerator(cpu=True), _SilentProgress(), name="d"
+    )
     x0 = torch.zeros(1, *model.latent_shape)
     for _ in loop.steps():
         states = loop.prompt_states()
@@ -209,14 +212,6 @@ def test_learning_rate_warms_up_then_follows_the_schedule(schedule: str, expecte
         )
     # each history entry is the rate after that step's scheduler update
     assert [h["lr"] for h in loop.finish()] == pytest.approx(expected, abs=1e-6)
-
-
-class _Silent:
-    def track(self, iterable: Any, description: str, total: int | None = None) -> Any:
-        return iterable
-
-    def log(self, event: str, **fields: Any) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------- both plugins
