@@ -49,7 +49,7 @@ def test_version_option_defaults_to_v1_and_makes_v2_reachable() -> None:
         default.test.masks, v1.test.masks
     )
     with pytest.raises(ConfigError, match="version"):
-        registry.create("dataset", "toy-seg", {"version": 3})
+        registry.create("dataset", "toy-seg", {"version": 4})
 
 
 def test_backgrounds_and_lighting_vary_and_thin_classes_exist(scenes) -> None:

@@ -25,8 +25,10 @@ class's look, flattened or blurred regions (``benchmarks/datasets.py``, ``tests/
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage
@@ -34,7 +36,6 @@ from scipy import ndimage
 from saadi_core.data.toy_draw import degrade
 from saadi_core.data.toy_seg_v2 import BACKGROUND_KINDS, CLASS_NAMES, draw_scenes_with_kinds
 
-N_FEATURES = 8
 _EPS = 1e-6
 _MARGIN = 7  # px around a region: covers the widest smoothing (sigma 2) of its features
 
@@ -49,9 +50,9 @@ class SegOracleV2Config:
     calibration_images: int = 120
 
 
-def _appearances(num_classes: int) -> list[tuple[int, int]]:
+def _appearances(num_classes: int, background_kinds: int) -> list[tuple[int, int]]:
     """``(mask class, background kind or -1)`` of every appearance model."""
-    return [(0, b) for b in range(len(BACKGROUND_KINDS))] + [(k, -1) for k in range(1, num_classes)]
+    return [(0, b) for b in range(background_kinds)] + [(k, -1) for k in range(1, num_classes)]
 
 
 def region_features(
@@ -120,27 +121,52 @@ def _regions(mask: np.ndarray, num_classes: int, min_pixels: float) -> list[tupl
     return out
 
 
+@dataclass(frozen=True)
+class LookModel:
+    """What a region-appearance oracle is fitted to: the rule that draws its calibration scenes
+    (images, masks, background kind per scene) and the features of a region's look. Version 2
+    and version 3 (:mod:`saadi_core.data.oracle_seg_v3`) differ only in these."""
+
+    draw_with_kinds: Callable[
+        [int, int, np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]
+    features: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+    background_kinds: int
+    calibration_blur: tuple[float, ...] = ()
+    """Gaussian blurs (px at the calibration size) whose copies of the calibration scenes are fitted
+    too: the blur up to which a region still counts as showing its class"""
+
+
+V2_LOOKS = LookModel(draw_scenes_with_kinds, region_features, len(BACKGROUND_KINDS))
+
+
 @lru_cache(maxsize=4)
-def _calibrate(cfg: SegOracleV2Config, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _calibrate(
+    looks: LookModel, cfg: SegOracleV2Config, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, precision and log-determinant of every appearance, fitted on calibration scenes of
     ``size`` px (clean and with noise σ 4/255). Cached: every dataset build makes an oracle."""
     rng = np.random.default_rng(cfg.calibration_seed)
-    images, masks, kinds = draw_scenes_with_kinds(cfg.calibration_images, size, rng)
-    noisy = degrade(images, rng, blur_sigma=0.0, noise_std=4.0)
+    images, masks, kinds = looks.draw_with_kinds(cfg.calibration_images, size, rng)
+    variants = [images, degrade(images, rng, blur_sigma=0.0, noise_std=4.0)] + [
+        degrade(images, rng, blur_sigma=sigma * size / 64.0, noise_std=0.0)
+        for sigma in looks.calibration_blur
+    ]
     num_classes = len(CLASS_NAMES)
     min_pixels = cfg.min_pixels * size * size
-    samples: dict[tuple[int, int], list[np.ndarray]] = {a: [] for a in _appearances(num_classes)}
-    for batch in (images, noisy):
+    appearances = _appearances(num_classes, looks.background_kinds)
+    samples: dict[tuple[int, int], list[np.ndarray]] = {a: [] for a in appearances}
+    for batch in variants:
         for image, mask, kind in zip(batch, masks, kinds):
             level = image_brightness(image)
             for k, region in _regions(mask, num_classes, min_pixels):
                 samples[(k, int(kind) if k == 0 else -1)].append(
-                    region_features(image, region, level)
+                    looks.features(image, region, level)
                 )
     means, precisions, log_dets = [], [], []
-    for appearance in _appearances(num_classes):
+    for appearance in appearances:
         x = np.array(samples[appearance])
-        cov = np.cov(x, rowvar=False) + np.eye(N_FEATURES) * 1e-3
+        cov = np.cov(x, rowvar=False) + np.eye(x.shape[1]) * 1e-3
         means.append(x.mean(axis=0))
         precisions.append(np.linalg.inv(cov))
         log_dets.append(np.linalg.slogdet(cov)[1])
@@ -150,20 +176,24 @@ def _calibrate(cfg: SegOracleV2Config, size: int) -> tuple[np.ndarray, np.ndarra
 class ToySegOracleV2:
     """Implements :class:`saadi_core.data.dataset.Oracle` for ``toy-seg`` version 2."""
 
+    looks: ClassVar[LookModel] = V2_LOOKS
+
     def __init__(self, config: SegOracleV2Config | None = None) -> None:
         self.config = config or SegOracleV2Config()
         self.num_classes = len(CLASS_NAMES)
-        self.appearance_classes = np.array([k for k, _ in _appearances(self.num_classes)])
+        self.appearance_classes = np.array(
+            [k for k, _ in _appearances(self.num_classes, self.looks.background_kinds)]
+        )
 
     def region_verdicts(self, image: np.ndarray, mask: np.ndarray) -> list[dict[str, object]]:
         """Per judged region: its class, the likeliest appearance's class, its distance to its
         own class's closest appearance and whether it passes."""
         size = mask.shape[0]
-        means, precisions, log_dets = _calibrate(self.config, size)
+        means, precisions, log_dets = _calibrate(self.looks, self.config, size)
         verdicts = []
         level = image_brightness(image)
         for k, region in _regions(mask, self.num_classes, self.config.min_pixels * mask.size):
-            diff = region_features(image, region, level) - means
+            diff = self.looks.features(image, region, level) - means
             maha = np.einsum("ai,aij,aj->a", diff, precisions, diff)
             loglik = -0.5 * (maha + log_dets)
             own = self.appearance_classes == k

@@ -1,8 +1,9 @@
 """``toy-seg`` version 1 (the default): an Endoscapes-like segmentation set drawn procedurally.
 
-(Version 2, :mod:`saadi_core.data.toy_seg_v2`, whose classes differ by look rather than colour, is
-``dataset: {kind: toy-seg, options: {version: 2}}``: opt-in until a generator trained here can
-fill its masks — the tiny ones pass its oracle on 0–3 % of samples.)
+(Version 2, :mod:`saadi_core.data.toy_seg_v2`, whose classes differ by fine texture rather than
+colour, is ``dataset: {kind: toy-seg, options: {version: 2}}`` — the tiny generators pass its
+oracle on 0–3 % of samples; version 3, :mod:`saadi_core.data.toy_seg_v3`, gives every class its
+colour and a coarse structure with a random phase, ``version: 3``.)
 
 A laparoscopic cholecystectomy scene reduced to what matters for mask-conditioned generation:
 tissue (background, id 0) with a **gallbladder** (a large, wobbly olive blob), the **cystic duct**
@@ -260,9 +261,15 @@ def make_toy_seg(
 def build(options: ToySegOptions, context: object | None = None) -> Dataset:
     """Dataset builder registered as ``toy-seg`` (``context`` is accepted for the registry's
     ``cls(options, context)`` calling convention and unused): ``options.version`` 2 is
-    :func:`saadi_core.data.toy_seg_v2.make_toy_seg_v2`, 1 (default) this module's set."""
+    :func:`saadi_core.data.toy_seg_v2.make_toy_seg_v2`, 3
+    :func:`saadi_core.data.toy_seg_v3.make_toy_seg_v3`, 1 (default) this module's set."""
+    args = (options.seed, options.n_train, options.n_test, options.image_size)
     if options.version == 2:
         from saadi_core.data.toy_seg_v2 import make_toy_seg_v2
 
-        return make_toy_seg_v2(options.seed, options.n_train, options.n_test, options.image_size)
-    return make_toy_seg(options.seed, options.n_train, options.n_test, options.image_size)
+        return make_toy_seg_v2(*args)
+    if options.version == 3:
+        from saadi_core.data.toy_seg_v3 import make_toy_seg_v3
+
+        return make_toy_seg_v3(*args)
+    return make_toy_seg(*args)

@@ -26,6 +26,8 @@ to check that the oracle rejects it). Masks and class names are those of version
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Mapping
 
 
-__all__ = ["BACKGROUND_KINDS", "CLASS_NAMES", "draw_scenes", "make_toy_seg_v2"]
+__all__ = ["BACKGROUND_KINDS", "CLASS_NAMES", "SceneStyle", "draw_scenes", "make_toy_seg_v2"]
 
 #: the kinds of tissue a scene's background is drawn as (the oracle accepts any of them for class 0)
 BACKGROUND_KINDS = ("liver", "fat", "peritoneum")
@@ -224,6 +226,22 @@ def _look(
 # --------------------------------------------------------------------------- scenes
 
 
+@dataclass(frozen=True)
+class SceneStyle:
+    """What a version of these scenes draws differently: the looks and the artery's width.
+
+    Versions 2 and 3 share the scene layout (shapes, lighting, background kinds); version 3
+    (:mod:`saadi_core.data.toy_seg_v3`) swaps in coarse looks and a wider artery."""
+
+    background: Callable[[np.random.Generator, int, str], np.ndarray]
+    look: Callable[[np.random.Generator, int, int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    artery_half_width: tuple[float, float]
+    """range of the artery's half-width as a share of the image size"""
+
+
+V2_STYLE = SceneStyle(background=_background, look=_look, artery_half_width=(0.025, 0.03))
+
+
 def _light(rng: np.random.Generator, size: int) -> np.ndarray:
     """Per-scene lighting ``(S, S, 3)``: gain, colour temperature, a light gradient and vignette."""
     yy, xx = pixel_grid(size)
@@ -243,19 +261,27 @@ def _light(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def draw_scenes(
-    n: int, image_size: int, rng: np.random.Generator, looks: Mapping[int, int] | None = None
+    n: int,
+    image_size: int,
+    rng: np.random.Generator,
+    looks: Mapping[int, int] | None = None,
+    style: SceneStyle = V2_STYLE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` scenes: ``uint8 (n, S, S, 3)`` images and ``int64 (n, S, S)`` masks.
 
     ``looks`` maps a class id to the class whose appearance its regions get (default: its own);
     the masks are unchanged, so the images are deliberately wrong for them.
     """
-    images, masks, _ = draw_scenes_with_kinds(n, image_size, rng, looks)
+    images, masks, _ = draw_scenes_with_kinds(n, image_size, rng, looks, style)
     return images, masks
 
 
 def draw_scenes_with_kinds(
-    n: int, image_size: int, rng: np.random.Generator, looks: Mapping[int, int] | None = None
+    n: int,
+    image_size: int,
+    rng: np.random.Generator,
+    looks: Mapping[int, int] | None = None,
+    style: SceneStyle = V2_STYLE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`draw_scenes` plus each scene's background kind (index into :data:`BACKGROUND_KINDS`),
     which the oracle's calibration needs."""
@@ -267,7 +293,7 @@ def draw_scenes_with_kinds(
     kinds = np.empty(n, np.int64)
     for i in range(n):
         kinds[i] = int(rng.integers(len(BACKGROUND_KINDS)))
-        image = _background(rng, s, BACKGROUND_KINDS[kinds[i]])
+        image = style.background(rng, s, BACKGROUND_KINDS[kinds[i]])
         label = np.zeros((s, s), np.int64)
 
         sdf, neck, angle = _gallbladder(rng, s)
@@ -275,7 +301,7 @@ def draw_scenes_with_kinds(
         image *= (1.0 - 0.12 * coverage(sdf - 2.0 * k))[..., None]
         paint(
             image,
-            _look(
+            style.look(
                 rng, looks.get(GALLBLADDER, GALLBLADDER), s, sdf, u, np.clip(v / (0.2 * s), -1, 1)
             ),
             coverage(sdf),
@@ -288,11 +314,13 @@ def draw_scenes_with_kinds(
                 rng, neck, angle + rng.uniform(-0.5, 0.5), rng.uniform(0.3, 0.45) * s, 0.25
             )
             sdf, along, across = _band(s, path, half_width)
-            paint(image, _look(rng, looks.get(DUCT, DUCT), s, sdf, along, across), coverage(sdf))
+            paint(
+                image, style.look(rng, looks.get(DUCT, DUCT), s, sdf, along, across), coverage(sdf)
+            )
             label[sdf < 0] = DUCT
 
         if rng.random() < P_ARTERY:
-            half_width = max(rng.uniform(0.025, 0.03) * s, 1.6)
+            half_width = max(rng.uniform(*style.artery_half_width) * s, 1.6)
             side = rng.choice([-1.0, 1.0])
             start = neck + side * rng.uniform(0.08, 0.14) * s * np.array(
                 [-np.sin(angle), np.cos(angle)]
@@ -302,14 +330,18 @@ def draw_scenes_with_kinds(
             )
             sdf, along, across = _band(s, path, half_width)
             paint(
-                image, _look(rng, looks.get(ARTERY, ARTERY), s, sdf, along, across), coverage(sdf)
+                image,
+                style.look(rng, looks.get(ARTERY, ARTERY), s, sdf, along, across),
+                coverage(sdf),
             )
             label[sdf < 0] = ARTERY
 
         if rng.random() < P_TOOL:
             sdf, along, across = _tool_shape(rng, s)
             image *= (1.0 - 0.2 * coverage(sdf - 2.5 * k))[..., None]
-            paint(image, _look(rng, looks.get(TOOL, TOOL), s, sdf, along, across), coverage(sdf))
+            paint(
+                image, style.look(rng, looks.get(TOOL, TOOL), s, sdf, along, across), coverage(sdf)
+            )
             label[sdf < 0] = TOOL
 
         images[i] = to_uint8(image * _light(rng, s))

@@ -1,0 +1,77 @@
+"""Oracle for ``toy-seg`` version 3: does each region have its class's colour and coarse structure?
+
+Version 3's classes (:mod:`saadi_core.data.toy_seg_v3`) have distinct colours and a coarse
+structure with a random phase (highlights, rings, beads, a bright half). The oracle is version 2's
+region-appearance oracle (:mod:`saadi_core.data.oracle_seg_v2`: one Gaussian per appearance over
+a region's features, fitted on calibration scenes; a region passes when its own class's
+appearance is the likeliest and close enough) with features that see only structure ≥ ~3 px at
+64 px — what a generator with 16 × 16 latents can draw. Before measuring structure the region's
+brightness is smoothed *within the region* (σ 1.2 px at 64 px), so pixel noise and the blur of a
+4× latent upsampling do not change the verdict, while a flat region (the average of a class over
+its random phases) has almost no structure left and fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from saadi_core.data.oracle_seg_v2 import LookModel, ToySegOracleV2
+from saadi_core.data.toy_seg_v3 import BACKGROUND_KINDS, draw_scenes_with_kinds_v3
+
+_EPS = 1e-6
+_MARGIN = 7  # px around a region: covers the smoothing of its features
+
+
+def region_features_v3(image: np.ndarray, region: np.ndarray, median_lum: float) -> np.ndarray:
+    """The coarse look of ``region`` (bool ``(H, W)``) in ``image`` (``uint8 (H, W, 3)``):
+    ``float (7,)`` — chromaticity (2), brightness relative to the image's median (+4) and
+    absolute, coarse structure (std of the smoothed brightness), share of bright spots, and how
+    brightness follows the distance to the region's border (dome shading)."""
+    sigma = 1.2 * image.shape[0] / 64.0
+    rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+    crop = (
+        slice(max(rows[0] - _MARGIN, 0), rows[-1] + _MARGIN + 1),
+        slice(max(cols[0] - _MARGIN, 0), cols[-1] + _MARGIN + 1),
+    )
+    x = image[crop].astype(np.float32) + 4.0
+    region = region[crop]
+    m = region.astype(np.float32)
+    lum = x.mean(axis=-1)
+    smooth = (
+        ndimage.gaussian_filter(lum * m, sigma)
+        / np.maximum(ndimage.gaussian_filter(m, sigma), _EPS)
+    )[region]
+    log_rgb = np.log(x[region].mean(axis=0))
+    level = float(lum[region].mean())
+    structure = float(smooth.std()) / level
+    bright = float(np.mean(smooth > 1.12 * np.median(smooth)))
+    depth = np.minimum(ndimage.distance_transform_edt(region)[region], 3.0 * sigma)
+    d, s = depth - depth.mean(), smooth - smooth.mean()
+    profile = float((d * s).mean() / (d.std() * s.std() + 1e-3))
+    return np.array(
+        [
+            log_rgb[0] - log_rgb[1],
+            (log_rgb[0] + log_rgb[1]) / 2 - log_rgb[2],
+            np.log(level) - np.log(median_lum),
+            np.log(structure + 1e-3),
+            np.sqrt(bright),
+            profile,
+            np.log(level),
+        ],
+        np.float64,
+    )
+
+
+V3_LOOKS = LookModel(
+    draw_scenes_with_kinds_v3,
+    region_features_v3,
+    len(BACKGROUND_KINDS),
+    calibration_blur=(1.25,),
+)
+
+
+class ToySegOracleV3(ToySegOracleV2):
+    """Implements :class:`saadi_core.data.dataset.Oracle` for ``toy-seg`` version 3."""
+
+    looks = V3_LOOKS
