@@ -31,6 +31,8 @@ from typing import Any
 
 from saadi_core.config import ArmConfig, StudyConfig
 from saadi_core.evaluation.stats import interval_verdict, mcnemar_exact, paired_interval
+from saadi_core.stages.names import EVALUATE
+from saadi_core.store import MANIFEST, StageNotFinished, finished_stage_dir
 
 Cell = tuple[int, str]  # (study seed, downstream seed)
 
@@ -87,10 +89,10 @@ def _oracle_verdicts(run_dir: str, variant: str) -> list[bool] | None:
     "aligned"), as the evaluate stage recorded them; ``None`` without an oracle or a record."""
     root = Path(run_dir)
     try:
-        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-        path = manifest["stages"]["evaluate"]["path"]
-        record = json.loads((root / path / variant / "scores.json").read_text(encoding="utf-8"))
-    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        stage = finished_stage_dir(root, manifest, EVALUATE)
+        record = json.loads((stage / variant / "scores.json").read_text(encoding="utf-8"))
+    except (OSError, StageNotFinished, json.JSONDecodeError):
         return None
     verdicts = record.get("oracle")
     return [bool(v) for v in verdicts] if isinstance(verdicts, list) else None

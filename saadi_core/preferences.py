@@ -32,7 +32,7 @@ import numpy as np
 from saadi_core.errors import DataError
 from saadi_core.interfaces import Sample
 from saadi_core.stages.names import GENERATE_POOL, SCORE
-from saadi_core.store import atomic_write_text
+from saadi_core.store import StageNotFinished, atomic_write_text, finished_stage_dir
 
 POOL_CSV = "pool.csv"
 POOL_COLUMNS = ("file", "condition", "seed", "index", "score")
@@ -45,12 +45,12 @@ def sample_file_name(position: int, sample: Sample) -> str:
 
 
 def _stage_dir(run: Path, manifest: dict[str, Any], name: str) -> Path:
-    stage = (manifest.get("stages") or {}).get(name)
-    if not stage or stage.get("status") != "done":
+    try:
+        return finished_stage_dir(run, manifest, name).resolve()
+    except StageNotFinished as err:
         raise DataError(
-            f"run {run} has no finished '{name}' stage; run it with an aligner first (saadi run)"
-        )
-    return (run / stage["path"]).resolve()
+            f"run {run} has no finished '{name}' stage ({err}); finish it with saadi run"
+        ) from None
 
 
 def load_pool(run: Path) -> tuple[list[Sample], list[float | None]]:

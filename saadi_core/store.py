@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from saadi_core.errors import SaadiError
+from saadi_core.errors import DataError, SaadiError
 from saadi_core.integrity import checksum_tree, verify_tree
 from saadi_core.locks import lock_run, release_run, stage_lock, try_stage_lock
 
@@ -95,6 +95,29 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+class StageNotFinished(DataError):
+    """A run has no finished result of the stage asked for; the message says why (absent, not
+    done, or its directory gone) without naming the run, which the caller knows."""
+
+
+def finished_stage_dir(run: Path, manifest: dict[str, Any], stage: str) -> Path:
+    """The directory of ``run``'s latest finished ``stage``, as its manifest records it.
+
+    What reads a run after the fact (the report, pool exports, a study's evidence table) needs one
+    answer to "where is that result, and is it whole?" — a stage that is still running or failed
+    has a manifest entry but no result to read. Raises :class:`StageNotFinished`."""
+    entry = (manifest.get("stages") or {}).get(stage)
+    if not entry:
+        raise StageNotFinished(f"the run has no '{stage}' stage")
+    if entry.get("status") != "done" or not entry.get("path"):
+        error = f" ({entry['error']})" if entry.get("error") else ""
+        raise StageNotFinished(f"stage '{stage}' is {entry.get('status', 'unfinished')}{error}")
+    path = Path(run) / entry["path"]
+    if not path.is_dir():
+        raise StageNotFinished(f"stage '{stage}' directory {entry['path']} is gone")
+    return path
 
 
 def _now() -> str:

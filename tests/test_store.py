@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from saadi_core.errors import SaadiError
-from saadi_core.store import RunStore, atomic_write_json, content_key
+from saadi_core.store import (
+    RunStore,
+    StageNotFinished,
+    atomic_write_json,
+    content_key,
+    finished_stage_dir,
+)
 
 
 def _pipeline(store: RunStore, opt_a: int, opt_b: int, calls: list[str]):
@@ -176,3 +182,26 @@ def test_open_rejects_non_run_dirs_and_bad_names(tmp_path):
         RunStore.open(tmp_path)
     with pytest.raises(SaadiError, match="invalid run name"):
         RunStore.create(tmp_path, "../escape", {})
+
+
+def test_finished_stage_dir_says_why_a_stage_cannot_be_read(tmp_path: Path) -> None:
+    """Report, pool export and evidence table read results through this one lookup."""
+    (tmp_path / "stages" / "score-1").mkdir(parents=True)
+    manifest = {
+        "stages": {
+            "score": {"status": "done", "path": "stages/score-1"},
+            "align": {"status": "failed", "path": None, "error": "boom"},
+            "pair": {"status": "running"},
+            "evaluate": {"status": "done", "path": "stages/evaluate-1"},
+        }
+    }
+    assert finished_stage_dir(tmp_path, manifest, "score") == tmp_path / "stages" / "score-1"
+    for stage, reason in [
+        ("align", "stage 'align' is failed (boom)"),
+        ("pair", "stage 'pair' is running"),
+        ("evaluate", "stage 'evaluate' directory stages/evaluate-1 is gone"),
+        ("train-selector", "the run has no 'train-selector' stage"),
+    ]:
+        with pytest.raises(StageNotFinished) as err:
+            finished_stage_dir(tmp_path, manifest, stage)
+        assert str(err.value) == reason

@@ -14,7 +14,7 @@ from typing import Any
 
 from saadi_core.errors import SaadiError
 from saadi_core.stages.names import ALIGNMENT_STAGES, EVALUATE
-from saadi_core.store import MANIFEST
+from saadi_core.store import MANIFEST, StageNotFinished, finished_stage_dir
 
 STUDY_FILE = "study.json"
 #: stages only a run with an aligner has
@@ -97,20 +97,13 @@ class RunData:
 
     def stage_dir(self, stage: str) -> Path | Missing:
         """The directory of a finished stage, from the manifest (the latest result of that stage)."""
-        entry = (self.manifest.get("stages") or {}).get(stage)
-        if not entry:
-            if stage in ALIGNMENT_STAGES and not self.aligned:
-                return Missing(f"the run has no aligner (a base-only run), so no '{stage}' stage")
-            return Missing(f"the run has no '{stage}' stage")
-        if entry.get("status") != "done" or not entry.get("path"):
-            return Missing(
-                f"stage '{stage}' is {entry.get('status', 'unfinished')}"
-                + (f" ({entry['error']})" if entry.get("error") else "")
-            )
-        path = self.root / entry["path"]
-        if not path.is_dir():
-            return Missing(f"stage '{stage}' directory {entry['path']} is gone")
-        return path
+        absent = stage not in (self.manifest.get("stages") or {})
+        if absent and stage in ALIGNMENT_STAGES and not self.aligned:
+            return Missing(f"the run has no aligner (a base-only run), so no '{stage}' stage")
+        try:
+            return finished_stage_dir(self.root, self.manifest, stage)
+        except StageNotFinished as err:
+            return Missing(str(err))
 
     def stage_json(self, stage: str, filename: str) -> Any:
         directory = self.stage_dir(stage)
