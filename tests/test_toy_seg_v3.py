@@ -95,7 +95,9 @@ def test_oracle_fails_heavy_blur_wrong_masks_and_noise(scenes, oracle) -> None:
     assert not oracle.check(noise, masks=masks[:10]).any()
 
 
-@pytest.mark.parametrize("swap", [{1: 2}, {2: 3}, {3: 2}, {4: 1}, {1: 4}, {2: 1}, {3: 4}, {4: 3}])
+@pytest.mark.parametrize(
+    "swap", [{1: 2}, {2: 3}, {3: 2}, {4: 1}, {1: 4}, {2: 1}, {3: 4}, {4: 3}, {2: 4}, {4: 2}]
+)
 def test_oracle_fails_regions_with_another_class_look(swap, oracle) -> None:
     (cls,) = swap
     images, masks = toy_seg_v3.draw_scenes(30, 64, np.random.default_rng(9), looks=swap)

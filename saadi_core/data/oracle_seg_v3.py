@@ -25,9 +25,10 @@ _MARGIN = 7  # px around a region: covers the smoothing of its features
 
 def region_features_v3(image: np.ndarray, region: np.ndarray, median_lum: float) -> np.ndarray:
     """The coarse look of ``region`` (bool ``(H, W)``) in ``image`` (``uint8 (H, W, 3)``):
-    ``float (7,)`` — chromaticity (2), brightness relative to the image's median (+4) and
-    absolute, coarse structure (std of the smoothed brightness), share of bright spots, and how
-    brightness follows the distance to the region's border (dome shading)."""
+    ``float (8,)`` — chromaticity (2), brightness relative to the image's median (+4) and
+    absolute, coarse structure (std of the smoothed brightness), share of bright spots, how
+    brightness follows the distance to the region's border (dome shading), and whether it changes
+    across the region or along it (a tool's bright half vs a duct's rings, which share colours)."""
     sigma = 1.2 * image.shape[0] / 64.0
     rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
     crop = (
@@ -38,17 +39,25 @@ def region_features_v3(image: np.ndarray, region: np.ndarray, median_lum: float)
     region = region[crop]
     m = region.astype(np.float32)
     lum = x.mean(axis=-1)
-    smooth = (
-        ndimage.gaussian_filter(lum * m, sigma)
-        / np.maximum(ndimage.gaussian_filter(m, sigma), _EPS)
-    )[region]
+    smooth_map = ndimage.gaussian_filter(lum * m, sigma) / np.maximum(
+        ndimage.gaussian_filter(m, sigma), _EPS
+    )
+    smooth = smooth_map[region]
     log_rgb = np.log(x[region].mean(axis=0))
     level = float(lum[region].mean())
     structure = float(smooth.std()) / level
     bright = float(np.mean(smooth > 1.12 * np.median(smooth)))
-    depth = np.minimum(ndimage.distance_transform_edt(region)[region], 3.0 * sigma)
+    distance = ndimage.distance_transform_edt(region)
+    depth = np.minimum(distance[region], 3.0 * sigma)
     d, s = depth - depth.mean(), smooth - smooth.mean()
     profile = float((d * s).mean() / (d.std() * s.std() + 1e-3))
+    # does brightness change across the region (towards its border: halves, domes) or along it
+    # (rings, beads)? |cos| between the brightness gradient and the distance map's gradient
+    ly, lx = (g[region] for g in np.gradient(smooth_map))
+    dy, dx = (g[region] for g in np.gradient(distance))
+    strength = np.hypot(ly, lx)
+    cos = np.abs(ly * dy + lx * dx) / (strength * np.hypot(dy, dx) + _EPS)
+    across = float((strength * cos).sum() / (strength.sum() + _EPS))
     return np.array(
         [
             log_rgb[0] - log_rgb[1],
@@ -57,6 +66,7 @@ def region_features_v3(image: np.ndarray, region: np.ndarray, median_lum: float)
             np.log(structure + 1e-3),
             np.sqrt(bright),
             profile,
+            across,
             np.log(level),
         ],
         np.float64,

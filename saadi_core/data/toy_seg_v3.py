@@ -12,9 +12,11 @@ sits between the two, at a scale a 16 × 16 latent can hold:
   duct here — beads of light and dark along its length (period 9-13 px, random phase); the tool a
   bright and a dark half of its shaft, the bright side random. The *average* of a class — what a
   generator that ignores its noise renders — is a flat region, and fails.
-* **Colours still differ by class** (as in version 1, unlike version 2 where they overlap with the
-  backgrounds), so the task is learnable by a small model: the structure is what it must render
-  beyond the colour.
+* **Colours differ by class, but for one pair**: the duct and the tool share a pale cream, so a
+  segmentation model — and so the selector — must use their structure (rings along, a bright half
+  across) to tell them apart; a duct or tool drawn without it is ambiguous to the selector, not
+  only to the oracle. The other classes keep their own colours (unlike version 2, where every
+  class overlapped with a background), so the task stays learnable by a small model.
 * **Backgrounds and lighting vary** as in version 2 (liver, fat, peritoneum; gain, colour
   temperature, light gradient, vignette), with their textures coarsened to the same scale.
 
@@ -52,7 +54,7 @@ _GB_OLIVE = np.array([118, 146, 60], np.float32)
 _GB_TEAL = np.array([64, 124, 100], np.float32)
 _DUCT_RGB = np.array([236, 222, 186], np.float32)
 _ARTERY_RGB = np.array([178, 30, 52], np.float32)
-_TOOL_RGB = np.array([148, 152, 164], np.float32)
+_TOOL_RGB = np.array([214, 206, 184], np.float32)
 
 
 def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
