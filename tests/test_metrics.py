@@ -138,6 +138,11 @@ def test_the_bootstrap_fid_equals_torchmetrics_fid():
     expected = fid_from_features(torch.from_numpy(real), torch.from_numpy(synthetic))
     assert _Frechet(real).distance(synthetic) == pytest.approx(expected, rel=1e-8)
     assert _Frechet(real).distance(real) == pytest.approx(0.0, abs=1e-8)
+    # fewer samples than feature dimensions: the n x n form gives the same value
+    real = rng.normal(size=(60, 12)) @ rng.normal(size=(12, 12))
+    few = rng.normal(size=(7, 12)) @ rng.normal(size=(12, 12)) - 0.2
+    expected = fid_from_features(torch.from_numpy(real), torch.from_numpy(few))
+    assert _Frechet(real).distance(few) == pytest.approx(expected, rel=1e-8)
 
 
 def test_fid_and_kid_compare_base_and_aligned_with_paired_intervals(registry: Registry):

@@ -81,7 +81,10 @@ class _Frechet:
     """FID against a fixed real set, for many synthetic sets (a bootstrap): the real mean,
     covariance and its square root are computed once, and Tr((Σ_r Σ_s)^½) is taken as
     Tr((Σ_r^½ Σ_s Σ_r^½)^½) from the eigenvalues of a symmetric matrix — the same value
-    :func:`fid_from_features` gives, several times faster per set."""
+    :func:`fid_from_features` gives. With ``Y = X_c Σ_r^½ / √(n−1)`` (``X_c`` the centred
+    synthetic features), Σ_r^½ Σ_s Σ_r^½ = YᵀY shares its non-zero eigenvalues with the n × n
+    YYᵀ, so each resample costs O(n·d²) + O(min(n, d)³): it follows the number of samples when
+    they are fewer than the feature dimensions, instead of a fixed O(d³)."""
 
     def __init__(self, real: np.ndarray) -> None:
         self.mean = real.mean(axis=0)
@@ -91,15 +94,19 @@ class _Frechet:
         self.trace = float(np.trace(cov))
 
     def distance(self, synthetic: np.ndarray) -> float:
-        cov = np.cov(synthetic, rowvar=False)
-        product = self.root @ cov @ self.root
-        values = np.linalg.eigvalsh((product + product.T) / 2)
-        shift = float(((self.mean - synthetic.mean(axis=0)) ** 2).sum())
+        mean = synthetic.mean(axis=0)
+        centred = synthetic - mean
+        scale = 1.0 / np.sqrt(len(synthetic) - 1)
+        y = (centred @ self.root) * scale
+        gram = y @ y.T if len(y) < y.shape[1] else y.T @ y
+        values = np.linalg.eigvalsh((gram + gram.T) / 2)
+        shift = float(((self.mean - mean) ** 2).sum())
+        trace_synthetic = float((centred * centred).sum()) * scale**2
         return max(
             0.0,
             shift
             + self.trace
-            + float(np.trace(cov))
+            + trace_synthetic
             - 2.0 * float(np.sqrt(np.clip(values, 0.0, None)).sum()),
         )
 
