@@ -37,17 +37,21 @@ def test_v2_is_deterministic_and_seeded() -> None:
     assert a.class_names == toy_seg.CLASS_NAMES and a.meta["version"] == 2
 
 
-def test_version_option_defaults_to_v1_and_makes_v2_reachable() -> None:
+def test_version_option_defaults_to_v3_and_keeps_v1_and_v2_reachable() -> None:
+    from saadi_core.data.toy_seg_v3 import make_toy_seg_v3
+
     registry = Registry.discover(entry_points=False)
     new = registry.create("dataset", "toy-seg", {"n_train": 4, "n_test": 2, "version": 2})
     assert "version=2" in new.source and isinstance(new.oracle, ToySegOracleV2)
     v2 = toy_seg_v2.make_toy_seg_v2(seed=0, n_train=4, n_test=2)
     assert np.array_equal(new.train.images, v2.train.images)
-    default = registry.create("dataset", "toy-seg", {"n_train": 4, "n_test": 2})
+    old = registry.create("dataset", "toy-seg", {"n_train": 4, "n_test": 2, "version": 1})
     v1 = toy_seg.make_toy_seg(seed=0, n_train=4, n_test=2)
-    assert np.array_equal(default.train.images, v1.train.images) and np.array_equal(
-        default.test.masks, v1.test.masks
+    assert np.array_equal(old.train.images, v1.train.images) and np.array_equal(
+        old.test.masks, v1.test.masks
     )
+    default = registry.create("dataset", "toy-seg", {"n_train": 4, "n_test": 2})
+    assert np.array_equal(default.train.images, make_toy_seg_v3(0, 4, 2).train.images)
     with pytest.raises(ConfigError, match="version"):
         registry.create("dataset", "toy-seg", {"version": 4})
 

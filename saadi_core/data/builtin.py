@@ -27,7 +27,7 @@ def saadi_register_datasets(register: Any) -> None:
         "toy-seg",
         "saadi_core.data.toy_seg:build",
         options=f"{_OPTIONS}:ToySegOptions",
-        description="Embedded Endoscapes-like segmentation: tissue, gallbladder, cystic duct/artery, tool masks told apart by texture and shading (version 1: by colour), with an oracle.",
+        description="Embedded Endoscapes-like segmentation: tissue, gallbladder, cystic duct/artery, tool; each class has its colour and a coarse structure with a random phase (version 3, default; 1: colour only; 2: fine texture), with an oracle.",
         task="segmentation",
     )
     register(

@@ -1,9 +1,10 @@
-"""``toy-seg`` version 1 (the default): an Endoscapes-like segmentation set drawn procedurally.
+"""``toy-seg`` version 1: an Endoscapes-like segmentation set drawn procedurally.
 
-(Version 2, :mod:`saadi_core.data.toy_seg_v2`, whose classes differ by fine texture rather than
-colour, is ``dataset: {kind: toy-seg, options: {version: 2}}`` — the tiny generators pass its
-oracle on 0–3 % of samples; version 3, :mod:`saadi_core.data.toy_seg_v3`, gives every class its
-colour and a coarse structure with a random phase, ``version: 3``.)
+(The default is version 3, :mod:`saadi_core.data.toy_seg_v3`: every class has its colour and a
+coarse structure with a random phase, so a mask-conditioned generator can get it wrong. This
+first version is ``dataset: {kind: toy-seg, options: {version: 1}}``: every tiny generator passes
+its oracle. Version 2, :mod:`saadi_core.data.toy_seg_v2`, tells classes apart by fine texture the
+tiny generators cannot draw: they pass it 0–3 %.)
 
 A laparoscopic cholecystectomy scene reduced to what matters for mask-conditioned generation:
 tissue (background, id 0) with a **gallbladder** (a large, wobbly olive blob), the **cystic duct**
