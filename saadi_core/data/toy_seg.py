@@ -240,23 +240,39 @@ def scene_split(
     return Split(images=images, masks=masks, ids=[f"{prefix}/{i:05d}" for i in range(n)])
 
 
-def make_toy_seg(
-    seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64
+def toy_seg_dataset(
+    draw: Callable[[int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    oracle: object,
+    version: int,
+    salt: int,
+    seed: int,
+    n_train: int,
+    n_test: int,
+    image_size: int,
 ) -> Dataset:
-    """The ``toy-seg`` dataset (deterministic for given arguments)."""
-    from saadi_core.data.oracle_seg import ToySegOracle
-
-    train_seq, test_seq = np.random.SeedSequence([seed, 0x5E6]).spawn(2)
+    """A ``toy-seg`` version's dataset: train and test scenes drawn by ``draw`` from independent
+    sub-seeds of ``(seed, salt)`` (each version its own salt, so versions never share scenes)."""
+    train_seq, test_seq = np.random.SeedSequence([seed, salt]).spawn(2)
+    tag = "" if version == 1 else f" version={version}"
     return Dataset(
         name="toy-seg",
         task="segmentation",
         class_names=list(CLASS_NAMES),
-        train=scene_split(draw_scenes, train_seq, n_train, image_size, "toy-seg/train"),
-        test=scene_split(draw_scenes, test_seq, n_test, image_size, "toy-seg/test"),
-        oracle=ToySegOracle(),
-        source=f"embedded:toy-seg seed={seed}",
-        meta={"seed": seed},
+        train=scene_split(draw, train_seq, n_train, image_size, "toy-seg/train"),
+        test=scene_split(draw, test_seq, n_test, image_size, "toy-seg/test"),
+        oracle=oracle,
+        source=f"embedded:toy-seg{tag} seed={seed}",
+        meta={"seed": seed} if version == 1 else {"seed": seed, "version": version},
     )
+
+
+def make_toy_seg(
+    seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64
+) -> Dataset:
+    """The ``toy-seg`` dataset, version 1 (deterministic for given arguments)."""
+    from saadi_core.data.oracle_seg import ToySegOracle
+
+    return toy_seg_dataset(draw_scenes, ToySegOracle(), 1, 0x5E6, seed, n_train, n_test, image_size)
 
 
 def build(options: ToySegOptions, context: object | None = None) -> Dataset:

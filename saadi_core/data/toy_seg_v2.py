@@ -53,7 +53,7 @@ from saadi_core.data.toy_seg import (
     TOOL,
     _curve,
     _gallbladder,
-    scene_split,
+    toy_seg_dataset,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -355,14 +355,6 @@ def make_toy_seg_v2(
     """``toy-seg`` version 2 (deterministic for given arguments)."""
     from saadi_core.data.oracle_seg_v2 import ToySegOracleV2
 
-    train_seq, test_seq = np.random.SeedSequence([seed, 0x5E62]).spawn(2)
-    return Dataset(
-        name="toy-seg",
-        task="segmentation",
-        class_names=list(CLASS_NAMES),
-        train=scene_split(draw_scenes, train_seq, n_train, image_size, "toy-seg/train"),
-        test=scene_split(draw_scenes, test_seq, n_test, image_size, "toy-seg/test"),
-        oracle=ToySegOracleV2(),
-        source=f"embedded:toy-seg version=2 seed={seed}",
-        meta={"seed": seed, "version": 2},
+    return toy_seg_dataset(
+        draw_scenes, ToySegOracleV2(), 2, 0x5E62, seed, n_train, n_test, image_size
     )

@@ -33,7 +33,7 @@ import numpy as np
 
 from saadi_core.data.dataset import Dataset
 from saadi_core.data.toy_draw import pixel_grid, smooth_noise
-from saadi_core.data.toy_seg import ARTERY, CLASS_NAMES, DUCT, GALLBLADDER, TOOL, scene_split
+from saadi_core.data.toy_seg import ARTERY, CLASS_NAMES, DUCT, GALLBLADDER, TOOL, toy_seg_dataset
 from saadi_core.data.toy_seg_v2 import (
     BACKGROUND_KINDS,
     SceneStyle,
@@ -140,14 +140,6 @@ def make_toy_seg_v3(
     """``toy-seg`` version 3 (deterministic for given arguments)."""
     from saadi_core.data.oracle_seg_v3 import ToySegOracleV3
 
-    train_seq, test_seq = np.random.SeedSequence([seed, 0x5E63]).spawn(2)
-    return Dataset(
-        name="toy-seg",
-        task="segmentation",
-        class_names=list(CLASS_NAMES),
-        train=scene_split(draw_scenes, train_seq, n_train, image_size, "toy-seg/train"),
-        test=scene_split(draw_scenes, test_seq, n_test, image_size, "toy-seg/test"),
-        oracle=ToySegOracleV3(),
-        source=f"embedded:toy-seg version=3 seed={seed}",
-        meta={"seed": seed, "version": 3},
+    return toy_seg_dataset(
+        draw_scenes, ToySegOracleV3(), 3, 0x5E63, seed, n_train, n_test, image_size
     )
