@@ -65,9 +65,6 @@ __all__ = ["BACKGROUND_KINDS", "CLASS_NAMES", "SceneStyle", "draw_scenes", "make
 #: the kinds of tissue a scene's background is drawn as (the oracle accepts any of them for class 0)
 BACKGROUND_KINDS = ("liver", "fat", "peritoneum")
 
-_LIVER_RGB = np.array([150, 72, 62], np.float32)
-_FAT_RGB = np.array([214, 172, 100], np.float32)
-_PERITONEUM_RGB = np.array([200, 128, 118], np.float32)
 _GB_OLIVE = np.array([122, 140, 62], np.float32)
 _GB_TEAL = np.array([70, 118, 92], np.float32)
 _DUCT_RGB = np.array([222, 196, 138], np.float32)
@@ -90,22 +87,59 @@ def _colour(
 # --------------------------------------------------------------------------- backgrounds
 
 
-def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
-    """A tissue background of ``kind`` (see :data:`BACKGROUND_KINDS`), unlit."""
+@dataclass(frozen=True)
+class Tissue:
+    """How a version draws its background tissues (:data:`BACKGROUND_KINDS`): their colours and
+    the scale of their texture, as (divisor, floor) pairs giving ``max(size // divisor, floor)``
+    noise cells — version 2 draws fine granules and streaks, version 3 only coarse ones."""
+
+    liver_rgb: tuple[float, float, float]
+    fat_rgb: tuple[float, float, float]
+    peritoneum_rgb: tuple[float, float, float]
+    liver_cells: tuple[int, int]
+    liver_amplitude: float
+    fat_cells: tuple[int, int]
+    fat_wall_depth: float
+    fat_wall_width: float
+    streak_cells: tuple[int, int]
+
+
+def _cells(size: int, scale: tuple[int, int]) -> int:
+    return max(size // scale[0], scale[1])
+
+
+def tissue_background(rng: np.random.Generator, size: int, kind: str, tissue: Tissue) -> np.ndarray:
+    """A background of ``kind`` drawn as ``tissue`` says, unlit: liver mottled, fat in lobules
+    (dark walls where a noise crosses zero), peritoneum streaked along one direction."""
     coarse = 1.0 + 0.05 * smooth_noise(rng, size, 4)[..., 0]
-    if kind == "liver":  # fine granular texture
-        lum = coarse + 0.07 * smooth_noise(rng, size, max(size // 2, 8))[..., 0]
-        base = _colour(rng, _LIVER_RGB)
-    elif kind == "fat":  # lobules: dark walls where a medium-scale noise crosses zero
-        n = smooth_noise(rng, size, max(size // 7, 4))[..., 0]
-        lum = coarse * (1.0 - 0.22 * np.exp(-((n / 0.22) ** 2)))
-        base = _colour(rng, _FAT_RGB)
-    else:  # peritoneum: streaks along one direction
-        streaks = _axis_noise(rng, size, max(size // 2, 8), 3)
+    if kind == "liver":
+        noise = smooth_noise(rng, size, _cells(size, tissue.liver_cells))[..., 0]
+        lum = coarse + tissue.liver_amplitude * noise
+        rgb = tissue.liver_rgb
+    elif kind == "fat":
+        n = smooth_noise(rng, size, _cells(size, tissue.fat_cells))[..., 0]
+        lum = coarse * (1.0 - tissue.fat_wall_depth * np.exp(-((n / tissue.fat_wall_width) ** 2)))
+        rgb = tissue.fat_rgb
+    else:
+        streaks = _axis_noise(rng, size, _cells(size, tissue.streak_cells), 3)
         streaks = streaks if rng.random() < 0.5 else streaks.T
         lum = coarse + 0.08 * streaks
-        base = _colour(rng, _PERITONEUM_RGB)
+        rgb = tissue.peritoneum_rgb
+    base = _colour(rng, np.array(rgb, np.float32))
     return base[None, None, :] * lum[..., None].astype(np.float32)
+
+
+V2_TISSUE = Tissue(
+    liver_rgb=(150, 72, 62),
+    fat_rgb=(214, 172, 100),
+    peritoneum_rgb=(200, 128, 118),
+    liver_cells=(2, 8),
+    liver_amplitude=0.07,
+    fat_cells=(7, 4),
+    fat_wall_depth=0.22,
+    fat_wall_width=0.22,
+    streak_cells=(2, 8),
+)
 
 
 def _axis_noise(rng: np.random.Generator, size: int, fine: int, coarse: int) -> np.ndarray:
@@ -228,18 +262,19 @@ def _look(
 
 @dataclass(frozen=True)
 class SceneStyle:
-    """What a version of these scenes draws differently: the looks and the artery's width.
+    """What a version of these scenes draws differently: its tissues, the classes' looks and the
+    artery's width.
 
     Versions 2 and 3 share the scene layout (shapes, lighting, background kinds); version 3
-    (:mod:`saadi_core.data.toy_seg_v3`) swaps in coarse looks and a wider artery."""
+    (:mod:`saadi_core.data.toy_seg_v3`) swaps in coarse tissues and looks and a wider artery."""
 
-    background: Callable[[np.random.Generator, int, str], np.ndarray]
+    tissue: Tissue
     look: Callable[[np.random.Generator, int, int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
     artery_half_width: tuple[float, float]
     """range of the artery's half-width as a share of the image size"""
 
 
-V2_STYLE = SceneStyle(background=_background, look=_look, artery_half_width=(0.025, 0.03))
+V2_STYLE = SceneStyle(tissue=V2_TISSUE, look=_look, artery_half_width=(0.025, 0.03))
 
 
 def _light(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -293,7 +328,7 @@ def draw_scenes_with_kinds(
     kinds = np.empty(n, np.int64)
     for i in range(n):
         kinds[i] = int(rng.integers(len(BACKGROUND_KINDS)))
-        image = style.background(rng, s, BACKGROUND_KINDS[kinds[i]])
+        image = tissue_background(rng, s, BACKGROUND_KINDS[kinds[i]], style.tissue)
         label = np.zeros((s, s), np.int64)
 
         sdf, neck, angle = _gallbladder(rng, s)

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from saadi_core.data.dataset import Dataset
-from saadi_core.data.toy_draw import pixel_grid, smooth_noise
+from saadi_core.data.toy_draw import pixel_grid
 from saadi_core.data.toy_seg import ARTERY, CLASS_NAMES, DUCT, GALLBLADDER, TOOL, toy_seg_dataset
 from saadi_core.data.toy_seg_v2 import (
     BACKGROUND_KINDS,
     SceneStyle,
-    _axis_noise,
+    Tissue,
     _colour,
     draw_scenes_with_kinds,
 )
@@ -47,9 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BACKGROUND_KINDS", "CLASS_NAMES", "V3_STYLE", "draw_scenes", "make_toy_seg_v3"]
 
-_LIVER_RGB = np.array([146, 70, 60], np.float32)
-_FAT_RGB = np.array([212, 170, 96], np.float32)
-_PERITONEUM_RGB = np.array([196, 128, 126], np.float32)
 _GB_OLIVE = np.array([118, 146, 60], np.float32)
 _GB_TEAL = np.array([64, 124, 100], np.float32)
 _DUCT_RGB = np.array([236, 222, 186], np.float32)
@@ -57,22 +54,18 @@ _ARTERY_RGB = np.array([178, 30, 52], np.float32)
 _TOOL_RGB = np.array([214, 206, 184], np.float32)
 
 
-def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
-    """A tissue background of ``kind`` with structure no finer than ~6 px at 64 px, unlit."""
-    coarse = 1.0 + 0.05 * smooth_noise(rng, size, 4)[..., 0]
-    if kind == "liver":  # mottled
-        lum = coarse + 0.08 * smooth_noise(rng, size, max(size // 8, 4))[..., 0]
-        base = _colour(rng, _LIVER_RGB)
-    elif kind == "fat":  # lobules: dark walls where a coarse noise crosses zero
-        n = smooth_noise(rng, size, max(size // 10, 4))[..., 0]
-        lum = coarse * (1.0 - 0.2 * np.exp(-((n / 0.35) ** 2)))
-        base = _colour(rng, _FAT_RGB)
-    else:  # peritoneum: broad streaks along one direction
-        streaks = _axis_noise(rng, size, max(size // 8, 4), 3)
-        streaks = streaks if rng.random() < 0.5 else streaks.T
-        lum = coarse + 0.08 * streaks
-        base = _colour(rng, _PERITONEUM_RGB)
-    return base[None, None, :] * lum[..., None].astype(np.float32)
+#: version 3's tissues: the same kinds, textures no finer than ~6 px at 64 px
+V3_TISSUE = Tissue(
+    liver_rgb=(146, 70, 60),
+    fat_rgb=(212, 170, 96),
+    peritoneum_rgb=(196, 128, 126),
+    liver_cells=(8, 4),
+    liver_amplitude=0.08,
+    fat_cells=(10, 4),
+    fat_wall_depth=0.2,
+    fat_wall_width=0.35,
+    streak_cells=(8, 4),
+)
 
 
 def _look(
@@ -115,7 +108,7 @@ def _look(
     raise ValueError(f"no look for class {look}")
 
 
-V3_STYLE = SceneStyle(background=_background, look=_look, artery_half_width=(0.035, 0.045))
+V3_STYLE = SceneStyle(tissue=V3_TISSUE, look=_look, artery_half_width=(0.035, 0.045))
 
 
 def draw_scenes(
