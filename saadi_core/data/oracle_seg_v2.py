@@ -55,43 +55,69 @@ def _appearances(num_classes: int, background_kinds: int) -> list[tuple[int, int
     return [(0, b) for b in range(background_kinds)] + [(k, -1) for k in range(1, num_classes)]
 
 
+@dataclass(frozen=True)
+class RegionCrop:
+    """A region and the image around it (``_MARGIN`` px), the pixels offset by +4 so that logs
+    stay finite: what every region feature (of version 2 and version 3) is computed from."""
+
+    pixels: np.ndarray
+    """float ``(h, w, 3)``"""
+    region: np.ndarray
+    """bool ``(h, w)``"""
+    lum: np.ndarray
+    """float ``(h, w)``: the pixels' mean over the channels"""
+
+    @classmethod
+    def of(cls, image: np.ndarray, region: np.ndarray) -> RegionCrop:
+        rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+        crop = (
+            slice(max(rows[0] - _MARGIN, 0), rows[-1] + _MARGIN + 1),
+            slice(max(cols[0] - _MARGIN, 0), cols[-1] + _MARGIN + 1),
+        )
+        pixels = image[crop].astype(np.float32) + 4.0
+        return cls(pixels, region[crop], pixels.mean(axis=-1))
+
+    def within(self, values: np.ndarray, sigma: float) -> np.ndarray:
+        """``values`` smoothed with a Gaussian of ``sigma`` px using the region's pixels only
+        (normalised convolution), so neighbouring regions do not leak in."""
+        m = self.region.astype(np.float32)
+        return ndimage.gaussian_filter(values * m, sigma) / np.maximum(
+            ndimage.gaussian_filter(m, sigma), _EPS
+        )
+
+    def chromaticity(self) -> tuple[float, float]:
+        """Brightness-free colour of the region: log(R/G) and log(√(RG)/B) of its mean."""
+        log_rgb = np.log(self.pixels[self.region].mean(axis=0))
+        return log_rgb[0] - log_rgb[1], (log_rgb[0] + log_rgb[1]) / 2 - log_rgb[2]
+
+
+def depth_profile(depth: np.ndarray, values: np.ndarray) -> float:
+    """Correlation of a region's brightness with the distance to its border (dome shading,
+    bright centre lines), both given per region pixel."""
+    d, v = depth - depth.mean(), values - values.mean()
+    return float((d * v).mean() / (d.std() * v.std() + 1e-3))
+
+
 def region_features(
     image: np.ndarray, region: np.ndarray, median_lum: float | None = None
 ) -> np.ndarray:
     """The look of ``region`` (bool ``(H, W)``) in ``image`` (``uint8 (H, W, 3)``): ``float (8,)``.
     ``median_lum``: the image's median brightness (+4), when the caller has it already."""
-    rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
-    crop = (
-        slice(max(rows[0] - _MARGIN, 0), rows[-1] + _MARGIN + 1),
-        slice(max(cols[0] - _MARGIN, 0), cols[-1] + _MARGIN + 1),
-    )
     if median_lum is None:
         median_lum = image_brightness(image)
-    image, region = image[crop], region[crop]
-    x = image.astype(np.float32) + 4.0
-    lum = x.mean(axis=-1)
-    m = region.astype(np.float32)
-
-    def within(values: np.ndarray, sigma: float) -> np.ndarray:
-        return ndimage.gaussian_filter(values * m, sigma) / np.maximum(
-            ndimage.gaussian_filter(m, sigma), _EPS
-        )
-
-    pix = x[region]
-    mean_rgb = pix.mean(axis=0)
-    log_rgb = np.log(mean_rgb)
-    chroma = (log_rgb[0] - log_rgb[1], (log_rgb[0] + log_rgb[1]) / 2 - log_rgb[2])
+    crop = RegionCrop.of(image, region)
+    region, lum = crop.region, crop.lum
+    chroma = crop.chromaticity()
     l_region = lum[region]
     level = float(l_region.mean())
     relative = np.log(level) - np.log(median_lum)
-    fine_map = within(lum, 0.7)
-    coarse_map = within(lum, 2.0)
+    fine_map = crop.within(lum, 0.7)
+    coarse_map = crop.within(lum, 2.0)
     fine = float(np.abs(l_region - fine_map[region]).mean()) / level
     medium = float((fine_map[region] - coarse_map[region]).std()) / level
     specular = float(np.mean(l_region > 1.3 * np.median(l_region)))
     depth = np.minimum(ndimage.distance_transform_edt(region)[region], 3.0)
-    d, lr = depth - depth.mean(), l_region - l_region.mean()
-    profile = float((d * lr).mean() / (d.std() * lr.std() + 1e-3))
+    profile = depth_profile(depth, l_region)
     return np.array(
         [
             chroma[0],

@@ -16,11 +16,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from saadi_core.data.oracle_seg_v2 import LookModel, ToySegOracleV2
+from saadi_core.data.oracle_seg_v2 import LookModel, RegionCrop, ToySegOracleV2, depth_profile
 from saadi_core.data.toy_seg_v3 import BACKGROUND_KINDS, draw_scenes_with_kinds_v3
 
 _EPS = 1e-6
-_MARGIN = 7  # px around a region: covers the smoothing of its features
 
 
 def region_features_v3(image: np.ndarray, region: np.ndarray, median_lum: float) -> np.ndarray:
@@ -30,27 +29,16 @@ def region_features_v3(image: np.ndarray, region: np.ndarray, median_lum: float)
     brightness follows the distance to the region's border (dome shading), and whether it changes
     across the region or along it (a tool's bright half vs a duct's rings, which share colours)."""
     sigma = 1.2 * image.shape[0] / 64.0
-    rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
-    crop = (
-        slice(max(rows[0] - _MARGIN, 0), rows[-1] + _MARGIN + 1),
-        slice(max(cols[0] - _MARGIN, 0), cols[-1] + _MARGIN + 1),
-    )
-    x = image[crop].astype(np.float32) + 4.0
-    region = region[crop]
-    m = region.astype(np.float32)
-    lum = x.mean(axis=-1)
-    smooth_map = ndimage.gaussian_filter(lum * m, sigma) / np.maximum(
-        ndimage.gaussian_filter(m, sigma), _EPS
-    )
+    crop = RegionCrop.of(image, region)
+    region = crop.region
+    smooth_map = crop.within(crop.lum, sigma)
     smooth = smooth_map[region]
-    log_rgb = np.log(x[region].mean(axis=0))
-    level = float(lum[region].mean())
+    chroma = crop.chromaticity()
+    level = float(crop.lum[region].mean())
     structure = float(smooth.std()) / level
     bright = float(np.mean(smooth > 1.12 * np.median(smooth)))
     distance = ndimage.distance_transform_edt(region)
-    depth = np.minimum(distance[region], 3.0 * sigma)
-    d, s = depth - depth.mean(), smooth - smooth.mean()
-    profile = float((d * s).mean() / (d.std() * s.std() + 1e-3))
+    profile = depth_profile(np.minimum(distance[region], 3.0 * sigma), smooth)
     # does brightness change across the region (towards its border: halves, domes) or along it
     # (rings, beads)? |cos| between the brightness gradient and the distance map's gradient
     ly, lx = (g[region] for g in np.gradient(smooth_map))
@@ -60,8 +48,8 @@ def region_features_v3(image: np.ndarray, region: np.ndarray, median_lum: float)
     across = float((strength * cos).sum() / (strength.sum() + _EPS))
     return np.array(
         [
-            log_rgb[0] - log_rgb[1],
-            (log_rgb[0] + log_rgb[1]) / 2 - log_rgb[2],
+            chroma[0],
+            chroma[1],
             np.log(level) - np.log(median_lum),
             np.log(structure + 1e-3),
             np.sqrt(bright),
