@@ -98,6 +98,7 @@ class PoolConfig(Strict):
 
 
 DownstreamBudget = Literal["steps", "epochs"]
+EvaluationConditions = Literal["auto", "training", "unseen-layouts"]
 
 
 class EvaluationConfig(Strict):
@@ -111,6 +112,13 @@ class EvaluationConfig(Strict):
         ge=0,
         le=1,
         description="h of the selector pass rate; None = the pairing's threshold (0.5 if it has none)",
+    )
+    conditions: EvaluationConditions = Field(
+        default="auto",
+        description="what the evaluation samples are generated on: 'training' = the generator's pool conditions "
+        "(training masks, class prompts); 'unseen-layouts' = the same kind of conditions built from the dataset's "
+        "unseen layouts (toy-seg has them), so a sample cannot pass by reproducing its mask's training image; "
+        "'auto' = unseen layouts when the dataset has them, else training",
     )
     seed: int = Field(
         default=2000, description="seed for base-vs-aligned comparison samples (same for both)"
@@ -308,6 +316,9 @@ class StudyConfig(Strict):
     )
     downstream_real: int | None = Field(
         default=None, ge=1, description="as the run option evaluation.downstream_real"
+    )
+    evaluation_conditions: EvaluationConditions = Field(
+        default="auto", description="as the run option evaluation.conditions"
     )
     arms: list[ArmConfig] = Field(min_length=1)
     log_with: list[TrackerName] = Field(

@@ -10,7 +10,9 @@ Each check raises a one-line :class:`~saadi_core.errors.SaadiError` naming what 
 * :func:`require_writable` — a runs directory that cannot be written fails before data loads;
 * :func:`check_tasks` — a generator or selector registered for another dataset task;
 * :func:`check_classes` — a dataset with fewer than two classes gives a selector nothing to tell
-  apart (and alignment no pairs).
+  apart (and alignment no pairs);
+* evaluation on unseen layouts asked of a dataset that has none
+  (:func:`saadi_core.evaluation.conditions.resolve`).
 
 The device name is checked where the config is read (:class:`saadi_core.config.RunConfig`), so
 ``saadi validate`` catches it too.
@@ -127,5 +129,8 @@ def before_data(config: Any) -> None:
 
 def after_data(registry: Registry, config: Any, dataset: Any) -> None:
     """What a run checks once its data is loaded and its components are chosen."""
+    from saadi_core.evaluation.conditions import resolve
+
     check_classes(dataset)
     check_tasks(registry, config, dataset.task)
+    resolve(config.evaluation.conditions, dataset)

@@ -78,6 +78,10 @@ class Dataset:
     """A named dataset with a train and a test split.
 
     ``class_names[i]`` names class id ``i``; for segmentation, id 0 is the background.
+    ``layouts`` (optional, segmentation): scenes no model trains or is tested on. Evaluation may
+    generate on their masks (``evaluation.conditions``), so that a sample cannot pass by
+    reproducing the training image its condition was drawn from — which a generator that has
+    memorised its few training images does, and which alignment on the real images rewards.
     ``source`` says where it came from (``"embedded:toy-cls seed=0"`` or a folder path) and goes
     into the run manifest.
     """
@@ -87,6 +91,7 @@ class Dataset:
     class_names: list[str]
     train: Split
     test: Split
+    layouts: Split | None = None
     oracle: Oracle | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)

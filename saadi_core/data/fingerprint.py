@@ -35,9 +35,12 @@ def _update_split(digest: hashlib._Hash, split: Split) -> None:
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
-    """SHA-256 of the dataset's task, classes and every split's ids, images, labels and masks."""
+    """SHA-256 of the dataset's task, classes and every split's (layouts included) ids, images,
+    labels and masks."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"task": dataset.task, "classes": list(dataset.class_names)}).encode())
     for split in (dataset.train, dataset.test):
         _update_split(digest, split)
+    if dataset.layouts is not None:  # absent for most datasets: their keys stay what they were
+        _update_split(digest, dataset.layouts)
     return digest.hexdigest()

@@ -54,6 +54,12 @@ class ToySegOptions(_Options):
     )
     n_train: int = Field(default=600, ge=1, description="training images")
     n_test: int = Field(default=200, ge=1, description="test images")
+    n_layouts: int = Field(
+        default=64,
+        ge=0,
+        description="unseen layouts: scenes drawn like the others that nothing trains or is tested on; "
+        "evaluation generates on their masks (evaluation.conditions), so copying a training image cannot pass",
+    )
     image_size: int = Field(
         default=64, ge=32, le=1024, description="side of the square images in pixels"
     )

@@ -249,17 +249,26 @@ def toy_seg_dataset(
     n_train: int,
     n_test: int,
     image_size: int,
+    n_layouts: int = 0,
 ) -> Dataset:
-    """A ``toy-seg`` version's dataset: train and test scenes drawn by ``draw`` from independent
-    sub-seeds of ``(seed, salt)`` (each version its own salt, so versions never share scenes)."""
-    train_seq, test_seq = np.random.SeedSequence([seed, salt]).spawn(2)
+    """A ``toy-seg`` version's dataset: train, test and (``n_layouts`` > 0) unseen-layout scenes
+    drawn by ``draw`` from independent sub-seeds of ``(seed, salt)`` (each version its own salt,
+    so versions never share scenes). The layouts are the third sub-seed, so adding them leaves
+    train and test byte-identical."""
+    train_seq, test_seq, layout_seq = np.random.SeedSequence([seed, salt]).spawn(3)
     tag = "" if version == 1 else f" version={version}"
+    layouts = (
+        scene_split(draw, layout_seq, n_layouts, image_size, "toy-seg/layouts")
+        if n_layouts
+        else None
+    )
     return Dataset(
         name="toy-seg",
         task="segmentation",
         class_names=list(CLASS_NAMES),
         train=scene_split(draw, train_seq, n_train, image_size, "toy-seg/train"),
         test=scene_split(draw, test_seq, n_test, image_size, "toy-seg/test"),
+        layouts=layouts,
         oracle=oracle,
         source=f"embedded:toy-seg{tag} seed={seed}",
         meta={"seed": seed} if version == 1 else {"seed": seed, "version": version},
@@ -267,12 +276,18 @@ def toy_seg_dataset(
 
 
 def make_toy_seg(
-    seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64
+    seed: int = 0,
+    n_train: int = 600,
+    n_test: int = 200,
+    image_size: int = 64,
+    n_layouts: int = 0,
 ) -> Dataset:
     """The ``toy-seg`` dataset, version 1 (deterministic for given arguments)."""
     from saadi_core.data.oracle_seg import ToySegOracle
 
-    return toy_seg_dataset(draw_scenes, ToySegOracle(), 1, 0x5E6, seed, n_train, n_test, image_size)
+    return toy_seg_dataset(
+        draw_scenes, ToySegOracle(), 1, 0x5E6, seed, n_train, n_test, image_size, n_layouts
+    )
 
 
 def build(options: ToySegOptions, context: object | None = None) -> Dataset:
@@ -280,7 +295,7 @@ def build(options: ToySegOptions, context: object | None = None) -> Dataset:
     ``cls(options, context)`` calling convention and unused): ``options.version`` 2 is
     :func:`saadi_core.data.toy_seg_v2.make_toy_seg_v2`, 3
     :func:`saadi_core.data.toy_seg_v3.make_toy_seg_v3`, 1 (default) this module's set."""
-    args = (options.seed, options.n_train, options.n_test, options.image_size)
+    args = (options.seed, options.n_train, options.n_test, options.image_size, options.n_layouts)
     if options.version == 2:
         from saadi_core.data.toy_seg_v2 import make_toy_seg_v2
 

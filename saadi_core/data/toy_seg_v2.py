@@ -385,11 +385,15 @@ def draw_scenes_with_kinds(
 
 
 def make_toy_seg_v2(
-    seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64
+    seed: int = 0,
+    n_train: int = 600,
+    n_test: int = 200,
+    image_size: int = 64,
+    n_layouts: int = 0,
 ) -> Dataset:
     """``toy-seg`` version 2 (deterministic for given arguments)."""
     from saadi_core.data.oracle_seg_v2 import ToySegOracleV2
 
     return toy_seg_dataset(
-        draw_scenes, ToySegOracleV2(), 2, 0x5E62, seed, n_train, n_test, image_size
+        draw_scenes, ToySegOracleV2(), 2, 0x5E62, seed, n_train, n_test, image_size, n_layouts
     )

@@ -128,11 +128,15 @@ def draw_scenes_with_kinds_v3(
 
 
 def make_toy_seg_v3(
-    seed: int = 0, n_train: int = 600, n_test: int = 200, image_size: int = 64
+    seed: int = 0,
+    n_train: int = 600,
+    n_test: int = 200,
+    image_size: int = 64,
+    n_layouts: int = 0,
 ) -> Dataset:
     """``toy-seg`` version 3 (deterministic for given arguments)."""
     from saadi_core.data.oracle_seg_v3 import ToySegOracleV3
 
     return toy_seg_dataset(
-        draw_scenes, ToySegOracleV3(), 3, 0x5E63, seed, n_train, n_test, image_size
+        draw_scenes, ToySegOracleV3(), 3, 0x5E63, seed, n_train, n_test, image_size, n_layouts
     )

@@ -38,6 +38,7 @@ def run(session: RunSession) -> StageResult:
             "classes": dataset.class_names,
             "train": len(dataset.train),
             "test": len(dataset.test),
+            "layouts": 0 if dataset.layouts is None else len(dataset.layouts),
             "image_size": dataset.image_size,
             "train_counts": dataset.class_counts("train"),
         }

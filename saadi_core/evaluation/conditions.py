@@ -1,0 +1,49 @@
+"""Which conditions the held-out evaluation samples are generated on (``evaluation.conditions``).
+
+Why this exists: a mask-conditioned generator fine-tuned on a few hundred images learns to
+reproduce the training image a training mask was drawn from. Evaluated on those same masks, a
+copy passes every check of what the image shows — and any training on the real images (the
+``train-longer`` control, or DPO through its real-image anchor) pulls samples toward the copies,
+so the pass rate rises without the generator rendering anything better. Evaluated on layouts no
+model has seen, there is nothing to copy: the pass rate measures rendering.
+
+The generator builds the conditions as it always does, from a view of the dataset whose train
+split is the unseen layouts; generators whose conditions are not layouts (class prompts, presence
+patterns, unconditional) keep their training conditions, since those hold nothing to copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from saadi_core.data.dataset import Dataset
+from saadi_core.errors import ConfigError
+
+TRAINING = "training"
+UNSEEN = "unseen-layouts"
+
+
+def resolve(requested: str, dataset: Dataset) -> str:
+    """``'training'`` or ``'unseen-layouts'`` for ``evaluation.conditions`` on ``dataset``:
+    ``'auto'`` picks unseen layouts when the dataset has them. Asking for unseen layouts on a
+    dataset without them is a one-line :class:`ConfigError` (checked before any training)."""
+    has_layouts = dataset.layouts is not None and len(dataset.layouts) > 0
+    if requested == "auto":
+        return UNSEEN if has_layouts else TRAINING
+    if requested == UNSEEN and not has_layouts:
+        raise ConfigError(
+            f"evaluation.conditions is 'unseen-layouts', but dataset '{dataset.name}' ({dataset.source}) has no "
+            "unseen layouts (toy-seg draws them: dataset.options.n_layouts); use 'training' or 'auto'"
+        )
+    return requested
+
+
+def evaluation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[list[Any], str]:
+    """The conditions to generate evaluation samples on, and what they are (``mode``, or
+    ``'training'`` when the generator's conditions carry no masks)."""
+    training = generator.conditions(dataset)
+    if mode != UNSEEN or not any(c.mask is not None for c in training):
+        return training, TRAINING
+    assert dataset.layouts is not None
+    return generator.conditions(dataclasses.replace(dataset, train=dataset.layouts)), UNSEEN

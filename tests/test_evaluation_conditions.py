@@ -1,0 +1,99 @@
+"""Evaluation on unseen layouts (``evaluation.conditions``): toy-seg draws layouts that share no
+scene with train or test and leave both byte-identical; ``auto`` picks them when a dataset has
+them; a mask-conditioned generator builds its evaluation conditions from them (its pool keeps the
+training masks); generators whose conditions are not layouts keep theirs; asking for layouts a
+dataset lacks stops the run before any training with one line naming the dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saadi_core.data.dataset import Dataset
+from saadi_core.data.fingerprint import dataset_fingerprint
+from saadi_core.data.toy_cls import make_toy_cls
+from saadi_core.data.toy_seg_v3 import make_toy_seg_v3
+from saadi_core.errors import ConfigError
+from saadi_core.evaluation.conditions import TRAINING, UNSEEN, evaluation_conditions, resolve
+from saadi_core.interfaces import Condition
+
+
+@pytest.fixture(scope="module")
+def seg() -> Dataset:
+    return make_toy_seg_v3(seed=4, n_train=24, n_test=6, n_layouts=12)
+
+
+def test_layouts_are_new_scenes_and_leave_train_and_test_unchanged(seg: Dataset) -> None:
+    plain = make_toy_seg_v3(seed=4, n_train=24, n_test=6)
+    assert plain.layouts is None and seg.layouts is not None and len(seg.layouts) == 12
+    for name in ("train", "test"):
+        assert np.array_equal(getattr(seg, name).images, getattr(plain, name).images)
+        assert np.array_equal(getattr(seg, name).masks, getattr(plain, name).masks)
+    assert all(i.startswith("toy-seg/layouts/") for i in seg.layouts.ids)
+    seen = {m.tobytes() for m in np.concatenate([seg.train.masks, seg.test.masks])}
+    assert not any(m.tobytes() in seen for m in seg.layouts.masks)
+    again = make_toy_seg_v3(seed=4, n_train=24, n_test=6, n_layouts=12)
+    assert np.array_equal(again.layouts.images, seg.layouts.images)
+    # the layouts are part of what a run's data stage is keyed by
+    assert dataset_fingerprint(seg) != dataset_fingerprint(plain)
+
+
+def test_auto_picks_unseen_layouts_only_where_a_dataset_has_them(seg: Dataset) -> None:
+    cls = make_toy_cls(seed=0, n_train=10, n_test=5)
+    assert resolve("auto", seg) == UNSEEN and resolve("training", seg) == TRAINING
+    assert resolve("auto", cls) == TRAINING
+    with pytest.raises(ConfigError, match="dataset 'toy-cls' .* has no unseen layouts"):
+        resolve("unseen-layouts", cls)
+
+
+def test_the_toy_seg_builder_draws_layouts_by_default() -> None:
+    from saadi_core.data.options import ToySegOptions
+    from saadi_core.data.toy_seg import build
+
+    data = build(ToySegOptions(n_train=8, n_test=4, n_layouts=5))
+    assert data.layouts is not None and len(data.layouts) == 5
+    assert ToySegOptions().n_layouts > 16  # more than ssi's 16 conditions to pick from
+
+
+def test_a_mask_conditioned_generator_evaluates_on_layouts_it_never_trained_on(
+    seg: Dataset,
+) -> None:
+    from saadi_ssi.generator import SSIGenerator
+    from saadi_ssi.options import SSIOptions
+
+    generator = SSIGenerator(SSIOptions(n_conditions=4), None)
+    pool = generator.conditions(seg)
+    held_out, kind = evaluation_conditions(generator, seg, UNSEEN)
+    assert kind == UNSEEN and len(held_out) == len(pool) == 4
+    assert all(c.id.startswith("mask:toy-seg/train/") for c in pool)
+    assert all(c.id.startswith("mask:toy-seg/layouts/") for c in held_out)
+    index = seg.layouts.ids.index(held_out[0].meta["source"])
+    assert np.array_equal(held_out[0].mask.numpy(), seg.layouts.masks[index])
+    training, kind = evaluation_conditions(generator, seg, TRAINING)
+    assert kind == TRAINING and [c.id for c in training] == [c.id for c in pool]
+
+
+class _PromptGenerator:
+    """Conditions without masks (class prompts, presence patterns): nothing to copy."""
+
+    def conditions(self, dataset: Dataset) -> list[Condition]:
+        return [Condition(id=f"class:{n}", class_name=n) for n in dataset.class_names]
+
+
+def test_generators_whose_conditions_are_not_layouts_keep_them(seg: Dataset) -> None:
+    conditions, kind = evaluation_conditions(_PromptGenerator(), seg, UNSEEN)
+    assert kind == TRAINING and [c.id for c in conditions][:1] == ["class:background"]
+
+
+def test_asking_for_layouts_a_dataset_lacks_stops_the_run_before_any_stage(tmp_path) -> None:
+    from test_pipeline import FakePlugin, config
+
+    from saadi_core.pipeline import run_pipeline
+    from saadi_core.registry import Registry
+
+    registry = Registry()
+    registry.add_plugin(FakePlugin(), name="fake")
+    cfg = config(tmp_path, evaluation={"n_per_condition": 40, "conditions": "unseen-layouts"})
+    with pytest.raises(ConfigError, match="has no unseen layouts"):
+        run_pipeline(cfg, registry, quiet=True)
+    assert not list(tmp_path.glob("r/stages/*"))
