@@ -9,7 +9,7 @@ from typing import Any
 from saadi_core.lifecycle import RunOutputs, summary_entries
 from saadi_core.session import RunSession
 from saadi_core.stages.downstream import aggregate
-from saadi_core.stages.names import EVALUATE, SCORE
+from saadi_core.stages.names import EVALUATE, SCORE, sample_stage
 from saadi_core.store import StageResult
 
 
@@ -34,7 +34,12 @@ def final_entries(
     """Warnings, downstream and stage times, then every plugin's summary entries."""
     results = session.results
     warnings = [*results[SCORE].outputs.get("warnings", [])] if SCORE in results else []
+    base_samples = results.get(sample_stage("base"))
     core = {
+        # what the evaluation samples were generated on (saadi_core.evaluation.conditions)
+        "evaluation_conditions": None
+        if base_samples is None
+        else base_samples.outputs.get("conditions", "training"),
         "warnings": [*warnings, *results[EVALUATE].outputs.get("warnings", [])],
         "downstream": aggregate(downstream, session.dataset.task),
         "timings_s": {

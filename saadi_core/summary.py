@@ -26,7 +26,8 @@ def print_summary(result: Any, console: Console) -> None:
     """Print pass rates (McNemar on the same seeds), what the lifecycle plugins add, downstream
     metrics and timings."""
     summary = result.summary
-    table = Table(title="base vs aligned on the same seeds (exact McNemar)")
+    where = " of unseen layouts" if summary.get("evaluation_conditions") == "unseen-layouts" else ""
+    table = Table(title=f"base vs aligned on the same seeds{where} (exact McNemar)")
     for column in (
         "measure",
         "base",
@@ -55,7 +56,7 @@ def print_summary(result: Any, console: Console) -> None:
         )
         if base:
             console.print(
-                f"base samples (no alignment): selector pass {base['selector_rate']:.1%}{oracle} of {base['n']}"
+                f"base samples{where} (no alignment): selector pass {base['selector_rate']:.1%}{oracle} of {base['n']}"
             )
 
     # label preservation, fidelity and any plugin's figures (saadi_terminal_summary)

@@ -97,3 +97,49 @@ def test_asking_for_layouts_a_dataset_lacks_stops_the_run_before_any_stage(tmp_p
     with pytest.raises(ConfigError, match="has no unseen layouts"):
         run_pipeline(cfg, registry, quiet=True)
     assert not list(tmp_path.glob("r/stages/*"))
+
+
+def test_the_end_of_run_table_says_the_samples_are_of_unseen_layouts() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from saadi_core.summary import print_summary
+
+    rates = {
+        "base_rate": 0.6,
+        "aligned_rate": 0.7,
+        "difference_points": 10.0,
+        "fail_to_pass": 12,
+        "pass_to_fail": 2,
+        "p_value": 0.01,
+        "verdict": "better",
+    }
+    for conditions, expected in (("unseen-layouts", True), ("training", False)):
+        summary = {
+            "selector_pass": rates,
+            "evaluation_conditions": conditions,
+            "run": "r",
+        }
+        console = Console(record=True, width=200)
+        print_summary(SimpleNamespace(summary=summary, session=None), console)
+        text = console.export_text()
+        assert ("same seeds of unseen layouts" in text) is expected, text
+
+
+def test_the_report_says_the_samples_are_of_unseen_layouts() -> None:
+    from saadi_core.report.run_sections import pass_rates
+    from saadi_core.stages.names import EVALUATE, sample_stage
+
+    class _Run:
+        def __init__(self, conditions: str) -> None:
+            self.outputs = {
+                EVALUATE: {"base": {"selector_rate": 0.5, "n": 10}},
+                sample_stage("base"): {"conditions": conditions},
+            }
+
+        def stage_json(self, stage: str, filename: str) -> dict:
+            return {"outputs": self.outputs[stage]}
+
+    assert "unseen layouts" in pass_rates(_Run(UNSEEN))
+    assert "unseen layouts" not in pass_rates(_Run(TRAINING))

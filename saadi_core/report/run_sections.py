@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from saadi_core.evaluation.conditions import UNSEEN
 from saadi_core.report import figures, images
 from saadi_core.report.data import Missing, RunData, Variant
 from saadi_core.report.markup import (
@@ -31,7 +32,7 @@ from saadi_core.report.markup import (
     warning,
 )
 from saadi_core.report.wording import ci_reading, mcnemar_reading
-from saadi_core.stages.names import ALIGN, EVALUATE, PAIR, SCORE, TRAIN_SELECTOR
+from saadi_core.stages.names import ALIGN, EVALUATE, PAIR, SCORE, TRAIN_SELECTOR, sample_stage
 
 #: how many conditions (rows) and base/aligned pairs per condition the sample grid shows
 MAX_GROUPS = 8
@@ -410,6 +411,14 @@ def pass_rates(run: RunData) -> str:
         return not_available("the evaluate stage recorded no pass rates")
     else:
         parts.append(note("No aligned variant: nothing to compare the base pass rates with."))
+    base_samples = _outputs(run, sample_stage("base"))
+    if not isinstance(base_samples, Missing) and base_samples.get("conditions") == UNSEEN:
+        parts.append(
+            note(
+                "The evaluation samples were generated on the dataset's unseen layouts — masks no"
+                " model trained on — so no sample passes by reproducing a training image."
+            )
+        )
     if outputs.get("label_preservation"):
         parts.append(label_preservation_table(outputs["label_preservation"]))
     return "".join(parts)
