@@ -143,3 +143,72 @@ def test_the_report_says_the_samples_are_of_unseen_layouts() -> None:
 
     assert "unseen layouts" in pass_rates(_Run(UNSEEN))
     assert "unseen layouts" not in pass_rates(_Run(TRAINING))
+
+
+def test_aligners_validate_on_the_layouts_the_evaluation_does_not_use(seg: Dataset) -> None:
+    from saadi_ssi.generator import SSIGenerator
+    from saadi_ssi.options import SSIOptions
+
+    from saadi_core.evaluation.conditions import validation_conditions
+
+    generator = SSIGenerator(SSIOptions(n_conditions=4), None)
+    evaluation, _ = evaluation_conditions(generator, seg, UNSEEN)
+    validation, kind = validation_conditions(generator, seg, UNSEEN)
+    assert kind == UNSEEN and len(validation) == 4
+    assert all(c.id.startswith("mask:toy-seg/layouts/") for c in validation)
+    assert not {c.id for c in validation} & {c.id for c in evaluation}
+    # every layout used by the evaluation: nothing unseen is left, so the training masks
+    every = SSIGenerator(SSIOptions(n_conditions=12), None)
+    fallback, kind = validation_conditions(every, seg, UNSEEN)
+    assert kind == TRAINING and all(c.id.startswith("mask:toy-seg/train/") for c in fallback)
+    assert validation_conditions(generator, seg, TRAINING)[1] == TRAINING
+
+
+def test_a_runs_validator_and_align_key_follow_the_evaluation(tmp_path) -> None:
+    import torch
+    from saadi_ssi.generator import SSIGenerator
+    from saadi_ssi.options import SSIOptions
+
+    from saadi_core.config import RunConfig
+    from saadi_core.interfaces import Sample
+    from saadi_core.registry import get_registry
+    from saadi_core.session import RunSession
+    from saadi_core.stages import align
+
+    class _Drawn(SSIGenerator):
+        """SSI's conditions, flat grey samples: the validator's wiring, not the model."""
+
+        def sample(self, conditions, n_per_condition, seed):
+            return [
+                Sample(torch.zeros(3, 64, 64), c, "ssi", seed, i, mask=c.mask)
+                for c in conditions
+                for i in range(n_per_condition)
+            ]
+
+    class _Half:
+        def score(self, samples):
+            return [0.5] * len(samples)
+
+    def session(conditions: str) -> RunSession:
+        config = RunConfig(
+            runs_dir=tmp_path / conditions,
+            dataset={"kind": "toy-seg", "options": {"n_train": 24, "n_test": 6, "n_layouts": 12}},
+            generator={"kind": "ssi"},
+            selector={"kind": "segformer"},
+            evaluation={"conditions": conditions},
+        )
+        return RunSession(config, get_registry(), True, None)
+
+    keys = {}
+    for conditions, prefix in (("auto", "toy-seg/layouts/"), ("training", "toy-seg/train/")):
+        run = session(conditions)
+        try:
+            metrics = align.validator(run, _Half())(_Drawn(SSIOptions(n_conditions=4)), size=8)
+            assert metrics["groups"] and all(
+                g.startswith(f"mask:{prefix}") for g in metrics["groups"]
+            )
+            keys[conditions] = align.params(run)
+        finally:
+            run.store.release()
+    assert keys["auto"]["validation_conditions"] == UNSEEN
+    assert "validation_conditions" not in keys["training"]

@@ -10,6 +10,11 @@ model has seen, there is nothing to copy: the pass rate measures rendering.
 The generator builds the conditions as it always does, from a view of the dataset whose train
 split is the unseen layouts; generators whose conditions are not layouts (class prompts, presence
 patterns, unconditional) keep their training conditions, since those hold nothing to copy.
+
+The aligners' validation (which adapter state to keep) follows the evaluation: validated on the
+training masks it keeps the states that copy best. With evaluation on unseen layouts it
+validates on the *other* unseen layouts — never on the evaluation's own, so the kept state is not
+chosen on the samples it is judged on.
 """
 
 from __future__ import annotations
@@ -47,3 +52,19 @@ def evaluation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[
         return training, TRAINING
     assert dataset.layouts is not None
     return generator.conditions(dataclasses.replace(dataset, train=dataset.layouts)), UNSEEN
+
+
+def validation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[list[Any], str]:
+    """The conditions an aligner validates on, and what they are: with ``mode`` unseen layouts,
+    conditions built from the layouts whose masks no evaluation condition uses (``'training'``
+    when the generator's conditions carry no masks or every layout is used)."""
+    evaluation, kind = evaluation_conditions(generator, dataset, mode)
+    if kind != UNSEEN:
+        return evaluation, kind
+    assert dataset.layouts is not None
+    used = {c.mask.numpy().tobytes() for c in evaluation if c.mask is not None}
+    rest = [i for i, m in enumerate(dataset.layouts.masks) if m.tobytes() not in used]
+    if not rest:
+        return generator.conditions(dataset), TRAINING
+    view = dataclasses.replace(dataset, train=dataset.layouts.subset(rest))
+    return generator.conditions(view), UNSEEN

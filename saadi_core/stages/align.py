@@ -62,8 +62,17 @@ def run(
         }
 
     return session.stage(
-        NAME, session.params("aligner"), compute, [trained, paired, selector_stage], slots=SLOTS
+        NAME, params(session), compute, [trained, paired, selector_stage], slots=SLOTS
     )
+
+
+def params(session: RunSession) -> dict[str, Any]:
+    """The aligner's key, and where it validates when that is not the training conditions."""
+    from saadi_core.evaluation.conditions import TRAINING, resolve
+
+    values = session.params("aligner")
+    where = resolve(session.config.evaluation.conditions, session.dataset)
+    return values if where == TRAINING else values | {"validation_conditions": where}
 
 
 def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
@@ -84,15 +93,19 @@ def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
 
 
 def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str, Any]]:
-    """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation),
-    selector pass rate and, on toy data, oracle pass rate; ``per_sample`` holds the same per
+    """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation), on
+    the training conditions or the unseen layouts the evaluation does not use
+    (:func:`saadi_core.evaluation.conditions.validation_conditions`); selector pass rate and, on toy data, oracle pass rate; ``per_sample`` holds the same per
     sample (paired checkpoint selection) and ``groups`` each sample's condition (per-condition
     guard), ``size`` overrides the profile's sample count."""
+    from saadi_core.evaluation.conditions import resolve, validation_conditions
+
     seed = session.eval_seed + 10_000
     threshold = session.threshold()
+    where = resolve(session.config.evaluation.conditions, session.dataset)
 
     def validate(generator: Generator, size: int | None = None) -> dict[str, Any]:
-        conditions = generator.conditions(session.dataset)
+        conditions, _ = validation_conditions(generator, session.dataset, where)
         samples = generator.sample(
             conditions,
             per_condition(size or session.sizes["validation_size"], len(conditions)),
