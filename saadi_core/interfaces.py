@@ -322,7 +322,10 @@ class AlignInputs:
     metrics such as ``{"selector_pass": 0.61}`` for validation-based checkpoint selection; it may
     take ``size=`` (number of samples) and return ``"per_sample"``: ``{metric: [value per sample]}``
     on the same seeds every call, so candidates can be compared paired, and ``"groups"``: the
-    condition id of each of those samples (a per-condition guard compares conditions separately).
+    condition id of each of those samples (a per-condition guard compares conditions separately),
+    and ``"sampled_conditions": True`` when those conditions are a random draw of layouts the
+    generator never saw (then a confidence bound must count conditions, not samples, to say
+    anything about other layouts).
     """
 
     pairs: PairSet

@@ -207,6 +207,7 @@ def test_a_runs_validator_and_align_key_follow_the_evaluation(tmp_path) -> None:
             assert metrics["groups"] and all(
                 g.startswith(f"mask:{prefix}") for g in metrics["groups"]
             )
+            assert metrics["sampled_conditions"] is (conditions == "auto")
             keys[conditions] = align.params(run)
         finally:
             run.store.release()

@@ -15,7 +15,13 @@ from saadi_align.losses import diffusion_kto_loss
 from saadi_align.options import DiffusionKTOOptions, SFTWinnersOptions, TrainLongerOptions
 from saadi_align.sft import ADAPTER_NAME as SFT_ADAPTER
 from saadi_align.sft import SFTWinners, TrainLonger
-from saadi_align.training import Selection, lower_bound, per_sample_error, worst_condition_bound
+from saadi_align.training import (
+    Selection,
+    condition_means,
+    lower_bound,
+    per_sample_error,
+    worst_condition_bound,
+)
 from test_dpo import TinyDiffusion, base_weights, make_dataset, make_pairs, one_thread  # noqa: F401 (fixture)
 
 from saadi_core.conformance import check_aligner
@@ -299,3 +305,28 @@ def test_condition_guard_needs_the_validators_conditions() -> None:
     selection.update(0, _validation([0, 1] * 10), dict)
     with pytest.raises(PipelineError, match="condition_guard needs"):
         selection.update(1, _validation([1, 1] * 10), dict)
+
+
+def test_on_sampled_layouts_the_bound_counts_layouts_not_samples() -> None:
+    """Two layouts gain every sample, two lose most: over 200 samples the gain looks sure, over 4
+    layouts drawn at random it is not — the next 4 layouts may be the losing kind."""
+    groups = [f"mask:{k}" for k in "abcd" for _ in range(50)]
+    base = [0] * 100 + [1] * 100
+    candidate = [1] * 100 + [0] * 40 + [1] * 10 + [0] * 30 + [1] * 20
+    differences = [c - b for c, b in zip(candidate, base)]
+    means = condition_means(differences, groups)
+    assert means == pytest.approx([1.0, 1.0, -0.8, -0.6])
+
+    def validation(values: list[int], sampled: bool) -> dict:
+        return _validation(values) | {"groups": groups, "sampled_conditions": sampled}
+
+    for sampled, kept in ((False, 1), (True, 0)):
+        selection = Selection("selector_pass", "max", 0.0, 5, "lcb", 0.9)
+        selection.update(0, validation(base, sampled), dict)
+        _, extra = selection.update(1, validation(candidate, sampled), dict)
+        assert extra["paired_difference"] == pytest.approx(0.15)
+        assert extra["bound_units"] == (4 if sampled else 200)
+        assert extra["lcb"] == pytest.approx(lower_bound(means if sampled else differences, 0.9))
+        assert selection.best_step == kept
+    with pytest.raises(PipelineError, match="'sampled_conditions' needs"):
+        condition_means(differences, None)

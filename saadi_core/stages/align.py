@@ -72,7 +72,10 @@ def params(session: RunSession) -> dict[str, Any]:
 
     values = session.params("aligner")
     where = resolve(session.config.evaluation.conditions, session.dataset)
-    return values if where == TRAINING else values | {"validation_conditions": where}
+    if where == TRAINING:
+        return values
+    # the validator then marks its conditions as sampled: aligners bound over layouts
+    return values | {"validation_conditions": where, "sampled_conditions": True}
 
 
 def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
@@ -98,14 +101,14 @@ def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str
     (:func:`saadi_core.evaluation.conditions.validation_conditions`); selector pass rate and, on toy data, oracle pass rate; ``per_sample`` holds the same per
     sample (paired checkpoint selection) and ``groups`` each sample's condition (per-condition
     guard), ``size`` overrides the profile's sample count."""
-    from saadi_core.evaluation.conditions import resolve, validation_conditions
+    from saadi_core.evaluation.conditions import UNSEEN, resolve, validation_conditions
 
     seed = session.eval_seed + 10_000
     threshold = session.threshold()
     where = resolve(session.config.evaluation.conditions, session.dataset)
 
     def validate(generator: Generator, size: int | None = None) -> dict[str, Any]:
-        conditions, _ = validation_conditions(generator, session.dataset, where)
+        conditions, kind = validation_conditions(generator, session.dataset, where)
         samples = generator.sample(
             conditions,
             per_condition(size or session.sizes["validation_size"], len(conditions)),
@@ -122,6 +125,8 @@ def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str
             "mean_score": list(scores),
         }
         metrics["groups"] = [s.condition.id for s in samples]
+        # unseen layouts are a draw of many possible ones: the aligner's bounds count layouts
+        metrics["sampled_conditions"] = kind == UNSEEN
         oracle = oracle_pass(session.dataset, samples)
         if oracle is not None:
             metrics["oracle_pass"] = sum(oracle) / len(oracle)
