@@ -213,3 +213,19 @@ def test_a_runs_validator_and_align_key_follow_the_evaluation(tmp_path) -> None:
             run.store.release()
     assert keys["auto"]["validation_conditions"] == UNSEEN
     assert "validation_conditions" not in keys["training"]
+
+
+def test_a_studys_evaluation_conditions_reach_every_run(tmp_path) -> None:
+    from test_pipeline import FakePlugin
+    from test_study import study_config
+
+    from saadi_core.registry import Registry
+    from saadi_core.study import arm_run_config
+
+    registry = Registry()
+    registry.add_plugin(FakePlugin(), name="fake")
+    for value in ("auto", "training", "unseen-layouts"):
+        study = study_config(tmp_path, evaluation_conditions=value)
+        for arm in study.arms[:2]:
+            assert arm_run_config(study, arm, 0, registry).evaluation.conditions == value
+    assert study_config(tmp_path).evaluation_conditions == "auto"

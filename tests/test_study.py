@@ -159,6 +159,7 @@ def test_study_typo_is_a_config_error(tmp_path):
         "evidence-quick",
         "evidence-few-real",
         "control",
+        "control-seg",
     ],
 )
 def test_example_studies_validate(name):
