@@ -30,8 +30,8 @@ When the validator's conditions are a random draw of layouts the generator never
 (``metrics["sampled_conditions"]``: the run evaluates on unseen layouts), the bounds are taken over
 the conditions' mean differences, not over the samples: samples of one layout are not independent
 draws, and an adapter helps some layouts and hurts others. Measured on toy-seg with 16 validation
-layouts: a state whose sample-level bound was +7.9 points lowered the oracle pass of the
-evaluation's 16 other layouts by 8 points (docs/benchmarks.md).
+layouts: a state whose selector-pass gain had a sample-level bound of +7.9 points lowered the
+oracle pass of the evaluation's 16 other layouts by 8 points (docs/benchmarks.md).
 """
 
 from __future__ import annotations
