@@ -46,12 +46,16 @@ def resolve(requested: str, dataset: Dataset) -> str:
 
 def evaluation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[list[Any], str]:
     """The conditions to generate evaluation samples on, and what they are (``mode``, or
-    ``'training'`` when the generator's conditions carry no masks)."""
-    training = generator.conditions(dataset)
-    if mode != UNSEEN or not any(c.mask is not None for c in training):
-        return training, TRAINING
-    assert dataset.layouts is not None
-    return generator.conditions(dataclasses.replace(dataset, train=dataset.layouts)), UNSEEN
+    ``'training'`` when the generator's conditions carry no masks). The layouts' conditions are
+    built first: for a mask-conditioned generator they are the answer, so the training
+    conditions are not built for nothing (some generators draw them: casdm's generated
+    layouts)."""
+    if mode == UNSEEN:
+        assert dataset.layouts is not None
+        unseen = generator.conditions(dataclasses.replace(dataset, train=dataset.layouts))
+        if any(c.mask is not None for c in unseen):
+            return unseen, UNSEEN
+    return generator.conditions(dataset), TRAINING
 
 
 def validation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[list[Any], str]:

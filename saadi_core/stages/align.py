@@ -98,7 +98,8 @@ def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
 def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str, Any]]:
     """Held-out validation for the aligner: fixed seeds (disjoint from pool and evaluation), on
     the training conditions or the unseen layouts the evaluation does not use
-    (:func:`saadi_core.evaluation.conditions.validation_conditions`); selector pass rate and, on toy data, oracle pass rate; ``per_sample`` holds the same per
+    (:func:`saadi_core.evaluation.conditions.validation_conditions`); selector pass rate and,
+    on toy data, oracle pass rate; ``per_sample`` holds the same per
     sample (paired checkpoint selection) and ``groups`` each sample's condition (per-condition
     guard), ``size`` overrides the profile's sample count."""
     from saadi_core.evaluation.conditions import UNSEEN, resolve, validation_conditions

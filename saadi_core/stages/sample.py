@@ -1,8 +1,8 @@
 """``sample-base`` / ``sample-aligned``: the held-out samples of each variant — the SAME seed and
 conditions for both, sized for the largest downstream scale (a smaller scale takes a balanced
 prefix). The conditions are the training ones or the dataset's unseen layouts
-(``evaluation.conditions``, :mod:`saadi_core.evaluation.conditions`). Base samples depend on the trained generator only, so a study's base arm and aligned
-arm of one generator share them."""
+(``evaluation.conditions``, :mod:`saadi_core.evaluation.conditions`). Base samples depend on
+the trained generator only, so a study's base arm and aligned arm of one generator share them."""
 
 from __future__ import annotations
 
