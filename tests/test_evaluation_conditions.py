@@ -154,9 +154,30 @@ def test_aligners_validate_on_the_layouts_the_evaluation_does_not_use(seg: Datas
     generator = SSIGenerator(SSIOptions(n_conditions=4), None)
     evaluation, _ = evaluation_conditions(generator, seg, UNSEEN)
     validation, kind = validation_conditions(generator, seg, UNSEEN)
-    assert kind == UNSEEN and len(validation) == 4
+    # every layout the evaluation leaves (8 of 12), not the generator's pick of 4 of them
+    assert kind == UNSEEN and len(validation) == 8
     assert all(c.id.startswith("mask:toy-seg/layouts/") for c in validation)
     assert not {c.id for c in validation} & {c.id for c in evaluation}
+    assert {c.id for c in validation} | {c.id for c in evaluation} == {
+        f"mask:{i}" for i in seg.layouts.ids
+    }
+
+    class _OwnMasks(SSIGenerator):
+        """Mask-conditioned, but draws its own masks (as casdm draws layouts)."""
+
+        calls = 0
+
+        def conditions(self, dataset: Dataset) -> list[Condition]:
+            self.calls += 1
+            return [
+                Condition(id=f"drawn:{c.id}", mask=1 - c.mask, control=c.control)
+                for c in super().conditions(dataset)
+            ]
+
+    # none of its masks is a layout's: asked once for validation, not again and again
+    drawn = _OwnMasks(SSIOptions(n_conditions=4), None)
+    own, kind = validation_conditions(drawn, seg, UNSEEN)
+    assert kind == UNSEEN and len(own) == 4 and drawn.calls == 2  # the evaluation's, then once
     # every layout used by the evaluation: nothing unseen is left, so the training masks
     every = SSIGenerator(SSIOptions(n_conditions=12), None)
     fallback, kind = validation_conditions(every, seg, UNSEEN)
@@ -212,6 +233,7 @@ def test_a_runs_validator_and_align_key_follow_the_evaluation(tmp_path) -> None:
         finally:
             run.store.release()
     assert keys["auto"]["validation_conditions"] == UNSEEN
+    assert keys["auto"]["validation_layouts"] == "every-unused"
     assert "validation_conditions" not in keys["training"]
 
 

@@ -74,8 +74,13 @@ def params(session: RunSession) -> dict[str, Any]:
     where = resolve(session.config.evaluation.conditions, session.dataset)
     if where == TRAINING:
         return values
-    # the validator then marks its conditions as sampled: aligners bound over layouts
-    return values | {"validation_conditions": where, "sampled_conditions": True}
+    # the validator then marks its conditions as sampled: aligners bound over layouts; it
+    # validates on every layout the evaluation leaves (not a generator-sized pick of them)
+    return values | {
+        "validation_conditions": where,
+        "sampled_conditions": True,
+        "validation_layouts": "every-unused",
+    }
 
 
 def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
