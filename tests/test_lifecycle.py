@@ -209,3 +209,50 @@ def test_study_arm_kinds_are_answered_by_plugins_later_ones_first():
     assert [arm_label(a, registry) for a in arms] == ["base", "aligned", "both", "aligned"]
     registry.add_plugin(BaseOfAlignedArm(), name="base-of-aligned")
     assert [arm_label(a, registry) for a in arms] == ["base", "aligned", "both", "base"]
+
+
+def test_editing_a_plugins_files_recomputes_its_stages_only(tmp_path, monkeypatch):
+    """An editable install keeps its version while its code changes: the digest of the plugin's
+    files must recompute what that code computes — and an edit elsewhere must not."""
+    from saadi_core.stages.keys import source_digest
+
+    package = tmp_path / "src" / "edited_pairing"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from test_pipeline import SimpleThreshold\n\n\n"
+        "class EditedThreshold(SimpleThreshold):\n    '''First version.'''\n"
+    )
+    (package / "__pycache__").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    from edited_pairing import EditedThreshold
+
+    class EditedPairingPlugin:
+        @hookimpl
+        def saadi_register_pairings(self, register):
+            register("simple2", EditedThreshold, options=Opts)
+
+    def registry() -> Registry:
+        source_digest.cache_clear()
+        registry = Registry()
+        registry.add_plugin(FakePlugin(), name="fake", version="1.0")
+        registry.add_plugin(EditedPairingPlugin(), name="pairing-dist", version="1.0")
+        return registry
+
+    cfg = pipeline_config(tmp_path, pairing="simple2")
+    assert _recomputed(run_pipeline(cfg, registry(), quiet=True)) == ALL_STAGES
+    # bytecode is not source: nothing is recomputed
+    (package / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert _recomputed(run_pipeline(cfg, registry(), quiet=True)) == set()
+    # the same version, edited files: the pairs and what is built on them
+    (package / "weights.bin").write_bytes(b"\1")
+    assert _recomputed(run_pipeline(cfg, registry(), quiet=True)) == {
+        "pair",
+        "align",
+        "sample-aligned",
+        "evaluate",
+        "fidelity-aligned",
+        "fidelity-compare",
+        "downstream-aligned-1x-s0",
+    }
+    assert source_digest("saadi_core.pipeline") is None  # the core is keyed by its version
+    assert source_digest("no_such_module_anywhere") is None
