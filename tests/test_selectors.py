@@ -694,3 +694,48 @@ def test_two_cpu_processes_train_one_selector(cls_data: Dataset, tmp_path: Path)
     assert ranks[0]["history"][0]["lr"] == pytest.approx(
         single.history[0]["lr"], rel=0.1
     )  # ...at the same pace
+
+
+# --------------------------------------------------------------------------- region looks
+
+
+def test_a_segmenter_scoring_by_look_fails_regions_painted_in_another_class_look(
+    tmp_path: Path,
+):
+    """The look judge learns each class's look from the real images: a real image passes, and
+    the same image judged against a mask that names its regions' classes wrongly fails — the
+    case a segmenter's Dice misses when the region has the right shape."""
+    from saadi_selectors.looks import windows
+
+    from saadi_core.data.toy_seg_v3 import make_toy_seg_v3
+
+    data = make_toy_seg_v3(seed=3, n_train=40, n_test=12)
+    selector = SegformerSelector(fast_seg(epochs=1, score_by="dice-and-look", look_epochs=4))
+    selector.fit(data)
+    assert selector.history[-1]["look_test_window_accuracy"] > 0.8
+    masks = torch.from_numpy(data.test.masks)
+    swapped = masks.clone()
+    swapped[masks == 1], swapped[masks == 4] = 4, 1  # gallbladder <-> tool
+    images = data.test.image_tensor()
+    assert selector.look is not None
+    right, wrong = selector.look.scores(images, masks), selector.look.scores(images, swapped)
+    assert right.mean() > 0.5 and wrong.mean() < 0.1, (right, wrong)
+    # 'dice-and-look' is the lower of the two scores, sample by sample
+    dice = dice_per_sample(selector.predict(images), masks, selector.num_classes, False)
+    both = selector.score(samples_from(data.test, masks=masks))
+    assert np.allclose(both, torch.minimum(dice, right).numpy())
+    # windows hold only the region's own pixels, centred on it
+    crops, classes, owners = windows(images[:1], masks[:1], 13, 4)
+    assert crops.shape[1:] == (4, 13, 13) and torch.all(crops[:, 3, 6, 6] == 1)
+    assert torch.all(crops[:, :3][crops[:, 3:].expand(-1, 3, -1, -1) == 0] == 0)
+    # saved and restored with the segmenter; a selector saved without it cannot score by look
+    selector.save(tmp_path / "look")
+    restored = SegformerSelector(fast_seg(score_by="dice-and-look"))
+    restored.load(tmp_path / "look")
+    assert restored.score(samples_from(data.test, masks=masks)) == both
+    (tmp_path / "look" / "look.pt").unlink()
+    restored.load(tmp_path / "look")
+    with pytest.raises(DataError, match="holds no look judge"):
+        restored.score(samples_from(data.test, masks=masks))
+    with pytest.raises(ValueError, match="look_window must be odd"):
+        fast_seg(look_window=12)

@@ -17,6 +17,11 @@ smp encoders reduce the input by up to 32; images whose sides are not multiples 
 (edge replication) before the network and the logits cropped back, so any dataset size works.
 Training loss: class-weighted pixel cross-entropy plus a soft multi-class Dice loss (``dice_weight``),
 both aimed at small structures that plain cross-entropy would ignore.
+
+``score_by: look`` (or ``dice-and-look``) scores by how each region looks instead (or as well):
+:mod:`saadi_selectors.looks` trains a window classifier on the same real images next to the
+segmenter, and saves it beside the segmenter (``look.pt``). Prediction, features and the test
+Dice stay the segmenter's, so the selector still serves as a downstream model.
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ import torch.nn.functional as F
 from saadi_core.data.dataset import Dataset
 from saadi_core.errors import ConfigError, DataError
 from saadi_core.interfaces import Sample
+from saadi_selectors.looks import LookJudge
 from saadi_selectors.training import TorchSelector
 from saadi_selectors.weights import count_matching, load_matching, read_state_dict, require_fit
 
 #: every smp encoder used here reduces resolution by at most this factor
 PAD_MULTIPLE = 32
 _HEADS = ("segmentation_head.", "classification_head.")
+#: the look judge's weights, beside the segmenter's (``score_by`` 'look' or 'dice-and-look')
+LOOK_FILE = "look.pt"
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -74,6 +82,38 @@ class SmpSegmenter(TorchSelector):
 
     task: ClassVar[str] = "segmentation"
     smp_class: ClassVar[str] = ""
+
+    def __init__(self, options: Any, context: Any = None) -> None:
+        super().__init__(options, context)
+        self.look: LookJudge | None = None
+
+    def fit(self, dataset: Dataset, extra: Sequence[Sample] = ()) -> None:
+        """Train the segmenter (real train split plus ``extra``) and, when the score needs it, the
+        look judge on the real train split only: a class's look is learnt from real images."""
+        super().fit(dataset, extra)
+        self.look = None
+        if self.options.score_by == "dice":
+            return
+        train = dataset.train
+        assert train.masks is not None  # checked by the segmenter's training
+        judge = LookJudge(self.num_classes, self.options.look_window)
+        judge.fit(
+            train.image_tensor(),
+            torch.from_numpy(np.asarray(train.masks, dtype=np.int64)),
+            self.options.look_epochs,
+            self.options.seed,
+            progress=lambda epoch, loss: self.context.progress.log(
+                "selector_look.train", epoch=epoch, loss=loss
+            ),
+        )
+        if dataset.test.masks is not None and len(dataset.test):
+            accuracy = judge.accuracy(
+                dataset.test.image_tensor(),
+                torch.from_numpy(np.asarray(dataset.test.masks, dtype=np.int64)),
+            )
+            self.history.append({"look_test_window_accuracy": accuracy})
+            self.context.progress.log("selector_look", test_window_accuracy=accuracy)
+        self.look = judge
 
     def _architecture(self, image_size: tuple[int, int], num_classes: int) -> dict[str, Any]:
         return {
@@ -184,16 +224,49 @@ class SmpSegmenter(TorchSelector):
         return self.logits(images).argmax(dim=1)
 
     def score(self, samples: Sequence[Sample]) -> list[float]:
-        """Mean Dice over the classes present in each sample's mask (see module docstring)."""
+        """Per ``score_by``: mean Dice over the classes present in each sample's mask, the look
+        score of its regions, or the lower of the two (see module docstring)."""
         self._require_model()
+        by = self.options.score_by
+        if by != "dice" and self.look is None:
+            raise DataError(
+                f"selector '{self._name()}' scores by '{by}' but holds no look judge (saved before score_by was set?); "
+                "train it again"
+            )
         scores: list[float] = []
         for chunk, images in self._sample_chunks(samples):
             masks = torch.stack([self._mask(s) for s in chunk])
-            dice = dice_per_sample(
-                self.predict(images), masks, self.num_classes, self.options.score_include_background
-            )
-            scores.extend(dice.tolist())
+            parts = []
+            if by != "look":
+                parts.append(
+                    dice_per_sample(
+                        self.predict(images),
+                        masks,
+                        self.num_classes,
+                        self.options.score_include_background,
+                    )
+                )
+            if by != "dice":
+                assert self.look is not None
+                parts.append(self.look.scores(images, masks))
+            scores.extend(torch.stack(parts).min(dim=0).values.tolist())
         return scores
+
+    def save(self, path: Path) -> None:
+        """The segmenter (see :meth:`TorchSelector.save`) and the look judge, when trained."""
+        super().save(path)
+        if self.look is not None:
+            torch.save(
+                {"window": self.look.window, "state": self.look.state()}, Path(path) / LOOK_FILE
+            )
+
+    def load(self, path: Path) -> None:
+        super().load(path)
+        self.look = None
+        if (Path(path) / LOOK_FILE).is_file():
+            saved = torch.load(Path(path) / LOOK_FILE, map_location="cpu", weights_only=True)
+            self.look = LookJudge(self.num_classes, int(saved["window"]))
+            self.look.load_state(saved["state"])
 
 
 class SegformerSelector(SmpSegmenter):
