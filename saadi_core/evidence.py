@@ -13,7 +13,10 @@ A study may mark one arm ``control: true`` (usually ``aligner: train-longer``: t
 on the real images alone). Every row is then also compared with it, downstream (paired CI) and on
 what the images show: the oracle verdicts of the arm's evaluation samples against the control's,
 drawn from the same seeds under the same conditions, with an exact McNemar test per study seed and
-pooled over them. The same paired oracle test against each run's own base samples (its
+pooled over them — and, when the samples fall in enough conditions (segmentation masks and
+layouts), a paired t-test over the conditions' mean changes (pooled: over the seeds' conditions),
+which then decides the verdict: samples of one mask fail together
+(:func:`saadi_core.evaluation.stats.condition_paired_test`). The same paired oracle test against each run's own base samples (its
 generator's, which is the ``base`` arm's when they share a generator) is given for every arm with
 evaluation samples, so "− base" and "− control" read alike. Filter arms and mixes
 have no evaluation samples of their own (theirs are pool samples), so they get only the
@@ -30,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from saadi_core.config import ArmConfig, StudyConfig
-from saadi_core.evaluation.stats import interval_verdict, mcnemar_exact, paired_interval
+from saadi_core.evaluation.stats import (
+    condition_paired_test,
+    interval_verdict,
+    mcnemar_exact,
+    paired_interval,
+    with_condition_test,
+)
 from saadi_core.stages.names import EVALUATE
 from saadi_core.store import MANIFEST, StageNotFinished, finished_stage_dir
 
@@ -84,9 +93,10 @@ def _comparison(
     }
 
 
-def _oracle_verdicts(run_dir: str, variant: str) -> list[bool] | None:
+def _oracle_verdicts(run_dir: str, variant: str) -> tuple[list[bool], list[str] | None] | None:
     """The oracle's per-sample verdicts on a run's evaluation samples of ``variant`` ("base" or
-    "aligned"), as the evaluate stage recorded them; ``None`` without an oracle or a record."""
+    "aligned") and each sample's condition (``None`` in records written before conditions were
+    kept), as the evaluate stage recorded them; ``None`` without an oracle or a record."""
     root = Path(run_dir)
     try:
         manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
@@ -94,8 +104,10 @@ def _oracle_verdicts(run_dir: str, variant: str) -> list[bool] | None:
         record = json.loads((stage / variant / "scores.json").read_text(encoding="utf-8"))
     except (OSError, StageNotFinished, json.JSONDecodeError):
         return None
-    verdicts = record.get("oracle")
-    return [bool(v) for v in verdicts] if isinstance(verdicts, list) else None
+    verdicts, conditions = record.get("oracle"), record.get("conditions")
+    if not isinstance(verdicts, list):
+        return None
+    return [bool(v) for v in verdicts], conditions if isinstance(conditions, list) else None
 
 
 def _paired_oracle(
@@ -105,25 +117,42 @@ def _paired_oracle(
     reference_variant: str,
 ) -> dict[str, Any] | None:
     """Exact McNemar of an arm's oracle verdicts against a reference's on the same evaluation
-    samples (same seeds and conditions), per study seed and pooled (arm − reference, points)."""
+    samples (same seeds and conditions), per study seed and pooled (arm − reference, points),
+    with the condition-level test where there are enough conditions (module docstring)."""
     per_seed: dict[str, dict[str, Any]] = {}
     pooled_arm: list[bool] = []
     pooled_ref: list[bool] = []
+    pooled_groups: list[str] | None = []
     for seed in sorted(set(runs) & set(reference)):
         mine = _oracle_verdicts(runs[seed]["run"], variant)
         theirs = _oracle_verdicts(reference[seed]["run"], reference_variant)
-        if mine is None or theirs is None or len(mine) != len(theirs):
+        if mine is None or theirs is None or len(mine[0]) != len(theirs[0]):
             continue
-        test = mcnemar_exact(theirs, mine)
-        per_seed[str(seed)] = {
+        groups = mine[1] if mine[1] is not None and mine[1] == theirs[1] else None
+        test = mcnemar_exact(theirs[0], mine[0])
+        block = {
             k: test[k] for k in ("difference_points", "fail_to_pass", "pass_to_fail", "p_value")
         }
-        pooled_arm += mine
-        pooled_ref += theirs
+        by_condition = None if groups is None else condition_paired_test(groups, theirs[0], mine[0])
+        per_seed[str(seed)] = block | (
+            {} if by_condition is None else {"by_condition": by_condition}
+        )
+        pooled_arm += mine[0]
+        pooled_ref += theirs[0]
+        pooled_groups = (
+            None
+            if groups is None or pooled_groups is None
+            else pooled_groups + [f"{seed}/{g}" for g in groups]
+        )
     if not per_seed:
         return None
     pooled = mcnemar_exact(pooled_ref, pooled_arm)
-    return {"per_seed": per_seed, "pooled": pooled}
+    by_condition = (
+        None
+        if pooled_groups is None
+        else condition_paired_test(pooled_groups, pooled_ref, pooled_arm)
+    )
+    return {"per_seed": per_seed, "pooled": with_condition_test(pooled, by_condition)}
 
 
 def evidence_table(
@@ -243,7 +272,11 @@ def evidence_lines(
         if not block:
             return "—"
         test = block["pooled"]
-        return f"{test['difference_points']:+.1f} (p = {test['p_value']:.2g})"
+        text = f"{test['difference_points']:+.1f} (p = {test['p_value']:.2g})"
+        layouts = test.get("by_condition")
+        if layouts:
+            text += f"; over {layouts['n_conditions']} conditions p = {layouts['p_value']:.2g}"
+        return text
 
     control = evidence.get("control_arm")
     columns = [

@@ -38,12 +38,23 @@ def print_summary(result: Any, console: Console) -> None:
         "verdict",
     ):
         table.add_column(column)
+    notes = []
     for name, key in (("selector pass rate", "selector_pass"), ("oracle pass rate", "oracle_pass")):
         row = _pass_row(name, summary.get(key))
         if row:
             table.add_row(*row)
+        by_condition = (summary.get(key) or {}).get("by_condition")
+        if by_condition:
+            low, high = by_condition["ci95"]
+            notes.append(
+                f"{name} over the {by_condition['n_conditions']} conditions (samples of one mask are not "
+                f"independent): {by_condition['difference_points']:+.1f} pts [{low:+.1f}, {high:+.1f}], "
+                f"p {by_condition['p_value']:.3g} (paired t) — the verdict above"
+            )
     if summary.get("selector_pass"):
         console.print(table)
+        for note in notes:
+            console.print(note)
         if (summary.get("alignment") or {}).get("aligned_equals_base"):
             console.print(
                 "[yellow]aligned = base[/]: validation kept the base model (no alignment step improved the "

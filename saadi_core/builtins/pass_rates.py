@@ -1,6 +1,8 @@
 """Selector and oracle pass rates per variant and, with an aligned variant, the paired
 base-vs-aligned test (exact McNemar on the same seeds) — the evidence that alignment changed
-what the images show."""
+what the images show. With enough conditions (segmentation masks, layouts) the conditions are
+the unit and a paired test over them decides the verdict
+(:func:`saadi_core.evaluation.stats.condition_paired_test`)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ from saadi_core.stages.names import EVALUATE
 
 @hookimpl
 def saadi_evaluate_samples(evaluation: Any) -> dict[str, Any]:
-    from saadi_core.evaluation.stats import mcnemar_exact
+    from saadi_core.evaluation.samples import paired_groups
+    from saadi_core.evaluation.stats import (
+        condition_paired_test,
+        mcnemar_exact,
+        with_condition_test,
+    )
 
     results: dict[str, Any] = {}
     for variant in evaluation.variants:
@@ -28,13 +35,20 @@ def saadi_evaluate_samples(evaluation: Any) -> dict[str, Any]:
             "oracle_rate": None if oracle is None else sum(oracle) / len(oracle),
         }
     if evaluation.paired:
-        results["selector_pass"] = mcnemar_exact(
-            evaluation.selector_pass["base"], evaluation.selector_pass["aligned"]
-        )
-        if evaluation.oracle_pass["base"] is not None:
-            results["oracle_pass"] = mcnemar_exact(
-                evaluation.oracle_pass["base"], evaluation.oracle_pass["aligned"]
+        groups = paired_groups(evaluation.samples["base"], evaluation.samples["aligned"])
+        for key, verdicts in (
+            ("selector_pass", evaluation.selector_pass),
+            ("oracle_pass", evaluation.oracle_pass),
+        ):
+            if verdicts["base"] is None:
+                continue
+            test = mcnemar_exact(verdicts["base"], verdicts["aligned"])
+            by_condition = (
+                None
+                if groups is None
+                else condition_paired_test(groups, verdicts["base"], verdicts["aligned"])
             )
+            results[key] = with_condition_test(test, by_condition)
     return results
 
 

@@ -490,6 +490,7 @@ def pass_rate_table(blocks: list[tuple[str, dict[str, Any]]]) -> str:
                 fmt(b.get("fail_to_pass")),
                 fmt(b.get("pass_to_fail")),
                 fmt(b.get("p_value"), 3),
+                _over_conditions(b),
                 verdict_span(wording, tone),
             ]
         )
@@ -502,16 +503,32 @@ def pass_rate_table(blocks: list[tuple[str, dict[str, Any]]]) -> str:
         "fail→pass",
         "pass→fail",
         "McNemar p",
+        "over conditions: change [95 % CI], p",
         "reading",
     )
-    return table(header, rows, text_columns=(0, 8))
+    return table(header, rows, text_columns=(0, 8, 9))
+
+
+def _over_conditions(b: dict[str, Any]) -> str:
+    """The condition-level test of a pass-rate block (samples of one mask are not independent),
+    or a dash when there are too few conditions for one."""
+    c = b.get("by_condition")
+    if not c:
+        return "—"
+    low, high = c["ci95"]
+    return (
+        f"{c['difference_points']:+.1f} [{low:+.1f}, {high:+.1f}], p = {fmt(c['p_value'], 3)} "
+        f"({c['n_conditions']} conditions)"
+    )
 
 
 def pass_rate_sentence(label: str, b: dict[str, Any]) -> str:
     wording, tone = mcnemar_reading(b)
     return (
         f"{text(label.capitalize())}: {pct(b.get('base_rate'))} → {pct(b.get('aligned_rate'))} "
-        f"({b.get('fail_to_pass', '?')} fail→pass, {b.get('pass_to_fail', '?')} pass→fail, p = {fmt(b.get('p_value'), 3)}): "
+        f"({b.get('fail_to_pass', '?')} fail→pass, {b.get('pass_to_fail', '?')} pass→fail, p = {fmt(b.get('p_value'), 3)}"
+        + ("" if not b.get("by_condition") else f"; over conditions {_over_conditions(b)}")
+        + "): "
         + verdict_span(wording, tone)
         + "."
     )

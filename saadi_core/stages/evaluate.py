@@ -27,7 +27,9 @@ HOOK = "saadi_evaluate_samples"
 
 
 def params(session: RunSession) -> dict[str, Any]:
-    return {"threshold": session.threshold()}
+    from saadi_core.evaluation.stats import PAIRED_TESTS
+
+    return {"threshold": session.threshold(), "paired_tests": list(PAIRED_TESTS)}
 
 
 def run(
@@ -67,6 +69,7 @@ def run(
                     "threshold": threshold,
                     "selector": evaluation.selector_pass[variant],
                     "oracle": evaluation.oracle_pass[variant],
+                    "conditions": [s.condition.id for s in loaded],
                 },
             )
         return {"seed": session.eval_seed} | evaluate_samples(session.registry, evaluation)
