@@ -251,7 +251,8 @@ def evidence_lines(
     evidence: dict[str, Any], runs: dict[str, list[str]] | None = None
 ) -> tuple[list[str], list[list[str]]]:
     """Column names and text rows of the evidence table (CLI and docs); ``runs`` (run directories
-    by arm name, as in ``study.json`` → ``arms``) adds the stage time per seed."""
+    by arm name, as in ``study.json`` → ``arms``) adds the stage time per seed. Columns with no
+    figure in any row are left out."""
     metric = evidence["metric"]
     seconds = {name: stage_seconds_per_seed(dirs) for name, dirs in (runs or {}).items()}
 
@@ -311,4 +312,7 @@ def evidence_lines(
             line += [oracle(r.get("oracle_vs_control")), diff(r.get("vs_control"))]
         line.append("—" if seconds.get(r["arm"]) is None else f"{seconds[r['arm']]:.0f}")
         rows.append(line)
-    return columns, rows
+    # a study without downstream models (or without a filter arm) has whole columns of dashes:
+    # left out, so the table fits a terminal
+    keep = [i for i in range(len(columns)) if i == 0 or any(line[i] != "—" for line in rows)]
+    return [columns[i] for i in keep], [[line[i] for i in keep] for line in rows]

@@ -352,6 +352,12 @@ def test_a_study_without_downstream_models_compares_the_arms_on_their_samples(tm
     print_study(result, console)
     printed = console.export_text()
     assert "no downstream models" in printed and "oracle − control" in printed
+    # columns no row has a figure for (the downstream ones here) are left out of the table
+    from saadi_core.evidence import evidence_lines
+
+    columns, lines = evidence_lines(summary["evidence"])
+    assert not [c for c in columns if "[95 % CI]" in c or "mean ± std" in c]
+    assert all(any(line[i] != "—" for line in lines) for i in range(1, len(columns)))
     from saadi_core.report.build import build_report
 
     html = build_report(tmp_path / "s", registry=registry).read_text()
