@@ -138,3 +138,27 @@ def test_the_study_evidence_pools_layouts_over_seeds(tmp_path: Path) -> None:
     legacy = _paired_oracle(old, "aligned", old, "base")
     assert legacy is not None and "by_condition" not in legacy["pooled"]
     assert legacy["pooled"]["verdict"] == "worse"
+
+
+def test_the_end_of_run_table_says_which_test_decided() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from saadi_core.summary import print_summary
+
+    groups, base, aligned = _one_layout_breaks()
+    block = with_condition_test(
+        mcnemar_exact(base, aligned), condition_paired_test(groups, base, aligned)
+    )
+    summary = {
+        "selector_pass": block,
+        "oracle_pass": block,
+        "evaluation_conditions": "unseen-layouts",
+        "run": "runs/x",
+    }
+    console = Console(record=True, width=200)
+    print_summary(SimpleNamespace(summary=summary, session=None), console)
+    printed = console.export_text()
+    assert "of unseen layouts" in printed and "no significant difference" in printed
+    assert "oracle pass rate over the 16 conditions" in printed and "p 0.333" in printed
