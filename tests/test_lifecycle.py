@@ -41,6 +41,18 @@ ALL_STAGES = {
 }
 
 
+#: what a change to the pairing's code recomputes: the pairs and everything built on them
+AFTER_PAIRING = {
+    "pair",
+    "align",
+    "sample-aligned",
+    "evaluate",
+    "fidelity-aligned",
+    "fidelity-compare",
+    "downstream-aligned-1x-s0",
+}
+
+
 class RedMetric:
     """A third-party metric: the mean red channel of each variant's samples (the fake generator
     paints class colours, so the figure is a real function of the samples)."""
@@ -170,15 +182,7 @@ def test_a_plugin_version_bump_recomputes_its_stages_only(tmp_path):
     assert _recomputed(run_pipeline(cfg, _registry("1.0"), quiet=True)) == ALL_STAGES
     # the pairing's code changed: pairs and everything built on them, nothing before or beside
     bumped = _recomputed(run_pipeline(cfg, _registry("1.1"), quiet=True))
-    assert bumped == {
-        "pair",
-        "align",
-        "sample-aligned",
-        "evaluate",
-        "fidelity-aligned",
-        "fidelity-compare",
-        "downstream-aligned-1x-s0",
-    }
+    assert bumped == AFTER_PAIRING
     # a metric plugin upgraded: the evaluation alone is recomputed
     assert _recomputed(run_pipeline(cfg, _registry("1.1", metric_version="1.0"), quiet=True)) == {
         "evaluate"
@@ -245,14 +249,6 @@ def test_editing_a_plugins_files_recomputes_its_stages_only(tmp_path, monkeypatc
     assert _recomputed(run_pipeline(cfg, registry(), quiet=True)) == set()
     # the same version, edited files: the pairs and what is built on them
     (package / "weights.bin").write_bytes(b"\1")
-    assert _recomputed(run_pipeline(cfg, registry(), quiet=True)) == {
-        "pair",
-        "align",
-        "sample-aligned",
-        "evaluate",
-        "fidelity-aligned",
-        "fidelity-compare",
-        "downstream-aligned-1x-s0",
-    }
+    assert _recomputed(run_pipeline(cfg, registry(), quiet=True)) == AFTER_PAIRING
     assert source_digest("saadi_core.pipeline") is None  # the core is keyed by its version
     assert source_digest("no_such_module_anywhere") is None
