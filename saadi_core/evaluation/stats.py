@@ -26,6 +26,16 @@ from scipy.stats import binomtest
 ALPHA = 0.05
 
 
+def paired_verdict(p: float, change: float) -> str:
+    """``improved`` / ``worse`` only when ``p`` < :data:`ALPHA`, by the sign of ``change`` (flips
+    gained − lost, or a mean change); otherwise ``no significant difference``."""
+    if p < ALPHA and change > 0:
+        return "improved"
+    if p < ALPHA and change < 0:
+        return "worse"
+    return "no significant difference"
+
+
 def mcnemar_exact(base_pass: Sequence[bool], aligned_pass: Sequence[bool]) -> dict[str, Any]:
     """Paired comparison of two pass/fail vectors over the same items.
 
@@ -42,12 +52,7 @@ def mcnemar_exact(base_pass: Sequence[bool], aligned_pass: Sequence[bool]) -> di
     discordant = gained + lost
     p = 1.0 if discordant == 0 else float(binomtest(min(gained, lost), discordant, 0.5).pvalue)
     diff = float(aligned.mean() - base.mean()) * 100 if base.size else 0.0
-    if p < ALPHA and gained > lost:
-        verdict = "improved"
-    elif p < ALPHA and lost > gained:
-        verdict = "worse"
-    else:
-        verdict = "no significant difference"
+    verdict = paired_verdict(p, gained - lost)
     return {
         "n": int(base.size),
         "base_rate": float(base.mean()) if base.size else 0.0,
@@ -130,12 +135,7 @@ def condition_paired_test(
         p = float(ttest_1samp(means, 0.0).pvalue)
         interval = paired_interval(means)
         assert interval is not None
-    if p < ALPHA and mean > 0:
-        verdict = "improved"
-    elif p < ALPHA and mean < 0:
-        verdict = "worse"
-    else:
-        verdict = "no significant difference"
+    verdict = paired_verdict(p, mean)
     return {
         "n_conditions": len(names),
         "difference_points": round(mean, 2),

@@ -13,17 +13,21 @@ from typing import Any
 ALPHA = 0.05
 
 
+#: the wording of a condition-level test's verdict
+_OVER_CONDITIONS = {
+    "improved": ("significant improvement (over conditions)", "good"),
+    "worse": ("significantly worse (over conditions)", "bad"),
+}
+
+
 def mcnemar_reading(block: dict[str, Any]) -> tuple[str, str]:
     """``(wording, tone)`` of a McNemar block (``p_value``, ``fail_to_pass``, ``pass_to_fail``),
     or of its condition-level test when it has one (``by_condition``: it then decides)."""
     by_condition = block.get("by_condition")
-    if by_condition:
-        p, change = by_condition.get("p_value"), by_condition.get("difference_points", 0.0)
-        if p is not None and p < ALPHA and change > 0:
-            return "significant improvement (over conditions)", "good"
-        if p is not None and p < ALPHA and change < 0:
-            return "significantly worse (over conditions)", "bad"
-        return "no significant change (over conditions)", "neutral"
+    if by_condition:  # its verdict is already decided (saadi_core.evaluation.stats)
+        return _OVER_CONDITIONS.get(
+            by_condition.get("verdict"), ("no significant change (over conditions)", "neutral")
+        )
     p = block.get("p_value")
     if p is None:
         return "not tested", "neutral"
