@@ -728,10 +728,13 @@ def test_a_segmenter_scoring_by_look_fails_regions_painted_in_another_class_look
     crops, classes, owners = windows(images[:1], masks[:1], 13, 4)
     assert crops.shape[1:] == (4, 13, 13) and torch.all(crops[:, 3, 6, 6] == 1)
     assert torch.all(crops[:, :3][crops[:, 3:].expand(-1, 3, -1, -1) == 0] == 0)
-    # saved and restored with the segmenter; a selector saved without it cannot score by look
+    # saved and restored with the segmenter (without moving the caller's RNG); a selector saved
+    # without it cannot score by look
     selector.save(tmp_path / "look")
     restored = SegformerSelector(fast_seg(score_by="dice-and-look"))
+    rng = torch.get_rng_state()
     restored.load(tmp_path / "look")
+    assert torch.equal(rng, torch.get_rng_state())
     assert restored.score(samples_from(data.test, masks=masks)) == both
     (tmp_path / "look" / "look.pt").unlink()
     restored.load(tmp_path / "look")

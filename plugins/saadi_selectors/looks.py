@@ -94,7 +94,8 @@ class LookJudge:
 
     def __init__(self, num_classes: int, window: int) -> None:
         self.num_classes, self.window = num_classes, window
-        self.network = _network(num_classes - 1)
+        with torch.random.fork_rng(devices=[]):  # a placeholder: must not move the caller's RNG
+            self.network = _network(num_classes - 1)
 
     def fit(
         self,

@@ -94,12 +94,10 @@ class SmpSegmenter(TorchSelector):
         self.look = None
         if self.options.score_by == "dice":
             return
-        train = dataset.train
-        assert train.masks is not None  # checked by the segmenter's training
         judge = LookJudge(self.num_classes, self.options.look_window)
         judge.fit(
-            train.image_tensor(),
-            torch.from_numpy(np.asarray(train.masks, dtype=np.int64)),
+            dataset.train.image_tensor(),
+            torch.from_numpy(self._split_targets(dataset)),
             self.options.look_epochs,
             self.options.seed,
             progress=lambda epoch, loss: self.context.progress.log(
