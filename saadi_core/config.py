@@ -120,6 +120,14 @@ class EvaluationConfig(Strict):
         "unseen layouts (toy-seg has them), so a sample cannot pass by reproducing its mask's training image; "
         "'auto' = unseen layouts when the dataset has them, else training",
     )
+    layouts: int | None = Field(
+        default=None,
+        ge=1,
+        description="with unseen layouts: generate the evaluation samples on the first N of them, one condition each "
+        "(samples per condition shrink to keep the total), and validate aligners on the rest; None = the generator's "
+        "own pick (ssi: n_conditions). The samples of one layout pass or fail together, so many layouts with few "
+        "samples each measure rendering more precisely",
+    )
     seed: int = Field(
         default=2000, description="seed for base-vs-aligned comparison samples (same for both)"
     )
@@ -319,6 +327,9 @@ class StudyConfig(Strict):
     )
     evaluation_conditions: EvaluationConditions = Field(
         default="auto", description="as the run option evaluation.conditions"
+    )
+    evaluation_layouts: int | None = Field(
+        default=None, ge=1, description="as the run option evaluation.layouts"
     )
     arms: list[ArmConfig] = Field(min_length=1)
     log_with: list[TrackerName] = Field(

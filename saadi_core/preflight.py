@@ -129,8 +129,8 @@ def before_data(config: Any) -> None:
 
 def after_data(registry: Registry, config: Any, dataset: Any) -> None:
     """What a run checks once its data is loaded and its components are chosen."""
-    from saadi_core.evaluation.conditions import resolve
+    from saadi_core.evaluation.conditions import evaluation_layouts
 
     check_classes(dataset)
     check_tasks(registry, config, dataset.task)
-    resolve(config.evaluation.conditions, dataset)
+    evaluation_layouts(config.evaluation, dataset)  # also checks evaluation.conditions

@@ -75,6 +75,7 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Regi
             downstream_budget=study.downstream_budget,
             downstream_real=study.downstream_real,
             conditions=study.evaluation_conditions,
+            layouts=study.evaluation_layouts,
             # a filter arm trains its own downstream models after the run (saadi_core.filter_arm)
             downstream_variants=[arm_label(arm, registry)]
             if arm.mix is None and not arm.filter
@@ -215,6 +216,7 @@ def summarise(
         "downstream_seeds": study.downstream_seeds,
         "scales": study.scales,
         "evaluation_conditions": study.evaluation_conditions,
+        "evaluation_layouts": study.evaluation_layouts,
         "real_only": {
             "mean": float(np.mean(real_values)),
             "std": float(np.std(real_values)),

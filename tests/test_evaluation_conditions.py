@@ -251,3 +251,59 @@ def test_a_studys_evaluation_conditions_reach_every_run(tmp_path) -> None:
         for arm in study.arms[:2]:
             assert arm_run_config(study, arm, 0, registry).evaluation.conditions == value
     assert study_config(tmp_path).evaluation_conditions == "auto"
+
+
+def test_evaluation_on_n_layouts_covers_the_first_n_and_validation_the_rest(seg: Dataset) -> None:
+    """``evaluation.layouts``: one condition on each of the first N layouts, even when the
+    generator's own pick is smaller (ssi with n_conditions 4 is asked until it covers all 9);
+    the validation keeps the other layouts, none shared."""
+    from saadi_ssi.generator import SSIGenerator
+    from saadi_ssi.options import SSIOptions
+
+    from saadi_core.evaluation.conditions import validation_conditions
+
+    generator = SSIGenerator(SSIOptions(n_conditions=4), None)
+    evaluation, kind = evaluation_conditions(generator, seg, UNSEEN, layouts=9)
+    assert kind == UNSEEN
+    assert sorted(c.id for c in evaluation) == sorted(f"mask:{i}" for i in seg.layouts.ids[:9])
+    validation, kind = validation_conditions(generator, seg, UNSEEN, layouts=9)
+    assert kind == UNSEEN
+    assert sorted(c.id for c in validation) == sorted(f"mask:{i}" for i in seg.layouts.ids[9:])
+    # training conditions: the option does not apply
+    assert evaluation_conditions(generator, seg, TRAINING, layouts=9)[1] == TRAINING
+
+
+def test_evaluation_layouts_reach_the_keys_and_too_many_stop_the_run(tmp_path) -> None:
+    from saadi_core.config import EvaluationConfig
+    from saadi_core.evaluation.conditions import evaluation_layouts
+
+    data = make_toy_seg_v3(seed=4, n_train=24, n_test=6, n_layouts=12)
+    assert evaluation_layouts(EvaluationConfig(layouts=12), data) == 12
+    assert evaluation_layouts(EvaluationConfig(layouts=12, conditions="training"), data) is None
+    assert evaluation_layouts(EvaluationConfig(), data) is None
+    with pytest.raises(ConfigError, match="evaluation.layouts is 13, but dataset 'toy-seg'.*12"):
+        evaluation_layouts(EvaluationConfig(layouts=13), data)
+
+    from saadi_core.config import RunConfig
+    from saadi_core.registry import get_registry
+    from saadi_core.session import RunSession
+    from saadi_core.stages import align, sample
+
+    def keys(layouts: int | None) -> tuple[dict, dict]:
+        config = RunConfig(
+            runs_dir=tmp_path / str(layouts),
+            dataset={"kind": "toy-seg", "options": {"n_train": 24, "n_test": 6, "n_layouts": 12}},
+            generator={"kind": "ssi"},
+            selector={"kind": "segformer"},
+            evaluation={"layouts": layouts},
+        )
+        run = RunSession(config, get_registry(), True, None)
+        try:
+            return sample.params(run), align.params(run)
+        finally:
+            run.store.release()
+
+    (sample_default, align_default), (sample_n, align_n) = keys(None), keys(10)
+    assert "layouts" not in sample_default and "evaluation_layouts" not in align_default
+    assert sample_n == sample_default | {"layouts": 10}
+    assert align_n == align_default | {"evaluation_layouts": 10}

@@ -276,3 +276,23 @@ def test_pretrained_stable_diffusion_directory_loads_trains_and_samples(
     reloaded = registry.create("generator", "ssd", options, profile="paper")
     reloaded.load(saved)
     assert torch.equal(reloaded.sample(condition, 1, seed=0)[0].image, image)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_class_balanced_batches_draw_rare_classes_as_often(balanced: bool) -> None:
+    """Nine images of one class to one of the other: in the data's proportions the rare class is
+    ~10 % of what training sees, with ``class_balanced`` ~50 %."""
+    import numpy as np
+
+    from saadi_ssd.options import SSDOptions
+    from saadi_ssd.training import training_loader
+
+    labels = np.array([0] * 90 + [1] * 10)
+    images = np.zeros((100, 4, 4, 3), np.uint8)
+    options = SSDOptions(pretrained=None, batch_size=10, class_balanced=balanced, seed=3)
+    drawn = np.concatenate(
+        [batch[1].numpy() for _ in range(20) for batch in training_loader(images, labels, options)]
+    )
+    share = (drawn == 1).mean()
+    assert len(drawn) == 20 * 100
+    assert (0.4 < share < 0.6) if balanced else share == 0.1

@@ -100,6 +100,11 @@ class SSDOptions(LatentDiffusionOptions):
     random_flip: bool = Field(
         default=False, description="random horizontal flips of training images"
     )
+    class_balanced: bool = Field(
+        default=False,
+        description="draw training images with every class equally often (weights 1 / class count), instead "
+        "of in the data's proportions: rare classes then get as many steps as common ones",
+    )
 
     # ---- sampling
     guidance_scale: float = Field(

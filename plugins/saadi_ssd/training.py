@@ -36,6 +36,31 @@ def _batches(loader: Any) -> Iterator[Any]:
         yield from loader
 
 
+def training_loader(images: np.ndarray, labels: np.ndarray, options: SSDOptions) -> Any:
+    """The base-training batches: shuffled in the data's class proportions, or with
+    ``class_balanced`` every class drawn equally often (with replacement), so a class with few
+    images is not left to few steps — on toy-cls the rarest classes are the ones the base never
+    learns to draw."""
+    from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+    data = TensorDataset(
+        torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), torch.from_numpy(labels)
+    )
+    order = torch.Generator().manual_seed(options.seed)
+    sampler = None
+    if options.class_balanced:
+        weights = torch.from_numpy(1.0 / np.bincount(labels)[labels])
+        sampler = WeightedRandomSampler(weights, len(data), replacement=True, generator=order)
+    return DataLoader(
+        data,
+        batch_size=min(options.batch_size, len(data)),
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        generator=order if sampler is None else None,
+    )
+
+
 def train_model(
     model: LatentDiffusionModel,
     images: np.ndarray,
@@ -47,18 +72,7 @@ def train_model(
 ) -> list[dict[str, float]]:
     """Train ``model`` in place on ``images`` (``uint8 (N, H, W, 3)``) labelled with class ids
     indexing ``prompts``; returns the per-step history (``step``, ``loss``, ``lr``)."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    data = TensorDataset(
-        torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), torch.from_numpy(labels)
-    )
-    loader = DataLoader(
-        data,
-        batch_size=min(options.batch_size, len(data)),
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(options.seed),
-    )
+    loader = training_loader(images, labels, options)
     loop = LatentTrainingLoop(
         model, prompts, options, accelerator, progress, name="ssd", data=loader
     )

@@ -44,21 +44,49 @@ def resolve(requested: str, dataset: Dataset) -> str:
     return requested
 
 
-def evaluation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[list[Any], str]:
+def evaluation_layouts(evaluation: Any, dataset: Dataset) -> int | None:
+    """``evaluation.layouts`` (of an :class:`~saadi_core.config.EvaluationConfig`) as it
+    applies: ``None`` unless the evaluation is on unseen layouts; more layouts than the dataset
+    draws is a one-line :class:`ConfigError` (checked before any training)."""
+    layouts = evaluation.layouts
+    if resolve(evaluation.conditions, dataset) != UNSEEN or layouts is None:
+        return None
+    assert dataset.layouts is not None
+    if layouts > len(dataset.layouts):
+        raise ConfigError(
+            f"evaluation.layouts is {layouts}, but dataset '{dataset.name}' ({dataset.source}) draws "
+            f"{len(dataset.layouts)} unseen layouts; lower it or raise dataset.options.n_layouts"
+        )
+    return layouts
+
+
+def evaluation_conditions(
+    generator: Any, dataset: Dataset, mode: str, layouts: int | None = None
+) -> tuple[list[Any], str]:
     """The conditions to generate evaluation samples on, and what they are (``mode``, or
     ``'training'`` when the generator's conditions carry no masks). The layouts' conditions are
     built first: for a mask-conditioned generator they are the answer, so the training
     conditions are not built for nothing (some generators draw them: casdm's generated
-    layouts)."""
+    layouts).
+
+    ``layouts`` (``evaluation.layouts``) asks for a condition on each of the first ``layouts``
+    unseen layouts instead of the generator's own pick of them (``ssi`` takes 16): the samples
+    of one layout pass or fail together, so many layouts with few samples each measure
+    rendering more precisely than a few layouts with many."""
     if mode == UNSEEN:
         assert dataset.layouts is not None
-        unseen = generator.conditions(dataclasses.replace(dataset, train=dataset.layouts))
+        if layouts is None:
+            unseen = generator.conditions(dataclasses.replace(dataset, train=dataset.layouts))
+        else:
+            unseen = _covering(generator, dataset, list(range(layouts)))
         if any(c.mask is not None for c in unseen):
             return unseen, UNSEEN
     return generator.conditions(dataset), TRAINING
 
 
-def validation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[list[Any], str]:
+def validation_conditions(
+    generator: Any, dataset: Dataset, mode: str, layouts: int | None = None
+) -> tuple[list[Any], str]:
     """The conditions an aligner validates on, and what they are: with ``mode`` unseen layouts,
     conditions built from *every* layout whose mask no evaluation condition uses (``'training'``
     when the generator's conditions carry no masks or every layout is used).
@@ -68,7 +96,7 @@ def validation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[
     (docs/benchmarks.md), so the state kept should be judged on as many layouts as there are.
     The generator is asked again for the layouts it left out until it covers them all or adds
     none (a generator that draws its own masks), so its own way of building a condition holds."""
-    evaluation, kind = evaluation_conditions(generator, dataset, mode)
+    evaluation, kind = evaluation_conditions(generator, dataset, mode, layouts)
     if kind != UNSEEN:
         return evaluation, kind
     assert dataset.layouts is not None
@@ -76,7 +104,16 @@ def validation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[
     rest = [i for i, m in enumerate(dataset.layouts.masks) if m.tobytes() not in used]
     if not rest:
         return generator.conditions(dataset), TRAINING
+    return _covering(generator, dataset, rest), UNSEEN
+
+
+def _covering(generator: Any, dataset: Dataset, indices: list[int]) -> list[Any]:
+    """Conditions on the layouts ``indices``, built by the generator itself: it is asked again
+    for the layouts its pick left out until it covers them all or adds none (a generator that
+    draws its own masks)."""
+    assert dataset.layouts is not None
     conditions: list[Any] = []
+    rest = indices
     while rest:
         view = dataclasses.replace(dataset, train=dataset.layouts.subset(rest))
         built = generator.conditions(view)
@@ -86,7 +123,7 @@ def validation_conditions(generator: Any, dataset: Dataset, mode: str) -> tuple[
         if len(left) == len(rest):
             break
         rest = left
-    return conditions, UNSEEN
+    return conditions
 
 
 def _mask_keys(conditions: list[Any]) -> set[bytes]:

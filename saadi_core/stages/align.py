@@ -68,7 +68,7 @@ def run(
 
 def params(session: RunSession) -> dict[str, Any]:
     """The aligner's key, and where it validates when that is not the training conditions."""
-    from saadi_core.evaluation.conditions import TRAINING, resolve
+    from saadi_core.evaluation.conditions import TRAINING, evaluation_layouts, resolve
 
     values = session.params("aligner")
     where = resolve(session.config.evaluation.conditions, session.dataset)
@@ -76,11 +76,15 @@ def params(session: RunSession) -> dict[str, Any]:
         return values
     # the validator then marks its conditions as sampled: aligners bound over layouts; it
     # validates on every layout the evaluation leaves (not a generator-sized pick of them)
-    return values | {
+    values = values | {
         "validation_conditions": where,
         "sampled_conditions": True,
         "validation_layouts": "every-unused",
     }
+    layouts = evaluation_layouts(session.config.evaluation, session.dataset)
+    if layouts is not None:  # which layouts are left to validate on
+        values["evaluation_layouts"] = layouts
+    return values
 
 
 def _no_pairs(pair_set: PairSet, scored: StageResult) -> PipelineError:
@@ -107,14 +111,20 @@ def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str
     on toy data, oracle pass rate; ``per_sample`` holds the same per
     sample (paired checkpoint selection) and ``groups`` each sample's condition (per-condition
     guard), ``size`` overrides the profile's sample count."""
-    from saadi_core.evaluation.conditions import UNSEEN, resolve, validation_conditions
+    from saadi_core.evaluation.conditions import (
+        UNSEEN,
+        evaluation_layouts,
+        resolve,
+        validation_conditions,
+    )
 
     seed = session.eval_seed + 10_000
     threshold = session.threshold()
     where = resolve(session.config.evaluation.conditions, session.dataset)
+    layouts = evaluation_layouts(session.config.evaluation, session.dataset)
 
     def validate(generator: Generator, size: int | None = None) -> dict[str, Any]:
-        conditions, kind = validation_conditions(generator, session.dataset, where)
+        conditions, kind = validation_conditions(generator, session.dataset, where, layouts)
         samples = generator.sample(
             conditions,
             per_condition(size or session.sizes["validation_size"], len(conditions)),

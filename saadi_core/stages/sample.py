@@ -19,7 +19,7 @@ OUTPUTS = ("samples.pt",)
 
 
 def params(session: RunSession) -> dict[str, Any]:
-    from saadi_core.evaluation.conditions import TRAINING, resolve
+    from saadi_core.evaluation.conditions import TRAINING, evaluation_layouts, resolve
 
     evaluation = session.config.evaluation
     values: dict[str, Any] = {
@@ -30,6 +30,9 @@ def params(session: RunSession) -> dict[str, Any]:
     conditions = resolve(evaluation.conditions, session.dataset)
     if conditions != TRAINING:  # runs on training conditions keep the keys they had
         values["conditions"] = conditions
+    layouts = evaluation_layouts(evaluation, session.dataset)
+    if layouts is not None:  # the generator's own pick keeps the keys it had
+        values["layouts"] = layouts
     return values
 
 
@@ -51,7 +54,7 @@ def run(
             else session.aligned_generator(trained, aligned)
         )
         conditions, kind = evaluation_conditions(
-            generator, session.dataset, key.get("conditions", "training")
+            generator, session.dataset, key.get("conditions", "training"), key.get("layouts")
         )
         n = max(
             evaluation.n_per_condition or 0,
