@@ -283,7 +283,6 @@ def test_class_balanced_batches_draw_rare_classes_as_often(balanced: bool) -> No
     """Nine images of one class to one of the other: in the data's proportions the rare class is
     ~10 % of what training sees, with ``class_balanced`` ~50 %."""
     import numpy as np
-
     from saadi_ssd.options import SSDOptions
     from saadi_ssd.training import training_loader
 
