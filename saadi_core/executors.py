@@ -100,11 +100,44 @@ class LocalExecutor:
         return [fn(job) for job in jobs]
 
 
-def _limit_threads(threads: int | None) -> None:
+#: how often a local worker checks that the study process is still there (seconds), and how long
+#: it gives its interrupted job to release its locks before the kernel ends it (SIGALRM)
+PARENT_CHECK_SECONDS = 1.0
+ORPHAN_GRACE_SECONDS = 30
+
+
+def _start_worker(threads: int | None) -> None:
+    """Set up one local worker: its torch threads, and a watch on the study process. Why the
+    watch: a study stopped by SIGTERM (``kill``, a scheduler's time limit) dies without telling
+    its pool, and the workers would go on computing stages nobody reads, holding cores and stage
+    locks. When the parent is gone, the worker interrupts its job as Ctrl-C would (finished
+    stages are kept, locks released) and exits."""
+    import signal
+    import threading
+
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
+    # a study started from a script or in the background may inherit SIGINT ignored; the watch
+    # below interrupts the job with it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(
+        target=_exit_when_orphaned, args=(os.getppid(),), daemon=True, name="saadi-parent-watch"
+    ).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    import signal
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    # the pool's queues never see the parent go (the worker holds both ends of its pipes), so
+    # the worker would wait for work for ever: SIGALRM's default action ends it whatever state
+    # the interpreter is in
+    signal.alarm(ORPHAN_GRACE_SECONDS)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def worker_threads(threads: int | None, workers: int) -> int | None:
@@ -123,7 +156,9 @@ class ProcessesExecutor:
 
     ``spawn`` rather than ``fork``: a forked copy of a process that already ran torch can
     deadlock in its thread pools. A worker that dies (killed, out of memory) fails the study with
-    the pool's error; the stages it finished are kept, and re-running resumes.
+    the pool's error; the stages it finished are kept, and re-running resumes. A study process
+    that dies (SIGTERM) takes its workers with it within about a second: each worker watches its
+    parent.
     """
 
     in_process = False
@@ -142,7 +177,7 @@ class ProcessesExecutor:
         with ProcessPoolExecutor(
             workers,
             mp_context=context,
-            initializer=_limit_threads,
+            initializer=_start_worker,
             initargs=(worker_threads(self.options.threads_per_worker, workers),),
         ) as pool:
             return list(pool.map(fn, jobs))

@@ -215,3 +215,56 @@ def test_local_workers_share_the_cores_unless_told(monkeypatch: pytest.MonkeyPat
     assert worker_threads(3, 2) == 3  # the option wins
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert worker_threads(None, 2) is None  # torch reads the environment's setting
+
+
+_ORPHAN_STUDY = """
+import sys, time
+from pathlib import Path
+from saadi_core.executors import ProcessesExecutor, ProcessesOptions
+import orphan_job
+
+if __name__ == "__main__":
+    ProcessesExecutor(ProcessesOptions(workers=1)).map(orphan_job.work, [sys.argv[1]])
+"""
+
+_ORPHAN_JOB = """
+import os, time
+from pathlib import Path
+
+def work(folder):
+    Path(folder, "worker.pid").write_text(str(os.getpid()))
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:
+        Path(folder, "interrupted").write_text("the job stopped")
+        raise
+"""
+
+
+def test_local_workers_stop_when_the_study_process_is_killed(tmp_path: Path) -> None:
+    """SIGTERM to the study process alone (``kill``, a scheduler's limit) must not leave its
+    workers computing: each one sees its parent gone and stops."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "orphan_job.py").write_text(_ORPHAN_JOB)
+    (tmp_path / "study.py").write_text(_ORPHAN_STUDY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    study = subprocess.Popen([sys.executable, str(tmp_path / "study.py"), str(tmp_path)], env=env)
+    pid_file = tmp_path / "worker.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    os.kill(study.pid, signal.SIGTERM)
+    study.wait(10)
+
+    # the job is interrupted (as by Ctrl-C: its locks are released) within seconds; the process
+    # itself ends after ORPHAN_GRACE_SECONDS (not waited for here)
+    deadline = time.monotonic() + 15
+    while not (tmp_path / "interrupted").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "interrupted").exists(), f"worker {worker} went on after the study died"
