@@ -366,20 +366,23 @@ def test_segmentation_run_with_only_an_evaluate_stage(tmp_path):
     _assert_self_contained(html)
 
 
-def test_iterative_history_is_split_by_round():
+@pytest.mark.parametrize("phase", ["round", "part"])
+def test_iterative_rounds_and_sequence_parts_are_plotted_apart(phase: str):
     from saadi_core.report.run_sections import _history_series
 
     history = [
-        {"round": 1, "event": "dpo_validate", "step": 0, "oracle_pass": 0.3},
-        {"round": 1, "event": "dpo_step", "step": 1, "loss": 0.69, "implicit_accuracy": 0.5},
-        {"round": 2, "event": "dpo_step", "step": 1, "loss": 0.68, "implicit_accuracy": 0.6},
-        {"round": 2, "event": "dpo_validate", "step": 1, "oracle_pass": 0.4},
+        {phase: 1, "event": "dpo_validate", "step": 0, "oracle_pass": 0.3},
+        {phase: 1, "event": "dpo_step", "step": 1, "loss": 0.69, "implicit_accuracy": 0.5},
+        {phase: 2, "event": "dpo_step", "step": 1, "loss": 0.68, "implicit_accuracy": 0.6},
+        {phase: 2, "event": "dpo_validate", "step": 1, "oracle_pass": 0.4},
     ]
     train, validation = _history_series(history)
-    assert train["loss @ round 1"] == [(1, 0.69)] and train["implicit_accuracy @ round 2"] == [
-        (1, 0.6)
-    ]
-    assert validation == {"oracle_pass round 1": [(0, 0.3)], "oracle_pass round 2": [(1, 0.4)]}
+    assert train[f"loss @ {phase} 1"] == [(1, 0.69)]
+    assert train[f"implicit_accuracy @ {phase} 2"] == [(1, 0.6)]
+    assert validation == {
+        f"oracle_pass {phase} 1": [(0, 0.3)],
+        f"oracle_pass {phase} 2": [(1, 0.4)],
+    }
 
 
 # --------------------------------------------------------------------------- study report

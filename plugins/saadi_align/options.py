@@ -255,3 +255,19 @@ class IterativeOptions(BaseModel):
         ge=1,
         description="on-policy pool samples per condition; None = as many as the original pool",
     )
+
+
+class SequenceOptions(BaseModel):
+    """``sequence``: aligners one after another, each starting from what the previous one kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aligners: list[ComponentSpec] = Field(
+        default_factory=lambda: [
+            ComponentSpec(kind="train-longer"),
+            ComponentSpec(kind="diffusion-dpo"),
+        ],
+        min_length=1,
+        description="the aligners in order ({kind, options} each; any registered aligner). The default asks "
+        "whether preferences add anything to the train-longer control: DPO from the control's kept state",
+    )

@@ -69,3 +69,11 @@ def saadi_register_aligners(register: Any) -> None:
         "pool, re-pair and realign, for N rounds.",
         profiles={"paper": {"n_per_condition": 100}},
     )
+    register(
+        "sequence",
+        "saadi_align.sequence:SequenceAligner",
+        options="saadi_align.options:SequenceOptions",
+        description="aligners one after another, each from the previous one's kept state (folded into the "
+        "weights: it is the next one's reference and the state its validation must beat); default "
+        "train-longer then diffusion-dpo",
+    )

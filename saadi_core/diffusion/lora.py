@@ -41,6 +41,7 @@ __all__ = [
     "adapters_disabled",
     "adapters_merged",
     "attach_lora",
+    "fold_lora",
     "has_lora",
     "load_lora",
     "load_lora_state_dict",
@@ -153,6 +154,26 @@ def merge_lora(module: torch.nn.Module) -> None:
     """
     for layer in _tuner_layers(module):
         layer.merge()
+
+
+def fold_lora(module: torch.nn.Module) -> None:
+    """Merge every LoRA adapter into its base weights and take peft's layers out again, leaving a
+    plain network (peft's ``merge_and_unload``, which exists only on a ``PeftModel`` wrapper).
+
+    Why: an aligner that continues from another's result (the ``sequence`` aligner) must see that
+    result as its base: a network carrying the earlier adapter is refused by :func:`attach_lora`,
+    and switching adapters off would make Diffusion-DPO's reference the model before the earlier
+    aligner instead of after it.
+    """
+    for name, layer in list(module.named_modules()):
+        if not isinstance(layer, BaseTunerLayer):
+            continue
+        if not layer.merged:
+            layer.merge()
+        parent_name, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent_name), child, layer.get_base_layer())
+    if hasattr(module, "peft_config"):
+        del module.peft_config
 
 
 @contextmanager

@@ -594,12 +594,14 @@ def _history_series(
     training step carries ``loss`` (or ``event: dpo_step``); any other entry is a validation."""
     train: dict[str, list[tuple[float, float]]] = {}
     validation: dict[str, list[tuple[float, float]]] = {}
-    skip = {"step", "round", "event", *TRAIN_METRICS}
+    skip = {"step", "round", "part", "event", *TRAIN_METRICS}
     for entry in history:
         step = entry.get("step")
         if not isinstance(step, (int, float)):
             continue
-        suffix = f" round {entry['round']}" if "round" in entry else ""
+        # iterative rounds and sequence parts each restart at step 0: plot them apart
+        phase = next((key for key in ("round", "part") if key in entry), None)
+        suffix = f" {phase} {entry[phase]}" if phase else ""
         for metric in TRAIN_METRICS:
             if isinstance(entry.get(metric), (int, float)):
                 train.setdefault(metric + (" @" + suffix if suffix else ""), []).append(

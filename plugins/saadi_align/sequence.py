@@ -1,0 +1,114 @@
+"""``sequence``: aligners one after another, each starting from what the previous one kept.
+
+Why: to ask whether a preference signal adds anything to a fine-tuning that already helps (the
+``train-longer`` control, then ``diffusion-dpo``), the second aligner has to start from the first
+one's kept state and be measured against it. Folding the first adapter into the weights before
+the second starts makes that state the second aligner's base in every sense: Diffusion-DPO's
+reference network, and step 0 of its validation, which its checkpoint rule must beat. A part that
+keeps nothing therefore leaves the previous part's result, not the base.
+
+The parts run on a deep copy of the given generator, so the caller's base weights stay intact (the
+:class:`~saadi_core.interfaces.Aligner` contract); peak memory is two generators. Each part's
+history entries carry ``part: k``. ``save`` writes part k to ``part-k/``; ``restore`` restores the
+parts in order onto a fresh base, folding between them, as ``align`` did.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from saadi_core.diffusion.lora import fold_lora
+from saadi_core.errors import PipelineError
+from saadi_core.interfaces import Aligner, AlignInputs, AlignResult, Generator
+from saadi_core.registry import get_registry
+
+HISTORY_FILE = "history.json"
+
+
+def part_dir(path: Path, k: int) -> Path:
+    return Path(path) / f"part-{k}"
+
+
+def _fold(generator: Generator) -> None:
+    """Make the previous part's adapters part of the weights (nothing to do for a generator
+    without a diffusion target: its aligner added no LoRA)."""
+    try:
+        module = generator.diffusion_target().trainable_module()
+    except NotImplementedError:
+        return
+    fold_lora(module)
+
+
+class SequenceAligner(Aligner):
+    """Aligners in order (options: :class:`saadi_align.options.SequenceOptions`)."""
+
+    kind = "sequence"
+
+    def _parts(self) -> list[Aligner]:
+        registry = get_registry()
+        return [
+            registry.create(
+                "aligner", spec.kind, spec.options, self.context, profile=self.context.profile
+            )
+            for spec in self.options.aligners
+        ]
+
+    def align(self, generator: Generator, inputs: AlignInputs, work_dir: Path) -> AlignResult:
+        current = copy.deepcopy(generator, memo={id(generator.context): generator.context})
+        aligners = self._parts()
+        history: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        self._kept: list[Path] = []
+        for k, aligner in enumerate(aligners, start=1):
+            if k > 1:
+                _fold(current)
+            work = part_dir(work_dir, k)
+            work.mkdir(parents=True, exist_ok=True)
+            result = aligner.align(current, inputs, work)
+            if k < len(aligners):  # saved now: folding into the weights takes the adapter away
+                aligner.save(result, work / "kept")
+                self._kept.append(work / "kept")
+            current = result.generator
+            history.extend({"part": k, **entry} for entry in result.history)
+            parts.append({"part": k, "kind": aligner.kind, "meta": result.meta})
+            self.context.progress.log("sequence_part", part=k, kind=aligner.kind)
+        meta = {
+            "parts": parts,
+            "aligned_equals_base": all(bool(p["meta"].get("aligned_equals_base")) for p in parts),
+        }
+        return AlignResult(generator=current, history=history, meta=meta)
+
+    def save(self, result: AlignResult, path: Path) -> None:
+        """``part-k/`` as each part's aligner saves it, and ``history.json``. The parts before the
+        last were saved by :meth:`align` before they were folded into the weights."""
+        aligners = self._parts()
+        kept = getattr(self, "_kept", [])
+        if len(kept) != len(aligners) - 1:
+            raise PipelineError("aligner 'sequence' saves only the result of its own align()")
+        for k, source in enumerate(kept, start=1):
+            shutil.copytree(source, part_dir(path, k))
+        n = len(aligners)
+        last = AlignResult(
+            generator=result.generator,
+            history=[
+                {k: v for k, v in h.items() if k != "part"}
+                for h in result.history
+                if h["part"] == n
+            ],
+            meta=result.meta["parts"][-1]["meta"],
+        )
+        aligners[-1].save(last, part_dir(path, n))
+        (Path(path) / HISTORY_FILE).write_text(
+            json.dumps({"history": result.history, "meta": result.meta}, indent=1)
+        )
+
+    def restore(self, generator: Generator, path: Path) -> Generator:
+        for k, aligner in enumerate(self._parts(), start=1):
+            if k > 1:
+                _fold(generator)
+            generator = aligner.restore(generator, part_dir(path, k))
+        return generator

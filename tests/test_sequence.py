@@ -1,0 +1,104 @@
+"""The ``sequence`` aligner: each aligner starts from the previous one's kept state, folded into
+the weights, so it is the next one's reference; save + restore rebuild the chain on a fresh base."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from saadi_align.dpo import ADAPTER_NAME as DPO_ADAPTER
+from saadi_align.options import SequenceOptions
+from saadi_align.sequence import SequenceAligner
+from test_dpo import TinyDiffusion, base_weights, make_dataset, one_thread  # noqa: F401 (fixture)
+from test_unpaired_aligners import pool_inputs
+
+from saadi_core.conformance import check_aligner
+from saadi_core.diffusion.lora import attach_lora, fold_lora, has_lora, lora_config
+from saadi_core.errors import PipelineError
+
+CONTROL = {"kind": "train-longer", "options": {"steps": 4, "batch_size": 3, "lr": 1e-2, "seed": 0}}
+DPO = {"kind": "diffusion-dpo", "options": {"steps": 3, "batch_size": 2, "lr": 3e-3, "beta": 500.0}}
+
+
+def control_then_dpo() -> SequenceAligner:
+    return SequenceAligner(SequenceOptions(aligners=[CONTROL, DPO]))
+
+
+def outputs(gen: TinyDiffusion) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 8, 8, generator=g)
+    with torch.no_grad():
+        return gen.predict(
+            x, torch.tensor([5, 10, 20, 40]), {"class_ids": torch.tensor([0, 1, 2, 0])}
+        )
+
+
+def test_fold_lora_leaves_a_plain_network_computing_the_adapted_function() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ModuleList([torch.nn.Linear(4, 4)]))
+    attach_lora(net, lora_config(["0"]), "a")
+    for name, p in net.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)
+    x = torch.randn(2, 4)
+    adapted = net[1][0](net[0](x))
+    fold_lora(net)
+    assert not has_lora(net, "a") and not hasattr(net, "peft_config")
+    assert type(net[0]) is torch.nn.Linear
+    assert torch.allclose(net[1][0](net[0](x)), adapted, atol=1e-6)
+    attach_lora(net, lora_config(["0"]), "b")  # a plain network takes a new adapter
+
+
+def test_the_second_aligner_starts_from_what_the_first_kept(tmp_path: Path) -> None:
+    gen = TinyDiffusion()
+    before = base_weights(gen.net)
+    result = control_then_dpo().align(gen, pool_inputs(2), tmp_path / "work")
+
+    # the caller's generator is untouched: the parts ran on a copy
+    assert result.generator is not gen and not hasattr(gen.net, "peft_config")
+    assert all(torch.equal(before[k], v) for k, v in base_weights(gen.net).items())
+    # the control moved the weights, and they were folded in before DPO attached its adapter
+    aligned = result.generator.net
+    folded = base_weights(aligned)
+    assert any(not torch.equal(before[k], folded[k]) for k in before)
+    assert sorted(aligned.peft_config) == [DPO_ADAPTER]
+    steps = [h for h in result.history if h.get("event") == "dpo_step"]
+    assert [h["part"] for h in steps] == [2, 2, 2]
+    # DPO's reference is the folded control (adapter off = the network as the control left it): ln 2
+    assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert [p["kind"] for p in result.meta["parts"]] == ["train-longer", "diffusion-dpo"]
+    assert result.meta["aligned_equals_base"] is False
+
+
+def test_save_and_restore_rebuild_the_chain_on_a_fresh_base(tmp_path: Path) -> None:
+    aligner = control_then_dpo()
+    result = aligner.align(TinyDiffusion(), pool_inputs(2), tmp_path / "work")
+    aligner.save(result, tmp_path / "saved")
+    assert (tmp_path / "saved" / "part-1" / "adapter").is_dir()
+    assert (tmp_path / "saved" / "part-2" / "adapter").is_dir()
+
+    restored = control_then_dpo().restore(TinyDiffusion(), tmp_path / "saved")
+    assert torch.allclose(outputs(restored), outputs(result.generator), atol=1e-5)
+    # the control alone does not give these outputs: part 2 was restored on top of it
+    control_only = SequenceAligner(SequenceOptions(aligners=[CONTROL])).restore(
+        TinyDiffusion(), tmp_path / "saved"
+    )
+    assert not torch.allclose(outputs(control_only), outputs(result.generator), atol=1e-5)
+
+
+def test_save_needs_the_result_of_its_own_align(tmp_path: Path) -> None:
+    aligner = control_then_dpo()
+    result = control_then_dpo().align(TinyDiffusion(), pool_inputs(1), tmp_path / "work")
+    with pytest.raises(PipelineError, match="its own align"):
+        aligner.save(result, tmp_path / "saved")
+
+
+def test_sequence_passes_the_conformance_check(tmp_path: Path) -> None:
+    check_aligner(
+        control_then_dpo(),
+        TinyDiffusion(seed=3),
+        make_dataset(),
+        fit_generator=False,
+        work_dir=tmp_path,
+    )
