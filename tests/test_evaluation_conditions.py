@@ -199,6 +199,12 @@ def test_a_runs_validator_and_align_key_follow_the_evaluation(tmp_path) -> None:
     class _Drawn(SSIGenerator):
         """SSI's conditions, flat grey samples: the validator's wiring, not the model."""
 
+        built = 0
+
+        def conditions(self, dataset):
+            _Drawn.built += 1
+            return super().conditions(dataset)
+
         def sample(self, conditions, n_per_condition, seed):
             return [
                 Sample(torch.zeros(3, 64, 64), c, "ssi", seed, i, mask=c.mask)
@@ -224,10 +230,14 @@ def test_a_runs_validator_and_align_key_follow_the_evaluation(tmp_path) -> None:
     for conditions, prefix in (("auto", "toy-seg/layouts/"), ("training", "toy-seg/train/")):
         run = session(conditions)
         try:
-            metrics = align.validator(run, _Half())(_Drawn(SSIOptions(n_conditions=4)), size=8)
+            validate, drawn = align.validator(run, _Half()), _Drawn(SSIOptions(n_conditions=4))
+            metrics = validate(drawn, size=8)
             assert metrics["groups"] and all(
                 g.startswith(f"mask:{prefix}") for g in metrics["groups"]
             )
+            # later validations sample the same conditions without building them again
+            built = _Drawn.built
+            assert validate(drawn, size=8)["groups"] == metrics["groups"] and _Drawn.built == built
             assert metrics["sampled_conditions"] is (conditions == "auto")
             keys[conditions] = align.params(run)
         finally:

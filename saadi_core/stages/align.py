@@ -123,8 +123,14 @@ def validator(session: RunSession, selector: Selector) -> Callable[..., dict[str
     where = resolve(session.config.evaluation.conditions, session.dataset)
     layouts = evaluation_layouts(session.config.evaluation, session.dataset)
 
+    built: list[tuple[list[Any], str]] = []
+
     def validate(generator: Generator, size: int | None = None) -> dict[str, Any]:
-        conditions, kind = validation_conditions(generator, session.dataset, where, layouts)
+        # built once: conditions come from the dataset and the generator's kind, not its weights,
+        # and every validation must sample the same ones for the paired checkpoint rule
+        if not built:
+            built.append(validation_conditions(generator, session.dataset, where, layouts))
+        conditions, kind = built[0]
         samples = generator.sample(
             conditions,
             per_condition(size or session.sizes["validation_size"], len(conditions)),
