@@ -9,6 +9,13 @@ conditions that give within-condition pairs — and the same with the oracle as 
 selector-oracle Cohen's κ, and how much samples of one mask differ (mean per-pixel standard
 deviation across a condition's samples, in 0-255 units). ``--grid`` writes the first samples of
 the first conditions of the first run.
+
+Two questions about what alignment can learn from the pool are answered too. **Pair quality**: for
+each pairing strategy in ``--pairing`` (``kind`` or ``kind:option=value,...``, built through the
+registry as a run would), how many of its pairs the oracle agrees with (winner passes, loser
+fails), contradicts (the reverse) or cannot tell apart (both the same). **Masks without a winner**:
+each such mask's best and median selector score, its oracle pass rate and its classes, which shows
+whether a fixed h or the pool size keeps the mask from giving pairs.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from saadi_core.preferences import load_pool
-from saadi_core.registry import Registry
+from saadi_core.registry import Registry, get_registry
 from saadi_core.samples_io import to_uint8_nhwc
 
 
@@ -40,7 +47,69 @@ def _dataset(run: Path):
     )
 
 
-def report(run: Path, threshold: float, grid: Path | None) -> dict:
+def parse_strategy(text: str) -> tuple[str, dict]:
+    """``threshold:threshold=0.9`` -> ("threshold", {"threshold": 0.9}); values read as YAML."""
+    import yaml
+
+    kind, _, rest = text.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        options[key] = yaml.safe_load(value)
+    return kind, options
+
+
+def pair_quality(samples: list, scores: list, passed: np.ndarray, strategy: str) -> dict:
+    """The oracle's verdict on one pairing strategy's pairs (uncapped: every pair it would form)."""
+    kind, options = parse_strategy(strategy)
+    pairs = (
+        get_registry()
+        .create("pairing", kind, {"max_pairs": None, **options})
+        .pairs(samples, scores, seed=0)
+    )
+    index = {id(s): i for i, s in enumerate(samples)}
+    winner = np.array([passed[index[id(p.winner)]] for p in pairs.pairs], dtype=bool)
+    loser = np.array([passed[index[id(p.loser)]] for p in pairs.pairs], dtype=bool)
+    right, wrong = int((winner & ~loser).sum()), int((~winner & loser).sum())
+    return {
+        "masks_with_pairs": len({p.winner.condition.id for p in pairs.pairs}),
+        "pairs": len(pairs.pairs),
+        "oracle_agrees": right,
+        "oracle_contradicts": wrong,
+        "oracle_ties": len(pairs.pairs) - right - wrong,
+        "agreement_of_decided": round(right / max(1, right + wrong), 3),
+    }
+
+
+def masks_without_winner(
+    groups: dict[str, list[int]],
+    scores: list,
+    threshold: float,
+    passed: np.ndarray,
+    masks: np.ndarray,
+    names: list,
+) -> list[dict]:
+    """Every mask none of whose samples scores >= h: its scores, oracle pass and classes."""
+    out = []
+    for cid, members in groups.items():
+        values = np.array([scores[i] for i in members], dtype=float)
+        if (values >= threshold).any():
+            continue
+        present = sorted({names[c] for c in np.unique(masks[members[0]]) if c != 0})
+        out.append(
+            {
+                "condition": cid,
+                "samples": len(members),
+                "best_score": round(float(values.max()), 3),
+                "median_score": round(float(np.median(values)), 3),
+                "oracle_pass": round(float(passed[members].mean()), 2),
+                "classes": present,
+            }
+        )
+    return out
+
+
+def report(run: Path, threshold: float, grid: Path | None, strategies: list[str] = ()) -> dict:
     import torch
 
     dataset = _dataset(run)
@@ -71,6 +140,10 @@ def report(run: Path, threshold: float, grid: Path | None) -> dict:
         "oracle_pass_per_condition": [round(float(passed[g].mean()), 2) for g in groups.values()],
         "within_condition_pixel_std": round(spread, 1),
     }
+    out["masks_without_winner"] = masks_without_winner(
+        groups, scores, threshold, passed, masks, dataset.class_names
+    )
+    out["pair_quality"] = {s: pair_quality(samples, scores, passed, s) for s in strategies}
     verdicts = getattr(dataset.oracle, "region_verdicts", None)
     if verdicts is not None:
         judged, failed, looks = Counter(), Counter(), Counter()
@@ -108,9 +181,16 @@ def main() -> int:
         help="selector threshold h (segmentation default 0.9)",
     )
     parser.add_argument("--grid", type=Path, default=None)
+    parser.add_argument(
+        "--pairing",
+        action="append",
+        default=[],
+        help="a pairing strategy whose pairs the oracle judges, e.g. 'threshold:threshold=0.9' or "
+        "'best-worst:k=4' (repeatable)",
+    )
     args = parser.parse_args()
     for k, run in enumerate(args.runs):
-        print(json.dumps(report(run, args.threshold, args.grid if k == 0 else None)))
+        print(json.dumps(report(run, args.threshold, args.grid if k == 0 else None, args.pairing)))
     return 0
 
 
