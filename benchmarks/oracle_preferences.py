@@ -6,8 +6,10 @@ preferences``) separates two questions the selector-driven loop mixes: does DPO 
 pass rate when its pairs are right, and how much do wrong selector pairs cost?
 
     python benchmarks/oracle_preferences.py runs/my-run --out prefs.csv
-    saadi run --name my-run --pairing preferences --set pairing.options.file=prefs.csv \\
-              --set evaluation.threshold=0.5
+    saadi run --name my-run --pairing preferences --set pairing.options.file=prefs.csv
+
+(Pass rates and the aligner's validation then use the task's default h, as the selector-paired
+run did unless it set another.)
 
 Pairs: within each condition, every oracle-passing sample against every oracle-failing one (the
 threshold strategy's cross product, with the oracle as the judge), a seeded random subset of

@@ -111,7 +111,7 @@ class EvaluationConfig(Strict):
         default=None,
         ge=0,
         le=1,
-        description="h of the selector pass rate; None = the pairing's threshold (0.5 if it has none)",
+        description="h of the selector pass rate; None = the pairing's threshold (if it has none, the task default: 0.5 cls, 0.9 seg)",
     )
     conditions: EvaluationConditions = Field(
         default="auto",

@@ -266,10 +266,21 @@ class RunSession:
         return bool(hit)
 
     def threshold(self) -> float:
-        """h of every pass rate: ``evaluation.threshold``, else the pairing's (0.5 without one)."""
+        """h of every pass rate: ``evaluation.threshold``, else the pairing's, else the task's
+        default pairing's. The last matters for a pairing without an h (a preferences file): on
+        segmentation the scores are Dice values around 0.8-0.95, and judging them at the
+        classification h 0.5 made every sample pass validation."""
         if self.config.evaluation.threshold is not None:
             return self.config.evaluation.threshold
-        return float(getattr(self.options["pairing"], "threshold", 0.5))
+        default = TASK_DEFAULTS[self.dataset.task]["pairing"][1].get("threshold", 0.5)
+        return float(getattr(self.options["pairing"], "threshold", default))
+
+    def threshold_keyed_by_pairing(self) -> bool:
+        """Whether h is the pairing's own option, and so part of the key of every stage after
+        ``pair``; a stage that uses h otherwise must put it in its own key."""
+        return self.config.evaluation.threshold is None and hasattr(
+            self.options["pairing"], "threshold"
+        )
 
     def warn(self, message: str) -> None:
         self.progress.say(f"[yellow]warning[/]: {message}")

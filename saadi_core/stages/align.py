@@ -71,6 +71,8 @@ def params(session: RunSession) -> dict[str, Any]:
     from saadi_core.evaluation.conditions import TRAINING, evaluation_layouts, resolve
 
     values = session.params("aligner")
+    if not session.threshold_keyed_by_pairing():  # the validator's h decides which state is kept
+        values = values | {"validation_threshold": session.threshold()}
     where = resolve(session.config.evaluation.conditions, session.dataset)
     if where == TRAINING:
         return values

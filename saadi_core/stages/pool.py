@@ -26,8 +26,12 @@ def params(session: RunSession) -> dict[str, Any]:
         "pool_size": None if fixed else session.sizes["pool_size"],
         "seed": session.pool_seed,
     }
-    if pool.min_winners:
-        out |= {"min_winners": pool.min_winners, "max_per_condition": pool.max_per_condition}
+    if pool.min_winners:  # the top-up counts winners at h, so h is part of what it draws
+        out |= {
+            "min_winners": pool.min_winners,
+            "max_per_condition": pool.max_per_condition,
+            "threshold": session.threshold(),
+        }
     return out
 
 
