@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def masks_without_winner(
     return out
 
 
-def report(run: Path, threshold: float, grid: Path | None, strategies: list[str] = ()) -> dict:
+def report(run: Path, threshold: float, grid: Path | None, strategies: Sequence[str] = ()) -> dict:
     import torch
 
     dataset = _dataset(run)

@@ -337,16 +337,26 @@ class AlignInputs:
     new_selector: Callable[[], Selector] | None = None
     validate: Callable[..., dict[str, Any]] | None = None
     seed: int = 0
+    #: the run's h (``RunSession.threshold``): what the unpaired aligners label the pool with
+    #: unless their own option sets another; ``None`` outside a run
+    threshold: float | None = None
 
 
 @dataclass
 class AlignResult:
     """An aligned generator plus its training history (one dict per logged step: loss,
-    implicit accuracy, reward margin, grad norm, validation metrics, …)."""
+    implicit accuracy, reward margin, grad norm, validation metrics, …).
+
+    ``handover`` carries what :meth:`Aligner.save` needs beyond the generator and the JSON
+    ``meta`` (e.g. the ``sequence`` aligner's earlier parts, saved before they were merged into
+    the weights). It is never written anywhere, and it travels with the result, so any instance
+    of the aligner kind can save it (``iterative`` saves its inner aligner's result with a new
+    instance)."""
 
     generator: Generator
     history: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    handover: dict[str, Any] = field(default_factory=dict)
 
 
 class Aligner(Component, ABC):

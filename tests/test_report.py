@@ -385,6 +385,20 @@ def test_iterative_rounds_and_sequence_parts_are_plotted_apart(phase: str):
     }
 
 
+def test_an_iterative_part_of_a_sequence_is_plotted_by_part_and_round():
+    from saadi_core.report.run_sections import _history_series
+
+    history = [
+        {"part": 1, "round": 1, "event": "dpo_validate", "step": 0, "oracle_pass": 0.3},
+        {"part": 2, "round": 1, "event": "dpo_validate", "step": 0, "oracle_pass": 0.4},
+    ]
+    _, validation = _history_series(history)
+    assert validation == {
+        "oracle_pass part 1 round 1": [(0, 0.3)],
+        "oracle_pass part 2 round 1": [(0, 0.4)],
+    }
+
+
 # --------------------------------------------------------------------------- study report
 
 

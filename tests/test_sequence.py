@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from saadi_align.dpo import ADAPTER_NAME as DPO_ADAPTER
-from saadi_align.options import SequenceOptions
+from saadi_align.iterative import IterativeAligner
+from saadi_align.options import IterativeOptions, SequenceOptions
 from saadi_align.sequence import SequenceAligner
 from test_dpo import TinyDiffusion, base_weights, make_dataset, one_thread  # noqa: F401 (fixture)
 from test_unpaired_aligners import pool_inputs
 
 from saadi_core.conformance import check_aligner
-from saadi_core.diffusion.lora import attach_lora, fold_lora, has_lora, lora_config
+from saadi_core.diffusion.lora import attach_lora, fold_lora, lora_config, merge_lora
 from saadi_core.errors import PipelineError
+from saadi_core.interfaces import AlignResult
 
 CONTROL = {"kind": "train-longer", "options": {"steps": 4, "batch_size": 3, "lr": 1e-2, "seed": 0}}
 DPO = {"kind": "diffusion-dpo", "options": {"steps": 3, "batch_size": 2, "lr": 3e-3, "beta": 500.0}}
@@ -35,19 +38,38 @@ def outputs(gen: TinyDiffusion) -> torch.Tensor:
         )
 
 
-def test_fold_lora_leaves_a_plain_network_computing_the_adapted_function() -> None:
-    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ModuleList([torch.nn.Linear(4, 4)]))
-    attach_lora(net, lora_config(["0"]), "a")
+class _Block(torch.nn.Module):
+    """Attention (peft unloads it its own way) and a linear layer inside a ModuleList."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.out = torch.nn.ModuleList([torch.nn.Linear(8, 8)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out[0](self.attn(x, x, x)[0])
+
+
+@pytest.mark.parametrize("merged_first", [False, True], ids=["training", "restored"])
+def test_fold_lora_leaves_a_plain_network_computing_the_adapted_function(merged_first) -> None:
+    torch.manual_seed(0)
+    net = _Block()
+    attach_lora(net, lora_config(["attn", "out.0"]), "a")
     for name, p in net.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p)
-    x = torch.randn(2, 4)
-    adapted = net[1][0](net[0](x))
+    x = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        adapted = net(x)
+    if merged_first:  # what restore() leaves: merged, still wrapped
+        merge_lora(net)
     fold_lora(net)
-    assert not has_lora(net, "a") and not hasattr(net, "peft_config")
-    assert type(net[0]) is torch.nn.Linear
-    assert torch.allclose(net[1][0](net[0](x)), adapted, atol=1e-6)
-    attach_lora(net, lora_config(["0"]), "b")  # a plain network takes a new adapter
+    assert not any(isinstance(m, BaseTunerLayer) for m in net.modules())
+    assert not hasattr(net, "peft_config")
+    assert type(net.attn) is torch.nn.MultiheadAttention and type(net.out[0]) is torch.nn.Linear
+    with torch.no_grad():
+        assert torch.allclose(net(x), adapted, atol=1e-5)
+    attach_lora(net, lora_config(["out.0"]), "b")  # a plain network takes a new adapter
 
 
 def test_the_second_aligner_starts_from_what_the_first_kept(tmp_path: Path) -> None:
@@ -87,11 +109,26 @@ def test_save_and_restore_rebuild_the_chain_on_a_fresh_base(tmp_path: Path) -> N
     assert not torch.allclose(outputs(control_only), outputs(result.generator), atol=1e-5)
 
 
-def test_save_needs_the_result_of_its_own_align(tmp_path: Path) -> None:
-    aligner = control_then_dpo()
+def test_any_instance_saves_a_result_that_carries_its_handover(tmp_path: Path) -> None:
+    """save() reads the earlier parts' folders from the result, not from the aligning instance:
+    ``iterative`` saves its inner aligner's result with a new instance."""
     result = control_then_dpo().align(TinyDiffusion(), pool_inputs(1), tmp_path / "work")
-    with pytest.raises(PipelineError, match="its own align"):
-        aligner.save(result, tmp_path / "saved")
+    control_then_dpo().save(result, tmp_path / "saved")
+    assert (tmp_path / "saved" / "part-1" / "adapter").is_dir()
+    bare = AlignResult(result.generator, result.history, result.meta)
+    with pytest.raises(PipelineError, match="only save a result of its own align"):
+        control_then_dpo().save(bare, tmp_path / "again")
+
+
+def test_a_sequence_inside_iterative_saves_and_restores(tmp_path: Path) -> None:
+    inner = {"kind": "sequence", "options": {"aligners": [CONTROL, DPO]}}
+    aligner = IterativeAligner(IterativeOptions(rounds=1, inner=inner))
+    result = aligner.align(TinyDiffusion(), pool_inputs(1), tmp_path / "work")
+    aligner.save(result, tmp_path / "saved")
+    restored = IterativeAligner(IterativeOptions(rounds=1, inner=inner)).restore(
+        TinyDiffusion(), tmp_path / "saved"
+    )
+    assert torch.allclose(outputs(restored), outputs(result.generator), atol=1e-5)
 
 
 def test_sequence_passes_the_conformance_check(tmp_path: Path) -> None:

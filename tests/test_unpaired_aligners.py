@@ -128,6 +128,17 @@ def test_sft_winners_trains_on_winners_only_and_keeps_the_base(tmp_path: Path) -
     assert aligned < base
 
 
+def test_the_runs_h_labels_the_pool_when_the_aligner_sets_none() -> None:
+    """A pairing without h (a preferences file) on segmentation: the run's h (the task's 0.9)
+    labels the pool, not the paper's 0.5; the aligner's own option still wins."""
+    from saadi_align.labelled import threshold_of
+
+    inputs = pool_inputs(1)
+    assert threshold_of(inputs, None) == 0.5
+    inputs.threshold = 0.9
+    assert threshold_of(inputs, None) == 0.9 and threshold_of(inputs, 0.7) == 0.7
+
+
 def test_sft_mixes_real_images_under_the_generators_conditions(tmp_path: Path) -> None:
     gen, inputs = TinyDiffusion(), pool_inputs(1)
     real = real_samples(gen, inputs)

@@ -154,7 +154,9 @@ class IterativeAligner(Aligner):
             "final_round": previous.meta,
             "aligned_equals_base": bool(previous.meta.get("aligned_equals_base", False)),
         }
-        return AlignResult(generator=previous.generator, history=history, meta=meta)
+        return AlignResult(
+            generator=previous.generator, history=history, meta=meta, handover=previous.handover
+        )
 
     def save(self, result: AlignResult, path: Path) -> None:
         """``final/`` (what the inner aligner saves for the last round) and ``history.json``.
@@ -165,6 +167,7 @@ class IterativeAligner(Aligner):
             generator=result.generator,
             history=[h for h in result.history if h.get("round") == last],
             meta=result.meta["final_round"],
+            handover=result.handover,
         )
         self._inner().save(final, path / FINAL_DIR)
         (path / HISTORY_FILE).write_text(

@@ -10,9 +10,12 @@ from saadi_core.interfaces import AlignInputs, Condition, Generator, Sample
 
 
 def threshold_of(inputs: AlignInputs, option: float | None) -> float:
-    """h: the aligner's option, else the run's pairing threshold, else 0.5 (the paper's)."""
+    """h: the aligner's option, else the run's h (which falls back to the task's default when
+    the pairing has none), else the pairing's threshold, else 0.5 (the paper's)."""
     if option is not None:
         return option
+    if inputs.threshold is not None:
+        return inputs.threshold
     value = getattr(getattr(inputs.pairing, "options", None), "threshold", None)
     return 0.5 if value is None else float(value)
 

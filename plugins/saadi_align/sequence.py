@@ -8,9 +8,11 @@ reference network, and step 0 of its validation, which its checkpoint rule must 
 keeps nothing therefore leaves the previous part's result, not the base.
 
 The parts run on a deep copy of the given generator, so the caller's base weights stay intact (the
-:class:`~saadi_core.interfaces.Aligner` contract); peak memory is two generators. Each part's
-history entries carry ``part: k``. ``save`` writes part k to ``part-k/``; ``restore`` restores the
-parts in order onto a fresh base, folding between them, as ``align`` did.
+:class:`~saadi_core.interfaces.Aligner` contract); peak memory is the copy plus what the parts
+hold (an ``iterative`` part copies again). Each part's history entries carry ``part: k``. ``save``
+writes part k to ``part-k/`` (the parts before the last were saved by ``align`` before folding;
+the result's ``handover`` says where, so any ``sequence`` instance can save it); ``restore``
+restores the parts in order onto a fresh base, folding between them, as ``align`` did.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class SequenceAligner(Aligner):
         aligners = self._parts()
         history: list[dict[str, Any]] = []
         parts: list[dict[str, Any]] = []
-        self._kept: list[Path] = []
+        kept: list[str] = []
+        result: AlignResult | None = None
         for k, aligner in enumerate(aligners, start=1):
             if k > 1:
                 _fold(current)
@@ -71,35 +74,41 @@ class SequenceAligner(Aligner):
             result = aligner.align(current, inputs, work)
             if k < len(aligners):  # saved now: folding into the weights takes the adapter away
                 aligner.save(result, work / "kept")
-                self._kept.append(work / "kept")
+                kept.append(str(work / "kept"))
             current = result.generator
             history.extend({"part": k, **entry} for entry in result.history)
             parts.append({"part": k, "kind": aligner.kind, "meta": result.meta})
             self.context.progress.log("sequence_part", part=k, kind=aligner.kind)
+        assert result is not None  # at least one aligner (options)
         meta = {
             "parts": parts,
             "aligned_equals_base": all(bool(p["meta"].get("aligned_equals_base")) for p in parts),
         }
-        return AlignResult(generator=current, history=history, meta=meta)
+        handover = {"kept": kept, "last": result.handover}
+        return AlignResult(generator=current, history=history, meta=meta, handover=handover)
 
     def save(self, result: AlignResult, path: Path) -> None:
         """``part-k/`` as each part's aligner saves it, and ``history.json``. The parts before the
-        last were saved by :meth:`align` before they were folded into the weights."""
+        last were saved by :meth:`align` before they were folded into the weights; the result's
+        ``handover`` says where."""
         aligners = self._parts()
-        kept = getattr(self, "_kept", [])
-        if len(kept) != len(aligners) - 1:
-            raise PipelineError("aligner 'sequence' saves only the result of its own align()")
+        kept = result.handover.get("kept")
+        if kept is None or len(kept) != len(aligners) - 1:
+            raise PipelineError(
+                "aligner 'sequence' can only save a result of its own align() with the same aligners"
+            )
         for k, source in enumerate(kept, start=1):
             shutil.copytree(source, part_dir(path, k))
         n = len(aligners)
         last = AlignResult(
             generator=result.generator,
             history=[
-                {k: v for k, v in h.items() if k != "part"}
+                {key: v for key, v in h.items() if key != "part"}
                 for h in result.history
                 if h["part"] == n
             ],
             meta=result.meta["parts"][-1]["meta"],
+            handover=result.handover.get("last", {}),
         )
         aligners[-1].save(last, part_dir(path, n))
         (Path(path) / HISTORY_FILE).write_text(

@@ -157,21 +157,32 @@ def merge_lora(module: torch.nn.Module) -> None:
 
 
 def fold_lora(module: torch.nn.Module) -> None:
-    """Merge every LoRA adapter into its base weights and take peft's layers out again, leaving a
-    plain network (peft's ``merge_and_unload``, which exists only on a ``PeftModel`` wrapper).
+    """Merge the LoRA adapter into its base weights and take peft's layers out again, leaving the
+    network without peft layers or ``peft_config`` (what peft's ``merge_and_unload`` does, which
+    exists only on a ``PeftModel`` wrapper). The base parameters stay frozen, as
+    :func:`attach_lora` left them.
 
     Why: an aligner that continues from another's result (the ``sequence`` aligner) must see that
     result as its base: a network carrying the earlier adapter is refused by :func:`attach_lora`,
     and switching adapters off would make Diffusion-DPO's reference the model before the earlier
-    aligner instead of after it.
+    aligner instead of after it. Meant for the one adapter :func:`attach_lora` allows: every
+    active adapter is merged, an inactive one would be dropped unmerged.
     """
-    for name, layer in list(module.named_modules()):
-        if not isinstance(layer, BaseTunerLayer):
-            continue
-        if not layer.merged:
-            layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        setattr(module.get_submodule(parent_name), child, layer.get_base_layer())
+    names = [name for name, m in module.named_modules() if isinstance(m, BaseTunerLayer)]
+    # only the outermost peft layers: what sits inside one (lora_A, a wrapped base) goes with it
+    outermost = [n for n in names if not any(n.startswith(f"{other}.") for other in names)]
+    for name in outermost:
+        layer = module.get_submodule(name)
+        if hasattr(layer, "unload_and_optionally_merge_module"):  # e.g. MultiheadAttention
+            plain = layer.unload_and_optionally_merge_module(
+                merge=not layer.merged, safe_merge=False, adapter_names=None
+            )
+        else:
+            if not layer.merged:
+                layer.merge()
+            plain = layer.get_base_layer()
+        parent, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent), child, plain)
     if hasattr(module, "peft_config"):
         del module.peft_config
 

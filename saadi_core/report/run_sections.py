@@ -599,9 +599,9 @@ def _history_series(
         step = entry.get("step")
         if not isinstance(step, (int, float)):
             continue
-        # iterative rounds and sequence parts each restart at step 0: plot them apart
-        phase = next((key for key in ("round", "part") if key in entry), None)
-        suffix = f" {phase} {entry[phase]}" if phase else ""
+        # iterative rounds and sequence parts each restart at step 0: plot them apart (a part
+        # that is itself iterative carries both)
+        suffix = "".join(f" {key} {entry[key]}" for key in ("part", "round") if key in entry)
         for metric in TRAIN_METRICS:
             if isinstance(entry.get(metric), (int, float)):
                 train.setdefault(metric + (" @" + suffix if suffix else ""), []).append(

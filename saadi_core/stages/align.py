@@ -48,6 +48,7 @@ def run(
             new_selector=lambda: session.create("selector"),
             validate=validator(session, selector),
             seed=session.config.seed,
+            threshold=session.threshold(),
         )
         work = out / "work"
         work.mkdir()

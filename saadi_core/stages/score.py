@@ -45,6 +45,9 @@ def diagnose(
     h = session.threshold()
     diag: dict[str, Any] = {
         "n": int(values.size),
+        # the h these diagnostics were computed at: the stage is keyed by the pool and the
+        # selector only, so a later run at another h reuses them as they are
+        "h": h,
         "mean": float(values.mean()),
         "std": float(values.std()),
         "share_below_h": float(np.mean(values < h)),
