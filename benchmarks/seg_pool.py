@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saadi_core.config import deep_merge, parse_assignment
 from saadi_core.preferences import load_pool
 from saadi_core.registry import Registry, get_registry
 from saadi_core.samples_io import to_uint8_nhwc
@@ -49,14 +50,12 @@ def _dataset(run: Path):
 
 
 def parse_strategy(text: str) -> tuple[str, dict]:
-    """``threshold:threshold=0.9`` -> ("threshold", {"threshold": 0.9}); values read as YAML."""
-    import yaml
-
+    """``threshold:threshold=0.9`` -> ("threshold", {"threshold": 0.9}); each option is read as
+    ``--set`` reads an assignment (YAML values, dotted keys, the same errors)."""
     kind, _, rest = text.partition(":")
-    options = {}
+    options: dict = {}
     for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        options[key] = yaml.safe_load(value)
+        options = deep_merge(options, parse_assignment(item))
     return kind, options
 
 
