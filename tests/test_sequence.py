@@ -12,14 +12,16 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from saadi_align.dpo import ADAPTER_NAME as DPO_ADAPTER
 from saadi_align.iterative import IterativeAligner
 from saadi_align.options import IterativeOptions, SequenceOptions
-from saadi_align.sequence import SequenceAligner
+from saadi_align.sequence import POOL_SEED_OFFSET, SequenceAligner
 from test_dpo import TinyDiffusion, base_weights, make_dataset, one_thread  # noqa: F401 (fixture)
+from test_iterative import make_inputs
 from test_unpaired_aligners import pool_inputs
 
 from saadi_core.conformance import check_aligner
 from saadi_core.diffusion.lora import attach_lora, fold_lora, lora_config, merge_lora
 from saadi_core.errors import PipelineError
 from saadi_core.interfaces import AlignResult
+from saadi_core.registry import get_registry
 
 CONTROL = {"kind": "train-longer", "options": {"steps": 4, "batch_size": 3, "lr": 1e-2, "seed": 0}}
 DPO = {"kind": "diffusion-dpo", "options": {"steps": 3, "batch_size": 2, "lr": 3e-3, "beta": 500.0}}
@@ -139,3 +141,34 @@ def test_sequence_passes_the_conformance_check(tmp_path: Path) -> None:
         fit_generator=False,
         work_dir=tmp_path,
     )
+
+
+def test_an_on_policy_part_learns_from_a_pool_the_previous_part_draws(tmp_path: Path) -> None:
+    """With ``pool: on-policy`` DPO's pairs come from the control's kept state, not the base's pool:
+    the new pool is what the restored control draws with the part's seed, scored by the run's
+    selector and paired by the run's strategy."""
+    inputs = make_inputs(pool_per_class=2)
+    aligner = SequenceAligner(SequenceOptions(aligners=[CONTROL, DPO], pool="on-policy"))
+    result = aligner.align(TinyDiffusion(), inputs, tmp_path / "work")
+
+    seed = inputs.seed + POOL_SEED_OFFSET + 2
+    new_pool = inputs.selector.scored[-1]
+    assert new_pool is not inputs.pool and len(new_pool) == len(inputs.pool)
+    assert {s.seed for s in new_pool} == {seed}
+    assert inputs.pairing.calls[-1][0] is new_pool
+    part2 = result.meta["parts"][1]
+    assert part2["pool"] == "on-policy" and part2["n_pool"] == len(new_pool)
+    assert "pool" not in result.meta["parts"][0]  # the first part learns from the given pool
+
+    control = get_registry().create("aligner", CONTROL["kind"], CONTROL["options"])
+    control = control.restore(TinyDiffusion(), tmp_path / "work" / "part-1" / "kept")
+    drawn = control.sample(control.conditions(inputs.dataset), 2, seed)
+    assert all(torch.allclose(a.image, b.image, atol=1e-5) for a, b in zip(drawn, new_pool))
+    base = TinyDiffusion().sample(control.conditions(inputs.dataset), 2, seed)
+    assert not all(torch.allclose(a.image, b.image, atol=1e-5) for a, b in zip(base, new_pool))
+
+
+def test_an_on_policy_sequence_without_a_selector_says_what_it_needs(tmp_path: Path) -> None:
+    aligner = SequenceAligner(SequenceOptions(aligners=[CONTROL, DPO], pool="on-policy"))
+    with pytest.raises(PipelineError, match="needs selector, pairing"):
+        aligner.align(TinyDiffusion(), pool_inputs(1), tmp_path)

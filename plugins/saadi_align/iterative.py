@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from saadi_align.on_policy import draw_pool, missing_inputs
 from saadi_core.errors import PipelineError
 from saadi_core.interfaces import Aligner, AlignInputs, AlignResult, Generator, PairSet
 from saadi_core.registry import get_registry
@@ -47,16 +48,15 @@ class IterativeAligner(Aligner):
         )
 
     def _check_inputs(self, inputs: AlignInputs) -> None:
-        needs = (
-            (("selector", inputs.selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
-            if self.options.pool == "on-policy"
-            else (
+        if self.options.pool == "on-policy":
+            missing = missing_inputs(inputs)
+        else:
+            needs = (
                 ("new_selector", inputs.new_selector),
                 ("pairing", inputs.pairing),
                 ("pool", inputs.pool),
             )
-        )
-        missing = [name for name, value in needs if not value]
+            missing = [name for name, value in needs if not value]
         if missing:
             raise PipelineError(
                 f"aligner 'iterative' with rounds={self.options.rounds} needs {', '.join(missing)} in its inputs "
@@ -90,30 +90,6 @@ class IterativeAligner(Aligner):
             )
         return replace(inputs, pairs=pairs, scores=scores, selector=selector), info
 
-    def _on_policy(
-        self, current: Generator, inputs: AlignInputs, round_k: int
-    ) -> tuple[AlignInputs, dict[str, Any]]:
-        """A fresh pool from the current aligned generator, scored by the run's selector and paired
-        by the run's strategy: each round learns from what the model now draws (RAFT / online DPO)."""
-        seed = inputs.seed + ON_POLICY_SEED_OFFSET + round_k
-        conditions = current.conditions(inputs.dataset)
-        n = self.options.pool_per_condition or max(
-            1, round(len(inputs.pool) / max(1, len(conditions)))
-        )
-        pool = current.sample(conditions, n, seed)
-        scores = [float(s) for s in inputs.selector.score(pool)]  # type: ignore[union-attr]
-        pairs: PairSet = inputs.pairing.pairs(pool, scores, seed=inputs.seed)  # type: ignore[union-attr]
-        info = {
-            "pool": "on-policy",
-            "n_pool": len(pool),
-            "pool_seed": seed,
-            "mean_pool_score": sum(scores) / len(scores),
-            "pair_stats": {
-                k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()
-            },
-        }
-        return replace(inputs, pairs=pairs, pool=pool, scores=scores), info
-
     def align(self, generator: Generator, inputs: AlignInputs, work_dir: Path) -> AlignResult:
         opts = self.options
         if opts.rounds > 1:
@@ -126,7 +102,13 @@ class IterativeAligner(Aligner):
         for k in range(1, opts.rounds + 1):
             info: dict[str, Any] = {}
             if previous is not None and opts.pool == "on-policy":
-                round_inputs, info = self._on_policy(previous.generator, inputs, k)
+                round_inputs, info = draw_pool(
+                    previous.generator,
+                    inputs,
+                    inputs.seed + ON_POLICY_SEED_OFFSET + k,
+                    opts.pool_per_condition,
+                    f"iterative round {k}",
+                )
             elif previous is not None:
                 round_inputs, info = self._repair(previous.generator, inputs, k)
             if opts.continue_from_previous:  # every round adapts the same generator further

@@ -271,3 +271,14 @@ class SequenceOptions(BaseModel):
         description="the aligners in order ({kind, options} each; any registered aligner). The default asks "
         "whether preferences add anything to the train-longer control: DPO from the control's kept state",
     )
+    pool: Literal["given", "on-policy"] = Field(
+        default="given",
+        description="'given': every part learns from the pipeline's pool (drawn from the base); 'on-policy': "
+        "each part after the first draws a fresh pool from the previous part's kept state, scored with the "
+        "run's selector and paired with the run's strategy",
+    )
+    pool_per_condition: int | None = Field(
+        default=None,
+        ge=1,
+        description="on-policy pool samples per condition; None = as many as the pipeline's pool",
+    )

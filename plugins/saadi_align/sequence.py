@@ -13,6 +13,11 @@ hold (an ``iterative`` part copies again). Each part's history entries carry ``p
 writes part k to ``part-k/`` (the parts before the last were saved by ``align`` before folding;
 the result's ``handover`` says where, so any ``sequence`` instance can save it); ``restore``
 restores the parts in order onto a fresh base, folding between them, as ``align`` did.
+
+With ``pool: on-policy`` each part after the first learns from a pool drawn from the previous
+part's kept state (:mod:`saadi_align.on_policy`) instead of the pipeline's pool from the base: it
+separates what a preference signal does to a state from what learning on another state's samples
+does to it.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from saadi_align.on_policy import draw_pool, missing_inputs
 from saadi_core.diffusion.lora import fold_lora
 from saadi_core.errors import PipelineError
 from saadi_core.interfaces import Aligner, AlignInputs, AlignResult, Generator
 from saadi_core.registry import get_registry
 
 HISTORY_FILE = "history.json"
+#: an on-policy part k draws its pool with seed ``inputs.seed + POOL_SEED_OFFSET + k`` (clear of
+#: the pipeline's pool, evaluation and validation seeds, and of ``iterative``'s rounds)
+POOL_SEED_OFFSET = 70_000
 
 
 def part_dir(path: Path, k: int) -> Path:
@@ -60,6 +69,12 @@ class SequenceAligner(Aligner):
         ]
 
     def align(self, generator: Generator, inputs: AlignInputs, work_dir: Path) -> AlignResult:
+        on_policy = self.options.pool == "on-policy"
+        if on_policy and len(self.options.aligners) > 1 and (missing := missing_inputs(inputs)):
+            raise PipelineError(
+                f"aligner 'sequence' with pool: on-policy needs {', '.join(missing)} in its inputs "
+                "(the pipeline provides them); use pool: given"
+            )
         current = copy.deepcopy(generator, memo={id(generator.context): generator.context})
         aligners = self._parts()
         history: list[dict[str, Any]] = []
@@ -71,13 +86,22 @@ class SequenceAligner(Aligner):
                 _fold(current)
             work = part_dir(work_dir, k)
             work.mkdir(parents=True, exist_ok=True)
-            result = aligner.align(current, inputs, work)
+            part_inputs, pool_info = inputs, {}
+            if k > 1 and on_policy:
+                part_inputs, pool_info = draw_pool(
+                    current,
+                    inputs,
+                    inputs.seed + POOL_SEED_OFFSET + k,
+                    self.options.pool_per_condition,
+                    f"sequence part {k}",
+                )
+            result = aligner.align(current, part_inputs, work)
             if k < len(aligners):  # saved now: folding into the weights takes the adapter away
                 aligner.save(result, work / "kept")
                 kept.append(str(work / "kept"))
             current = result.generator
             history.extend({"part": k, **entry} for entry in result.history)
-            parts.append({"part": k, "kind": aligner.kind, "meta": result.meta})
+            parts.append({"part": k, "kind": aligner.kind, **pool_info, "meta": result.meta})
             self.context.progress.log("sequence_part", part=k, kind=aligner.kind)
         assert result is not None  # at least one aligner (options)
         meta = {

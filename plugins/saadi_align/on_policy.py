@@ -1,0 +1,48 @@
+"""A preference pool drawn from the generator being aligned, not from the base.
+
+Why: the pipeline's pool comes from the base generator. An aligner that starts from another state
+(a later ``iterative`` round, a later ``sequence`` part) learns from pairs that state would not draw
+(off-policy), and Diffusion-DPO's loss then pulls it toward the samples of the base. Drawing the
+pool from the current generator — scored by the run's selector and paired by the run's strategy,
+as the pipeline's pool was — makes the pairs on-policy (RAFT, online DPO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from saadi_core.errors import PipelineError
+from saadi_core.interfaces import AlignInputs, Generator, PairSet
+
+
+def missing_inputs(inputs: AlignInputs) -> list[str]:
+    """What an on-policy pool needs from the pipeline and ``inputs`` lacks (empty: all there)."""
+    needs = (("selector", inputs.selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
+    return [name for name, value in needs if not value]
+
+
+def draw_pool(
+    current: Generator, inputs: AlignInputs, seed: int, per_condition: int | None, who: str
+) -> tuple[AlignInputs, dict[str, Any]]:
+    """``inputs`` with a fresh pool from ``current`` (``per_condition`` samples per training
+    condition; None = as many as the pipeline's pool), its selector scores and its pairs, and the
+    figures that describe it. ``who`` names the caller in the error raised when no pair forms."""
+    conditions = current.conditions(inputs.dataset)
+    n = per_condition or max(1, round(len(inputs.pool) / max(1, len(conditions))))
+    pool = current.sample(conditions, n, seed)
+    scores = [float(s) for s in inputs.selector.score(pool)]  # type: ignore[union-attr]
+    pairs: PairSet = inputs.pairing.pairs(pool, scores, seed=inputs.seed)  # type: ignore[union-attr]
+    info = {
+        "pool": "on-policy",
+        "n_pool": len(pool),
+        "pool_seed": seed,
+        "mean_pool_score": sum(scores) / len(scores),
+        "pair_stats": {k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()},
+    }
+    if len(pairs) == 0:
+        raise PipelineError(
+            f"{who}: the pool drawn from the current generator ({len(pool)} samples, seed {seed}) gives no "
+            "preference pairs; lower the threshold h, enlarge the pool (pool_per_condition) or use the given pool"
+        )
+    return replace(inputs, pairs=pairs, pool=pool, scores=scores), info
