@@ -561,8 +561,6 @@ def validate_components(
 
     Returns the validated options per config path (``"generator"``, ``"arms.0.generator"``, …).
     """
-    from saadi_core.registry import OptionsError
-
     specs: dict[tuple[Any, ...], tuple[str, ComponentSpec]] = {}
     category_of = {"downstream": "selector"}
     for field_name in ("dataset", "generator", "selector", "pairing", "aligner", "downstream"):
@@ -577,22 +575,75 @@ def validate_components(
 
     validated: dict[str, BaseModel] = {}
     for loc, (category, spec) in specs.items():
-        if spec.kind is None:
-            if len(loc) != 1 or loc[0] not in _KIND_FROM_RUN:
-                where = f"{doc.where(loc)}: " if doc else ""
-                raise ConfigError(f"{where}{'.'.join(map(str, loc))}.kind: required")
+        if spec.kind is None and len(loc) == 1 and loc[0] in _KIND_FROM_RUN:
             continue  # the run fills it in from the dataset's task, then validates again
-        try:
-            entry = registry.get(category, spec.kind)
-        except SaadiError as exc:  # unknown or conflicting kind: point at the line
-            where = f"{doc.where(loc + ('kind',))}: " if doc else ""
-            raise type(exc)(f"{where}{exc}") from None
-        try:
-            validated[".".join(map(str, loc))] = entry.build_options(spec.options, config.profile)
-        except OptionsError as exc:
-            raise ConfigError(_format_error(exc.errors[0], doc, loc + ("options",))) from None
+        validated[".".join(map(str, loc))] = _validate_spec(
+            category, spec, loc, registry, config.profile, doc
+        )
     _check_tasks(specs, registry, doc)
     return validated
+
+
+def _validate_spec(
+    category: str,
+    spec: ComponentSpec,
+    loc: tuple[Any, ...],
+    registry: Registry,
+    profile: str,
+    doc: YamlDoc | None,
+) -> BaseModel:
+    """The validated options of ``spec`` at ``loc``, and of every component its options hold
+    (:func:`nested_specs`), so a typo inside ``sequence``'s parts fails before the first stage,
+    not when alignment starts."""
+    from saadi_core.registry import OptionsError
+
+    if spec.kind is None:
+        where = f"{doc.where(loc)}: " if doc else ""
+        raise ConfigError(f"{where}{'.'.join(map(str, loc))}.kind: required")
+    try:
+        entry = registry.get(category, spec.kind)
+    except SaadiError as exc:  # unknown or conflicting kind: point at the line
+        where = f"{doc.where(loc + ('kind',))}: " if doc else ""
+        raise type(exc)(f"{where}{exc}") from None
+    try:
+        options = entry.build_options(spec.options, profile)
+    except OptionsError as exc:
+        raise ConfigError(_format_error(exc.errors[0], doc, loc + ("options",))) from None
+    for path, inner in nested_specs(options):
+        _validate_spec(category, inner, loc + ("options", *path), registry, profile, doc)
+    return options
+
+
+def nested_specs(options: BaseModel) -> list[tuple[tuple[Any, ...], ComponentSpec]]:
+    """The components a component's options hold, with their field paths: ``iterative``'s
+    ``inner``, ``sequence``'s ``aligners``, an ensemble selector's ``members``. They are of the
+    owner's category (an aligner holds aligners, a selector selectors), so the config check and
+    the stage keys (:func:`nested_kinds`) can follow them into third-party plugins."""
+    found: list[tuple[tuple[Any, ...], ComponentSpec]] = []
+    for name in type(options).model_fields:
+        value = getattr(options, name)
+        if isinstance(value, ComponentSpec):
+            found.append(((name,), value))
+        elif isinstance(value, list | tuple):
+            found.extend(
+                ((name, i), v) for i, v in enumerate(value) if isinstance(v, ComponentSpec)
+            )
+    return found
+
+
+def nested_kinds(
+    category: str, options: BaseModel, registry: Registry, profile: str
+) -> list[tuple[str, str]]:
+    """``(category, kind)`` of every component held in ``options``, at any depth: their plugins
+    compute the owner's stage too, so their versions belong in its key."""
+    kinds: list[tuple[str, str]] = []
+    for _, spec in nested_specs(options):
+        if spec.kind is None:
+            continue
+        kinds.append((category, spec.kind))
+        inner = registry.get(category, spec.kind).build_options(spec.options, profile)
+        kinds.extend(nested_kinds(category, inner, registry, profile))
+    return kinds
 
 
 def _check_tasks(

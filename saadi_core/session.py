@@ -247,9 +247,14 @@ class RunSession:
         whose component it builds), ``kinds`` (other ``(category, kind)`` it uses) and ``hooks``
         (lifecycle hooks it calls) name the code that computes it: their plugins' versions are
         part of the key (:mod:`saadi_core.stages.keys`). ``--force-stage`` recomputes it."""
+        from saadi_core.config import nested_kinds
         from saadi_core.stages.keys import CATEGORY, code_versions
 
         components = [(CATEGORY[slot], getattr(self.config, slot).kind) for slot in slots]
+        for slot in slots:  # the parts of a sequence, the inner aligner of iterative, …
+            components += nested_kinds(
+                CATEGORY[slot], self.options[slot], self.registry, self.config.profile
+            )
         code = code_versions(self.registry, [*components, *kinds], hooks)
         started = time.perf_counter()
         force = self.forced(name)

@@ -12,12 +12,14 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 from rich.console import Console
-from test_pipeline import FakePlugin, Opts, SimpleThreshold
+from test_pipeline import FakePlugin, Opts, ShrinkAligner, SimpleThreshold
 from test_pipeline import config as pipeline_config
 
 from saadi_core import hookimpl
-from saadi_core.errors import PluginError
+from saadi_core.config import ComponentSpec, build_run_config, validate_components
+from saadi_core.errors import ConfigError, PluginError
 from saadi_core.pipeline import run_pipeline
 from saadi_core.registry import Registry
 
@@ -253,3 +255,66 @@ def test_editing_a_plugins_files_recomputes_its_stages_only(tmp_path, monkeypatc
     assert _recomputed(run_pipeline(cfg, registry(), quiet=True)) == AFTER_PAIRING
     assert source_digest("saadi_core.pipeline") is None  # the core is keyed by its version
     assert source_digest("no_such_module_anywhere") is None
+
+
+class HolderOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parts: list[ComponentSpec] = [ComponentSpec(kind="shrink-b")]
+
+
+class Holder(ShrinkAligner):
+    """An aligner holding others in its options, as ``sequence`` and ``iterative`` do."""
+
+    def align(self, generator, inputs, work_dir):
+        return ShrinkAligner(Opts(), self.context).align(generator, inputs, work_dir)
+
+
+class HolderPlugin:
+    @hookimpl
+    def saadi_register_aligners(self, register):
+        register("holder", Holder, options=HolderOptions)
+
+
+class PartPlugin:
+    @hookimpl
+    def saadi_register_aligners(self, register):
+        register("shrink-b", ShrinkAligner, options=Opts)
+
+
+def _holder_registry(part_version: str) -> Registry:
+    registry = _registry()
+    registry.add_plugin(HolderPlugin(), name="holder-dist", version="1.0")
+    registry.add_plugin(PartPlugin(), name="part-dist", version=part_version)
+    return registry
+
+
+def test_upgrading_a_plugin_an_aligner_holds_recomputes_the_alignment(tmp_path):
+    """A ``sequence`` of third-party aligners: their plugins compute the align stage too, so
+    upgrading one must recompute it and what is built on it, although the holder is unchanged."""
+    cfg = pipeline_config(tmp_path, aligner="holder")
+    first = run_pipeline(cfg, _holder_registry("1.0"), quiet=True)
+    assert _recomputed(first) == ALL_STAGES
+    stage = json.loads(
+        (
+            first.store.root / first.store.manifest["stages"]["align"]["path"] / "stage.json"
+        ).read_text()
+    )
+    assert stage["params"]["code"]["plugins"]["part-dist"] == "1.0"
+    assert _recomputed(run_pipeline(cfg, _holder_registry("1.1"), quiet=True)) == AFTER_PAIRING - {
+        "pair"
+    }
+
+
+def test_a_typo_inside_a_held_aligner_fails_before_the_run(tmp_path):
+    registry = _holder_registry("1.0")
+    typo = {
+        "kind": "holder",
+        "options": {"parts": [{"kind": "shrink-b", "options": {"strenght": 1}}]},
+    }
+    with pytest.raises(
+        ConfigError, match=r"aligner\.options\.parts\.0\.options\.strenght: unknown key"
+    ):
+        validate_components(build_run_config(None, {"aligner": typo})[0], registry)
+    unknown = {"kind": "holder", "options": {"parts": [{"kind": "shrnk"}]}}
+    with pytest.raises(PluginError, match="shrnk"):
+        validate_components(build_run_config(None, {"aligner": unknown})[0], registry)
