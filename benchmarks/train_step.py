@@ -9,8 +9,9 @@ bound by arithmetic (then only fewer steps or cheaper arithmetic help) or by Pyt
 The network is the ``ssd`` tiny default's UNet, loaded from the embedded weights by the
 generator's own ``fit`` (one step on toy-cls), at the run's batch size; the step is forward, the training loss and backward (no optimiser:
 its cost does not depend on precision). Each configuration runs in its own subprocess, so the
-thread count is set before torch starts its pool. A profile of one configuration splits the step
-into convolution, attention and the rest.
+thread count is set before torch starts its pool. ``--profile`` splits the step into convolution,
+attention (the scaled-dot-product kernel itself; its q/k/v and output projections count as the
+rest) and the rest.
 
     python benchmarks/train_step.py [--steps 20] [--threads 1 2] [--profile]
 """
@@ -42,7 +43,8 @@ def _measure(threads: int, precision: str, steps: int, profile: bool) -> dict[st
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=g)
     t = torch.randint(0, 1000, (batch,), generator=g)
-    text = torch.randn(batch, 8, cfg.cross_attention_dim, generator=g)
+    tokens = generator.model.tokenizer.model_max_length  # the prompt states' length in a run
+    text = torch.randn(batch, tokens, cfg.cross_attention_dim, generator=g)
 
     def autocast() -> contextlib.AbstractContextManager:
         if precision == "bf16":

@@ -591,42 +591,63 @@ def _validate_spec(
     registry: Registry,
     profile: str,
     doc: YamlDoc | None,
+    holders: tuple[tuple[str, str], ...] = (),
 ) -> BaseModel:
     """The validated options of ``spec`` at ``loc``, and of every component its options hold
     (:func:`nested_specs`), so a typo inside ``sequence``'s parts fails before the first stage,
-    not when alignment starts."""
+    not when alignment starts. ``holders`` are the components around this one: a component that
+    holds itself would never end."""
     from saadi_core.registry import OptionsError
 
+    dotted = ".".join(map(str, loc))
     if spec.kind is None:
         where = f"{doc.where(loc)}: " if doc else ""
-        raise ConfigError(f"{where}{'.'.join(map(str, loc))}.kind: required")
+        raise ConfigError(f"{where}{dotted}.kind: required")
+    if (category, spec.kind) in holders:
+        where = f"{doc.where(loc)}: " if doc else ""
+        raise ConfigError(f"{where}{dotted}: {category} '{spec.kind}' holds itself")
     try:
         entry = registry.get(category, spec.kind)
     except SaadiError as exc:  # unknown or conflicting kind: point at the line
         where = f"{doc.where(loc + ('kind',))}: " if doc else ""
-        raise type(exc)(f"{where}{exc}") from None
+        raise type(exc)(f"{where}{dotted}.kind: {exc}") from None
     try:
         options = entry.build_options(spec.options, profile)
     except OptionsError as exc:
         raise ConfigError(_format_error(exc.errors[0], doc, loc + ("options",))) from None
-    for path, inner in nested_specs(options):
-        _validate_spec(category, inner, loc + ("options", *path), registry, profile, doc)
+    inside = (*holders, (category, spec.kind))
+    for path, held_category, held in nested_specs(options, category):
+        _validate_spec(
+            held_category, held, loc + ("options", *path), registry, profile, doc, inside
+        )
     return options
 
 
-def nested_specs(options: BaseModel) -> list[tuple[tuple[Any, ...], ComponentSpec]]:
-    """The components a component's options hold, with their field paths: ``iterative``'s
-    ``inner``, ``sequence``'s ``aligners``, an ensemble selector's ``members``. They are of the
-    owner's category (an aligner holds aligners, a selector selectors), so the config check and
-    the stage keys (:func:`nested_kinds`) can follow them into third-party plugins."""
-    found: list[tuple[tuple[Any, ...], ComponentSpec]] = []
-    for name in type(options).model_fields:
+#: ``Field(json_schema_extra={CATEGORY_KEY: "selector"})`` on an options field holding components
+#: of another category than its owner's (an aligner holding a reward selector)
+CATEGORY_KEY = "saadi_category"
+
+
+def nested_specs(
+    options: BaseModel, category: str
+) -> list[tuple[tuple[Any, ...], str, ComponentSpec]]:
+    """The components a component's options hold, with their field paths and categories:
+    ``iterative``'s ``inner``, ``sequence``'s ``aligners``, an ensemble selector's ``members``.
+    A field's components are of the owner's ``category`` unless the field names another
+    (:data:`CATEGORY_KEY`). Followed so the config check and the stage keys
+    (:func:`nested_kinds`) reach third-party plugins; fields holding one spec or a list of them."""
+    found: list[tuple[tuple[Any, ...], str, ComponentSpec]] = []
+    for name, field in type(options).model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        held_category = str(extra.get(CATEGORY_KEY, category))
         value = getattr(options, name)
         if isinstance(value, ComponentSpec):
-            found.append(((name,), value))
+            found.append(((name,), held_category, value))
         elif isinstance(value, list | tuple):
             found.extend(
-                ((name, i), v) for i, v in enumerate(value) if isinstance(v, ComponentSpec)
+                ((name, i), held_category, v)
+                for i, v in enumerate(value)
+                if isinstance(v, ComponentSpec)
             )
     return found
 
@@ -635,14 +656,14 @@ def nested_kinds(
     category: str, options: BaseModel, registry: Registry, profile: str
 ) -> list[tuple[str, str]]:
     """``(category, kind)`` of every component held in ``options``, at any depth: their plugins
-    compute the owner's stage too, so their versions belong in its key."""
+    compute the owner's stage too, so their versions belong in its key. For options already
+    checked by :func:`validate_components` (no missing kind, no cycle)."""
     kinds: list[tuple[str, str]] = []
-    for _, spec in nested_specs(options):
-        if spec.kind is None:
-            continue
-        kinds.append((category, spec.kind))
-        inner = registry.get(category, spec.kind).build_options(spec.options, profile)
-        kinds.extend(nested_kinds(category, inner, registry, profile))
+    for _, held_category, spec in nested_specs(options, category):
+        assert spec.kind is not None  # validate_components requires it
+        kinds.append((held_category, spec.kind))
+        inner = registry.get(held_category, spec.kind).build_options(spec.options, profile)
+        kinds.extend(nested_kinds(held_category, inner, registry, profile))
     return kinds
 
 

@@ -100,6 +100,8 @@ class RunSession:
         #: stage names (or families such as ``sample``) to recompute even when cached
         self.force_stages = tuple(force_stages)
         self.forced_seen: set[str] = set()
+        #: (category, kind) of the components each slot's options hold, for the stage keys
+        self._held: dict[str, list[tuple[str, str]]] = {}
         self.progress = RichProgress(quiet=quiet or not distributed.is_main_process())
         if config.dataset.kind is None:
             config = config.model_copy(
@@ -252,9 +254,11 @@ class RunSession:
 
         components = [(CATEGORY[slot], getattr(self.config, slot).kind) for slot in slots]
         for slot in slots:  # the parts of a sequence, the inner aligner of iterative, …
-            components += nested_kinds(
-                CATEGORY[slot], self.options[slot], self.registry, self.config.profile
-            )
+            if slot not in self._held:
+                self._held[slot] = nested_kinds(
+                    CATEGORY[slot], self.options[slot], self.registry, self.config.profile
+                )
+            components += self._held[slot]
         code = code_versions(self.registry, [*components, *kinds], hooks)
         started = time.perf_counter()
         force = self.forced(name)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from test_pipeline import FakePlugin, Opts, ShrinkAligner, SimpleThreshold
 from test_pipeline import config as pipeline_config
@@ -318,3 +318,75 @@ def test_a_typo_inside_a_held_aligner_fails_before_the_run(tmp_path):
     unknown = {"kind": "holder", "options": {"parts": [{"kind": "shrnk"}]}}
     with pytest.raises(PluginError, match="shrnk"):
         validate_components(build_run_config(None, {"aligner": unknown})[0], registry)
+
+
+def test_a_plugin_spanning_two_packages_is_keyed_by_both(tmp_path, monkeypatch):
+    """One distribution registering kinds from two top-level packages: editing either one must
+    change the key (the digest of the package added last used to hide the other)."""
+    from saadi_core.stages.keys import code_versions, source_digest
+
+    for name in ("pkg_one", "pkg_two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(
+            "from test_pipeline import ShrinkAligner as Aligner\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class TwoPackages:
+        @hookimpl
+        def saadi_register_aligners(self, register):
+            register("one", "pkg_one:Aligner", options=Opts)
+            register("two", "pkg_two:Aligner", options=Opts)
+
+    def sources() -> str:
+        source_digest.cache_clear()
+        registry = Registry()
+        registry.add_plugin(TwoPackages(), name="two-dist", version="1.0")
+        return code_versions(registry, [("aligner", "one"), ("aligner", "two")])["sources"][
+            "two-dist"
+        ]
+
+    first = sources()
+    (tmp_path / "pkg_one" / "data.bin").write_bytes(b"\1")
+    second = sources()
+    (tmp_path / "pkg_two" / "data.bin").write_bytes(b"\1")
+    assert len({first, second, sources()}) == 3
+
+
+class LoopOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inner: ComponentSpec = ComponentSpec(kind="loop")
+
+
+class RewardOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reward: ComponentSpec = Field(
+        default=ComponentSpec(kind="colour"), json_schema_extra={"saadi_category": "selector"}
+    )
+
+
+class OddHolders:
+    @hookimpl
+    def saadi_register_aligners(self, register):
+        register("loop", Holder, options=LoopOptions)
+        register("rewarded", Holder, options=RewardOptions)
+
+
+def test_held_components_name_their_category_and_cannot_hold_themselves():
+    from saadi_core.config import nested_kinds
+
+    registry = _holder_registry("1.0")
+    registry.add_plugin(OddHolders(), name="odd-dist", version="1.0")
+
+    def check(aligner):
+        return validate_components(build_run_config(None, {"aligner": aligner})[0], registry)
+
+    # a selector held by an aligner is looked up, validated and keyed as a selector
+    options = check("rewarded")["aligner"]
+    assert nested_kinds("aligner", options, registry, "tiny") == [("selector", "colour")]
+    with pytest.raises(PluginError, match=r"aligner\.options\.reward\.kind: .*shrink"):
+        check({"kind": "rewarded", "options": {"reward": "shrink"}})
+    with pytest.raises(ConfigError, match=r"aligner\.options\.inner: aligner 'loop' holds itself"):
+        check("loop")
+    with pytest.raises(ConfigError, match=r"aligner\.options\.parts\.0\.kind: required"):
+        check({"kind": "holder", "options": {"parts": [{"options": {}}]}})

@@ -20,7 +20,7 @@ from test_unpaired_aligners import pool_inputs
 from saadi_core.conformance import check_aligner
 from saadi_core.diffusion.lora import attach_lora, fold_lora, lora_config, merge_lora
 from saadi_core.errors import PipelineError
-from saadi_core.interfaces import AlignResult
+from saadi_core.interfaces import AlignResult, PairSet
 from saadi_core.registry import get_registry
 
 CONTROL = {"kind": "train-longer", "options": {"steps": 4, "batch_size": 3, "lr": 1e-2, "seed": 0}}
@@ -172,3 +172,22 @@ def test_an_on_policy_sequence_without_a_selector_says_what_it_needs(tmp_path: P
     aligner = SequenceAligner(SequenceOptions(aligners=[CONTROL, DPO], pool="on-policy"))
     with pytest.raises(PipelineError, match="needs selector, pairing"):
         aligner.align(TinyDiffusion(), pool_inputs(1), tmp_path)
+
+
+class _NoPairs:
+    """A pairing that forms nothing: every sample of the new pool on one side of h."""
+
+    def pairs(self, samples, scores, seed) -> PairSet:
+        return PairSet(pairs=[], stats={"n_pairs": 0})
+
+
+def test_an_on_policy_pool_without_pairs_still_teaches_a_label_learner(tmp_path: Path) -> None:
+    """The drawn pool goes to the part as it is: KTO learns from per-sample labels and needs no
+    pair, so the run must not stop for want of pairs."""
+    inputs = make_inputs(pool_per_class=2)
+    inputs.pairing = _NoPairs()
+    kto = {"kind": "diffusion-kto", "options": {"steps": 2, "batch_size": 2, "seed": 0}}
+    aligner = SequenceAligner(SequenceOptions(aligners=[CONTROL, kto], pool="on-policy"))
+    result = aligner.align(TinyDiffusion(), inputs, tmp_path)
+    assert result.meta["parts"][1]["pair_stats"] == {"n_pairs": 0}
+    assert any(h.get("part") == 2 and "loss" in h for h in result.history)

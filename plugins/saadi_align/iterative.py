@@ -107,7 +107,6 @@ class IterativeAligner(Aligner):
                     inputs,
                     inputs.seed + ON_POLICY_SEED_OFFSET + k,
                     opts.pool_per_condition,
-                    f"iterative round {k}",
                 )
             elif previous is not None:
                 round_inputs, info = self._repair(previous.generator, inputs, k)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from saadi_core.errors import PipelineError
 from saadi_core.interfaces import AlignInputs, Generator, PairSet
 
 
@@ -23,11 +22,13 @@ def missing_inputs(inputs: AlignInputs) -> list[str]:
 
 
 def draw_pool(
-    current: Generator, inputs: AlignInputs, seed: int, per_condition: int | None, who: str
+    current: Generator, inputs: AlignInputs, seed: int, per_condition: int | None
 ) -> tuple[AlignInputs, dict[str, Any]]:
     """``inputs`` with a fresh pool from ``current`` (``per_condition`` samples per training
     condition; None = as many as the pipeline's pool), its selector scores and its pairs, and the
-    figures that describe it. ``who`` names the caller in the error raised when no pair forms."""
+    figures that describe it. A pool without pairs is handed on as it is: aligners that learn
+    from per-sample labels (``diffusion-kto``, ``sft-winners``) or from the real images alone need
+    none, and Diffusion-DPO says itself that it has no pair."""
     conditions = current.conditions(inputs.dataset)
     n = per_condition or max(1, round(len(inputs.pool) / max(1, len(conditions))))
     pool = current.sample(conditions, n, seed)
@@ -40,9 +41,4 @@ def draw_pool(
         "mean_pool_score": sum(scores) / len(scores),
         "pair_stats": {k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()},
     }
-    if len(pairs) == 0:
-        raise PipelineError(
-            f"{who}: the pool drawn from the current generator ({len(pool)} samples, seed {seed}) gives no "
-            "preference pairs; lower the threshold h, enlarge the pool (pool_per_condition) or use the given pool"
-        )
     return replace(inputs, pairs=pairs, pool=pool, scores=scores), info

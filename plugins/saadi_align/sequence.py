@@ -93,7 +93,6 @@ class SequenceAligner(Aligner):
                     inputs,
                     inputs.seed + POOL_SEED_OFFSET + k,
                     self.options.pool_per_condition,
-                    f"sequence part {k}",
                 )
             result = aligner.align(current, part_inputs, work)
             if k < len(aligners):  # saved now: folding into the weights takes the adapter away

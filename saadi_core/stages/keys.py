@@ -49,13 +49,13 @@ def code_versions(
     plugins providing ``kinds`` (``(category, kind)`` pairs) and implementing ``hooks``;
     ``sources`` holds the plugins whose files were found (:func:`source_digest`)."""
     plugins: dict[str, str] = {}
-    sources: dict[str, str] = {}
+    digests: dict[str, set[str]] = {}
 
     def add(name: str, version: str, module: str | None) -> None:
         plugins[name] = version
         digest = source_digest(module) if module else None
         if digest is not None:
-            sources[name] = digest
+            digests.setdefault(name, set()).add(digest)
 
     for category, kind in kinds:
         entry = registry.get(category, kind)
@@ -74,8 +74,16 @@ def code_versions(
         "format": CODE_FORMAT,
         "saadi": __version__,
         "plugins": dict(sorted(plugins.items())),
-        "sources": dict(sorted(sources.items())),
+        "sources": {name: _combined(digests[name]) for name in sorted(digests)},
     }
+
+
+def _combined(digests: set[str]) -> str:
+    """One digest for a plugin whose code spans several top-level packages (each one's edits
+    must count); a one-package plugin keeps its package's digest."""
+    if len(digests) == 1:
+        return next(iter(digests))
+    return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
 
 
 @functools.cache
