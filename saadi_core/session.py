@@ -46,6 +46,35 @@ PROFILE_SIZES: dict[str, dict[str, int]] = {
 }
 
 
+#: the libraries whose code computes a run's figures besides torch, recorded in the manifest: a
+#: later session in a fresh environment got other figures from the same toy-seg config and seeds,
+#: and without the versions it could not tell why
+RESULT_LIBRARIES = (
+    "accelerate",
+    "diffusers",
+    "numpy",
+    "peft",
+    "scipy",
+    "segmentation-models-pytorch",
+    "timm",
+    "torchvision",
+    "transformers",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of :data:`RESULT_LIBRARIES` (those not installed are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for name in RESULT_LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
 def per_condition(total: int, n_conditions: int) -> int:
     """Samples per condition so that ``n_conditions`` of them make at least ``total``."""
     return max(1, math.ceil(total / max(1, n_conditions)))
@@ -202,6 +231,7 @@ class RunSession:
             "saadi": __version__,
             "python": platform.python_version(),
             "torch": torch.__version__,
+            "libraries": library_versions(),
             "plugins": plugins,
         }
 

@@ -293,6 +293,10 @@ def test_full_loop_summary_and_significance(tmp_path, registry):
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["seeds"] == {"run": 0, "pool": 1000, "evaluation": 2000}
     assert manifest["versions"]["plugins"]["fake"]["status"] == "loaded"
+    # what computed the figures besides torch: a new environment can train other weights
+    import diffusers
+
+    assert manifest["versions"]["libraries"]["diffusers"] == diffusers.__version__
 
 
 def test_rerun_is_cached_and_option_change_recomputes_downstream_only(tmp_path, registry):
