@@ -348,6 +348,8 @@ class RunStore:
         self._set_stage_status(name, key=key, status="running", cached=False, started=_now())
         self.log_event("stage_started", stage=name, key=key)
         try:
+            import torch  # loaded by the stage's code already; not at import (CLI start-up)
+
             outputs = fn(tmp) or {}
             seconds = time.perf_counter() - started
             meta = {
@@ -358,6 +360,9 @@ class RunStore:
                 "outputs": _jsonable(outputs),
                 "seconds": round(seconds, 3),
                 "finished": _now(),
+                # not in the key, but float sums depend on it: the same stage computed with
+                # another thread count trains other weights (docs/user-guide.md, reproducibility)
+                "torch_threads": torch.get_num_threads(),
                 "checksums": checksum_tree(tmp, exclude=(STAGE_META,)),
             }
             atomic_write_json(tmp / STAGE_META, meta)

@@ -205,3 +205,19 @@ def test_finished_stage_dir_says_why_a_stage_cannot_be_read(tmp_path: Path) -> N
         with pytest.raises(StageNotFinished) as err:
             finished_stage_dir(tmp_path, manifest, stage)
         assert str(err.value) == reason
+
+
+def test_stage_json_records_the_torch_threads_that_computed_it(tmp_path):
+    """The thread count is not in the key, but it changes trained weights (float sums): a reader
+    of a reused result must be able to see what computed it."""
+    import torch
+
+    store = RunStore.create(tmp_path, "r", {})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        result = store.stage("a", {}, lambda d: {"x": 1})
+    finally:
+        torch.set_num_threads(before)
+    meta = json.loads((result.path / "stage.json").read_text())
+    assert meta["torch_threads"] == 1
