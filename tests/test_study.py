@@ -160,6 +160,7 @@ def test_study_typo_is_a_config_error(tmp_path):
         "evidence-few-real",
         "control",
         "control-seg",
+        "masks-seg",
     ],
 )
 def test_example_studies_validate(name):
