@@ -348,10 +348,10 @@ class RunStore:
         self._set_stage_status(name, key=key, status="running", cached=False, started=_now())
         self.log_event("stage_started", stage=name, key=key)
         try:
-            import torch  # loaded by the stage's code already; not at import (CLI start-up)
-
             outputs = fn(tmp) or {}
             seconds = time.perf_counter() - started
+            import torch  # here, not at import: the CLI starts without it
+
             meta = {
                 "name": name,
                 "key": key,

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from saadi_align.on_policy import draw_pool, missing_inputs
+from saadi_align.on_policy import draw_pool, missing_inputs, pair_counts
 from saadi_core.errors import PipelineError
 from saadi_core.interfaces import Aligner, AlignInputs, AlignResult, Generator, PairSet
 from saadi_core.registry import get_registry
@@ -48,15 +48,11 @@ class IterativeAligner(Aligner):
         )
 
     def _check_inputs(self, inputs: AlignInputs) -> None:
-        if self.options.pool == "on-policy":
-            missing = missing_inputs(inputs)
-        else:
-            needs = (
-                ("new_selector", inputs.new_selector),
-                ("pairing", inputs.pairing),
-                ("pool", inputs.pool),
-            )
-            missing = [name for name, value in needs if not value]
+        missing = (
+            missing_inputs(inputs)
+            if self.options.pool == "on-policy"
+            else missing_inputs(inputs, ("new_selector", "pairing", "pool"))
+        )
         if missing:
             raise PipelineError(
                 f"aligner 'iterative' with rounds={self.options.rounds} needs {', '.join(missing)} in its inputs "
@@ -79,9 +75,7 @@ class IterativeAligner(Aligner):
             "n_aligned_samples": len(aligned),
             "sample_seed": seed,
             "mean_pool_score": sum(scores) / len(scores),
-            "pair_stats": {
-                k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()
-            },
+            "pair_stats": pair_counts(pairs),
         }
         if len(pairs) == 0:
             raise PipelineError(

@@ -14,11 +14,18 @@ from typing import Any
 
 from saadi_core.interfaces import AlignInputs, Generator, PairSet
 
+#: what an on-policy pool needs from the pipeline's :class:`AlignInputs`
+ON_POLICY_NEEDS = ("selector", "pairing", "pool")
 
-def missing_inputs(inputs: AlignInputs) -> list[str]:
-    """What an on-policy pool needs from the pipeline and ``inputs`` lacks (empty: all there)."""
-    needs = (("selector", inputs.selector), ("pairing", inputs.pairing), ("pool", inputs.pool))
-    return [name for name, value in needs if not value]
+
+def missing_inputs(inputs: AlignInputs, needs: tuple[str, ...] = ON_POLICY_NEEDS) -> list[str]:
+    """The fields of ``needs`` that ``inputs`` lacks (empty: all there)."""
+    return [name for name in needs if not getattr(inputs, name)]
+
+
+def pair_counts(pairs: PairSet) -> dict[str, Any]:
+    """``pairs.stats`` with its lists (conditions without winner, …) counted, for a meta."""
+    return {k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()}
 
 
 def draw_pool(
@@ -39,6 +46,6 @@ def draw_pool(
         "n_pool": len(pool),
         "pool_seed": seed,
         "mean_pool_score": sum(scores) / len(scores),
-        "pair_stats": {k: (len(v) if isinstance(v, list) else v) for k, v in pairs.stats.items()},
+        "pair_stats": pair_counts(pairs),
     }
     return replace(inputs, pairs=pairs, pool=pool, scores=scores), info
