@@ -221,6 +221,12 @@ class RunConfig(Strict):
         default_factory=list,
         description="experiment trackers that receive the run's curves, timings and summary (saadi_core.tracking)",
     )
+    strict_keys: bool = Field(
+        default=False,
+        description="also key every stage by the torch thread count and the device computing it, so a result is "
+        "reused only where it would be recomputed bit for bit (float sums depend on both); off = one run's stages "
+        "serve every thread count, as studies that reuse a single run's stages need",
+    )
 
     @field_validator("profile")
     @classmethod
@@ -336,6 +342,7 @@ class StudyConfig(Strict):
         default_factory=list,
         description="experiment trackers for every (arm, seed) run, each under its run name (arm-seedN)",
     )
+    strict_keys: bool = Field(default=False, description="as the run option strict_keys")
 
     _known_device = field_validator("device")(_check_device)
 

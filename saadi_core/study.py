@@ -69,6 +69,7 @@ def arm_run_config(study: StudyConfig, arm: ArmConfig, seed: int, registry: Regi
         pool=study.pool,
         fidelity=study.fidelity,
         log_with=study.log_with,
+        strict_keys=study.strict_keys,
         evaluation=EvaluationConfig(
             scales=study.scales,
             downstream_seeds=downstream_seeds(study, seed),
