@@ -47,12 +47,15 @@ def test_auto_picks_unseen_layouts_only_where_a_dataset_has_them(seg: Dataset) -
 
 
 def test_the_toy_seg_builder_draws_layouts_by_default() -> None:
+    from saadi_ssi.options import SSIOptions
+
     from saadi_core.data.options import ToySegOptions
     from saadi_core.data.toy_seg import build
 
     data = build(ToySegOptions(n_train=8, n_test=4, n_layouts=5))
     assert data.layouts is not None and len(data.layouts) == 5
-    assert ToySegOptions().n_layouts > 16  # more than ssi's 16 conditions to pick from
+    # ssi's default conditions to evaluate on, and as many others to validate on
+    assert ToySegOptions().n_layouts >= 2 * SSIOptions().n_conditions
 
 
 def test_a_mask_conditioned_generator_evaluates_on_layouts_it_never_trained_on(

@@ -89,10 +89,12 @@ class SSIOptions(LatentDiffusionOptions):
 
     # ---- conditions
     n_conditions: int | None = Field(
-        default=16,
+        default=128,
         ge=1,
         description="training masks used as conditions (a seeded subset); None = every training mask. "
-        "The pool holds n_conditions x (1 + augment_copies) x n_per_condition images",
+        "The pool holds n_conditions x (1 + augment_copies) x n_per_condition images. Their real images are "
+        "all that the aligners' real-image terms and the train-longer control fine-tune on, so many masks with "
+        "few samples each beat few masks with many (toy-seg: 128 against 16, docs/benchmarks.md)",
     )
     condition_augment: Literal["none", "flip", "affine"] = Field(
         default="none",

@@ -55,10 +55,11 @@ class ToySegOptions(_Options):
     n_train: int = Field(default=600, ge=1, description="training images")
     n_test: int = Field(default=200, ge=1, description="test images")
     n_layouts: int = Field(
-        default=64,
+        default=256,
         ge=0,
         description="unseen layouts: scenes drawn like the others that nothing trains or is tested on; "
-        "evaluation generates on their masks (evaluation.conditions), so copying a training image cannot pass",
+        "evaluation generates on their masks (evaluation.conditions), so copying a training image cannot pass. "
+        "256 = ssi's 128 conditions for the evaluation and 128 others for the aligners' validation",
     )
     image_size: int = Field(
         default=64, ge=32, le=1024, description="side of the square images in pixels"

@@ -70,7 +70,7 @@ def evaluation_conditions(
     layouts).
 
     ``layouts`` (``evaluation.layouts``) asks for a condition on each of the first ``layouts``
-    unseen layouts instead of the generator's own pick of them (``ssi`` takes 16): the samples
+    unseen layouts instead of the generator's own pick of them (``ssi``: its ``n_conditions``): the samples
     of one layout pass or fail together, so many layouts with few samples each measure
     rendering more precisely than a few layouts with many."""
     if mode == UNSEEN:
@@ -91,7 +91,7 @@ def validation_conditions(
     conditions built from *every* layout whose mask no evaluation condition uses (``'training'``
     when the generator's conditions carry no masks or every layout is used).
 
-    Every one, not the generator's usual pick (``ssi`` takes 16): an adapter helps some layouts
+    Every one, not the generator's usual pick (``ssi``: its ``n_conditions``): an adapter helps some layouts
     and hurts others, and on toy-seg two sets of 16 layouts disagreed about the same adapter
     (docs/benchmarks.md), so the state kept should be judged on as many layouts as there are.
     The generator is asked again for the layouts it left out until it covers them all or adds
