@@ -1,6 +1,7 @@
 """What a segmentation run's pool offers alignment: oracle pass, pairs per mask, selector-oracle κ.
 
     python benchmarks/seg_pool.py runs/ssi-s0 [runs/casdm-s0 ...] [--threshold 0.9] [--grid out.png]
+    python benchmarks/seg_pool.py runs/ssi-s0 --score-by look --pairing threshold:threshold=0.9
 
 For each finished run (at least its ``score`` stage) on an embedded toy set with an oracle, prints
 the pool's oracle pass rate, which classes' regions fail and what they look like instead (toy-seg
@@ -15,23 +16,35 @@ each pairing strategy in ``--pairing`` (``kind`` or ``kind:option=value,...``, b
 registry as a run would), how many of its pairs the oracle agrees with (winner passes, loser
 fails), contradicts (the reverse) or cannot tell apart (both the same). **Masks without a winner**:
 each such mask's best and median selector score, its oracle pass rate and its classes, which shows
-whether a fixed h or the pool size keeps the mask from giving pairs.
+whether a fixed h or the pool size keeps the mask from giving pairs. **Ranking within a mask**:
+how often an oracle-passing sample outscores an oracle-failing sample of the same condition (an
+AUC; 0.5 is a judge that cannot rank the samples of a mask, and ranking them is all a pairing
+strategy can use).
+
+``--score-by`` judges the pool with another judge of the run's segformer selector (``dice``,
+``look`` or ``dice-and-look``) instead of the run's own scores: the run is reopened with only the
+selector's ``score_by`` changed, so its generator and pool are reused and that selector is trained
+into the run's stage store (once: a second call finds it there).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from saadi_core.config import deep_merge, parse_assignment
+from saadi_core.config import RunConfig, deep_merge, parse_assignment
 from saadi_core.preferences import load_pool
 from saadi_core.registry import Registry, get_registry
-from saadi_core.samples_io import to_uint8_nhwc
+from saadi_core.samples_io import load_samples, to_uint8_nhwc
+from saadi_core.session import RunSession
+from saadi_core.stages import data, pool, score, train
+from saadi_core.store import RunStore
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
@@ -47,6 +60,49 @@ def _dataset(run: Path):
     return entry.load()(
         entry.build_options(config["dataset"].get("options") or {}, config.get("profile", "tiny"))
     )
+
+
+def rescored_pool(run: Path, score_by: str, scratch: Path) -> tuple[list, list]:
+    """The run's pool and its scores by the segformer judge ``score_by``, computed by a scratch
+    run that differs from ``run`` only there and shares its stage store."""
+    config = json.loads((run / "manifest.json").read_text())["config"]
+    if config.get("aligner") is None:
+        raise SystemExit(f"{run}: the run did not align, so it has no pool")
+    selector = config["selector"]
+    options = {**(selector.get("options") or {}), "score_by": score_by}
+    config |= {
+        "selector": {**selector, "options": options},
+        "runs_dir": str(scratch),
+        "name": f"{run.name}-{score_by}",
+    }
+    session = RunSession(
+        RunConfig(**config),
+        get_registry(),
+        quiet=True,
+        doc=None,
+        stages_dir=RunStore(run).stages_dir,
+    )
+    try:
+        real = data.run(session)
+        trained, judge = train.run_generator(session, real), train.run_selector(session, real)
+        pooled = pool.run(session, trained, judge)
+        return load_samples(pooled.path), session.scores(score.run(session, pooled, judge))
+    finally:
+        session.store.release()
+
+
+def within_condition_auc(groups: dict[str, list[int]], scores: list, passed: np.ndarray) -> float:
+    """P(an oracle-passing sample outscores an oracle-failing one of the same condition), ties
+    counting half; NaN when no condition has both."""
+    values = np.asarray(scores, dtype=float)
+    wins = total = 0.0
+    for members in groups.values():
+        good = values[[i for i in members if passed[i]]]
+        bad = values[[i for i in members if not passed[i]]]
+        diff = good[:, None] - bad[None, :]
+        wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
+        total += diff.size
+    return wins / total if total else float("nan")
 
 
 def parse_strategy(text: str) -> tuple[str, dict]:
@@ -109,11 +165,19 @@ def masks_without_winner(
     return out
 
 
-def report(run: Path, threshold: float, grid: Path | None, strategies: Sequence[str] = ()) -> dict:
+def report(
+    run: Path,
+    threshold: float,
+    grid: Path | None,
+    strategies: Sequence[str] = (),
+    pool_and_scores: tuple[list, list] | None = None,
+) -> dict:
+    """The figures of the module docstring for ``run``'s pool, scored by the run's selector or
+    as ``pool_and_scores`` gives."""
     import torch
 
     dataset = _dataset(run)
-    samples, scores = load_pool(run)
+    samples, scores = pool_and_scores or load_pool(run)
     selected = np.array([s is not None and s >= threshold for s in scores], dtype=bool)
     images = to_uint8_nhwc(torch.stack([s.image for s in samples]))
     masks = torch.stack([s.mask for s in samples]).numpy()
@@ -134,6 +198,7 @@ def report(run: Path, threshold: float, grid: Path | None, strategies: Sequence[
         "oracle_pass": float(passed.mean()),
         "selector_pass": float(selected.mean()),
         "kappa": cohen_kappa(selected, passed),
+        "auc_within_condition": round(within_condition_auc(groups, scores, passed), 3),
         "conditions": len(groups),
         "conditions_with_selector_pairs": selector_pairs,
         "conditions_with_oracle_pairs": oracle_pairs,
@@ -188,9 +253,21 @@ def main() -> int:
         help="a pairing strategy whose pairs the oracle judges, e.g. 'threshold:threshold=0.9' or "
         "'best-worst:k=4' (repeatable)",
     )
+    parser.add_argument(
+        "--score-by",
+        choices=("dice", "look", "dice-and-look"),
+        default=None,
+        help="judge the pool by this score of the run's segformer selector (trained into the run's "
+        "stage store if needed) instead of the run's own scores",
+    )
     args = parser.parse_args()
-    for k, run in enumerate(args.runs):
-        print(json.dumps(report(run, args.threshold, args.grid if k == 0 else None, args.pairing)))
+    with tempfile.TemporaryDirectory() as scratch:
+        for k, run in enumerate(args.runs):
+            rescored = rescored_pool(run, args.score_by, Path(scratch)) if args.score_by else None
+            figures = report(
+                run, args.threshold, args.grid if k == 0 else None, args.pairing, rescored
+            )
+            print(json.dumps({"score_by": args.score_by, **figures}))
     return 0
 
 

@@ -75,3 +75,15 @@ def test_masks_without_winner_name_their_scores_and_classes() -> None:
             "classes": ["tool", "x"],
         }
     ]
+
+
+def test_ranking_within_a_mask_counts_every_pass_fail_pair_of_one_condition() -> None:
+    script = load_script()
+    samples, scores, passed, _ = pool()
+    groups = {"mask:a": [0, 1, 2, 3], "mask:b": [4, 5]}
+    # a: passing 0.95, 0.3 against failing 0.92, 0.2 -> 3 of 4 ranked right; b: 0.8 over 0.4
+    assert script.within_condition_auc(groups, scores, passed) == 4 / 5
+    # a tie counts half (a: 4 ties; b still right); a mask with one verdict only adds nothing
+    tied = [0.5, 0.5, 0.5, 0.5, 0.9, 0.1]
+    assert script.within_condition_auc(groups, tied, passed) == 3 / 5
+    assert np.isnan(script.within_condition_auc({"mask:b": [4]}, scores, passed))

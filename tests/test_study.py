@@ -4,6 +4,7 @@ paired confidence intervals. Uses the in-process plugins of ``test_pipeline``.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -148,29 +149,18 @@ def test_study_typo_is_a_config_error(tmp_path):
         load_config_file(file)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "quick",
-        "baseline-comparison",
-        "data-scaling",
-        "iterative-refinement",
-        "evidence",
-        "evidence-quick",
-        "evidence-few-real",
-        "control",
-        "control-seg",
-        "masks-seg",
-    ],
+EXAMPLE_STUDIES = sorted(
+    (Path(__file__).parent.parent / "examples" / "studies").glob("*.yaml"), key=lambda p: p.name
 )
-def test_example_studies_validate(name):
-    """The shipped example studies name only installed kinds and valid options."""
-    from pathlib import Path
 
+
+@pytest.mark.parametrize("file", EXAMPLE_STUDIES, ids=[p.stem for p in EXAMPLE_STUDIES])
+def test_example_studies_validate(file):
+    """Every shipped example study names only installed kinds and valid options."""
     from saadi_core.config import load_config_file, validate_components
     from saadi_core.registry import get_registry
 
-    file = Path(__file__).parent.parent / "examples" / "studies" / f"{name}.yaml"
+    assert len(EXAMPLE_STUDIES) >= 10  # the glob found the folder
     config, doc = load_config_file(file)
     assert isinstance(config, StudyConfig) and len(config.seeds) >= 3
     validate_components(config, get_registry(), doc)
