@@ -154,13 +154,17 @@ EXAMPLE_STUDIES = sorted(
 )
 
 
+def test_the_example_studies_are_found():
+    """An empty glob would parametrise the check below away instead of failing it."""
+    assert len(EXAMPLE_STUDIES) >= 10
+
+
 @pytest.mark.parametrize("file", EXAMPLE_STUDIES, ids=[p.stem for p in EXAMPLE_STUDIES])
 def test_example_studies_validate(file):
     """Every shipped example study names only installed kinds and valid options."""
     from saadi_core.config import load_config_file, validate_components
     from saadi_core.registry import get_registry
 
-    assert len(EXAMPLE_STUDIES) >= 10  # the glob found the folder
     config, doc = load_config_file(file)
     assert isinstance(config, StudyConfig) and len(config.seeds) >= 3
     validate_components(config, get_registry(), doc)
