@@ -149,9 +149,7 @@ def test_study_typo_is_a_config_error(tmp_path):
         load_config_file(file)
 
 
-EXAMPLE_STUDIES = sorted(
-    (Path(__file__).parent.parent / "examples" / "studies").glob("*.yaml"), key=lambda p: p.name
-)
+EXAMPLE_STUDIES = sorted((Path(__file__).parent.parent / "examples" / "studies").glob("*.yaml"))
 
 
 def test_the_example_studies_are_found():
